@@ -1,0 +1,292 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Scope is a Reevit API-key scope.
+// +kubebuilder:validation:Enum=connections:read;connections:write;payments:read;payments:write;fraud:read;fraud:write;webhooks:read;webhooks:write;subscriptions:read;subscriptions:write;invoices:read;invoices:write;api_keys:read;api_keys:write;workflows:read;workflows:write
+type Scope string
+
+// DeletionPolicy says what happens to Reevit keys when the ApiKey is deleted.
+// +kubebuilder:validation:Enum=Revoke;Retain
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyRevoke revokes the active key and every pending one.
+	DeletionPolicyRevoke DeletionPolicy = "Revoke"
+	// DeletionPolicyRetain leaves the keys active at Reevit.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+)
+
+// ReevitEndpoint says which Reevit organisation issues the key and with which
+// administrator credential.
+type ReevitEndpoint struct {
+	// URL is the base URL of the Reevit API.
+	// +kubebuilder:default="https://api.reevit.com"
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="reevit.url must use https:// (http:// is allowed only for localhost, 127.0.0.1 and [::1])"
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="reevit.url must be an absolute URL"
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// OrgID is the Reevit organisation, sent as the X-Org-Id header.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
+	OrgID string `json:"orgId"`
+
+	// AdminKeySecretRef points at a Secret in the same namespace holding a
+	// Reevit key with the api_keys:read and api_keys:write scopes. Keywarden
+	// uses it to create, list and revoke keys.
+	AdminKeySecretRef SecretKeyReference `json:"adminKeySecretRef"`
+
+	// ActorID is sent as X-Actor-Id so Reevit's audit log names who acted.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	ActorID string `json:"actorId,omitempty"`
+}
+
+// Rotation says when a new key replaces the current one. Without rotation the
+// key is kept until the ApiKey is deleted, a key-relevant field of the spec
+// changes or a rotation is asked for with the keywarden.dev/rotate annotation.
+// +kubebuilder:validation:XValidation:rule="!(has(self.every) && has(self.schedule))",message="rotation.every and rotation.schedule are mutually exclusive: set one"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeZone) || has(self.schedule)",message="rotation.timeZone applies only to rotation.schedule"
+// +kubebuilder:validation:XValidation:rule="!has(self.every) || duration(self.every) >= duration('1m')",message="rotation.every must be at least 1m"
+// +kubebuilder:validation:XValidation:rule="!has(self.every) || !has(self.gracePeriod) || duration(self.gracePeriod) <= duration(self.every)",message="rotation.gracePeriod must not be longer than rotation.every"
+type Rotation struct {
+	// Every rotates the key at this interval after it became active, as a Go
+	// duration such as 720h or 30m. At least 1m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	Every *metav1.Duration `json:"every,omitempty"`
+
+	// Schedule rotates the key on a 5-field cron schedule (minute hour
+	// day-of-month month day-of-week), for example "0 3 * * 1" for Mondays at
+	// 03:00. A rotation missed while Keywarden was down happens once at start-up.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|((\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]+)?)(,((\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]+)?))* +((\*|(1?[0-9]|2[0-3])(-(1?[0-9]|2[0-3]))?)(/[0-9]+)?)(,((\*|(1?[0-9]|2[0-3])(-(1?[0-9]|2[0-3]))?)(/[0-9]+)?))* +((\*|\?|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[0-9]+)?)(,((\*|\?|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[0-9]+)?))* +((\*|([1-9]|1[0-2]|[A-Za-z]{3})(-([1-9]|1[0-2]|[A-Za-z]{3}))?)(/[0-9]+)?)(,((\*|([1-9]|1[0-2]|[A-Za-z]{3})(-([1-9]|1[0-2]|[A-Za-z]{3}))?)(/[0-9]+)?))* +((\*|\?|([0-7]|[A-Za-z]{3})(-([0-7]|[A-Za-z]{3}))?)(/[0-9]+)?)(,((\*|\?|([0-7]|[A-Za-z]{3})(-([0-7]|[A-Za-z]{3}))?)(/[0-9]+)?))*)$`
+	// +optional
+	Schedule string `json:"schedule,omitempty"`
+
+	// TimeZone is the IANA time zone of Schedule, such as Europe/Berlin.
+	// Defaults to UTC.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`
+	// +optional
+	TimeZone string `json:"timeZone,omitempty"`
+
+	// GracePeriod is how long the previous key stays valid after the Secret
+	// holds the new one, so running workloads can pick the new key up.
+	// Defaults to 10m, or to Every when Every is shorter.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+}
+
+// ApiKeySpec is the desired Reevit API key.
+type ApiKeySpec struct {
+	// Reevit says where and with which administrator credential keys are made.
+	Reevit ReevitEndpoint `json:"reevit"`
+
+	// DisplayName is the key's name at Reevit. Defaults to <namespace>/<name>.
+	// Keywarden appends a marker tying the key to this object.
+	// +kubebuilder:validation:MaxLength=200
+	// +optional
+	DisplayName string `json:"displayName,omitempty"`
+
+	// Scopes the key carries: 1 to 16 distinct Reevit scopes. The admin key
+	// must hold every scope it grants.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	Scopes []Scope `json:"scopes"`
+
+	// Environment the issued key must belong to: live (pfk_live_) or test
+	// (pfk_test_). A key of the other kind is revoked at once.
+	// +kubebuilder:validation:Enum=live;test
+	Environment string `json:"environment"`
+
+	// Rotation says when the key is replaced.
+	// +optional
+	Rotation *Rotation `json:"rotation,omitempty"`
+
+	// Secret shapes the output Secret (data keys apiKey, keyId, orgId, url;
+	// previousApiKey and previousKeyId while a previous key awaits revocation).
+	// +optional
+	Secret SecretTemplate `json:"secret,omitempty"`
+
+	// RolloutRestart lists workloads restarted when the key changes.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	RolloutRestart []RolloutTarget `json:"rolloutRestart,omitempty"`
+
+	// DeletionPolicy says whether deleting the ApiKey revokes its keys.
+	// +kubebuilder:default=Revoke
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// HistoryLimit is how many keys status.history keeps.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	HistoryLimit *int32 `json:"historyLimit,omitempty"`
+}
+
+// PendingRevocation is a previous key that stays valid until RevokeAfter.
+type PendingRevocation struct {
+	// KeyID is the Reevit id of the key.
+	KeyID string `json:"keyId"`
+	// KeyPrefix is the key's first 13 characters.
+	// +optional
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// RevokeAfter is when the grace period ends.
+	RevokeAfter metav1.Time `json:"revokeAfter"`
+	// Reason is why the key is being replaced.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// KeyRequest records a key creation before it is sent, so that a process that
+// dies at any instant resends the same Idempotency-Key and loses nothing.
+type KeyRequest struct {
+	// IdempotencyKey sent with the create request.
+	IdempotencyKey string `json:"idempotencyKey"`
+	// Name the key is created with at Reevit.
+	Name string `json:"name"`
+	// Reason is why the key is being created.
+	Reason string `json:"reason"`
+	// StartedAt is when the request was first recorded.
+	StartedAt metav1.Time `json:"startedAt"`
+	// RevokeCurrent asks for the current key to be revoked at once (compromised).
+	// +optional
+	RevokeCurrent bool `json:"revokeCurrent,omitempty"`
+}
+
+// KeyHistoryEntry is one key in the audit trail. It never holds the key.
+type KeyHistoryEntry struct {
+	// KeyID is the Reevit id of the key.
+	KeyID string `json:"keyId"`
+	// KeyPrefix is the key's first 13 characters.
+	KeyPrefix string `json:"keyPrefix"`
+	// CreatedAt is when the key was issued.
+	CreatedAt metav1.Time `json:"createdAt"`
+	// RevokedAt is when Keywarden revoked the key.
+	// +optional
+	RevokedAt *metav1.Time `json:"revokedAt,omitempty"`
+	// Reason the key was replaced or revoked: Rotation, Compromised, Drift,
+	// Deletion, SpecChange, SecretLost or EnvironmentMismatch.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// ApiKeyStatus is the observed state of an ApiKey. It never holds a key.
+type ApiKeyStatus struct {
+	// KeyID is the Reevit id of the active key.
+	// +optional
+	KeyID string `json:"keyId,omitempty"`
+	// KeyPrefix is the active key's first 13 characters, such as pfk_live_a1b2.
+	// +optional
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// ActiveSince is when the Secret started holding the active key.
+	// +optional
+	ActiveSince *metav1.Time `json:"activeSince,omitempty"`
+	// LastRotationTime is when the key was last replaced.
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
+	// NextRotationTime is when the next scheduled rotation is due.
+	// +optional
+	NextRotationTime *metav1.Time `json:"nextRotationTime,omitempty"`
+	// Rotations counts the keys issued after the first one.
+	// +optional
+	Rotations int64 `json:"rotations,omitempty"`
+	// Generation counts every key creation started for this object; it makes
+	// Idempotency-Keys unique and deterministic.
+	// +optional
+	KeyGeneration int64 `json:"keyGeneration,omitempty"`
+	// PendingRevocations are previous keys still valid until their grace period ends.
+	// +listType=map
+	// +listMapKey=keyId
+	// +optional
+	PendingRevocations []PendingRevocation `json:"pendingRevocations,omitempty"`
+	// PendingCreate is a key creation recorded before it was sent.
+	// +optional
+	PendingCreate *KeyRequest `json:"pendingCreate,omitempty"`
+	// KeySpecHash fingerprints the spec fields that need a new key when they change.
+	// +optional
+	KeySpecHash string `json:"keySpecHash,omitempty"`
+	// LastRotateRequest is the last keywarden.dev/rotate value acted on.
+	// +optional
+	LastRotateRequest string `json:"lastRotateRequest,omitempty"`
+	// LastCompromisedRequest is the last keywarden.dev/compromised value acted on.
+	// +optional
+	LastCompromisedRequest string `json:"lastCompromisedRequest,omitempty"`
+	// LastDriftCheckTime is when Keywarden last listed the organisation's keys.
+	// +optional
+	LastDriftCheckTime *metav1.Time `json:"lastDriftCheckTime,omitempty"`
+	// AdminKeySecretVersion is the resourceVersion of the admin-key Secret at
+	// the last attempt; a change lifts a failure that needed a person.
+	// +optional
+	AdminKeySecretVersion string `json:"adminKeySecretVersion,omitempty"`
+	// SecretName is the output Secret the active key was written to.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// FailedAttempts counts consecutive failures; it drives the backoff.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// LastFailureTime is when the last attempt failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	// History is the audit trail of the last spec.historyLimit keys.
+	// +listType=atomic
+	// +optional
+	History []KeyHistoryEntry `json:"history,omitempty"`
+	// Conditions: Ready summarises; Issued, SecretSynced and
+	// RevocationsComplete say which step failed.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// ApiKey keeps a Reevit API key in a Secret: it creates the key, rotates it on
+// a schedule with a grace period, and revokes it when the ApiKey is deleted.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ak,categories=keywarden
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Prefix",type=string,JSONPath=`.status.keyPrefix`
+// +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Key ID",type=string,JSONPath=`.status.keyId`,priority=1
+// +kubebuilder:printcolumn:name="Rotations",type=integer,JSONPath=`.status.rotations`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+type ApiKey struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired key.
+	Spec ApiKeySpec `json:"spec"`
+	// Status is the observed state.
+	// +optional
+	Status ApiKeyStatus `json:"status,omitempty"`
+}
+
+// ApiKeyList is a list of ApiKeys.
+// +kubebuilder:object:root=true
+type ApiKeyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ApiKey `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ApiKey{}, &ApiKeyList{})
+}

@@ -1,0 +1,46 @@
+package v1alpha1
+
+// Condition types. Ready summarises; the narrower types each have one owner
+// step in the reconcilers.
+const (
+	// ConditionReady is True when the Secret holds a valid credential and nothing needs a person.
+	ConditionReady = "Ready"
+	// ConditionIssued is owned by the step that obtains the credential from the external API.
+	ConditionIssued = "Issued"
+	// ConditionSecretSynced is owned by the step that writes the output Secret.
+	ConditionSecretSynced = "SecretSynced"
+	// ConditionRevoked is owned by the step that revokes previous ApiKey keys.
+	ConditionRevoked = "RevocationsComplete"
+)
+
+// Condition reasons. They double as event reasons; the README lists what a
+// person should do about each.
+const (
+	ReasonSucceeded            = "Succeeded"
+	ReasonProgressing          = "Progressing"
+	ReasonSecretNotFound       = "SecretNotFound"
+	ReasonInvalidAPIKey        = "InvalidAPIKey"
+	ReasonUnauthorized         = "Unauthorized"
+	ReasonMissingScope         = "MissingScope"
+	ReasonRateLimited          = "RateLimited"
+	ReasonAPIUnavailable       = "APIUnavailable"
+	ReasonBadRequest           = "BadRequest"
+	ReasonInsecureEndpoint     = "InsecureEndpoint"
+	ReasonSecretConflict       = "SecretConflict"
+	ReasonSecretWriteFailed    = "SecretWriteFailed"
+	ReasonEnvironmentMismatch  = "EnvironmentMismatch"
+	ReasonTokenExpired         = "TokenExpired"
+	ReasonVerificationFailed   = "VerificationFailed"
+	ReasonRevocationPending    = "RevocationPending"
+	ReasonRevocationFailed     = "RevocationFailed"
+	ReasonDeletionBlocked      = "DeletionBlocked"
+	ReasonRotated              = "Rotated"
+	ReasonRefreshed            = "Refreshed"
+	ReasonRevoked              = "Revoked"
+	ReasonDrift                = "KeyRevokedExternally"
+	ReasonCompromised          = "Compromised"
+	ReasonLeakedKeyRevoked     = "LeakedKeyRevoked"
+	ReasonRolloutRestarted     = "RolloutRestarted"
+	ReasonRolloutTargetMissing = "RolloutTargetMissing"
+	ReasonRolloutStuck         = "RolloutStuck"
+)

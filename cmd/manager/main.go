@@ -1,0 +1,132 @@
+// Command manager runs the Keywarden controllers: ApiKey (Reevit keys) and
+// RevioToken (Rev.io JWTs). It is wiring only: flags, the manager, the
+// reconcilers and the real clock.
+package main
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/controller"
+)
+
+func main() {
+	var (
+		metricsAddr, probeAddr       string
+		leaderElect                  bool
+		leaderElectionID, leaderNS   string
+		namespaces                   string
+		qps                          float64
+		burst                        int
+		maxConcurrent                int
+		allowHTTP                    bool
+		driftInterval, rolloutLimit  time.Duration
+		leaseDuration, renewDeadline time.Duration
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Enable leader election so only one replica reconciles.")
+	flag.StringVar(&leaderElectionID, "leader-election-id", "keywarden.keywarden.dev", "Name of the leader-election Lease.")
+	flag.StringVar(&leaderNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
+	flag.DurationVar(&leaseDuration, "leader-election-lease-duration", 15*time.Second, "Leader-election lease duration.")
+	flag.DurationVar(&renewDeadline, "leader-election-renew-deadline", 10*time.Second, "Leader-election renew deadline.")
+	flag.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to watch (default: all).")
+	flag.Float64Var(&qps, "kube-api-qps", -1, "Client-side QPS limit towards the API server; negative leaves throttling to the API server's priority and fairness.")
+	flag.IntVar(&burst, "kube-api-burst", 0, "Client-side burst towards the API server (with --kube-api-qps > 0).")
+	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 16, "Reconciles run in parallel per controller.")
+	flag.BoolVar(&allowHTTP, "allow-http-endpoints", false, "Allow http:// Reevit and Rev.io URLs (loopback simulators in tests and the demo only).")
+	flag.DurationVar(&driftInterval, "drift-check-interval", 15*time.Minute, "How often each organisation's keys are listed to notice keys revoked outside Keywarden and leaked keys; 0 disables.")
+	flag.DurationVar(&rolloutLimit, "rollout-wait-limit", 15*time.Minute, "How long a revocation waits for rollout targets after the grace period before going ahead with a Warning.")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS = float32(qps)
+	if qps > 0 {
+		cfg.Burst = max(burst, int(qps))
+	}
+	cfg.UserAgent = "keywarden-manager"
+
+	cacheOpts := cache.Options{DefaultTransform: controller.TrimForCache}
+	if namespaces != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(namespaces, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+			}
+		}
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:        probeAddr,
+		LeaderElection:                leaderElect,
+		LeaderElectionID:              leaderElectionID,
+		LeaderElectionNamespace:       leaderNS,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		Cache:                         cacheOpts,
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Secrets and workloads are read directly: caching every Secret in
+			// the cluster is what makes other operators run out of memory.
+			DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}},
+			Unstructured: false,
+		}},
+	})
+	if err != nil {
+		log.Error(err, "unable to create manager")
+		os.Exit(1)
+	}
+
+	if err := controller.Setup(mgr, controller.Options{
+		Clock:                   clock.RealClock{},
+		AllowHTTP:               allowHTTP,
+		MaxConcurrentReconciles: maxConcurrent,
+		DriftCheckInterval:      driftInterval,
+		RolloutWaitLimit:        rolloutLimit,
+	}); err != nil {
+		log.Error(err, "unable to set up controllers")
+		os.Exit(1)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "unable to set up health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "unable to set up ready check")
+		os.Exit(1)
+	}
+
+	log.Info("starting manager", "allowHTTPEndpoints", allowHTTP, "namespaces", namespaces, "startedAt", metav1.Now().UTC().Format(time.RFC3339))
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "manager exited with an error")
+		os.Exit(1)
+	}
+}

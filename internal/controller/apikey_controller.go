@@ -1,0 +1,771 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/metrics"
+	"github.com/keywarden/keywarden/internal/reevit"
+	"github.com/keywarden/keywarden/internal/secretsync"
+)
+
+const (
+	kindApiKey = "ApiKey"
+	// finalizer makes deletion wait for revocation.
+	finalizer = "credentials.keywarden.dev/revoke"
+	// replayWindow is how long Reevit replays a mutation for an
+	// Idempotency-Key (24 h), with a safety margin.
+	replayWindow = 23 * time.Hour
+	// rolloutPoll is how often a revocation waiting for rollouts looks again.
+	rolloutPoll = 15 * time.Second
+)
+
+// keyAPI is what the ApiKey reconciler needs from Reevit.
+type keyAPI interface {
+	CreateKey(ctx context.Context, name string, scopes []string, idempotencyKey string) (*reevit.Key, error)
+	ListKeys(ctx context.Context) ([]reevit.Key, error)
+	RevokeKey(ctx context.Context, id, idempotencyKey string) error
+}
+
+// errCrash is returned by the crash hook in tests: the reconcile stops as if
+// the process died at that instant.
+var errCrash = errors.New("simulated crash")
+
+// ApiKeyReconciler creates, rotates and revokes Reevit keys.
+type ApiKeyReconciler struct {
+	client.Client
+	// APIReader reads Secrets and workloads directly: they are not cached.
+	APIReader client.Reader
+	// Cache serves the metadata-only view of Secrets.
+	Cache    client.Reader
+	Recorder recorder.EventRecorder
+	Options
+
+	driftMu   sync.Mutex
+	nextDrift map[types.UID]time.Time
+}
+
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys/finalizers,verbs=update
+
+// SetupWithManager registers the controller and its watches.
+func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Cache == nil {
+		r.Cache = mgr.GetCache()
+	}
+	r.nextDrift = map[types.UID]time.Time{}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.ApiKey{}, builder.WithPredicates(primaryPredicate())).
+		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.ApiKeyList{} }), secretWatch).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Named("apikey").
+		Complete(r)
+}
+
+func (r *ApiKeyReconciler) crash(step string) error {
+	if r.crashAt != nil && r.crashAt(step) {
+		return fmt.Errorf("%w at %s", errCrash, step)
+	}
+	return nil
+}
+
+// Reconcile brings one ApiKey to its desired state.
+func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ak := &v1alpha1.ApiKey{}
+	if err := r.Get(ctx, req.NamespacedName, ak); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.Forget(kindApiKey, req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !ak.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, ak)
+	}
+	if !controllerutil.ContainsFinalizer(ak, finalizer) {
+		patch := client.MergeFrom(ak.DeepCopy())
+		controllerutil.AddFinalizer(ak, finalizer)
+		if err := r.Patch(ctx, ak, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
+	orig := ak.DeepCopy()
+	res, err := r.reconcile(ctx, ak, orig)
+	if errors.Is(err, errCrash) {
+		return ctrl.Result{}, err // a dead process writes nothing more
+	}
+	ak.Status.ObservedGeneration = ak.Generation
+	summariseApiKey(ak)
+	if perr := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); perr != nil {
+		if apierrors.IsConflict(perr) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
+	}
+	recordApiKey(ak)
+	return res, err
+}
+
+// reconcile runs the steps in order; orig tracks what status already holds
+// on the server, for the intermediate write that records an intent.
+func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.ApiKey) (ctrl.Result, error) {
+	now := r.Clock.Now()
+	st := &ak.Status
+	secretName := outputSecretName(ak.Name, ak.Spec.Secret)
+	existing, err := secretsync.Get(ctx, r.APIReader, ak.Namespace, secretName)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
+	}
+	if existing != nil && !secretsync.Controlled(existing, ak) {
+		r.fail(ak, now, classifySecretWrite(&secretsync.ConflictError{Namespace: ak.Namespace, Name: secretName}), v1alpha1.ConditionSecretSynced)
+		return ctrl.Result{}, nil // the Secret watch brings us back
+	}
+
+	adminVersion := r.secretVersion(ctx, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name)
+	if st.FailedAttempts > 0 {
+		if wait, blocked := r.backingOff(ak, now, adminVersion); blocked {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+	}
+	st.AdminKeySecretVersion = adminVersion
+
+	var api keyAPI
+	client := func() (keyAPI, *failure) {
+		if api != nil {
+			return api, nil
+		}
+		c, f := r.reevitClient(ctx, ak)
+		api = c
+		return c, f
+	}
+
+	specHash := keySpecHash(ak)
+	if st.PendingCreate == nil {
+		if reason := newKeyReason(ak, existing, specHash, now); reason != "" {
+			if res, err, done := r.recordIntent(ctx, ak, orig, reason, specHash); done {
+				return res, err
+			}
+		}
+	}
+	if st.PendingCreate != nil {
+		c, f := client()
+		if f != nil {
+			return r.failResult(ak, now, f, v1alpha1.ConditionIssued)
+		}
+		res, err, done := r.completeCreate(ctx, ak, c, existing, specHash, now)
+		if done {
+			return res, err
+		}
+		if existing, err = secretsync.Get(ctx, r.APIReader, ak.Namespace, secretName); err != nil {
+			return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
+		}
+	}
+
+	wait, res, err, done := r.revokeDue(ctx, ak, client, existing, now)
+	if done {
+		return res, err
+	}
+	driftWait, res, err, done := r.checkDrift(ctx, ak, client, now)
+	if done {
+		return res, err
+	}
+	var rotateWait time.Duration
+	if st.NextRotationTime != nil {
+		rotateWait = until(now, st.NextRotationTime.Time)
+	}
+	st.FailedAttempts, st.LastFailureTime = 0, nil
+	return ctrl.Result{RequeueAfter: earliest(rotateWait, wait, driftWait)}, nil
+}
+
+// backingOff reports whether a previous failure still holds the object back:
+// a failure that needs a person waits for a change of the spec, the admin
+// Secret or an annotation; a transient one for its backoff.
+func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.Duration, bool) {
+	st := &ak.Status
+	changed := ak.Generation != st.ObservedGeneration || adminVersion != st.AdminKeySecretVersion ||
+		ak.Annotations[v1alpha1.AnnotationRotate] != st.LastRotateRequest ||
+		ak.Annotations[v1alpha1.AnnotationCompromised] != st.LastCompromisedRequest
+	if changed {
+		return 0, false
+	}
+	if permanentFailure(st.Conditions) {
+		return 0, true
+	}
+	if st.LastFailureTime == nil {
+		return 0, false
+	}
+	retry := st.LastFailureTime.Add(backoff(st.FailedAttempts))
+	if now.Before(retry) {
+		return retry.Sub(now), true
+	}
+	return 0, false
+}
+
+// recordIntent records the next key creation in status before anything is
+// sent. The write uses optimistic locking: a reconcile working from a stale
+// read fails here instead of creating a second key.
+func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.ApiKey, reason, specHash string) (ctrl.Result, error, bool) {
+	st := &ak.Status
+	st.KeyGeneration++
+	st.PendingCreate = &v1alpha1.KeyRequest{
+		IdempotencyKey: createIdempotencyKey(ak, st.KeyGeneration, specHash),
+		Name:           keyName(ak, st.KeyGeneration),
+		Reason:         reason,
+		StartedAt:      *mtime(r.Clock.Now()),
+		RevokeCurrent:  reason == createCompromised || reason == createDrift,
+	}
+	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, false, v1alpha1.ReasonProgressing, "creating a new key ("+reason+")")
+	st.ObservedGeneration = ak.Generation
+	if err := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil, true
+		}
+		return ctrl.Result{}, fmt.Errorf("record key intent: %w", err), true
+	}
+	*orig = *ak.DeepCopy()
+	if err := r.crash("intent-recorded"); err != nil {
+		return ctrl.Result{}, err, true
+	}
+	return ctrl.Result{}, nil, false
+}
+
+// completeCreate sends the recorded creation (a replay when it was sent
+// before), checks the environment, writes the Secret, then switches status
+// to the new key.
+func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, existing *corev1.Secret, specHash string, now time.Time) (ctrl.Result, error, bool) {
+	st := &ak.Status
+	req := st.PendingCreate
+	if now.Sub(req.StartedAt.Time) > replayWindow {
+		// Reevit no longer replays this request: adopt what the Secret holds
+		// or revoke what was created, then start afresh.
+		if res, err, done := r.recoverExpired(ctx, ak, c, existing, now); done {
+			return res, err, true
+		}
+		req = st.PendingCreate
+	}
+	scopes := make([]string, len(ak.Spec.Scopes))
+	for i, s := range ak.Spec.Scopes {
+		scopes[i] = string(s)
+	}
+	key, err := c.CreateKey(ctx, req.Name, scopes, req.IdempotencyKey)
+	if err != nil {
+		f := classifyReevit(err)
+		if !f.Transient {
+			// A 4xx has no effect at Reevit: nothing to remember.
+			st.PendingCreate = nil
+		}
+		res, ferr := r.failResult(ak, now, f, v1alpha1.ConditionIssued)
+		return res, ferr, true
+	}
+	if err := r.crash("after-post"); err != nil {
+		return ctrl.Result{}, err, true
+	}
+	if !strings.HasPrefix(key.Key, "pfk_"+ak.Spec.Environment+"_") {
+		if err := c.RevokeKey(ctx, key.ID, revokeIdempotencyKey(key.ID)); err != nil {
+			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+			return res, ferr, true
+		}
+		st.PendingCreate = nil
+		appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: key.ID, KeyPrefix: keyPrefix(key.Key), CreatedAt: *mtime(key.CreatedAt), RevokedAt: mtime(now), Reason: v1alpha1.ReasonEnvironmentMismatch})
+		r.fail(ak, now, &failure{Reason: v1alpha1.ReasonEnvironmentMismatch, Message: fmt.Sprintf(
+			"Reevit issued a %s key but spec.environment is %q: the key was revoked; use an admin key of the %s environment or change spec.environment",
+			keyPrefix(key.Key)[:9], ak.Spec.Environment, ak.Spec.Environment)}, v1alpha1.ConditionIssued)
+		return ctrl.Result{}, nil, true
+	}
+	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+key.ID+" issued")
+
+	// The Secret is written before the status that declares the key active.
+	keepPrevious := st.KeyID != "" && !req.RevokeCurrent
+	data := r.keyData(ak, key.ID, key.Key)
+	if keepPrevious && existing != nil && string(existing.Data["keyId"]) == st.KeyID {
+		data["previousApiKey"] = existing.Data["apiKey"]
+		data["previousKeyId"] = []byte(st.KeyID)
+	}
+	if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
+		res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+		return res, ferr, true
+	}
+	if err := r.crash("after-secret"); err != nil {
+		return ctrl.Result{}, err, true
+	}
+	r.switchTo(ak, key, req, specHash, now)
+	if err := r.crash("after-switch"); err != nil {
+		return ctrl.Result{}, err, true
+	}
+	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, ak, ak.Spec.RolloutRestart, secretsync.Hash(data))
+	return ctrl.Result{}, nil, false
+}
+
+// switchTo makes key the active key in status and queues the previous one
+// for revocation.
+func (r *ApiKeyReconciler) switchTo(ak *v1alpha1.ApiKey, key *reevit.Key, req *v1alpha1.KeyRequest, specHash string, now time.Time) {
+	st := &ak.Status
+	if st.KeyID != "" && st.KeyID != key.ID {
+		revokeAfter := now.Add(gracePeriod(ak.Spec.Rotation))
+		if req.RevokeCurrent {
+			revokeAfter = now
+		}
+		st.PendingRevocations = append(st.PendingRevocations, v1alpha1.PendingRevocation{
+			KeyID: st.KeyID, KeyPrefix: st.KeyPrefix, RevokeAfter: *mtime(revokeAfter), Reason: req.Reason})
+		st.Rotations++
+		st.LastRotationTime = mtime(now)
+	}
+	st.KeyID, st.KeyPrefix = key.ID, keyPrefix(key.Key)
+	st.ActiveSince = mtime(now)
+	st.KeySpecHash = specHash
+	st.SecretName = outputSecretName(ak.Name, ak.Spec.Secret)
+	st.LastRotateRequest = ak.Annotations[v1alpha1.AnnotationRotate]
+	st.LastCompromisedRequest = ak.Annotations[v1alpha1.AnnotationCompromised]
+	st.PendingCreate = nil
+	appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: key.ID, KeyPrefix: st.KeyPrefix, CreatedAt: *mtime(key.CreatedAt)})
+	next, err := nextRotation(ak.Spec.Rotation, now)
+	st.NextRotationTime = optTime(next)
+	if err != nil {
+		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonBadRequest, "Rotate", "%v", err)
+	}
+	metrics.Renewals.WithLabelValues(kindApiKey, "success").Inc()
+	if req.Reason == createCompromised {
+		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonCompromised, "Rotate",
+			"key marked compromised: replaced by %s and the previous key is revoked now, without grace period", key.ID)
+	} else {
+		r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRotated, "Rotate", "key %s (%s) is active (%s)", key.ID, st.KeyPrefix, req.Reason)
+	}
+}
+
+// recoverExpired handles a recorded creation older than Reevit's replay
+// window: a key it created is adopted when the Secret holds it, otherwise
+// revoked, and a fresh creation is recorded.
+func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, existing *corev1.Secret, now time.Time) (ctrl.Result, error, bool) {
+	st := &ak.Status
+	keys, err := c.ListKeys(ctx)
+	if err != nil {
+		res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+		return res, ferr, true
+	}
+	for _, k := range keys {
+		if k.Name != st.PendingCreate.Name {
+			continue
+		}
+		if existing != nil && string(existing.Data["keyId"]) == k.ID && secretsync.Intact(existing) {
+			adopted := k
+			adopted.Key = string(existing.Data["apiKey"])
+			r.switchTo(ak, &adopted, st.PendingCreate, keySpecHash(ak), now)
+			return ctrl.Result{Requeue: true}, nil, true
+		}
+		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
+			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+			return res, ferr, true
+		}
+		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Recover",
+			"revoked key %s: created by an interrupted request older than Reevit's replay window", k.ID)
+	}
+	st.KeyGeneration++
+	st.PendingCreate.IdempotencyKey = createIdempotencyKey(ak, st.KeyGeneration, keySpecHash(ak))
+	st.PendingCreate.Name = keyName(ak, st.KeyGeneration)
+	st.PendingCreate.StartedAt = *mtime(now)
+	// Record the fresh intent before sending it.
+	return ctrl.Result{Requeue: true}, nil, true
+}
+
+// revokeDue revokes the previous keys whose grace period has ended (and
+// whose rollouts finished, within RolloutWaitLimit) and drops them from the
+// Secret. It returns the delay until the next one is due.
+func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, getClient func() (keyAPI, *failure), existing *corev1.Secret, now time.Time) (time.Duration, ctrl.Result, error, bool) {
+	st := &ak.Status
+	due, next := dueRevocations(st.PendingRevocations, now)
+	var wait time.Duration
+	if !next.IsZero() {
+		wait = until(now, next)
+	}
+	if len(due) == 0 {
+		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionRevoked, len(st.PendingRevocations) == 0, revokedReason(st), revokedMessage(st))
+		return wait, ctrl.Result{}, nil, false
+	}
+	if len(ak.Spec.RolloutRestart) > 0 && existing != nil {
+		done, err := secretsync.RolloutsDone(ctx, r.APIReader, ak.Namespace, ak.Spec.RolloutRestart, existing.Annotations[secretsync.AnnotationDataHash])
+		if err != nil {
+			return 0, ctrl.Result{}, err, true
+		}
+		var held []v1alpha1.PendingRevocation
+		for _, p := range due {
+			if done || p.Reason == createCompromised {
+				held = append(held, p)
+				continue
+			}
+			if now.Before(p.RevokeAfter.Add(r.RolloutWaitLimit)) {
+				wait = earliest(wait, rolloutPoll)
+				continue
+			}
+			r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutStuck, "Revoke",
+				"rollout targets did not finish within %s after the grace period: revoking key %s anyway", r.RolloutWaitLimit, p.KeyID)
+			held = append(held, p)
+		}
+		due = held
+	}
+	if len(due) == 0 {
+		return wait, ctrl.Result{}, nil, false
+	}
+	c, f := getClient()
+	if f != nil {
+		res, err := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
+		return 0, res, err, true
+	}
+	for _, p := range due {
+		if err := r.crash("during-revoke"); err != nil {
+			return 0, ctrl.Result{}, err, true
+		}
+		if err := c.RevokeKey(ctx, p.KeyID, revokeIdempotencyKey(p.KeyID)); err != nil {
+			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionRevoked)
+			return 0, res, ferr, true
+		}
+		st.PendingRevocations = removePending(st.PendingRevocations, p.KeyID)
+		markRevoked(ak, p.KeyID, p.Reason, now)
+		r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "previous key %s revoked", p.KeyID)
+	}
+	// Drop the revoked key from the Secret's previous* fields.
+	if existing != nil && len(existing.Data["previousKeyId"]) > 0 && !hasPending(st.PendingRevocations, string(existing.Data["previousKeyId"])) {
+		data := r.keyData(ak, string(existing.Data["keyId"]), string(existing.Data["apiKey"]))
+		if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
+			res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+			return 0, res, ferr, true
+		}
+	}
+	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionRevoked, len(st.PendingRevocations) == 0, revokedReason(st), revokedMessage(st))
+	return wait, ctrl.Result{}, nil, false
+}
+
+func revokedReason(st *v1alpha1.ApiKeyStatus) string {
+	if len(st.PendingRevocations) > 0 {
+		return v1alpha1.ReasonRevocationPending
+	}
+	return v1alpha1.ReasonSucceeded
+}
+
+func revokedMessage(st *v1alpha1.ApiKeyStatus) string {
+	if n := len(st.PendingRevocations); n > 0 {
+		return fmt.Sprintf("%d previous key(s) valid until their grace period ends", n)
+	}
+	return "no previous key is active"
+}
+
+// checkDrift lists the organisation's keys now and then (never on start-up,
+// never more often than DriftCheckInterval per object): it replaces an active
+// key revoked outside Keywarden and revokes leaked keys carrying this
+// object's marker that nothing tracks.
+func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, getClient func() (keyAPI, *failure), now time.Time) (time.Duration, ctrl.Result, error, bool) {
+	if r.DriftCheckInterval <= 0 || ak.Status.KeyID == "" {
+		return 0, ctrl.Result{}, nil, false
+	}
+	r.driftMu.Lock()
+	at, seen := r.nextDrift[ak.UID]
+	if !seen {
+		at = now.Add(r.DriftCheckInterval + time.Duration(r.jitter()*float64(r.DriftCheckInterval)/4))
+		r.nextDrift[ak.UID] = at
+	}
+	r.driftMu.Unlock()
+	if now.Before(at) {
+		return until(now, at), ctrl.Result{}, nil, false
+	}
+	r.driftMu.Lock()
+	r.nextDrift[ak.UID] = now.Add(r.DriftCheckInterval)
+	r.driftMu.Unlock()
+	c, f := getClient()
+	if f != nil {
+		res, err := r.failResult(ak, now, f, v1alpha1.ConditionIssued)
+		return 0, res, err, true
+	}
+	keys, err := c.ListKeys(ctx)
+	if err != nil {
+		res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+		return 0, res, ferr, true
+	}
+	st := &ak.Status
+	activeFound, live := false, 0
+	for _, k := range keys {
+		uid, _, ok := parseMarker(k.Name)
+		if k.ID == st.KeyID {
+			activeFound = true
+		}
+		if !ok || uid != string(ak.UID) {
+			continue
+		}
+		if k.ID == st.KeyID || hasPending(st.PendingRevocations, k.ID) {
+			live++
+			continue
+		}
+		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
+			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+			return 0, res, ferr, true
+		}
+		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Sweep",
+			"key %s carried this ApiKey's marker but was not tracked: revoked", k.ID)
+	}
+	metrics.LiveKeys.WithLabelValues(ak.Namespace, ak.Name).Set(float64(live))
+	if !activeFound {
+		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonDrift, "Drift",
+			"active key %s was revoked outside Keywarden: issuing a replacement now", st.KeyID)
+		markRevoked(ak, st.KeyID, createDrift, now)
+		st.KeyID = "" // replaced on the next pass; nothing to revoke
+		st.NextRotationTime = nil
+		return 0, ctrl.Result{Requeue: true}, nil, true
+	}
+	return r.DriftCheckInterval, ctrl.Result{}, nil, false
+}
+
+// finalize revokes keys per deletionPolicy and releases the finalizer.
+func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(ak, finalizer) {
+		return ctrl.Result{}, nil
+	}
+	now := r.Clock.Now()
+	orig := ak.DeepCopy()
+	if ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain {
+		if res, err, blocked := r.revokeAll(ctx, ak, now); blocked {
+			summariseApiKey(ak)
+			if perr := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
+				return ctrl.Result{}, perr
+			}
+			return res, err
+		}
+	}
+	patch := client.MergeFrom(ak.DeepCopy())
+	controllerutil.RemoveFinalizer(ak, finalizer)
+	if err := r.Patch(ctx, ak, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+	}
+	r.driftMu.Lock()
+	delete(r.nextDrift, ak.UID)
+	r.driftMu.Unlock()
+	metrics.Forget(kindApiKey, ak.Namespace, ak.Name)
+	return ctrl.Result{}, nil
+}
+
+// revokeAll revokes the active key, every pending one and any key an
+// interrupted creation made. blocked is true while that is not possible.
+func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (ctrl.Result, error, bool) {
+	st := &ak.Status
+	ids := []string{}
+	if st.KeyID != "" {
+		ids = append(ids, st.KeyID)
+	}
+	for _, p := range st.PendingRevocations {
+		ids = append(ids, p.KeyID)
+	}
+	if len(ids) == 0 && st.PendingCreate == nil {
+		return ctrl.Result{}, nil, false
+	}
+	c, f := r.reevitClient(ctx, ak)
+	if f != nil {
+		return r.blockDeletion(ak, now, f)
+	}
+	if st.PendingCreate != nil {
+		keys, err := c.ListKeys(ctx)
+		if err != nil {
+			return r.blockDeletion(ak, now, classifyReevit(err))
+		}
+		for _, k := range keys {
+			if uid, _, ok := parseMarker(k.Name); ok && uid == string(ak.UID) && !containsString(ids, k.ID) {
+				ids = append(ids, k.ID)
+			}
+		}
+	}
+	for _, id := range ids {
+		if err := c.RevokeKey(ctx, id, revokeIdempotencyKey(id)); err != nil {
+			return r.blockDeletion(ak, now, classifyReevit(err))
+		}
+		markRevoked(ak, id, "Deletion", now)
+	}
+	r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Delete", "revoked %d key(s) before deletion", len(ids))
+	return ctrl.Result{}, nil, false
+}
+
+func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *failure) (ctrl.Result, error, bool) {
+	msg := "deletion waits until the keys can be revoked: " + f.Message + " (or set spec.deletionPolicy: Retain to keep them)"
+	res, err := r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonDeletionBlocked, Message: msg, Transient: f.Transient, RetryAfter: f.RetryAfter}, v1alpha1.ConditionRevoked)
+	return res, err, true
+}
+
+// reevitClient reads the admin key and builds a client.
+func (r *ApiKeyReconciler) reevitClient(ctx context.Context, ak *v1alpha1.ApiKey) (keyAPI, *failure) {
+	ref := ak.Spec.Reevit.AdminKeySecretRef
+	if ref.Key == "" {
+		ref.Key = "apiKey"
+	}
+	s, err := secretsync.Get(ctx, r.APIReader, ak.Namespace, ref.Name)
+	if err != nil {
+		return nil, &failure{Reason: v1alpha1.ReasonSecretNotFound, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error()}
+	}
+	if s == nil {
+		return nil, secretNotFound("spec.reevit.adminKeySecretRef", ak.Namespace, ref, false)
+	}
+	if len(s.Data[ref.Key]) == 0 {
+		return nil, secretNotFound("spec.reevit.adminKeySecretRef", ak.Namespace, ref, true)
+	}
+	c, err := reevit.New(reevit.Config{
+		BaseURL: ak.Spec.Reevit.URL, OrgID: ak.Spec.Reevit.OrgID, AdminKey: string(s.Data[ref.Key]),
+		ActorID: ak.Spec.Reevit.ActorID, AllowHTTP: r.AllowHTTP, HTTPClient: r.HTTPClient,
+		Observe: metrics.Observer("reevit"),
+	})
+	if err != nil {
+		return nil, classifyReevit(err)
+	}
+	return c, nil
+}
+
+func (r *ApiKeyReconciler) keyData(ak *v1alpha1.ApiKey, id, key string) map[string][]byte {
+	return map[string][]byte{
+		"apiKey": []byte(key),
+		"keyId":  []byte(id),
+		"orgId":  []byte(ak.Spec.Reevit.OrgID),
+		"url":    []byte(ak.Spec.Reevit.URL),
+	}
+}
+
+func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, data map[string][]byte) (*corev1.Secret, error) {
+	return secretsync.Apply(ctx, r.Client, existing, secretsync.Desired{
+		Namespace: ak.Namespace, Name: outputSecretName(ak.Name, ak.Spec.Secret), Owner: ak,
+		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindApiKey,
+		Labels: ak.Spec.Secret.Labels, Annotations: ak.Spec.Secret.Annotations, Data: data,
+	})
+}
+
+func (r *ApiKeyReconciler) secretVersion(ctx context.Context, ns, name string) string {
+	m := secretMetadata()
+	if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
+		return ""
+	}
+	return m.ResourceVersion
+}
+
+func (r *ApiKeyReconciler) jitter() float64 {
+	if r.Jitter != nil {
+		return r.Jitter()
+	}
+	return 0.5
+}
+
+func (r *ApiKeyReconciler) fail(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) {
+	st := &ak.Status
+	setCondition(&st.Conditions, ak.Generation, condType, false, f.Reason, f.Message)
+	st.FailedAttempts++
+	st.LastFailureTime = mtime(now)
+	metrics.Renewals.WithLabelValues(kindApiKey, "failure").Inc()
+	r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, f.Reason, "Reconcile", "%s", f.Message)
+}
+
+func (r *ApiKeyReconciler) failResult(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) (ctrl.Result, error) {
+	r.fail(ak, now, f, condType)
+	if !f.Transient {
+		return ctrl.Result{}, nil
+	}
+	d := backoff(ak.Status.FailedAttempts)
+	if f.RetryAfter > 0 {
+		d = f.RetryAfter
+	}
+	return ctrl.Result{RequeueAfter: d}, nil
+}
+
+// summariseApiKey derives Ready from the narrower conditions.
+func summariseApiKey(ak *v1alpha1.ApiKey) {
+	st := &ak.Status
+	for _, t := range []string{v1alpha1.ConditionSecretSynced, v1alpha1.ConditionIssued, v1alpha1.ConditionRevoked} {
+		c := meta.FindStatusCondition(st.Conditions, t)
+		if c != nil && c.Status == metav1.ConditionFalse && c.Reason != v1alpha1.ReasonRevocationPending && c.Reason != v1alpha1.ReasonProgressing {
+			setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionReady, false, c.Reason, c.Message)
+			return
+		}
+	}
+	if st.KeyID != "" && st.PendingCreate == nil {
+		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+st.SecretName+" holds key "+st.KeyID)
+		msg := "key " + st.KeyID + " active"
+		if st.NextRotationTime != nil {
+			msg += "; next rotation " + st.NextRotationTime.UTC().Format(time.RFC3339)
+		}
+		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionReady, true, v1alpha1.ReasonSucceeded, msg)
+		return
+	}
+	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonProgressing, "creating a key")
+}
+
+func recordApiKey(ak *v1alpha1.ApiKey) {
+	var next time.Time
+	if ak.Status.NextRotationTime != nil {
+		next = ak.Status.NextRotationTime.Time
+	}
+	metrics.SetTime(metrics.NextRenewal, next, kindApiKey, ak.Namespace, ak.Name)
+	metrics.PendingRevocations.WithLabelValues(ak.Namespace, ak.Name).Set(float64(len(ak.Status.PendingRevocations)))
+}
+
+func appendHistory(ak *v1alpha1.ApiKey, e v1alpha1.KeyHistoryEntry) {
+	limit := 10
+	if ak.Spec.HistoryLimit != nil {
+		limit = int(*ak.Spec.HistoryLimit)
+	}
+	h := append(ak.Status.History, e)
+	if len(h) > limit {
+		h = h[len(h)-limit:]
+	}
+	if len(h) == 0 {
+		h = nil
+	}
+	ak.Status.History = h
+}
+
+func markRevoked(ak *v1alpha1.ApiKey, id, reason string, now time.Time) {
+	for i := range ak.Status.History {
+		h := &ak.Status.History[i]
+		if h.KeyID == id && h.RevokedAt == nil {
+			h.RevokedAt = mtime(now)
+			h.Reason = reason
+		}
+	}
+}
+
+func removePending(p []v1alpha1.PendingRevocation, id string) []v1alpha1.PendingRevocation {
+	out := p[:0:0]
+	for _, x := range p {
+		if x.KeyID != id {
+			out = append(out, x)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func hasPending(p []v1alpha1.PendingRevocation, id string) bool {
+	for _, x := range p {
+		if x.KeyID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func containsString(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

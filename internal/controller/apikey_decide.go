@@ -1,0 +1,173 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/secretsync"
+)
+
+// Reasons a new key is created; they also name the replaced key's fate in
+// status.history.
+const (
+	createInitial     = "Initial"
+	createRotation    = "Rotation"
+	createManual      = "ManualRotation"
+	createCompromised = "Compromised"
+	createSpecChange  = "SpecChange"
+	createSecretLost  = "SecretLost"
+	createDrift       = "Drift"
+)
+
+// defaultGracePeriod applies when spec.rotation.gracePeriod is empty.
+const defaultGracePeriod = 10 * time.Minute
+
+// displayName is the key's name at Reevit before the ownership marker.
+func displayName(ak *v1alpha1.ApiKey) string {
+	if ak.Spec.DisplayName != "" {
+		return ak.Spec.DisplayName
+	}
+	return ak.Namespace + "/" + ak.Name
+}
+
+// keyName is the name a key is created with: the display name plus a marker
+// tying it to this object (UID) and this creation (generation). The leak
+// sweeper and crash recovery find keys by this marker.
+func keyName(ak *v1alpha1.ApiKey, gen int64) string {
+	return fmt.Sprintf("%s [kw:%s:%d]", displayName(ak), ak.UID, gen)
+}
+
+var markerRE = regexp.MustCompile(`\[kw:([0-9a-fA-F-]{36}):([0-9]+)\]$`)
+
+// parseMarker returns the object UID and generation a key name carries.
+func parseMarker(name string) (uid string, gen int64, ok bool) {
+	m := markerRE.FindStringSubmatch(name)
+	if m == nil {
+		return "", 0, false
+	}
+	g, err := strconv.ParseInt(m[2], 10, 64)
+	return m[1], g, err == nil
+}
+
+// keySpecHash fingerprints the fields whose change needs a new key.
+func keySpecHash(ak *v1alpha1.ApiKey) string {
+	scopes := make([]string, 0, len(ak.Spec.Scopes))
+	for _, s := range ak.Spec.Scopes {
+		scopes = append(scopes, string(s))
+	}
+	slices.Sort(scopes)
+	h := sha256.Sum256([]byte(strings.Join([]string{ak.Spec.Reevit.URL, ak.Spec.Reevit.OrgID,
+		ak.Spec.Environment, displayName(ak), strings.Join(scopes, ",")}, "\n")))
+	return hex.EncodeToString(h[:])[:16]
+}
+
+// createIdempotencyKey is deterministic: the same object, creation number and
+// key spec always give the same key, so a retry after a crash is a replay.
+func createIdempotencyKey(ak *v1alpha1.ApiKey, gen int64, specHash string) string {
+	return fmt.Sprintf("keywarden-create-%s-%d-%s", ak.UID, gen, specHash[:8])
+}
+
+// revokeIdempotencyKey is deterministic per key.
+func revokeIdempotencyKey(keyID string) string { return "keywarden-revoke-" + keyID }
+
+// gracePeriod is the grace period in effect.
+func gracePeriod(r *v1alpha1.Rotation) time.Duration {
+	if r != nil && r.GracePeriod != nil {
+		return r.GracePeriod.Duration
+	}
+	if r != nil && r.Every != nil && r.Every.Duration < defaultGracePeriod {
+		return r.Every.Duration
+	}
+	return defaultGracePeriod
+}
+
+// nextRotation is when a key active since activeSince is rotated; zero when
+// no rotation is configured. A slot missed while the manager was down yields
+// a time in the past: one rotation, after which the next is counted from then.
+func nextRotation(r *v1alpha1.Rotation, activeSince time.Time) (time.Time, error) {
+	switch {
+	case r == nil:
+		return time.Time{}, nil
+	case r.Every != nil:
+		return activeSince.Add(r.Every.Duration), nil
+	case r.Schedule != "":
+		loc := time.UTC
+		if r.TimeZone != "" {
+			l, err := time.LoadLocation(r.TimeZone)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("rotation.timeZone %q is not a known IANA time zone", r.TimeZone)
+			}
+			loc = l
+		}
+		sched, err := cron.ParseStandard(r.Schedule)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("rotation.schedule %q is not a valid cron expression: %v", r.Schedule, err)
+		}
+		return sched.Next(activeSince.In(loc)).UTC(), nil
+	}
+	return time.Time{}, nil
+}
+
+// newKeyReason says why a new key is needed now, or "" when the current key
+// stays. secret is the output Secret (nil when absent).
+func newKeyReason(ak *v1alpha1.ApiKey, secret *corev1.Secret, specHash string, now time.Time) string {
+	st := &ak.Status
+	switch {
+	case st.KeyID == "":
+		return createInitial
+	case ak.Annotations[v1alpha1.AnnotationCompromised] != st.LastCompromisedRequest:
+		return createCompromised
+	case specHash != st.KeySpecHash:
+		return createSpecChange
+	case secret == nil || !secretsync.Intact(secret) || string(secret.Data["keyId"]) != st.KeyID ||
+		st.SecretName != outputSecretName(ak.Name, ak.Spec.Secret):
+		return createSecretLost
+	case ak.Annotations[v1alpha1.AnnotationRotate] != st.LastRotateRequest:
+		return createManual
+	case st.NextRotationTime != nil && !now.Before(st.NextRotationTime.Time):
+		return createRotation
+	}
+	return ""
+}
+
+// dueRevocations splits pending revocations into those whose grace period has
+// ended and the earliest time one of the rest becomes due.
+func dueRevocations(pending []v1alpha1.PendingRevocation, now time.Time) (due []v1alpha1.PendingRevocation, next time.Time) {
+	for _, p := range pending {
+		if !now.Before(p.RevokeAfter.Time) {
+			due = append(due, p)
+		} else if next.IsZero() || p.RevokeAfter.Time.Before(next) {
+			next = p.RevokeAfter.Time
+		}
+	}
+	return due, next
+}
+
+// keyPrefix is what status may show of a key: its first 13 characters.
+func keyPrefix(key string) string {
+	if len(key) > 13 {
+		return key[:13]
+	}
+	return key
+}
+
+// earliest returns the smallest positive delay.
+func earliest(ds ...time.Duration) time.Duration {
+	var out time.Duration
+	for _, d := range ds {
+		if d > 0 && (out == 0 || d < out) {
+			out = d
+		}
+	}
+	return out
+}

@@ -1,0 +1,162 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/reevit"
+	"github.com/keywarden/keywarden/internal/revio"
+	"github.com/keywarden/keywarden/internal/secretsync"
+)
+
+const (
+	// backoffBase is the first retry delay after a transient failure.
+	backoffBase = 5 * time.Second
+	// backoffCap bounds the retry delay for transient failures. It is far
+	// below the workqueue's default 1000 s so a short-lived token is retried
+	// long before it expires.
+	backoffCap = 5 * time.Minute
+)
+
+// backoff is the delay before retry number attempts (1-based) after a
+// transient failure: exponential from backoffBase, capped at backoffCap.
+func backoff(attempts int32) time.Duration {
+	if attempts < 1 {
+		attempts = 1
+	}
+	d := float64(backoffBase) * math.Pow(2, float64(attempts-1))
+	return time.Duration(min(d, float64(backoffCap)))
+}
+
+// failure is a classified runtime failure: the condition reason, a message
+// that tells a person what to do, and when to try again.
+type failure struct {
+	Reason  string
+	Message string
+	// RetryAfter > 0 asks for a retry at that delay (429).
+	RetryAfter time.Duration
+	// Transient failures back off exponentially and retry by themselves.
+	Transient bool
+	// Err is the underlying error, never containing a secret.
+	Err error
+}
+
+func (f *failure) Error() string { return f.Reason + ": " + f.Message }
+
+// secretNotFound builds the failure for a missing input Secret or key.
+func secretNotFound(kind, ns string, ref v1alpha1.SecretKeyReference, keyMissing bool) *failure {
+	if keyMissing {
+		return &failure{Reason: v1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf(
+			"Secret %s/%s has no data key %q: add it, or set %s.key to the key that holds the credential", ns, ref.Name, ref.Key, kind)}
+	}
+	return &failure{Reason: v1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf(
+		"Secret %s/%s not found: create it in this namespace with the credential under data key %q", ns, ref.Name, ref.Key)}
+}
+
+// classifyReevit turns a Reevit client error into a failure.
+func classifyReevit(err error) *failure {
+	var (
+		unauth  *reevit.UnauthorizedError
+		forbid  *reevit.ForbiddenError
+		limited *reevit.RateLimitedError
+		server  *reevit.ServerError
+		network *reevit.NetworkError
+		bad     *reevit.BadRequestError
+		insec   *reevit.InsecureURLError
+	)
+	switch {
+	case errors.As(err, &unauth):
+		return &failure{Reason: v1alpha1.ReasonUnauthorized, Err: err, Message: "Reevit rejected the admin key (401): put a valid, unrevoked key of this organisation into the admin-key Secret"}
+	case errors.As(err, &forbid):
+		scope := forbid.Scope
+		if scope == "" {
+			scope = "api_keys:read, api_keys:write or a scope in spec.scopes"
+		}
+		return &failure{Reason: v1alpha1.ReasonMissingScope, Err: err, Message: fmt.Sprintf("the admin key lacks the scope %s (403): issue an admin key that holds it, or drop it from spec.scopes", scope)}
+	case errors.As(err, &limited):
+		return &failure{Reason: v1alpha1.ReasonRateLimited, Err: err, RetryAfter: limited.RetryAfter, Transient: true, Message: fmt.Sprintf("Reevit rate limit reached (429): retrying after %s", limited.RetryAfter)}
+	case errors.As(err, &server):
+		return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: fmt.Sprintf("Reevit answered %d: retrying with backoff", server.StatusCode)}
+	case errors.As(err, &network):
+		return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: "Reevit could not be reached (" + network.Error() + "): retrying with backoff"}
+	case errors.As(err, &bad):
+		return &failure{Reason: v1alpha1.ReasonBadRequest, Err: err, Message: "Reevit refused the request: " + bad.Error() + "; check spec.scopes and spec.displayName"}
+	case errors.As(err, &insec):
+		return &failure{Reason: v1alpha1.ReasonInsecureEndpoint, Err: err, Message: "spec.reevit.url uses http://, which this manager refuses: use https:// (http:// needs the --allow-http-endpoints flag, meant for local simulators)"}
+	}
+	return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: "Reevit request failed: " + err.Error()}
+}
+
+// classifyRevio turns a Rev.io client error into a failure.
+func classifyRevio(err error) *failure {
+	var (
+		invalid *revio.InvalidAPIKeyError
+		unauth  *revio.UnauthorizedError
+		limited *revio.RateLimitedError
+		server  *revio.ServerError
+		network *revio.NetworkError
+		insec   *revio.InsecureURLError
+	)
+	switch {
+	case errors.As(err, &invalid):
+		return &failure{Reason: v1alpha1.ReasonInvalidAPIKey, Err: err, Message: fmt.Sprintf("Rev.io rejected the API key (%d): put a valid key into the API-key Secret; Keywarden retries when the Secret or the spec changes", invalid.StatusCode)}
+	case errors.As(err, &unauth):
+		return &failure{Reason: v1alpha1.ReasonVerificationFailed, Err: err, Transient: true, Message: "Rev.io answered 401 to the new token on spec.verify.path: exchanging again with backoff; the previous token stays in place"}
+	case errors.As(err, &limited):
+		return &failure{Reason: v1alpha1.ReasonRateLimited, Err: err, RetryAfter: limited.RetryAfter, Transient: true, Message: fmt.Sprintf("Rev.io rate limit reached (429): retrying after %s", limited.RetryAfter)}
+	case errors.As(err, &server):
+		return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: fmt.Sprintf("Rev.io answered %d: retrying with backoff", server.StatusCode)}
+	case errors.As(err, &network):
+		return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: "Rev.io could not be reached (" + network.Error() + "): retrying with backoff"}
+	case errors.As(err, &insec):
+		return &failure{Reason: v1alpha1.ReasonInsecureEndpoint, Err: err, Message: "spec.url uses http://, which this manager refuses: use https:// (http:// needs the --allow-http-endpoints flag, meant for local simulators)"}
+	}
+	return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: "Rev.io request failed: " + err.Error()}
+}
+
+// classifySecretWrite turns an output-Secret write error into a failure.
+func classifySecretWrite(err error) *failure {
+	var conflict *secretsync.ConflictError
+	if errors.As(err, &conflict) {
+		return &failure{Reason: v1alpha1.ReasonSecretConflict, Err: err, Message: conflict.Error()}
+	}
+	return &failure{Reason: v1alpha1.ReasonSecretWriteFailed, Err: err, Transient: true, Message: "writing the output Secret failed: " + err.Error() + "; check the manager's RBAC for secrets"}
+}
+
+// setCondition sets one condition with the object's generation.
+func setCondition(conds *[]metav1.Condition, gen int64, typ string, ok bool, reason, msg string) {
+	st := metav1.ConditionFalse
+	if ok {
+		st = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(conds, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg, ObservedGeneration: gen})
+}
+
+// patchStatus writes obj's status if it differs from orig's, with
+// optimistic locking so a stale read can never overwrite newer state.
+func patchStatus(ctx context.Context, c client.Client, obj, orig client.Object, status, origStatus any) error {
+	if equality.Semantic.DeepEqual(status, origStatus) {
+		return nil
+	}
+	return c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+}
+
+// mtime truncates to seconds, the precision status keeps (see cert-manager PR 4399).
+func mtime(t time.Time) *metav1.Time {
+	m := metav1.NewTime(t.Truncate(time.Second))
+	return &m
+}
+
+// until is the delay from now to t, at least one second.
+func until(now, t time.Time) time.Duration {
+	return max(t.Sub(now), time.Second)
+}

@@ -1,0 +1,380 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/metrics"
+	"github.com/keywarden/keywarden/internal/revio"
+	"github.com/keywarden/keywarden/internal/secretsync"
+)
+
+const kindRevioToken = "RevioToken"
+
+// RevioTokenReconciler keeps a fresh Rev.io JWT in a Secret.
+type RevioTokenReconciler struct {
+	client.Client
+	// APIReader reads Secrets and workloads directly: they are not cached.
+	APIReader client.Reader
+	// Cache serves the metadata-only view of Secrets.
+	Cache    client.Reader
+	Recorder recorder.EventRecorder
+	Options
+}
+
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens,verbs=get;list;watch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
+
+// SetupWithManager registers the controller and its watches.
+func (r *RevioTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Cache == nil {
+		r.Cache = mgr.GetCache()
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.RevioToken{}, builder.WithPredicates(primaryPredicate())).
+		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.RevioTokenList{} }), secretWatch).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Named("reviotoken").
+		Complete(r)
+}
+
+// Reconcile brings one RevioToken's Secret up to date.
+func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	rt := &v1alpha1.RevioToken{}
+	if err := r.Get(ctx, req.NamespacedName, rt); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.Forget(kindRevioToken, req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !rt.DeletionTimestamp.IsZero() {
+		// The output Secret goes with its owner reference; nothing to revoke.
+		metrics.Forget(kindRevioToken, req.Namespace, req.Name)
+		return ctrl.Result{}, nil
+	}
+	orig := rt.DeepCopy()
+	res, err := r.reconcile(ctx, rt)
+	rt.Status.ObservedGeneration = rt.Generation
+	r.summarise(rt)
+	if perr := patchStatus(ctx, r.Client, rt, orig, rt.Status, orig.Status); perr != nil {
+		if apierrors.IsConflict(perr) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
+	}
+	r.record(rt)
+	return res, err
+}
+
+// reconcile runs the steps: read the output Secret, decide, exchange,
+// verify, publish, restart consumers.
+func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.RevioToken) (ctrl.Result, error) {
+	now := r.Clock.Now()
+	st := &rt.Status
+	secretName := outputSecretName(rt.Name, rt.Spec.Secret)
+
+	existing, err := secretsync.Get(ctx, r.APIReader, rt.Namespace, secretName)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
+	}
+	if existing != nil && !secretsync.Controlled(existing, rt) {
+		f := classifySecretWrite(&secretsync.ConflictError{Namespace: rt.Namespace, Name: secretName})
+		r.fail(rt, now, f, v1alpha1.ConditionSecretSynced)
+		// Reconciled again when that Secret is deleted or renamed away (watch).
+		return ctrl.Result{}, nil
+	}
+
+	inputVersion := r.secretVersion(ctx, rt.Namespace, rt.Spec.APIKeySecretRef.Name)
+	changed := rt.Generation != st.ObservedGeneration ||
+		rt.Annotations[v1alpha1.AnnotationRefresh] != st.LastRefreshRequest ||
+		inputVersion != st.APIKeySecretVersion
+	state := refreshState{
+		Now:          now,
+		SecretIntact: existing != nil && secretsync.Intact(existing) && st.SecretName == secretName,
+		Changed:      changed,
+		Attempts:     st.FailedAttempts,
+		Permanent:    permanentFailure(st.Conditions),
+	}
+	if st.NextRefreshTime != nil {
+		state.NextRefresh = st.NextRefreshTime.Time
+	}
+	if st.ExpiresAt != nil {
+		state.ExpiresAt = st.ExpiresAt.Time
+	}
+	if st.LastFailureTime != nil {
+		state.LastFailure = st.LastFailureTime.Time
+	}
+	due, wait := refreshDue(state)
+	r.checkExpiry(rt, now)
+	if !due {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+
+	// From here on this attempt answers the current spec, Secret and annotation.
+	st.APIKeySecretVersion = inputVersion
+	st.LastRefreshRequest = rt.Annotations[v1alpha1.AnnotationRefresh]
+
+	apiKey, f := r.readAPIKey(ctx, rt)
+	if f != nil {
+		r.fail(rt, now, f, v1alpha1.ConditionIssued)
+		return ctrl.Result{}, nil // the Secret watch brings us back
+	}
+	c, err := revio.New(revio.Config{
+		BaseURL: rt.Spec.URL, Host: rt.Spec.Host, AllowHTTP: r.AllowHTTP,
+		HTTPClient: r.HTTPClient, Observe: metrics.Observer("revio"),
+	})
+	if err != nil {
+		return r.failResult(rt, now, classifyRevio(err), v1alpha1.ConditionIssued)
+	}
+	tok, err := c.Exchange(ctx, apiKey)
+	if err != nil {
+		return r.failResult(rt, now, classifyRevio(err), v1alpha1.ConditionIssued)
+	}
+	if rt.Spec.Verify != nil {
+		if f := r.verify(ctx, c, tok, rt.Spec.Verify.Path); f != nil {
+			return r.failResult(rt, now, f, v1alpha1.ConditionIssued)
+		}
+	}
+	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "token obtained from Rev.io")
+
+	data := tokenData(rt, tok)
+	if _, err := secretsync.Apply(ctx, r.Client, existing, secretsync.Desired{
+		Namespace: rt.Namespace, Name: secretName, Owner: rt,
+		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindRevioToken,
+		Labels: rt.Spec.Secret.Labels, Annotations: rt.Spec.Secret.Annotations, Data: data,
+	}); err != nil {
+		return r.failResult(rt, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+	}
+	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+secretName+" holds the current token")
+
+	next := refreshAt(now, tok.IssuedAt, tok.ExpiresAt, rt.Spec.Refresh, r.jitter())
+	st.SecretName = secretName
+	st.IssuedAt, st.ExpiresAt = optTime(tok.IssuedAt), optTime(tok.ExpiresAt)
+	st.LastRefreshTime = mtime(now)
+	st.NextRefreshTime = mtime(next)
+	st.Refreshes++
+	st.FailedAttempts, st.LastFailureTime = 0, nil
+	metrics.Renewals.WithLabelValues(kindRevioToken, "success").Inc()
+	expiry := "no expiry claim"
+	if !tok.ExpiresAt.IsZero() {
+		expiry = "expires " + tok.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	r.Recorder.Eventf(rt, nil, corev1.EventTypeNormal, v1alpha1.ReasonRefreshed, "Refresh", "token refreshed (%s); next refresh %s", expiry, next.UTC().Format(time.RFC3339))
+
+	r.restart(ctx, rt, secretsync.Hash(data))
+	return ctrl.Result{RequeueAfter: until(now, next)}, nil
+}
+
+// tokenData is the output Secret's data.
+func tokenData(rt *v1alpha1.RevioToken, tok *revio.Token) map[string][]byte {
+	exp := ""
+	if !tok.ExpiresAt.IsZero() {
+		exp = tok.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return map[string][]byte{
+		"token":         []byte(tok.JWT),
+		"authorization": []byte("Bearer " + tok.JWT),
+		"host":          []byte(rt.Spec.Host),
+		"url":           []byte(rt.Spec.URL),
+		"expiresAt":     []byte(exp),
+	}
+}
+
+// readAPIKey reads the Rev.io API key from the referenced Secret (same namespace).
+func (r *RevioTokenReconciler) readAPIKey(ctx context.Context, rt *v1alpha1.RevioToken) (string, *failure) {
+	ref := rt.Spec.APIKeySecretRef
+	if ref.Key == "" {
+		ref.Key = "apiKey"
+	}
+	s, err := secretsync.Get(ctx, r.APIReader, rt.Namespace, ref.Name)
+	if err != nil {
+		return "", &failure{Reason: v1alpha1.ReasonSecretNotFound, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error()}
+	}
+	if s == nil {
+		return "", secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, false)
+	}
+	v := s.Data[ref.Key]
+	if len(v) == 0 {
+		return "", secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, true)
+	}
+	return string(v), nil
+}
+
+// verify calls spec.verify.path with the new token; only 2xx passes.
+func (r *RevioTokenReconciler) verify(ctx context.Context, c *revio.Client, tok *revio.Token, path string) *failure {
+	code, _, err := c.Get(ctx, tok.JWT, path)
+	if err != nil {
+		return classifyRevio(err)
+	}
+	if code < 200 || code > 299 {
+		return &failure{Reason: v1alpha1.ReasonVerificationFailed, Transient: true, Message: fmt.Sprintf(
+			"Rev.io answered %d to the new token on %s: exchanging again with backoff; the previous token stays in place", code, path)}
+	}
+	return nil
+}
+
+// secretVersion is the resourceVersion of a Secret from the metadata cache
+// ("" when absent): a change means the API key changed.
+func (r *RevioTokenReconciler) secretVersion(ctx context.Context, ns, name string) string {
+	m := secretMetadata()
+	if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
+		return ""
+	}
+	return m.ResourceVersion
+}
+
+// fail records a failure in status: the owning condition, the counters and
+// a Warning event. The last good token stays in the Secret.
+func (r *RevioTokenReconciler) fail(rt *v1alpha1.RevioToken, now time.Time, f *failure, condType string) {
+	st := &rt.Status
+	setCondition(&st.Conditions, rt.Generation, condType, false, f.Reason, f.Message)
+	st.FailedAttempts++
+	st.LastFailureTime = mtime(now)
+	metrics.Renewals.WithLabelValues(kindRevioToken, "failure").Inc()
+	r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, f.Reason, "Refresh", "%s", f.Message)
+}
+
+// failResult records a failure and returns when to try again.
+func (r *RevioTokenReconciler) failResult(rt *v1alpha1.RevioToken, now time.Time, f *failure, condType string) (ctrl.Result, error) {
+	r.fail(rt, now, f, condType)
+	if !f.Transient {
+		return ctrl.Result{}, nil
+	}
+	var exp time.Time
+	if rt.Status.ExpiresAt != nil {
+		exp = rt.Status.ExpiresAt.Time
+	}
+	return ctrl.Result{RequeueAfter: retryDelay(rt.Status.FailedAttempts, f.RetryAfter, now, exp)}, nil
+}
+
+// checkExpiry flags a token that expired in the Secret while refreshes fail.
+func (r *RevioTokenReconciler) checkExpiry(rt *v1alpha1.RevioToken, now time.Time) {
+	st := &rt.Status
+	if st.ExpiresAt == nil || now.Before(st.ExpiresAt.Time) || st.FailedAttempts == 0 {
+		return
+	}
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == v1alpha1.ReasonTokenExpired {
+		return
+	}
+	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonTokenExpired,
+		"the token in the Secret expired at "+st.ExpiresAt.UTC().Format(time.RFC3339)+" and refreshes keep failing: see the Issued condition")
+	r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenExpired, "Refresh", "the token in the Secret expired and refreshes keep failing")
+}
+
+// summarise derives Ready from the narrower conditions.
+func (r *RevioTokenReconciler) summarise(rt *v1alpha1.RevioToken) {
+	st := &rt.Status
+	for _, t := range []string{v1alpha1.ConditionSecretSynced, v1alpha1.ConditionIssued} {
+		if c := meta.FindStatusCondition(st.Conditions, t); c != nil && c.Status == metav1.ConditionFalse {
+			if st.ExpiresAt != nil && !r.Clock.Now().Before(st.ExpiresAt.Time) {
+				setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonTokenExpired,
+					"the token in the Secret has expired and refreshing failed: "+c.Message)
+				return
+			}
+			setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionReady, false, c.Reason, c.Message)
+			return
+		}
+	}
+	if st.NextRefreshTime != nil && st.FailedAttempts == 0 {
+		setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionReady, true, v1alpha1.ReasonSucceeded,
+			"token valid; next refresh "+st.NextRefreshTime.UTC().Format(time.RFC3339))
+	}
+}
+
+// record publishes the object's metrics.
+func (r *RevioTokenReconciler) record(rt *v1alpha1.RevioToken) {
+	var exp, next time.Time
+	if rt.Status.ExpiresAt != nil {
+		exp = rt.Status.ExpiresAt.Time
+	}
+	if rt.Status.NextRefreshTime != nil {
+		next = rt.Status.NextRefreshTime.Time
+	}
+	metrics.SetTime(metrics.CredentialExpiry, exp, kindRevioToken, rt.Namespace, rt.Name)
+	metrics.SetTime(metrics.NextRenewal, next, kindRevioToken, rt.Namespace, rt.Name)
+}
+
+// restart patches the rollout targets; a missing one gives a Warning event.
+func (r *RevioTokenReconciler) restart(ctx context.Context, obj client.Object, hash string) {
+	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, obj, targetsOf(obj), hash)
+}
+
+func (r *RevioTokenReconciler) jitter() float64 {
+	if r.Jitter != nil {
+		return r.Jitter()
+	}
+	return rand.Float64()
+}
+
+// permanentFailure reports whether the last failure needs a person: it is
+// not retried until the spec or the referenced Secret changes.
+func permanentFailure(conds []metav1.Condition) bool {
+	c := meta.FindStatusCondition(conds, v1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return false
+	}
+	switch c.Reason {
+	case v1alpha1.ReasonInvalidAPIKey, v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonInsecureEndpoint,
+		v1alpha1.ReasonSecretConflict, v1alpha1.ReasonUnauthorized, v1alpha1.ReasonMissingScope,
+		v1alpha1.ReasonBadRequest, v1alpha1.ReasonEnvironmentMismatch:
+		return true
+	}
+	return false
+}
+
+func optTime(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return mtime(t)
+}
+
+// targetsOf returns the rollout targets of either kind.
+func targetsOf(obj client.Object) []v1alpha1.RolloutTarget {
+	switch o := obj.(type) {
+	case *v1alpha1.RevioToken:
+		return o.Spec.RolloutRestart
+	case *v1alpha1.ApiKey:
+		return o.Spec.RolloutRestart
+	}
+	return nil
+}
+
+// restartTargets patches rollout targets and reports missing ones.
+func restartTargets(ctx context.Context, reader client.Reader, c client.Client, rec recorder.EventRecorder, obj client.Object, targets []v1alpha1.RolloutTarget, hash string) {
+	if len(targets) == 0 {
+		return
+	}
+	outcomes, err := secretsync.Restart(ctx, reader, c, obj.GetNamespace(), targets, hash)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "rollout restart failed")
+		rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetMissing, "RolloutRestart", "restarting workloads failed: %v", err)
+	}
+	for _, o := range outcomes {
+		switch {
+		case o.Missing:
+			rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetMissing, "RolloutRestart",
+				"%s %s not found: it was not restarted; fix spec.rolloutRestart or create it", o.Target.Kind, o.Target.Name)
+		case o.Patched:
+			rec.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted, "RolloutRestart",
+				"%s %s restarted to pick up the new credential", o.Target.Kind, o.Target.Name)
+		}
+	}
+}

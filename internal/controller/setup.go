@@ -1,0 +1,176 @@
+// Package controller holds the ApiKey and RevioToken reconcilers.
+package controller
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+)
+
+// Options configure both reconcilers.
+type Options struct {
+	// Clock is the time source; tests pass a fake clock.
+	Clock clock.WithTicker
+	// AllowHTTP lets http:// endpoints through (loopback simulators only).
+	AllowHTTP bool
+	// HTTPClient is shared by the external API clients (connection reuse).
+	// Nil means the clients' default.
+	HTTPClient *http.Client
+	// MaxConcurrentReconciles per controller.
+	MaxConcurrentReconciles int
+	// DriftCheckInterval is how often an ApiKey's organisation is listed to
+	// notice keys revoked outside Keywarden and leaked keys; 0 disables.
+	DriftCheckInterval time.Duration
+	// RolloutWaitLimit bounds how long a revocation waits for rollouts.
+	RolloutWaitLimit time.Duration
+	// Jitter returns a fraction in [0,1) used to spread refreshes; nil means random.
+	Jitter func() float64
+
+	// crashAt, in tests only, stops an ApiKey reconcile at a named step
+	// boundary as if the process died there.
+	crashAt func(step string) bool
+}
+
+// secretNamesIndex indexes each resource by every Secret name it refers to
+// (its input Secret and its output Secret), so a Secret event finds the
+// resources to reconcile without scanning.
+const secretNamesIndex = "keywarden.secretNames"
+
+// Setup registers the field indexes and both reconcilers with the manager.
+func Setup(mgr ctrl.Manager, o Options) error {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+	if o.RolloutWaitLimit <= 0 {
+		o.RolloutWaitLimit = 15 * time.Minute
+	}
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &v1alpha1.RevioToken{}, secretNamesIndex, func(o client.Object) []string {
+		rt := o.(*v1alpha1.RevioToken)
+		return []string{rt.Spec.APIKeySecretRef.Name, outputSecretName(rt.Name, rt.Spec.Secret)}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.ApiKey{}, secretNamesIndex, func(o client.Object) []string {
+		ak := o.(*v1alpha1.ApiKey)
+		return []string{ak.Spec.Reevit.AdminKeySecretRef.Name, outputSecretName(ak.Name, ak.Spec.Secret)}
+	}); err != nil {
+		return err
+	}
+	rt := &RevioTokenReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("keywarden"),
+		Options:   o,
+	}
+	if err := rt.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	ak := &ApiKeyReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("keywarden"),
+		Options:   o,
+	}
+	return ak.SetupWithManager(mgr)
+}
+
+// outputSecretName is the name of the Secret a resource writes.
+func outputSecretName(name string, t v1alpha1.SecretTemplate) string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return name
+}
+
+// secretMetadata is the metadata-only view of Secrets the controllers watch.
+// Only metadata is cached, trimmed by TrimForCache, never Secret data.
+func secretMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
+}
+
+// enqueueBySecret maps a Secret event to the resources of list's kind in the
+// same namespace that name the Secret as input or output.
+func enqueueBySecret(c client.Client, newList func() client.ObjectList) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{secretNamesIndex: o.GetName()}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "list resources for secret event", "secret", o.GetName())
+			return nil
+		}
+		var reqs []reconcile.Request
+		_ = forEachItem(list, func(obj client.Object) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+		})
+		return reqs
+	})
+}
+
+func forEachItem(list client.ObjectList, fn func(client.Object)) error {
+	switch l := list.(type) {
+	case *v1alpha1.ApiKeyList:
+		for i := range l.Items {
+			fn(&l.Items[i])
+		}
+	case *v1alpha1.RevioTokenList:
+		for i := range l.Items {
+			fn(&l.Items[i])
+		}
+	}
+	return nil
+}
+
+// primaryPredicate lets through spec changes (generation), annotation
+// changes (manual triggers) and deletions, but not our own status writes.
+func primaryPredicate() predicate.Predicate {
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return !e.ObjectNew.GetDeletionTimestamp().IsZero()
+		}})
+}
+
+// secretWatch is the builder option for the metadata-only Secret watch.
+var secretWatch = builder.OnlyMetadata
+
+// TrimForCache is the cache's transform: it drops managed fields from every
+// object and, for metadata-only objects (Secrets), every annotation except
+// Keywarden's own, so thousands of unrelated Secrets cost little memory.
+func TrimForCache(obj any) (any, error) {
+	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
+		m := a.GetObjectMeta()
+		m.SetManagedFields(nil)
+		if _, isMeta := obj.(*metav1.PartialObjectMetadata); isMeta {
+			var keep map[string]string
+			for k, v := range m.GetAnnotations() {
+				if strings.HasPrefix(k, "keywarden.dev/") {
+					if keep == nil {
+						keep = map[string]string{}
+					}
+					keep[k] = v
+				}
+			}
+			m.SetAnnotations(keep)
+		}
+	}
+	return obj, nil
+}

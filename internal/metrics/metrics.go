@@ -1,0 +1,88 @@
+// Package metrics holds Keywarden's Prometheus series. They are registered
+// with controller-runtime's registry so they are served beside the standard
+// controller metrics. No label ever carries a secret.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	// CredentialExpiry is the expiry of the credential in the Secret (RevioToken).
+	CredentialExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_credential_expiry_timestamp_seconds",
+		Help: "Expiry of the credential held in the output Secret, as a Unix timestamp.",
+	}, []string{"kind", "namespace", "name"})
+
+	// NextRenewal is when the next rotation or refresh is due.
+	NextRenewal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_credential_next_renewal_timestamp_seconds",
+		Help: "When the next rotation (ApiKey) or refresh (RevioToken) is due, as a Unix timestamp.",
+	}, []string{"kind", "namespace", "name"})
+
+	// Renewals counts rotations and refreshes by result (success, failure).
+	Renewals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keywarden_renewals_total",
+		Help: "Credential issuances, rotations and refreshes by result.",
+	}, []string{"kind", "result"})
+
+	// ExternalRequests counts calls to Reevit and Rev.io by HTTP status code (0: no response).
+	ExternalRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keywarden_external_requests_total",
+		Help: "Requests to the external APIs by operation and HTTP status code (0 when no response arrived).",
+	}, []string{"api", "operation", "code"})
+
+	// ExternalDuration is the latency of calls to Reevit and Rev.io.
+	ExternalDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "keywarden_external_request_duration_seconds",
+		Help:    "Latency of requests to the external APIs.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"api", "operation"})
+
+	// PendingRevocations is the number of previous keys awaiting revocation.
+	PendingRevocations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_pending_revocations",
+		Help: "Previous ApiKey keys still valid and waiting for revocation.",
+	}, []string{"namespace", "name"})
+
+	// LiveKeys is the number of keys active at Reevit for an ApiKey.
+	LiveKeys = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_live_keys",
+		Help: "Keys active at Reevit that belong to an ApiKey (current plus pending revocation).",
+	}, []string{"namespace", "name"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys)
+}
+
+// Observer returns a client hook that records one external request.
+func Observer(api string) func(operation string, code int, d time.Duration) {
+	return func(operation string, code int, d time.Duration) {
+		ExternalRequests.WithLabelValues(api, operation, strconv.Itoa(code)).Inc()
+		ExternalDuration.WithLabelValues(api, operation).Observe(d.Seconds())
+	}
+}
+
+// Forget drops every series of one object, called when it is deleted.
+func Forget(kind, namespace, name string) {
+	CredentialExpiry.DeleteLabelValues(kind, namespace, name)
+	NextRenewal.DeleteLabelValues(kind, namespace, name)
+	if kind == "ApiKey" {
+		PendingRevocations.DeleteLabelValues(namespace, name)
+		LiveKeys.DeleteLabelValues(namespace, name)
+	}
+}
+
+// SetTime sets a timestamp gauge, or removes it when t is zero.
+func SetTime(g *prometheus.GaugeVec, t time.Time, labels ...string) {
+	if t.IsZero() {
+		g.DeleteLabelValues(labels...)
+		return
+	}
+	g.WithLabelValues(labels...).Set(float64(t.Unix()))
+}

@@ -1,0 +1,217 @@
+package reevit
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// ErrInsecureURL is matched (errors.Is) by every *InsecureURLError.
+var ErrInsecureURL = errors.New("reevit: refusing a non-https base URL (set AllowHTTP to permit it)")
+
+// ErrMissingIdempotencyKey is returned, without sending anything, when a
+// mutation is called with an empty Idempotency-Key.
+var ErrMissingIdempotencyKey = errors.New("reevit: an Idempotency-Key is required for mutations")
+
+// defaultRetryAfter is used when a 429 names no delay.
+const defaultRetryAfter = 60 * time.Second
+
+// InsecureURLError is returned by New for a non-https BaseURL when AllowHTTP
+// is false.
+type InsecureURLError struct {
+	// URL is the refused base URL.
+	URL string
+}
+
+func (e *InsecureURLError) Error() string {
+	return fmt.Sprintf("reevit: refusing non-https base URL %q (set AllowHTTP to permit it)", e.URL)
+}
+
+// Is makes errors.Is(err, ErrInsecureURL) true.
+func (e *InsecureURLError) Is(target error) bool { return target == ErrInsecureURL }
+
+// UnauthorizedError is a 401: the admin key is invalid, revoked, or not a key
+// of the organization.
+type UnauthorizedError struct {
+	Operation  string // "create", "list" or "revoke"
+	StatusCode int
+	Code       string // the body's "error" field, e.g. "unauthorized"
+	Message    string // the body's "message" field
+}
+
+func (e *UnauthorizedError) Error() string {
+	return describe(e.Operation, "unauthorized", e.StatusCode, e.Message)
+}
+
+// ForbiddenError is a 403: the admin key lacks a scope.
+type ForbiddenError struct {
+	Operation  string
+	StatusCode int
+	Code       string
+	Message    string
+	// Scope is the missing scope named by the server ("api_keys:write"),
+	// or "" when the message names none.
+	Scope string
+}
+
+func (e *ForbiddenError) Error() string {
+	return describe(e.Operation, "forbidden", e.StatusCode, e.Message)
+}
+
+// RateLimitedError is a 429.
+type RateLimitedError struct {
+	Operation  string
+	StatusCode int
+	Code       string
+	Message    string
+	// RetryAfter comes from the body's retry_after, else the Retry-After
+	// header, else 60s.
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitedError) Error() string {
+	return describe(e.Operation, fmt.Sprintf("rate limited, retry after %s", e.RetryAfter), e.StatusCode, e.Message)
+}
+
+// NotFoundError is a 404 from create or list (a 404 from revoke is success).
+type NotFoundError struct {
+	Operation  string
+	StatusCode int
+	Code       string
+	Message    string
+}
+
+func (e *NotFoundError) Error() string {
+	return describe(e.Operation, "not found", e.StatusCode, e.Message)
+}
+
+// ServerError is any 5xx.
+type ServerError struct {
+	Operation  string
+	StatusCode int
+	Code       string
+	Message    string
+}
+
+func (e *ServerError) Error() string {
+	return describe(e.Operation, "server error", e.StatusCode, e.Message)
+}
+
+// BadRequestError is any other 4xx (400, 409, 422, ...): the request itself
+// is wrong and resending it unchanged will not help.
+type BadRequestError struct {
+	Operation  string
+	StatusCode int
+	Code       string // e.g. "bad_request", "idempotency_key_reused"
+	Message    string
+}
+
+func (e *BadRequestError) Error() string {
+	return describe(e.Operation, "request rejected", e.StatusCode, e.Message)
+}
+
+// IdempotencyKeyReused reports whether the server refused the request because
+// its Idempotency-Key was already used with a different request.
+func (e *BadRequestError) IdempotencyKeyReused() bool {
+	return e.Code == "idempotency_key_reused"
+}
+
+// UnexpectedResponseError is an answer the client cannot use: a 1xx/3xx
+// status (redirects are never followed, so the admin key is never sent
+// elsewhere), or a 2xx body that is not the documented JSON.
+type UnexpectedResponseError struct {
+	Operation  string
+	StatusCode int
+	Reason     string
+}
+
+func (e *UnexpectedResponseError) Error() string {
+	return describe(e.Operation, "unexpected response", e.StatusCode, e.Reason)
+}
+
+// NetworkError is a transport failure: no HTTP answer was read. The request
+// may or may not have reached the server, so mutations must be retried with
+// the same Idempotency-Key.
+type NetworkError struct {
+	Operation  string
+	StatusCode int // always 0
+	// Timeout is true when the call's deadline passed.
+	Timeout bool
+	// Err is the underlying error (usually a *url.Error, which carries the
+	// method and URL but never headers).
+	Err error
+}
+
+func (e *NetworkError) Error() string {
+	what := "network error"
+	if e.Timeout {
+		what = "timed out"
+	}
+	return fmt.Sprintf("reevit %s: %s: %v", e.Operation, what, e.Err)
+}
+
+// Unwrap returns the underlying transport error.
+func (e *NetworkError) Unwrap() error { return e.Err }
+
+// IsRetryable reports whether resending the same request later may succeed:
+// rate limits, 5xx and network errors.
+func IsRetryable(err error) bool {
+	var (
+		rl *RateLimitedError
+		se *ServerError
+		ne *NetworkError
+	)
+	return errors.As(err, &rl) || errors.As(err, &se) || errors.As(err, &ne)
+}
+
+// RetryAfter returns the delay a rate-limited server asked for.
+func RetryAfter(err error) (time.Duration, bool) {
+	var rl *RateLimitedError
+	if errors.As(err, &rl) {
+		return rl.RetryAfter, true
+	}
+	return 0, false
+}
+
+func describe(op, what string, status int, msg string) string {
+	s := fmt.Sprintf("reevit %s: %s (HTTP %d", op, what, status)
+	if t := http.StatusText(status); t != "" {
+		s += " " + t
+	}
+	s += ")"
+	if msg != "" {
+		s += ": " + msg
+	}
+	return s
+}
+
+// keyPattern matches anything shaped like a Reevit API key.
+var keyPattern = regexp.MustCompile(`pfk_[A-Za-z0-9]+_[A-Za-z0-9]+`)
+
+// maxMessageLen bounds server text copied into errors.
+const maxMessageLen = 256
+
+// sanitize makes server-provided text safe to put in an error: it removes
+// anything shaped like a key and any of the given secrets, should a server
+// ever echo one, and bounds the length.
+func sanitize(msg string, secrets ...string) string {
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "[REDACTED]")
+		}
+	}
+	msg = keyPattern.ReplaceAllString(msg, "[REDACTED]")
+	msg = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, msg)
+	if len(msg) > maxMessageLen {
+		msg = strings.ToValidUTF8(msg[:maxMessageLen], "") + "..."
+	}
+	return strings.TrimSpace(msg)
+}

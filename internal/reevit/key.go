@@ -1,0 +1,72 @@
+package reevit
+
+import (
+	"fmt"
+	"time"
+)
+
+// redacted replaces secret values wherever a Key or Config is printed.
+const redacted = "[REDACTED]"
+
+// Key is a Reevit API key as the API describes it.
+//
+// Printing a Key with any fmt verb (%v, %+v, %#v, %s, ...) shows "[REDACTED]"
+// instead of the secret; read the Key field directly to store it.
+type Key struct {
+	// ID is the key's identifier, e.g. "key_abc123".
+	ID string
+	// Name is the human-readable name given at creation.
+	Name string
+	// Key is the full secret ("pfk_live_..."). Reevit shows it once, so it
+	// is set only by CreateKey.
+	Key string
+	// Prefix is the key's public prefix as listed by ListKeys (not part of
+	// the create response; empty when the server sends none).
+	Prefix string
+	// Scopes are the permissions the key carries.
+	Scopes []string
+	// CreatedAt is the creation time; zero if the server sent none or an
+	// unparseable one.
+	CreatedAt time.Time
+}
+
+// printableKey mirrors Key without any methods, so fmt can print it without
+// recursing into Key.Format.
+type printableKey struct {
+	ID        string
+	Name      string
+	Key       string
+	Prefix    string
+	Scopes    []string
+	CreatedAt time.Time
+}
+
+func (k Key) printable() printableKey {
+	p := printableKey{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes, CreatedAt: k.CreatedAt}
+	if k.Key != "" {
+		p.Key = redacted
+	}
+	return p
+}
+
+// String returns the key's fields with the secret redacted.
+func (k Key) String() string { return fmt.Sprintf("%+v", k.printable()) }
+
+// GoString returns Go syntax for the key with the secret redacted.
+func (k Key) GoString() string {
+	p := k.printable()
+	return fmt.Sprintf("reevit.Key{ID:%q, Name:%q, Key:%q, Prefix:%q, Scopes:%#v, CreatedAt:%#v}",
+		p.ID, p.Name, p.Key, p.Prefix, p.Scopes, p.CreatedAt)
+}
+
+// Format prints the key with the secret redacted for every verb.
+func (k Key) Format(f fmt.State, verb rune) {
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		_, _ = fmt.Fprint(f, k.GoString())
+	case f.Flag('+'):
+		_, _ = fmt.Fprintf(f, "%+v", k.printable())
+	default:
+		_, _ = fmt.Fprintf(f, "%v", k.printable())
+	}
+}

@@ -1,0 +1,604 @@
+// Package reevittest is an in-memory Reevit API-key service for tests and
+// local runs, in the style of net/http/httptest: Sim is an http.Handler,
+// Server runs it on a local listener.
+//
+// It implements the contract in Reevit's authentication document
+// (create/list/revoke keys, X-Reevit-Key and X-Org-Id authentication,
+// scopes, 24-hour Idempotency-Key replay, the documented error bodies) and
+// injects faults through simfault.
+package reevittest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keywarden/keywarden/internal/simfault"
+)
+
+// Endpoint names used by Counts.
+const (
+	EndpointCreate = "create"
+	EndpointList   = "list"
+	EndpointRevoke = "revoke"
+	EndpointOther  = "other"
+)
+
+// Scopes are the 16 scopes Reevit documents; a created key may carry only these.
+var Scopes = []string{
+	"connections:read", "connections:write",
+	"payments:read", "payments:write",
+	"fraud:read", "fraud:write",
+	"webhooks:read", "webhooks:write",
+	"subscriptions:read", "subscriptions:write",
+	"invoices:read", "invoices:write",
+	"api_keys:read", "api_keys:write",
+	"workflows:read", "workflows:write",
+}
+
+// IdempotencyTTL is how long a stored mutation answer is replayed.
+const IdempotencyTTL = 24 * time.Hour
+
+// PrefixLen is how many leading characters of a key are listed as its prefix.
+const PrefixLen = 13
+
+const (
+	keyRandLen = 32
+	idRandLen  = 12
+	alnum      = "abcdefghijklmnopqrstuvwxyz0123456789"
+	maxBody    = 1 << 20
+)
+
+// Clock tells the simulator the time; k8s.io/utils/clock fakes satisfy it.
+type Clock interface{ Now() time.Time }
+
+// ClockFunc adapts a function to Clock.
+type ClockFunc func() time.Time
+
+// Now returns f().
+func (f ClockFunc) Now() time.Time { return f() }
+
+// Option configures a Sim.
+type Option func(*Sim)
+
+// WithClock sets the clock used for created_at, revoked_at, idempotency
+// expiry and rate-limit windows. The default is the real clock.
+func WithClock(c Clock) Option { return func(s *Sim) { s.clock = c } }
+
+// WithSeed makes generated ids and keys (and the failure-rate faults)
+// reproducible. By default they are random.
+func WithSeed(seed int64) Option {
+	return func(s *Sim) {
+		s.rng = rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x5eed))
+		s.faults.Seed(uint64(seed))
+	}
+}
+
+// KeyInfo describes a stored key. It never holds the full secret.
+type KeyInfo struct {
+	ID        string
+	Name      string
+	Env       string // "live" or "test"
+	Prefix    string // the first 13 characters, e.g. "pfk_live_a1b2"
+	Scopes    []string
+	CreatedAt time.Time
+	Revoked   bool
+	RevokedAt time.Time
+}
+
+type storedKey struct {
+	KeyInfo
+	hash [32]byte // sha256 of the full key; the secret itself is not kept
+}
+
+type idemEntry struct {
+	reqHash [32]byte
+	status  int
+	body    []byte
+	stored  time.Time
+}
+
+type org struct {
+	keys   []*storedKey            // creation order
+	byHash map[[32]byte]*storedKey // active and revoked
+	idem   map[string]*idemEntry
+}
+
+// Sim is an in-memory Reevit API. It implements http.Handler and is safe for
+// concurrent use.
+type Sim struct {
+	clock  Clock
+	faults simfault.Injector
+	counts simfault.Counter
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	orgs     map[string]*org
+	bareList bool
+}
+
+// New returns an empty simulator; add organizations with AddOrg or SeedKey.
+func New(opts ...Option) *Sim {
+	s := &Sim{
+		clock: ClockFunc(time.Now),
+		rng:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		orgs:  make(map[string]*org),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Faults returns the fault injector consulted at the top of every request.
+func (s *Sim) Faults() *simfault.Injector { return &s.faults }
+
+// Counts returns per-endpoint call counts ("create", "list", "revoke",
+// "other"); status 0 counts dropped connections.
+func (s *Sim) Counts() *simfault.Counter { return &s.counts }
+
+// SetListShape makes list answer a bare JSON array (bare) instead of
+// {"data": [...]}.
+func (s *Sim) SetListShape(bare bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bareList = bare
+}
+
+// AddOrg registers an organization; requests naming an unknown X-Org-Id are
+// unauthorized. Adding an existing org does nothing.
+func (s *Sim) AddOrg(orgID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.orgLocked(orgID)
+}
+
+func (s *Sim) orgLocked(orgID string) *org {
+	o := s.orgs[orgID]
+	if o == nil {
+		o = &org{byHash: make(map[[32]byte]*storedKey), idem: make(map[string]*idemEntry)}
+		s.orgs[orgID] = o
+	}
+	return o
+}
+
+// SeedKey creates an active key directly (for example the admin key a test
+// hands to the operator), adding the org if needed. env is "live" or "test"
+// ("" means "live"); scopes are not validated. It returns the key's id and
+// full secret.
+func (s *Sim) SeedKey(orgID, env, name string, scopes []string) (id, fullKey string) {
+	if env == "" {
+		env = "live"
+	}
+	if env != "live" && env != "test" {
+		panic(fmt.Sprintf("reevittest: SeedKey env must be \"live\" or \"test\", got %q", env))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, full := s.newKeyLocked(s.orgLocked(orgID), env, name, scopes, s.now())
+	return k.ID, full
+}
+
+// newKeyLocked creates and stores an active key.
+func (s *Sim) newKeyLocked(o *org, env, name string, scopes []string, now time.Time) (*storedKey, string) {
+	var full string
+	for {
+		full = "pfk_" + env + "_" + s.randLocked(keyRandLen)
+		if _, taken := o.byHash[sha256.Sum256([]byte(full))]; !taken {
+			break
+		}
+	}
+	var id string
+	for {
+		id = "key_" + s.randLocked(idRandLen)
+		if o.find(id) == nil {
+			break
+		}
+	}
+	k := &storedKey{
+		KeyInfo: KeyInfo{ID: id, Name: name, Env: env, Prefix: full[:PrefixLen],
+			Scopes: slices.Clone(scopes), CreatedAt: now},
+		hash: sha256.Sum256([]byte(full)),
+	}
+	o.keys = append(o.keys, k)
+	o.byHash[k.hash] = k
+	return k, full
+}
+
+func (s *Sim) randLocked(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alnum[s.rng.IntN(len(alnum))]
+	}
+	return string(b)
+}
+
+func (o *org) find(id string) *storedKey {
+	for _, k := range o.keys {
+		if k.ID == id {
+			return k
+		}
+	}
+	return nil
+}
+
+// active returns the org's active key with this secret, or nil.
+func (o *org) active(fullKey string) *storedKey {
+	k := o.byHash[sha256.Sum256([]byte(fullKey))]
+	if k == nil || k.Revoked {
+		return nil
+	}
+	return k
+}
+
+// now is the clock's time in UTC, truncated to seconds as the API reports it.
+func (s *Sim) now() time.Time { return s.clock.Now().UTC().Truncate(time.Second) }
+
+// Keys returns every key of the org, revoked ones included, in creation order.
+func (s *Sim) Keys(orgID string) []KeyInfo { return s.keyInfos(orgID, true) }
+
+// ActiveKeys returns the org's keys that are not revoked, in creation order.
+func (s *Sim) ActiveKeys(orgID string) []KeyInfo { return s.keyInfos(orgID, false) }
+
+func (s *Sim) keyInfos(orgID string, withRevoked bool) []KeyInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.orgs[orgID]
+	if o == nil {
+		return nil
+	}
+	var out []KeyInfo
+	for _, k := range o.keys {
+		if k.Revoked && !withRevoked {
+			continue
+		}
+		ki := k.KeyInfo
+		ki.Scopes = slices.Clone(ki.Scopes)
+		out = append(out, ki)
+	}
+	return out
+}
+
+// Authenticate reports whether fullKey is an active key of the org, and its id.
+func (s *Sim) Authenticate(orgID, fullKey string) (id string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.orgs[orgID]
+	if o == nil {
+		return "", false
+	}
+	if k := o.active(fullKey); k != nil {
+		return k.ID, true
+	}
+	return "", false
+}
+
+// Revoke revokes a key out of band, as a person in Reevit's dashboard would.
+// It reports whether an active key was revoked.
+func (s *Sim) Revoke(orgID, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.orgs[orgID]
+	if o == nil {
+		return false
+	}
+	k := o.find(id)
+	if k == nil || k.Revoked {
+		return false
+	}
+	k.Revoked, k.RevokedAt = true, s.now()
+	return true
+}
+
+// statusWriter remembers the status written, for Counts.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController (and so simfault.Drop) reach the
+// underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+const keysPath = "/v1/api-keys"
+
+// route names the endpoint a request is for, and the key id for revoke.
+func route(r *http.Request) (endpoint, id string) {
+	switch {
+	case r.URL.Path == keysPath && r.Method == http.MethodPost:
+		return EndpointCreate, ""
+	case r.URL.Path == keysPath && r.Method == http.MethodGet:
+		return EndpointList, ""
+	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, keysPath+"/"):
+		id := strings.TrimPrefix(r.URL.Path, keysPath+"/")
+		if id != "" && !strings.Contains(id, "/") {
+			return EndpointRevoke, id
+		}
+	}
+	return EndpointOther, ""
+}
+
+// ServeHTTP serves the Reevit API-key endpoints.
+func (s *Sim) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	endpoint, id := route(r)
+	w := &statusWriter{ResponseWriter: rw}
+	dropped := false
+	defer func() {
+		if dropped {
+			s.counts.Inc(endpoint, 0)
+		} else {
+			s.counts.Inc(endpoint, w.status)
+		}
+	}()
+
+	if s.faults.Before(w, r, s.clock.Now(), writeFault) {
+		return
+	}
+
+	var body []byte
+	if r.Body != nil {
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "request body is unreadable or larger than 1 MiB")
+			return
+		}
+	}
+
+	res, commit := s.handle(r, endpoint, id, body)
+	if commit && s.faults.TakeDrop() {
+		dropped = true
+		simfault.Drop(w)
+		return
+	}
+	writeRaw(w, res.status, res.body)
+}
+
+// result is a complete answer.
+type result struct {
+	status int
+	body   []byte
+}
+
+// handle runs one request under the lock. commit is true when a mutation
+// took effect just now (not a replay), so the answer may be dropped.
+func (s *Sim) handle(r *http.Request, endpoint, id string, body []byte) (res result, commit bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+
+	o := s.orgs[r.Header.Get("X-Org-Id")]
+	var caller *storedKey
+	if o != nil {
+		caller = o.active(r.Header.Get("X-Reevit-Key"))
+	}
+	if caller == nil {
+		return errResult(http.StatusUnauthorized, "unauthorized", "Invalid or missing API key"), false
+	}
+
+	switch endpoint {
+	case EndpointOther:
+		if r.URL.Path == keysPath || strings.HasPrefix(r.URL.Path, keysPath+"/") {
+			return errResult(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed"), false
+		}
+		return errResult(http.StatusNotFound, "not_found", "Not found"), false
+	case EndpointList:
+		if !slices.Contains(caller.Scopes, "api_keys:read") {
+			return missingScope("api_keys:read"), false
+		}
+		return s.listLocked(o), false
+	}
+
+	// Mutations: create and revoke.
+	if !slices.Contains(caller.Scopes, "api_keys:write") {
+		return missingScope("api_keys:write"), false
+	}
+	idemKey := r.Header.Get("Idempotency-Key")
+	if idemKey == "" {
+		return errResult(http.StatusBadRequest, "bad_request", "Idempotency-Key header is required for mutations"), false
+	}
+	reqHash := requestHash(r.Method, r.URL.Path, body)
+	if e := o.idem[idemKey]; e != nil && now.Before(e.stored.Add(IdempotencyTTL)) {
+		if e.reqHash != reqHash {
+			return errResult(http.StatusUnprocessableEntity, "idempotency_key_reused",
+				"Idempotency-Key was already used with a different request"), false
+		}
+		return result{status: e.status, body: e.body}, false
+	}
+	s.expireLocked(o, now)
+
+	if endpoint == EndpointCreate {
+		res, commit = s.createLocked(o, caller, body, now)
+	} else {
+		res, commit = s.revokeLocked(o, id, now)
+	}
+	o.idem[idemKey] = &idemEntry{reqHash: reqHash, status: res.status, body: res.body, stored: now}
+	return res, commit
+}
+
+func (s *Sim) expireLocked(o *org, now time.Time) {
+	for k, e := range o.idem {
+		if !now.Before(e.stored.Add(IdempotencyTTL)) {
+			delete(o.idem, k)
+		}
+	}
+}
+
+func requestHash(method, path string, body []byte) [32]byte {
+	h := sha256.New()
+	_, _ = io.WriteString(h, method+"\n"+path+"\n")
+	_, _ = h.Write(body)
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+type createRequest struct {
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+}
+
+type createResponse struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Key       string   `json:"key"`
+	Scopes    []string `json:"scopes"`
+	CreatedAt string   `json:"created_at"`
+}
+
+type listItem struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Prefix    string   `json:"prefix"`
+	Scopes    []string `json:"scopes"`
+	CreatedAt string   `json:"created_at"`
+}
+
+type revokeResponse struct {
+	ID        string `json:"id"`
+	Revoked   bool   `json:"revoked"`
+	RevokedAt string `json:"revoked_at"`
+}
+
+func (s *Sim) createLocked(o *org, caller *storedKey, body []byte, now time.Time) (result, bool) {
+	var req createRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&req); err != nil {
+		return errResult(http.StatusBadRequest, "bad_request", "request body must be a JSON object"), false
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" {
+		return errResult(http.StatusBadRequest, "bad_request", "name is required"), false
+	}
+	if len(req.Scopes) == 0 {
+		return errResult(http.StatusBadRequest, "bad_request", "scopes must not be empty"), false
+	}
+	for _, sc := range req.Scopes {
+		if !slices.Contains(Scopes, sc) {
+			return errResult(http.StatusBadRequest, "bad_request", "unknown scope: "+strconv.Quote(sc)), false
+		}
+	}
+	for _, sc := range req.Scopes {
+		if !slices.Contains(caller.Scopes, sc) {
+			return missingScope(sc), false
+		}
+	}
+	k, full := s.newKeyLocked(o, caller.Env, req.Name, req.Scopes, now)
+	return jsonResult(http.StatusCreated, createResponse{
+		ID: k.ID, Name: k.Name, Key: full, Scopes: slices.Clone(k.Scopes), CreatedAt: formatTime(k.CreatedAt),
+	}), true
+}
+
+func (s *Sim) revokeLocked(o *org, id string, now time.Time) (result, bool) {
+	k := o.find(id)
+	if k == nil || k.Revoked {
+		return errResult(http.StatusNotFound, "not_found", "API key not found"), false
+	}
+	k.Revoked, k.RevokedAt = true, now
+	return jsonResult(http.StatusOK, revokeResponse{ID: k.ID, Revoked: true, RevokedAt: formatTime(now)}), true
+}
+
+func (s *Sim) listLocked(o *org) result {
+	items := []listItem{}
+	for _, k := range o.keys {
+		if k.Revoked {
+			continue
+		}
+		items = append(items, listItem{ID: k.ID, Name: k.Name, Prefix: k.Prefix,
+			Scopes: slices.Clone(k.Scopes), CreatedAt: formatTime(k.CreatedAt)})
+	}
+	if s.bareList {
+		return jsonResult(http.StatusOK, items)
+	}
+	return jsonResult(http.StatusOK, struct {
+		Data []listItem `json:"data"`
+	}{items})
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func missingScope(scope string) result {
+	return errResult(http.StatusForbidden, "forbidden", "API key missing required scope: "+scope)
+}
+
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+type rateLimitBody struct {
+	Error      string `json:"error"`
+	Message    string `json:"message"`
+	RetryAfter int    `json:"retry_after"`
+}
+
+func errResult(status int, code, msg string) result {
+	return jsonResult(status, errorBody{Error: code, Message: msg})
+}
+
+func jsonResult(status int, v any) result {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(errors.Join(errors.New("reevittest: encode response"), err))
+	}
+	return result{status: status, body: b}
+}
+
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	res := errResult(status, code, msg)
+	writeRaw(w, res.status, res.body)
+}
+
+// writeFault writes an injected failure in Reevit's error shape.
+func writeFault(w http.ResponseWriter, status, retryAfter int) {
+	switch {
+	case status == http.StatusTooManyRequests:
+		if retryAfter <= 0 {
+			retryAfter = 60
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		res := jsonResult(status, rateLimitBody{Error: "rate_limited", Message: "Too many requests", RetryAfter: retryAfter})
+		writeRaw(w, res.status, res.body)
+	case status == http.StatusUnauthorized:
+		writeError(w, status, "unauthorized", "Invalid or missing API key")
+	case status == http.StatusForbidden:
+		writeError(w, status, "forbidden", "API key missing required scope")
+	case status == http.StatusNotFound:
+		writeError(w, status, "not_found", "Not found")
+	case status >= 500:
+		writeError(w, status, "internal_error", "injected fault: "+http.StatusText(status))
+	default:
+		writeError(w, status, "bad_request", "injected fault: "+http.StatusText(status))
+	}
+}

@@ -1,0 +1,236 @@
+package revio
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrInsecureURL is matched (errors.Is) by every *InsecureURLError.
+var ErrInsecureURL = errors.New("revio: refusing a non-https base URL (set AllowHTTP to permit it)")
+
+// defaultRetryAfter is used when a 429 names no delay.
+const defaultRetryAfter = 60 * time.Second
+
+// InsecureURLError is returned by New for a non-https BaseURL when AllowHTTP
+// is false: the API key and the tokens must only travel over TLS.
+type InsecureURLError struct {
+	// URL is the refused base URL.
+	URL string
+}
+
+func (e *InsecureURLError) Error() string {
+	return fmt.Sprintf("revio: refusing non-https base URL %q (set AllowHTTP to permit it)", e.URL)
+}
+
+// Is makes errors.Is(err, ErrInsecureURL) true.
+func (e *InsecureURLError) Is(target error) bool { return target == ErrInsecureURL }
+
+// InvalidAPIKeyError is a 4xx other than 429 from the exchange: Rev.io does
+// not accept the API key (unknown, revoked, or malformed). Exchanging again
+// with the same key will not help. StatusCode 0 means the key was refused
+// before sending because it is empty.
+type InvalidAPIKeyError struct {
+	StatusCode int
+	Code       string // the body's "error" field, e.g. "invalid_api_key"
+	Message    string // the body's "message" field
+}
+
+func (e *InvalidAPIKeyError) Error() string {
+	if e.StatusCode == 0 {
+		return "revio exchange: invalid API key: the key is empty"
+	}
+	return describe(OpExchange, "invalid API key", e.StatusCode, e.Message)
+}
+
+// UnauthorizedError is a 401 from an authenticated call: the token expired,
+// was revoked, or does not belong to the X-Revio-Host. Exchange the API key
+// for a new token. StatusCode 0 means the token was refused before sending
+// because it is empty or not a valid header value.
+type UnauthorizedError struct {
+	StatusCode int
+	Code       string
+	Message    string
+}
+
+func (e *UnauthorizedError) Error() string {
+	if e.StatusCode == 0 {
+		return "revio call: unauthorized: the token is empty or malformed; exchange the API key again"
+	}
+	return describe(OpCall, "unauthorized (exchange the API key again)", e.StatusCode, e.Message)
+}
+
+// RateLimitedError is a 429.
+type RateLimitedError struct {
+	Operation  string // "exchange" or "call"
+	StatusCode int
+	Code       string
+	Message    string
+	// RetryAfter comes from the body's retry_after, else the Retry-After
+	// header, else 60s.
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitedError) Error() string {
+	return describe(e.Operation, fmt.Sprintf("rate limited, retry after %s", e.RetryAfter), e.StatusCode, e.Message)
+}
+
+// ServerError is any 5xx.
+type ServerError struct {
+	Operation  string
+	StatusCode int
+	Code       string
+	Message    string
+}
+
+func (e *ServerError) Error() string {
+	return describe(e.Operation, "server error", e.StatusCode, e.Message)
+}
+
+// ProtocolError is an answer the client cannot use: a 2xx exchange response
+// without data.token, a non-JSON body, a 1xx/3xx status on the exchange
+// (redirects are never followed, so the key is never sent elsewhere), or a
+// body over 1 MiB.
+type ProtocolError struct {
+	Operation  string
+	StatusCode int
+	Reason     string
+}
+
+func (e *ProtocolError) Error() string {
+	return describe(e.Operation, "unexpected response", e.StatusCode, e.Reason)
+}
+
+// NetworkError is a transport failure: no complete HTTP answer was read.
+type NetworkError struct {
+	Operation string
+	// Timeout is true when the call's deadline passed.
+	Timeout bool
+	// Err is the underlying error (usually a *url.Error, which carries the
+	// method and URL but never headers or the body).
+	Err error
+}
+
+func (e *NetworkError) Error() string {
+	what := "network error"
+	if e.Timeout {
+		what = "timed out"
+	}
+	return fmt.Sprintf("revio %s: %s: %v", e.Operation, what, e.Err)
+}
+
+// Unwrap returns the underlying transport error.
+func (e *NetworkError) Unwrap() error { return e.Err }
+
+// IsRetryable reports whether resending the same request later may succeed:
+// rate limits, 5xx and network errors. An *UnauthorizedError is not: it needs
+// a new token first.
+func IsRetryable(err error) bool {
+	var (
+		rl *RateLimitedError
+		se *ServerError
+		ne *NetworkError
+	)
+	return errors.As(err, &rl) || errors.As(err, &se) || errors.As(err, &ne)
+}
+
+// RetryAfter returns the delay a rate-limited server asked for, and false
+// when err is not a *RateLimitedError.
+func RetryAfter(err error) (time.Duration, bool) {
+	var rl *RateLimitedError
+	if errors.As(err, &rl) {
+		return rl.RetryAfter, true
+	}
+	return 0, false
+}
+
+func describe(op, what string, status int, msg string) string {
+	s := fmt.Sprintf("revio %s: %s (HTTP %d", op, what, status)
+	if t := http.StatusText(status); t != "" {
+		s += " " + t
+	}
+	s += ")"
+	if msg != "" {
+		s += ": " + msg
+	}
+	return s
+}
+
+// jwtPattern matches anything shaped like a JWT (base64url JSON header and
+// payload), so a server echoing a token cannot leak it into an error.
+var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*)?`)
+
+// secretShaped matches long unbroken runs of key-like characters: a server
+// echoing an API key the client does not hold (Get never sees the key) or a
+// piece of a token is redacted too. Words of prose are never this long.
+var secretShaped = regexp.MustCompile(`[A-Za-z0-9_+=-]{24,}`)
+
+// maxMessageLen bounds server text copied into errors.
+const maxMessageLen = 256
+
+// sanitize makes server-provided text safe to put in an error: it removes
+// the given secrets and anything shaped like a JWT or a key, replaces
+// control characters, and bounds the length.
+func sanitize(msg string, secrets ...string) string {
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, redacted)
+		}
+	}
+	msg = jwtPattern.ReplaceAllString(msg, redacted)
+	msg = secretShaped.ReplaceAllString(msg, redacted)
+	msg = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, msg)
+	if len(msg) > maxMessageLen {
+		msg = strings.ToValidUTF8(msg[:maxMessageLen], "") + "..."
+	}
+	return strings.TrimSpace(msg)
+}
+
+// retryAfter reads the body's retry_after (seconds), else the Retry-After
+// header (seconds or an HTTP date), else 60s.
+// A delay longer than maxRetryAfter is capped to it.
+func retryAfter(body json.RawMessage, header string, now time.Time) time.Duration {
+	if len(body) > 0 {
+		var secs float64
+		if err := json.Unmarshal(body, &secs); err == nil && secs > 0 {
+			return secondsToDuration(secs)
+		}
+		var s string
+		if err := json.Unmarshal(body, &s); err == nil {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && f > 0 {
+				return secondsToDuration(f)
+			}
+		}
+	}
+	if header = strings.TrimSpace(header); header != "" {
+		if secs, err := strconv.ParseFloat(header, 64); err == nil && secs > 0 {
+			return secondsToDuration(secs)
+		}
+		if t, err := http.ParseTime(header); err == nil && t.After(now) {
+			return min(t.Sub(now), maxRetryAfter)
+		}
+	}
+	return defaultRetryAfter
+}
+
+// maxRetryAfter caps a server's requested delay, so a bogus value cannot
+// overflow a Duration or park a caller for days.
+const maxRetryAfter = 24 * time.Hour
+
+func secondsToDuration(secs float64) time.Duration {
+	if math.IsNaN(secs) || secs > maxRetryAfter.Seconds() {
+		return maxRetryAfter
+	}
+	return time.Duration(secs * float64(time.Second))
+}
