@@ -249,6 +249,9 @@ func urlHost(a net.Addr) string {
 }
 
 func (s *Server) serve(ln net.Listener, h http.Handler, tlsCfg *tls.Config) {
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone() // net/http configures each server's copy
+	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: tlsCfg}
 	s.servers = append(s.servers, srv)
 	go func() {

@@ -145,7 +145,9 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
 	}
-	st.AdminKeySecretVersion = adminVersion
+	if adminVersion != "" {
+		st.AdminKeySecretVersion = adminVersion
+	}
 
 	var api keyAPI
 	client := func() (keyAPI, *failure) {
@@ -200,7 +202,7 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 // Secret or an annotation; a transient one for its backoff.
 func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.Duration, bool) {
 	st := &ak.Status
-	changed := ak.Generation != st.ObservedGeneration || adminVersion != st.AdminKeySecretVersion ||
+	changed := ak.Generation != st.ObservedGeneration || (adminVersion != "" && adminVersion != st.AdminKeySecretVersion) ||
 		ak.Annotations[v1alpha1.AnnotationRotate] != st.LastRotateRequest ||
 		ak.Annotations[v1alpha1.AnnotationCompromised] != st.LastCompromisedRequest
 	if changed {
@@ -616,6 +618,8 @@ func (r *ApiKeyReconciler) reevitClient(ctx context.Context, ak *v1alpha1.ApiKey
 	if s == nil {
 		return nil, secretNotFound("spec.reevit.adminKeySecretRef", ak.Namespace, ref, false)
 	}
+	// The direct read is newer than the metadata cache.
+	ak.Status.AdminKeySecretVersion = s.ResourceVersion
 	if len(s.Data[ref.Key]) == 0 {
 		return nil, secretNotFound("spec.reevit.adminKeySecretRef", ak.Namespace, ref, true)
 	}

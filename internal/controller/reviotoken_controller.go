@@ -104,7 +104,7 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	inputVersion := r.secretVersion(ctx, rt.Namespace, rt.Spec.APIKeySecretRef.Name)
 	changed := rt.Generation != st.ObservedGeneration ||
 		rt.Annotations[v1alpha1.AnnotationRefresh] != st.LastRefreshRequest ||
-		inputVersion != st.APIKeySecretVersion
+		(inputVersion != "" && inputVersion != st.APIKeySecretVersion)
 	state := refreshState{
 		Now:          now,
 		SecretIntact: existing != nil && secretsync.Intact(existing) && st.SecretName == secretName,
@@ -131,7 +131,11 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	st.APIKeySecretVersion = inputVersion
 	st.LastRefreshRequest = rt.Annotations[v1alpha1.AnnotationRefresh]
 
-	apiKey, f := r.readAPIKey(ctx, rt)
+	apiKey, version, f := r.readAPIKey(ctx, rt)
+	if version != "" {
+		// The direct read is newer than the metadata cache.
+		st.APIKeySecretVersion = version
+	}
 	if f != nil {
 		r.fail(rt, now, f, v1alpha1.ConditionIssued)
 		return ctrl.Result{}, nil // the Secret watch brings us back
@@ -198,23 +202,23 @@ func tokenData(rt *v1alpha1.RevioToken, tok *revio.Token) map[string][]byte {
 }
 
 // readAPIKey reads the Rev.io API key from the referenced Secret (same namespace).
-func (r *RevioTokenReconciler) readAPIKey(ctx context.Context, rt *v1alpha1.RevioToken) (string, *failure) {
+func (r *RevioTokenReconciler) readAPIKey(ctx context.Context, rt *v1alpha1.RevioToken) (key, version string, f *failure) {
 	ref := rt.Spec.APIKeySecretRef
 	if ref.Key == "" {
 		ref.Key = "apiKey"
 	}
 	s, err := secretsync.Get(ctx, r.APIReader, rt.Namespace, ref.Name)
 	if err != nil {
-		return "", &failure{Reason: v1alpha1.ReasonSecretNotFound, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error()}
+		return "", "", &failure{Reason: v1alpha1.ReasonSecretNotFound, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error()}
 	}
 	if s == nil {
-		return "", secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, false)
+		return "", "", secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, false)
 	}
 	v := s.Data[ref.Key]
 	if len(v) == 0 {
-		return "", secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, true)
+		return "", s.ResourceVersion, secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, true)
 	}
-	return string(v), nil
+	return string(v), s.ResourceVersion, nil
 }
 
 // verify calls spec.verify.path with the new token; only 2xx passes.
