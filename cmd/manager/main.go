@@ -20,15 +20,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/controller"
 )
 
+// The metrics endpoint authenticates and authorises its callers.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 func main() {
 	var (
 		metricsAddr, probeAddr       string
+		metricsSecure                bool
 		leaderElect                  bool
 		leaderElectionID, leaderNS   string
 		namespaces                   string
@@ -39,7 +45,8 @@ func main() {
 		driftInterval, rolloutLimit  time.Duration
 		leaseDuration, renewDeadline time.Duration
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, allowing only callers authorised for GET /metrics (TokenReview and SubjectAccessReview); false serves plain HTTP.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Enable leader election so only one replica reconciles.")
 	flag.StringVar(&leaderElectionID, "leader-election-id", "keywarden.keywarden.dev", "Name of the leader-election Lease.")
@@ -81,9 +88,14 @@ func main() {
 		}
 	}
 
+	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: metricsSecure}
+	if metricsSecure {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              leaderElectionID,
@@ -95,8 +107,7 @@ func main() {
 		Client: client.Options{Cache: &client.CacheOptions{
 			// Secrets and workloads are read directly: caching every Secret in
 			// the cluster is what makes other operators run out of memory.
-			DisableFor: []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}},
-			Unstructured: false,
+			DisableFor: []client.Object{&corev1.Secret{}},
 		}},
 	})
 	if err != nil {

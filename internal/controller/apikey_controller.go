@@ -107,6 +107,9 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 	}
+	if err := r.protectAdminSecret(ctx, ak); err != nil {
+		return ctrl.Result{}, err
+	}
 	orig := ak.DeepCopy()
 	res, err := r.reconcile(ctx, ak, orig)
 	if errors.Is(err, errCrash) {

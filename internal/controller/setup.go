@@ -90,7 +90,10 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Recorder:  mgr.GetEventRecorder("keywarden"),
 		Options:   o,
 	}
-	return ak.SetupWithManager(mgr)
+	if err := ak.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&AdminSecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
 }
 
 // outputSecretName is the name of the Secret a resource writes.

@@ -95,7 +95,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "start envtest:", err)
 		os.Exit(1)
 	}
+	stopKCM, err := startControllerManager(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start kube-controller-manager:", err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
 	code := run(m)
+	stopKCM()
 	_ = env.Stop()
 	os.Exit(code)
 }

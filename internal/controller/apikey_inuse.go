@@ -1,0 +1,101 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+)
+
+// inUseFinalizer protects an admin-key Secret while an ApiKey with
+// deletionPolicy Revoke needs it: when a whole namespace is deleted, its
+// Secrets and ApiKeys go at the same time, and without this the ApiKeys could
+// no longer authenticate to revoke their keys.
+const inUseFinalizer = "keywarden.dev/in-use"
+
+// protectAdminSecret puts inUseFinalizer on the admin-key Secret. Only the
+// metadata is read (from the cache) and patched.
+func (r *ApiKeyReconciler) protectAdminSecret(ctx context.Context, ak *v1alpha1.ApiKey) error {
+	if ak.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetain {
+		return nil
+	}
+	m := secretMetadata()
+	if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: ak.Namespace, Name: ak.Spec.Reevit.AdminKeySecretRef.Name}, m); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !m.DeletionTimestamp.IsZero() || slices.Contains(m.Finalizers, inUseFinalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	m.Finalizers = append(m.Finalizers, inUseFinalizer)
+	if err := r.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("protect admin-key secret: %w", err)
+	}
+	return nil
+}
+
+// AdminSecretReconciler removes inUseFinalizer from an admin-key Secret once
+// no ApiKey that may still have to revoke keys refers to it. It runs per
+// Secret, so ApiKeys finishing together cannot each leave the finalizer
+// for the other.
+type AdminSecretReconciler struct {
+	client.Client
+	Cache client.Reader
+}
+
+// SetupWithManager watches Secrets carrying the finalizer (metadata only) and
+// ApiKeys, mapped to their admin-key Secret.
+func (r *AdminSecretReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Cache == nil {
+		r.Cache = mgr.GetCache()
+	}
+	hasFinalizer := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return slices.Contains(o.GetFinalizers(), inUseFinalizer)
+	})
+	toAdminSecret := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		ak := o.(*v1alpha1.ApiKey)
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ak.Namespace, Name: ak.Spec.Reevit.AdminKeySecretRef.Name}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("adminsecret").
+		WatchesMetadata(secretMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(hasFinalizer)).
+		Watches(&v1alpha1.ApiKey{}, toAdminSecret).
+		Complete(r)
+}
+
+// Reconcile releases the Secret when nothing needs it any more.
+func (r *AdminSecretReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	m := secretMetadata()
+	if err := r.Cache.Get(ctx, req.NamespacedName, m); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !slices.Contains(m.Finalizers, inUseFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	list := &v1alpha1.ApiKeyList{}
+	if err := r.List(ctx, list, client.InNamespace(req.Namespace), client.MatchingFields{secretNamesIndex: req.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, ak := range list.Items {
+		if ak.Spec.Reevit.AdminKeySecretRef.Name == req.Name && ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain &&
+			(ak.DeletionTimestamp.IsZero() || slices.Contains(ak.Finalizers, finalizer)) {
+			return ctrl.Result{}, nil
+		}
+	}
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	m.Finalizers = slices.DeleteFunc(m.Finalizers, func(f string) bool { return f == inUseFinalizer })
+	if err := r.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("release admin-key secret: %w", err)
+	}
+	return ctrl.Result{}, nil
+}

@@ -1,0 +1,106 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+)
+
+// newInUseApiKey creates an ApiKey using the admin Secret "admin" in ns.
+func newInUseApiKey(g Gomega, ns, name, org string, policy v1alpha1.DeletionPolicy) {
+	ak := &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: v1alpha1.ApiKeySpec{
+		Reevit:         v1alpha1.ReevitEndpoint{URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "admin"}},
+		Scopes:         []v1alpha1.Scope{"payments:read"},
+		Environment:    "test",
+		DeletionPolicy: policy,
+	}}
+	g.Expect(k8s.Create(context.Background(), ak)).To(Succeed())
+}
+
+func waitApiKeyReady(g Gomega, ns, name string) {
+	g.Eventually(func(g Gomega) {
+		ak := &v1alpha1.ApiKey{}
+		g.Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, ak)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(ak.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+}
+
+func adminFinalizers(g Gomega, ns string) []string {
+	s := &corev1.Secret{}
+	g.Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "admin"}, s)).To(Succeed())
+	return s.Finalizers
+}
+
+// Deleting a whole namespace deletes its Secrets and ApiKeys at the same
+// time. The admin-key Secret is held by keywarden.dev/in-use until every
+// ApiKey has revoked its keys, then released, and the namespace goes.
+func TestApiKeyNamespaceDeletionRevokesEveryKey(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	org := "org_" + ns
+	reevitSim.AddOrg(org)
+	adminID, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
+	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+	for i := range 3 {
+		newInUseApiKey(g, ns, fmt.Sprintf("key-%d", i), org, v1alpha1.DeletionPolicyRevoke)
+	}
+	for i := range 3 {
+		waitApiKeyReady(g, ns, fmt.Sprintf("key-%d", i))
+	}
+	g.Eventually(func(g Gomega) []string { return adminFinalizers(g, ns) }, 10*time.Second).Should(ContainElement(inUseFinalizer))
+	g.Expect(reevitSim.ActiveKeys(org)).To(HaveLen(4), "the admin key and one key per ApiKey")
+
+	g.Expect(k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	g.Eventually(func() bool {
+		err := k8s.Get(ctx, types.NamespacedName{Name: ns}, &corev1.Namespace{})
+		return apierrors.IsNotFound(err)
+	}, 90*time.Second, 250*time.Millisecond).Should(BeTrue(), "the namespace is gone")
+	active := reevitSim.ActiveKeys(org)
+	g.Expect(active).To(HaveLen(1), "zero live keys for the deleted ApiKeys")
+	g.Expect(active[0].ID).To(Equal(adminID))
+}
+
+// The finalizer comes off as soon as no ApiKey with deletionPolicy Revoke
+// refers to the Secret, and Retain never puts it on.
+func TestApiKeyAdminSecretFinalizerReleased(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	org := "org_" + ns
+	reevitSim.AddOrg(org)
+	_, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
+	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+
+	newInUseApiKey(g, ns, "retained", org, v1alpha1.DeletionPolicyRetain)
+	waitApiKeyReady(g, ns, "retained")
+	g.Consistently(func(g Gomega) []string { return adminFinalizers(g, ns) }, 2*time.Second).ShouldNot(ContainElement(inUseFinalizer))
+
+	newInUseApiKey(g, ns, "a", org, v1alpha1.DeletionPolicyRevoke)
+	newInUseApiKey(g, ns, "b", org, v1alpha1.DeletionPolicyRevoke)
+	waitApiKeyReady(g, ns, "a")
+	waitApiKeyReady(g, ns, "b")
+	g.Eventually(func(g Gomega) []string { return adminFinalizers(g, ns) }, 10*time.Second).Should(ContainElement(inUseFinalizer))
+
+	g.Expect(k8s.Delete(ctx, &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: ns}})).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a"}, &v1alpha1.ApiKey{}))
+	}, 30*time.Second).Should(BeTrue())
+	g.Consistently(func(g Gomega) []string { return adminFinalizers(g, ns) }, 2*time.Second).Should(ContainElement(inUseFinalizer), "b still needs the Secret")
+
+	g.Expect(k8s.Delete(ctx, &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: ns}})).To(Succeed())
+	g.Eventually(func(g Gomega) bool {
+		return slices.Contains(adminFinalizers(g, ns), inUseFinalizer)
+	}, 30*time.Second).Should(BeFalse())
+}
