@@ -1,0 +1,248 @@
+// Package testenv runs Keywarden the way a user does, on one machine and
+// without a cluster: a local control plane (kube-apiserver and etcd through
+// envtest, with RBAC authorization), the built manager and apisim binaries
+// as separate processes, kubectl and the kustomize install. make demo, the
+// e2e suite and the benchmarks share it.
+//
+// Everything an Env starts lives in one temporary directory and in process
+// groups of its own; Stop ends them all and removes the directory. A helper
+// process (the watchdog) does the same if the owning process dies without
+// calling Stop, so a killed test or demo leaves no orphan behind.
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+)
+
+// The manager's identity, as config/default installs it.
+const (
+	// ManagerNamespace is the namespace config/default installs into.
+	ManagerNamespace = "keywarden-system"
+	// ManagerServiceAccount is the manager's ServiceAccount.
+	ManagerServiceAccount = "keywarden-controller-manager"
+	// ManagerRole is the ClusterRole generated from the kubebuilder markers.
+	ManagerRole = "keywarden-manager-role"
+	// LeaderElectionID is the manager's default leader-election Lease name.
+	LeaderElectionID = "keywarden.keywarden.dev"
+)
+
+// ManagerUser is the user name the API server gives the manager's
+// ServiceAccount.
+var ManagerUser = "system:serviceaccount:" + ManagerNamespace + ":" + ManagerServiceAccount
+
+// ManagerGroups are the groups of a ServiceAccount token of the manager.
+var ManagerGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ManagerNamespace, "system:authenticated"}
+
+const modulePath = "github.com/keywarden/keywarden"
+
+// Options configure Start.
+type Options struct {
+	// RepoRoot is the Keywarden module's root; empty finds it from the
+	// working directory upwards.
+	RepoRoot string
+	// Log receives one line per step; nil discards.
+	Log io.Writer
+}
+
+// Env is a running control plane and the processes started beside it.
+type Env struct {
+	// RepoRoot is the module root: go build and kubectl kustomize run there.
+	RepoRoot string
+	// Dir is the temporary directory holding everything; Stop removes it.
+	Dir string
+	// AdminConfig and AdminKubeconfig reach the API server as system:masters.
+	AdminConfig     *rest.Config
+	AdminKubeconfig string
+	// ManagerConfig and ManagerKubeconfig reach it as the manager's
+	// ServiceAccount (a client certificate issued by the control plane),
+	// with only the rights its RBAC grants.
+	ManagerConfig     *rest.Config
+	ManagerKubeconfig string
+	// Client is an admin client that knows Keywarden's types.
+	Client client.Client
+	// ManagerBin and ApisimBin are set by Build.
+	ManagerBin, ApisimBin string
+
+	log      io.Writer
+	env      *envtest.Environment
+	watchdog *watchdog
+
+	mu       sync.Mutex
+	procs    []*Process
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Scheme returns a scheme with the Kubernetes and Keywarden types.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
+// Start creates the temporary directory, starts the control plane from the
+// binaries in KUBEBUILDER_ASSETS and writes the admin and manager
+// kubeconfigs. Call Stop when done, also after an error.
+func Start(ctx context.Context, o Options) (*Env, error) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run through make (make test, make demo), or export KUBEBUILDER_ASSETS=$(hack/controlplane.sh)")
+	}
+	root := o.RepoRoot
+	if root == "" {
+		var err error
+		if root, err = FindRepoRoot(); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "keywarden-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	e := &Env{RepoRoot: root, Dir: dir, log: o.Log}
+	if e.log == nil {
+		e.log = io.Discard
+	}
+	if e.watchdog, err = startWatchdog(dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := e.startControlPlane(ctx); err != nil {
+		return e, errors.Join(err, e.Stop())
+	}
+	return e, nil
+}
+
+func (e *Env) startControlPlane(ctx context.Context) error {
+	for _, d := range []string{"etcd", "apiserver", "logs", "bin", "kube-cache"} {
+		if err := os.MkdirAll(filepath.Join(e.Dir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	e.logf("starting the control plane (kube-apiserver, etcd)")
+	e.env = &envtest.Environment{
+		Scheme: Scheme(),
+		// Both in our directory, so Stop (or the watchdog) removes them.
+		ControlPlane: envtest.ControlPlane{
+			Etcd:      &envtest.Etcd{DataDir: filepath.Join(e.Dir, "etcd")},
+			APIServer: &envtest.APIServer{CertDir: filepath.Join(e.Dir, "apiserver")},
+		},
+		ControlPlaneStartTimeout: time.Minute,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	cfg, err := e.env.Start()
+	// etcd and kube-apiserver are children of this process, each leading
+	// its own process group: hand them to the watchdog.
+	for _, pid := range childPIDs() {
+		e.watchdog.add(pid)
+	}
+	if err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	e.AdminConfig = cfg
+	e.AdminKubeconfig = filepath.Join(e.Dir, "admin.kubeconfig")
+	if err := os.WriteFile(e.AdminKubeconfig, e.env.KubeConfig, 0o600); err != nil {
+		return fmt.Errorf("write admin kubeconfig: %w", err)
+	}
+	if e.Client, err = client.New(cfg, client.Options{Scheme: e.env.Scheme}); err != nil {
+		return fmt.Errorf("admin client: %w", err)
+	}
+
+	user, err := e.env.AddUser(envtest.User{Name: ManagerUser, Groups: ManagerGroups}, cfg)
+	if err != nil {
+		return fmt.Errorf("add manager user: %w", err)
+	}
+	e.ManagerConfig = user.Config()
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("manager kubeconfig: %w", err)
+	}
+	e.ManagerKubeconfig = filepath.Join(e.Dir, "manager.kubeconfig")
+	if err := os.WriteFile(e.ManagerKubeconfig, kc, 0o600); err != nil {
+		return fmt.Errorf("write manager kubeconfig: %w", err)
+	}
+	e.logf("control plane up at %s", cfg.Host)
+	return ctx.Err()
+}
+
+// Stop ends every process the Env started (managers and apisim with
+// SIGTERM, then SIGKILL after 10 s), stops the control plane and removes
+// the temporary directory. It is safe to call more than once.
+func (e *Env) Stop() error {
+	e.stopOnce.Do(func() {
+		var errs []error
+		e.mu.Lock()
+		procs := e.procs
+		e.procs = nil
+		e.mu.Unlock()
+		// Last started first: managers before the simulators they call.
+		for i := len(procs) - 1; i >= 0; i-- {
+			p := procs[i]
+			if err := p.Stop(10 * time.Second); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", p.Name, err))
+			}
+		}
+		if e.env != nil {
+			e.logf("stopping the control plane")
+			if err := e.env.Stop(); err != nil {
+				errs = append(errs, fmt.Errorf("stop control plane: %w", err))
+			}
+		}
+		if err := os.RemoveAll(e.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", e.Dir, err))
+		}
+		if e.watchdog != nil {
+			e.watchdog.release()
+		}
+		e.stopErr = errors.Join(errs...)
+	})
+	return e.stopErr
+}
+
+// track registers a started process for Stop and the watchdog.
+func (e *Env) track(p *Process) {
+	e.mu.Lock()
+	e.procs = append(e.procs, p)
+	e.mu.Unlock()
+	e.watchdog.add(p.Pid())
+}
+
+func (e *Env) logf(format string, args ...any) {
+	_, _ = fmt.Fprintf(e.log, "testenv: "+format+"\n", args...)
+}
+
+// FindRepoRoot walks up from the working directory to Keywarden's go.mod.
+func FindRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.HasPrefix(string(b), "module "+modulePath+"\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod of %s above the working directory", modulePath)
+		}
+		dir = parent
+	}
+}
