@@ -97,15 +97,20 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		return ctrl.Result{}, err
 	}
+	if superseded.stale(ak) {
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
+	}
 	if !ak.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, ak)
 	}
 	if !controllerutil.ContainsFinalizer(ak, finalizer) {
+		before := ak.ResourceVersion
 		patch := client.MergeFrom(ak.DeepCopy())
 		controllerutil.AddFinalizer(ak, finalizer)
 		if err := r.Patch(ctx, ak, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
+		superseded.add(ak.UID, before)
 	}
 	if err := r.protectAdminSecret(ctx, ak); err != nil {
 		return ctrl.Result{}, err
@@ -560,6 +565,7 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	delete(r.nextDrift, ak.UID)
 	r.driftMu.Unlock()
 	metrics.Forget(kindApiKey, ak.Namespace, ak.Name)
+	superseded.forget(ak.UID)
 	return ctrl.Result{}, nil
 }
 

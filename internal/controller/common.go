@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
@@ -147,7 +150,55 @@ func patchStatus(ctx context.Context, c client.Client, obj, orig client.Object, 
 	if equality.Semantic.DeepEqual(status, origStatus) {
 		return nil
 	}
-	return c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	before := orig.GetResourceVersion()
+	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	superseded.add(obj.GetUID(), before)
+	return nil
+}
+
+// staleRequeue is how soon a reconcile that read a superseded object looks again.
+const staleRequeue = 200 * time.Millisecond
+
+// superseded remembers, per object, the last few resourceVersions this
+// process replaced with its own writes. A reconcile started by an event (our
+// own Secret write, say) can read the object from the cache before the cache
+// has seen our status write; acting on that stale status would repeat an
+// exchange or replay a create. Such a read is recognised and retried shortly
+// instead. Status writes are filtered from the watch, hence the short requeue.
+var superseded = &supersededSet{m: map[types.UID][]string{}}
+
+type supersededSet struct {
+	mu sync.Mutex
+	m  map[types.UID][]string
+}
+
+func (s *supersededSet) add(uid types.UID, rv string) {
+	if rv == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := append(s.m[uid], rv)
+	if len(l) > 8 {
+		l = l[len(l)-8:]
+	}
+	s.m[uid] = l
+}
+
+// stale reports whether obj is a version this process has already replaced.
+func (s *supersededSet) stale(obj client.Object) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.m[obj.GetUID()], obj.GetResourceVersion())
+}
+
+// forget drops an object's entries once it is deleted.
+func (s *supersededSet) forget(uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, uid)
 }
 
 // mtime truncates to seconds, the precision status keeps (see cert-manager PR 4399).

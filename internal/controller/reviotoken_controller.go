@@ -67,7 +67,11 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if !rt.DeletionTimestamp.IsZero() {
 		// The output Secret goes with its owner reference; nothing to revoke.
 		metrics.Forget(kindRevioToken, req.Namespace, req.Name)
+		superseded.forget(rt.UID)
 		return ctrl.Result{}, nil
+	}
+	if superseded.stale(rt) {
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	orig := rt.DeepCopy()
 	res, err := r.reconcile(ctx, rt)
