@@ -50,7 +50,7 @@ test: manifests generate vet ## Run every test: unit, envtest, e2e and the reduc
 
 .PHONY: test-faults
 test-faults: ## The full fault-tolerance suite.
-	KUBEBUILDER_ASSETS="$(ASSETS)" KEYWARDEN_FAULTS=full go test -count=1 -timeout 90m -v -run 'TestFaults' ./test/e2e/...
+	KUBEBUILDER_ASSETS="$(ASSETS)" KEYWARDEN_FAULTS=full go test -count=1 -timeout 90m -v ./test/faults/...
 
 ##@ Build
 
@@ -69,7 +69,7 @@ docker-build: ## Build the container image (needs a Docker engine).
 
 .PHONY: demo
 demo: build ## Local control plane + simulators + manager, live view. Ctrl-C stops everything.
-	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/demo
+	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/demo $(DEMO_FLAGS)
 
 .PHONY: bench
 bench: build ## Benchmarks at N=1000 (see README, Performance).

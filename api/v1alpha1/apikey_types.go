@@ -26,7 +26,7 @@ type ReevitEndpoint struct {
 	// +kubebuilder:default="https://api.reevit.com"
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="reevit.url must use https:// (http:// is allowed only for localhost, 127.0.0.1 and [::1])"
-	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="reevit.url must be an absolute URL"
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="reevit.url must be an absolute URL with a host, such as https://api.reevit.com"
 	// +optional
 	URL string `json:"url,omitempty"`
 
@@ -52,13 +52,14 @@ type ReevitEndpoint struct {
 // changes or a rotation is asked for with the keywarden.dev/rotate annotation.
 // +kubebuilder:validation:XValidation:rule="!(has(self.every) && has(self.schedule))",message="rotation.every and rotation.schedule are mutually exclusive: set one"
 // +kubebuilder:validation:XValidation:rule="!has(self.timeZone) || has(self.schedule)",message="rotation.timeZone applies only to rotation.schedule"
-// +kubebuilder:validation:XValidation:rule="!has(self.every) || duration(self.every) >= duration('1m')",message="rotation.every must be at least 1m"
-// +kubebuilder:validation:XValidation:rule="!has(self.every) || !has(self.gracePeriod) || duration(self.gracePeriod) <= duration(self.every)",message="rotation.gracePeriod must not be longer than rotation.every"
+// +kubebuilder:validation:XValidation:rule="!has(self.every) || !has(self.gracePeriod) || !self.every.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.gracePeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.gracePeriod) <= duration(self.every)",message="rotation.gracePeriod must not be longer than rotation.every"
 type Rotation struct {
 	// Every rotates the key at this interval after it became active, as a Go
 	// duration such as 720h or 30m. At least 1m.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="rotation.every must be a Go duration such as 30m, 12h or 720h (units h, m, s, ms, us, ns; no days)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1m')",message="rotation.every must be at least 1m"
 	// +optional
 	Every *metav1.Duration `json:"every,omitempty"`
 
@@ -66,7 +67,7 @@ type Rotation struct {
 	// day-of-month month day-of-week), for example "0 3 * * 1" for Mondays at
 	// 03:00. A rotation missed while Keywarden was down happens once at start-up.
 	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:Pattern=`^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|((\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]+)?)(,((\*|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]+)?))* +((\*|(1?[0-9]|2[0-3])(-(1?[0-9]|2[0-3]))?)(/[0-9]+)?)(,((\*|(1?[0-9]|2[0-3])(-(1?[0-9]|2[0-3]))?)(/[0-9]+)?))* +((\*|\?|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[0-9]+)?)(,((\*|\?|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[0-9]+)?))* +((\*|([1-9]|1[0-2]|[A-Za-z]{3})(-([1-9]|1[0-2]|[A-Za-z]{3}))?)(/[0-9]+)?)(,((\*|([1-9]|1[0-2]|[A-Za-z]{3})(-([1-9]|1[0-2]|[A-Za-z]{3}))?)(/[0-9]+)?))* +((\*|\?|([0-7]|[A-Za-z]{3})(-([0-7]|[A-Za-z]{3}))?)(/[0-9]+)?)(,((\*|\?|([0-7]|[A-Za-z]{3})(-([0-7]|[A-Za-z]{3}))?)(/[0-9]+)?))*)$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([*]|[0-5]?[0-9](-[0-5]?[0-9])?)(/[1-9][0-9]*)?(,([*]|[0-5]?[0-9](-[0-5]?[0-9])?)(/[1-9][0-9]*)?)* +([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]*)?(,([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]*)?)* +([*?]|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]*)?(,([*?]|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]*)?)* +([*]|(0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))(-(0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)))?)(/[1-9][0-9]*)?(,([*]|(0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))(-(0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)))?)(/[1-9][0-9]*)?)* +([*?]|([0-6]|(?i:sun|mon|tue|wed|thu|fri|sat))(-([0-6]|(?i:sun|mon|tue|wed|thu|fri|sat)))?)(/[1-9][0-9]*)?(,([*?]|([0-6]|(?i:sun|mon|tue|wed|thu|fri|sat))(-([0-6]|(?i:sun|mon|tue|wed|thu|fri|sat)))?)(/[1-9][0-9]*)?)*)$')",message="rotation.schedule must be a 5-field cron expression (minute hour day-of-month month day-of-week) such as '0 3 * * 1', with minute 0-59, hour 0-23, day 1-31, month 1-12 or JAN-DEC, weekday 0-6 or SUN-SAT, or one of @hourly, @daily, @weekly, @monthly, @yearly"
 	// +optional
 	Schedule string `json:"schedule,omitempty"`
 
@@ -74,6 +75,7 @@ type Rotation struct {
 	// Defaults to UTC.
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`
+	// +kubebuilder:validation:XValidation:rule="self != 'Local' && timestamp('2026-01-01T00:00:00Z').getHours(self) >= 0",message="rotation.timeZone must be an IANA time zone name such as Europe/Berlin or UTC"
 	// +optional
 	TimeZone string `json:"timeZone,omitempty"`
 
@@ -81,7 +83,8 @@ type Rotation struct {
 	// holds the new one, so running workloads can pick the new key up.
 	// Defaults to 10m, or to Every when Every is shorter.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="rotation.gracePeriod must be a Go duration such as 10m or 1h30m (units h, m, s, ms, us, ns; no days)"
 	// +optional
 	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
 }

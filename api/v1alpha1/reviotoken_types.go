@@ -9,15 +9,17 @@ type Refresh struct {
 	// Before is how long before the token's expiry it is refreshed, as a Go
 	// duration such as 10m. Defaults to one third of the token's lifetime.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="refresh.before must be a Go duration such as 10m or 1h30m (units h, m, s, ms, us, ns; no days)"
 	// +optional
 	Before *metav1.Duration `json:"before,omitempty"`
 
 	// Interval is how often a token without an exp claim is refreshed.
 	// +kubebuilder:default="1h"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="refresh.interval must be at least 10s"
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="refresh.interval must be a Go duration such as 30m or 1h (units h, m, s, ms, us, ns; no days)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('10s')",message="refresh.interval must be at least 10s"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 }
@@ -38,7 +40,7 @@ type RevioTokenSpec struct {
 	// +kubebuilder:default="https://api.psarev.io"
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="url must use https:// (http:// is allowed only for localhost, 127.0.0.1 and [::1])"
-	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="url must be an absolute URL"
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="url must be an absolute URL with a host, such as https://api.psarev.io"
 	// +optional
 	URL string `json:"url,omitempty"`
 
@@ -46,7 +48,7 @@ type RevioTokenSpec struct {
 	// acme.psarev.io.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')",message="host must be a lower-case DNS name such as acme.psarev.io, without scheme, port or path"
 	Host string `json:"host"`
 
 	// APIKeySecretRef points at a Secret in the same namespace holding the
@@ -54,6 +56,7 @@ type RevioTokenSpec struct {
 	APIKeySecretRef SecretKeyReference `json:"apiKeySecretRef"`
 
 	// Refresh says when the token is renewed.
+	// +kubebuilder:default={}
 	// +optional
 	Refresh Refresh `json:"refresh,omitempty"`
 

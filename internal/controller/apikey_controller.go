@@ -167,7 +167,22 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		return c, f
 	}
 
+	if st.KeyID != "" && st.ActiveSince != nil {
+		// A changed rotation schedule applies to the current key at once.
+		if next, err := nextRotation(ak.Spec.Rotation, st.ActiveSince.Time); err == nil {
+			st.NextRotationTime = optTime(next)
+		}
+	}
 	specHash := keySpecHash(ak)
+	if st.KeyID != "" && st.PendingCreate == nil && st.ActiveSince != nil {
+		// The schedule may have changed since the key became active.
+		next, err := nextRotation(ak.Spec.Rotation, st.ActiveSince.Time)
+		if err != nil {
+			r.fail(ak, now, &failure{Reason: v1alpha1.ReasonBadRequest, Message: err.Error() + ": fix spec.rotation"}, v1alpha1.ConditionIssued)
+			return ctrl.Result{}, nil
+		}
+		st.NextRotationTime = optTime(next)
+	}
 	if st.PendingCreate == nil {
 		if reason := newKeyReason(ak, existing, specHash, now); reason != "" {
 			if res, err, done := r.recordIntent(ctx, ak, orig, reason, specHash); done {
@@ -211,8 +226,8 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.Duration, bool) {
 	st := &ak.Status
 	changed := ak.Generation != st.ObservedGeneration || (adminVersion != "" && adminVersion != st.AdminKeySecretVersion) ||
-		ak.Annotations[v1alpha1.AnnotationRotate] != st.LastRotateRequest ||
-		ak.Annotations[v1alpha1.AnnotationCompromised] != st.LastCompromisedRequest
+		newTrigger(ak.Annotations[v1alpha1.AnnotationRotate], st.LastRotateRequest) ||
+		newTrigger(ak.Annotations[v1alpha1.AnnotationCompromised], st.LastCompromisedRequest)
 	if changed {
 		return 0, false
 	}
@@ -305,9 +320,20 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 	// The Secret is written before the status that declares the key active.
 	keepPrevious := st.KeyID != "" && !req.RevokeCurrent
 	data := r.keyData(ak, key.ID, key.Key)
-	if keepPrevious && existing != nil && string(existing.Data["keyId"]) == st.KeyID {
-		data["previousApiKey"] = existing.Data["apiKey"]
-		data["previousKeyId"] = []byte(st.KeyID)
+	if keepPrevious && existing != nil {
+		switch string(existing.Data["keyId"]) {
+		case st.KeyID:
+			data["previousApiKey"] = existing.Data["apiKey"]
+			data["previousKeyId"] = []byte(st.KeyID)
+		case key.ID:
+			// An earlier pass wrote the Secret and did not record its status
+			// (a crash, or a conflict with another write): keep the previous
+			// key it put there instead of dropping it.
+			if string(existing.Data["previousKeyId"]) == st.KeyID {
+				data["previousApiKey"] = existing.Data["previousApiKey"]
+				data["previousKeyId"] = existing.Data["previousKeyId"]
+			}
+		}
 	}
 	if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
 		res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
@@ -497,15 +523,22 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 	r.driftMu.Lock()
 	r.nextDrift[ak.UID] = now.Add(r.DriftCheckInterval)
 	r.driftMu.Unlock()
-	c, f := getClient()
-	if f != nil {
+	failed := func(f *failure) (time.Duration, ctrl.Result, error, bool) {
+		// Check again once the failure's backoff allows, not a whole
+		// interval later, so the failure condition does not outlive its cause.
+		r.driftMu.Lock()
+		r.nextDrift[ak.UID] = now
+		r.driftMu.Unlock()
 		res, err := r.failResult(ak, now, f, v1alpha1.ConditionIssued)
 		return 0, res, err, true
 	}
+	c, f := getClient()
+	if f != nil {
+		return failed(f)
+	}
 	keys, err := c.ListKeys(ctx)
 	if err != nil {
-		res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
-		return 0, res, ferr, true
+		return failed(classifyReevit(err))
 	}
 	st := &ak.Status
 	activeFound, live := false, 0
@@ -522,8 +555,7 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 			continue
 		}
 		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
-			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
-			return 0, res, ferr, true
+			return failed(classifyReevit(err))
 		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Sweep",
 			"key %s carried this ApiKey's marker but was not tracked: revoked", k.ID)
@@ -537,6 +569,9 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 		st.NextRotationTime = nil
 		return 0, ctrl.Result{Requeue: true}, nil, true
 	}
+	// The active key is live at Reevit: a failure an earlier check left on
+	// Issued is over.
+	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+st.KeyID+" is active at Reevit")
 	return r.DriftCheckInterval, ctrl.Result{}, nil, false
 }
 
@@ -548,7 +583,11 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	now := r.Clock.Now()
 	orig := ak.DeepCopy()
 	if ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain {
+		if wait, held := r.deletionHeld(ctx, ak, now); held {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
 		if res, err, blocked := r.revokeAll(ctx, ak, now); blocked {
+			ak.Status.ObservedGeneration = ak.Generation
 			summariseApiKey(ak)
 			if perr := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
 				return ctrl.Result{}, perr
@@ -606,6 +645,25 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, n
 	}
 	r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Delete", "revoked %d key(s) before deletion", len(ids))
 	return ctrl.Result{}, nil, false
+}
+
+// deletionHeld reports whether a blocked deletion still waits for its
+// backoff. Every status write of a deleting object is an update event that
+// comes back here, so without this a blocked deletion would spin. A change
+// of the admin-key Secret or of the spec lifts the wait at once.
+func (r *ApiKeyReconciler) deletionHeld(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (time.Duration, bool) {
+	st := &ak.Status
+	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionRevoked)
+	if c == nil || c.Reason != v1alpha1.ReasonDeletionBlocked || st.LastFailureTime == nil || ak.Generation != st.ObservedGeneration {
+		return 0, false
+	}
+	if v := r.secretVersion(ctx, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name); v != "" && v != st.AdminKeySecretVersion {
+		return 0, false
+	}
+	if retry := st.LastFailureTime.Add(backoff(st.FailedAttempts)); now.Before(retry) {
+		return retry.Sub(now), true
+	}
+	return 0, false
 }
 
 func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *failure) (ctrl.Result, error, bool) {

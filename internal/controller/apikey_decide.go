@@ -111,9 +111,13 @@ func nextRotation(r *v1alpha1.Rotation, activeSince time.Time) (time.Time, error
 		}
 		sched, err := cron.ParseStandard(r.Schedule)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("rotation.schedule %q is not a valid cron expression: %v", r.Schedule, err)
+			return time.Time{}, fmt.Errorf("rotation.schedule %q is not a valid cron expression: %w", r.Schedule, err)
 		}
-		return sched.Next(activeSince.In(loc)).UTC(), nil
+		next := sched.Next(activeSince.In(loc))
+		if next.IsZero() {
+			return time.Time{}, fmt.Errorf("rotation.schedule %q never fires", r.Schedule)
+		}
+		return next.UTC(), nil
 	}
 	return time.Time{}, nil
 }
@@ -125,19 +129,25 @@ func newKeyReason(ak *v1alpha1.ApiKey, secret *corev1.Secret, specHash string, n
 	switch {
 	case st.KeyID == "":
 		return createInitial
-	case ak.Annotations[v1alpha1.AnnotationCompromised] != st.LastCompromisedRequest:
+	case newTrigger(ak.Annotations[v1alpha1.AnnotationCompromised], st.LastCompromisedRequest):
 		return createCompromised
 	case specHash != st.KeySpecHash:
 		return createSpecChange
 	case secret == nil || !secretsync.Intact(secret) || string(secret.Data["keyId"]) != st.KeyID ||
 		st.SecretName != outputSecretName(ak.Name, ak.Spec.Secret):
 		return createSecretLost
-	case ak.Annotations[v1alpha1.AnnotationRotate] != st.LastRotateRequest:
+	case newTrigger(ak.Annotations[v1alpha1.AnnotationRotate], st.LastRotateRequest):
 		return createManual
 	case st.NextRotationTime != nil && !now.Before(st.NextRotationTime.Time):
 		return createRotation
 	}
 	return ""
+}
+
+// newTrigger reports whether a trigger annotation carries a value not acted
+// on yet. Removing the annotation is not a new value.
+func newTrigger(value, last string) bool {
+	return value != "" && value != last
 }
 
 // dueRevocations splits pending revocations into those whose grace period has

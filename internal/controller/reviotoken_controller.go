@@ -106,9 +106,16 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	}
 
 	inputVersion := r.secretVersion(ctx, rt.Namespace, rt.Spec.APIKeySecretRef.Name)
+	// A SecretConflict recorded earlier is gone by now (the foreign Secret was
+	// deleted): that is a change to act on, not a failure that needs a person.
+	conflictGone := false
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionSecretSynced); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonSecretConflict {
+		conflictGone = true
+	}
 	changed := rt.Generation != st.ObservedGeneration ||
-		rt.Annotations[v1alpha1.AnnotationRefresh] != st.LastRefreshRequest ||
-		(inputVersion != "" && inputVersion != st.APIKeySecretVersion)
+		newTrigger(rt.Annotations[v1alpha1.AnnotationRefresh], st.LastRefreshRequest) ||
+		(inputVersion != "" && inputVersion != st.APIKeySecretVersion) || conflictGone
 	state := refreshState{
 		Now:          now,
 		SecretIntact: existing != nil && secretsync.Intact(existing) && st.SecretName == secretName,
@@ -124,6 +131,12 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	}
 	if st.LastFailureTime != nil {
 		state.LastFailure = st.LastFailureTime.Time
+		// failResult stored the retry time of a transient failure (a 429's
+		// retry_after included) as nextRefreshTime, so every later
+		// reconcile, and a restarted manager, honours it.
+		if st.FailedAttempts > 0 && st.NextRefreshTime != nil && st.NextRefreshTime.After(state.LastFailure) {
+			state.RetryAfter = st.NextRefreshTime.Sub(state.LastFailure)
+		}
 	}
 	due, wait := refreshDue(state)
 	r.checkExpiry(rt, now)
@@ -269,7 +282,9 @@ func (r *RevioTokenReconciler) failResult(rt *v1alpha1.RevioToken, now time.Time
 	if rt.Status.ExpiresAt != nil {
 		exp = rt.Status.ExpiresAt.Time
 	}
-	return ctrl.Result{RequeueAfter: retryDelay(rt.Status.FailedAttempts, f.RetryAfter, now, exp)}, nil
+	d := retryDelay(rt.Status.FailedAttempts, f.RetryAfter, now, exp)
+	rt.Status.NextRefreshTime = mtime(now.Add(d))
+	return ctrl.Result{RequeueAfter: d}, nil
 }
 
 // checkExpiry flags a token that expired in the Secret while refreshes fail.

@@ -21,14 +21,20 @@ func refreshAt(now, iat, exp time.Time, spec v1alpha1.Refresh, jitter float64) t
 	if iat.IsZero() || iat.After(exp) {
 		iat = now
 	}
-	before := exp.Sub(iat) / 3
-	if spec.Before != nil && spec.Before.Duration > 0 {
+	lifetime := exp.Sub(iat)
+	before := lifetime / 3
+	if spec.Before != nil && spec.Before.Duration > 0 && spec.Before.Duration < lifetime {
+		// A refresh.before as long as the token's life would refresh at
+		// once, again and again: a third of the lifetime applies instead.
 		before = spec.Before.Duration
 	}
 	spread := min(before/10, time.Minute)
 	t := exp.Add(-before).Add(-time.Duration(jitter * float64(spread)))
-	if t.Before(now) {
-		t = now
+	// Never sooner than a tenth of the lifetime (at least a second) from
+	// now, so a token that arrives already near its refresh point (clock
+	// skew, a short-lived token) cannot make the refreshes spin.
+	if floor := now.Add(max(lifetime/10, time.Second)); t.Before(floor) {
+		t = floor
 	}
 	return t
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -178,8 +179,38 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	if err := os.WriteFile(e.ManagerKubeconfig, kc, 0o600); err != nil {
 		return fmt.Errorf("write manager kubeconfig: %w", err)
 	}
+	if err := e.startControllerManager(); err != nil {
+		return err
+	}
 	e.logf("control plane up at %s", cfg.Host)
 	return ctx.Err()
+}
+
+// startControllerManager runs kube-controller-manager with the namespace
+// and garbage-collector controllers, so that deleting a namespace or an
+// owner (an ApiKey and its Secret) behaves as in a cluster.
+func (e *Env) startControllerManager() error {
+	bin := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-controller-manager")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("kube-controller-manager is not in KUBEBUILDER_ASSETS (hack/controlplane.sh builds it): %w", err)
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	certDir := filepath.Join(e.Dir, "kube-controller-manager")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return err
+	}
+	_, err = e.startProcess("kube-controller-manager", bin, []string{
+		"--kubeconfig=" + e.AdminKubeconfig,
+		"--controllers=namespace,garbagecollector",
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + certDir,
+	}, environ())
+	return err
 }
 
 // Stop ends every process the Env started (managers and apisim with

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/testenv"
+)
+
+const (
+	benchNS        = "bench"
+	floorNS        = "bench-floor"
+	unrelatedNS    = "bench-unrelated"
+	adminSecret    = "reevit-admin"
+	revioKeySecret = "revio-api-key"
+)
+
+// cluster is the running control plane, apisim and manager, and the
+// benchmark's clients.
+type cluster struct {
+	o     options
+	env   *testenv.Env
+	sim   *testenv.Apisim
+	audit *auditLog
+	// c is an admin client without client-side throttling.
+	c   client.Client
+	cfg *rest.Config
+	log io.Writer
+
+	mgrMu    sync.Mutex
+	mgr      *testenv.Manager
+	stopping bool // the benchmark stops the manager on purpose
+	mgrArgs  []string
+	tmp      string
+}
+
+// startCluster starts the control plane with an audit log, builds or finds
+// the binaries, starts apisim and installs config/default. The manager is
+// started separately.
+func startCluster(ctx context.Context, o options, log io.Writer) (*cluster, error) {
+	tmp, err := os.MkdirTemp("", "keywarden-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cl := &cluster{o: o, log: log, tmp: tmp}
+	_, auditPath, args, err := auditArgs(tmp)
+	if err != nil {
+		return cl, err
+	}
+	cl.audit = newAuditLog(auditPath, testenv.ManagerUser)
+	env, err := startEnvWithAPIServerArgs(ctx, tmp, args, log)
+	cl.env = env
+	if err != nil {
+		return cl, err
+	}
+	go cl.audit.follow(ctx)
+
+	cl.cfg = rest.CopyConfig(env.AdminConfig)
+	cl.cfg.QPS, cl.cfg.Burst = -1, 0 // no client-side throttling: the floor is the API server's
+	cl.cfg.UserAgent = "keywarden-bench"
+	if cl.c, err = client.New(cl.cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		return cl, err
+	}
+
+	if err := cl.binaries(ctx); err != nil {
+		return cl, err
+	}
+	var simArgs []string
+	if o.externalLatency > 0 {
+		simArgs = append(simArgs, "--latency="+o.externalLatency.String())
+	}
+	if cl.sim, err = env.StartApisim(ctx, testenv.ApisimOptions{Args: simArgs}); err != nil {
+		return cl, err
+	}
+	if _, err := env.Install(ctx); err != nil {
+		return cl, err
+	}
+	// Probe the audit log: a request of ours must show up in it.
+	if err := cl.audit.sync(ctx, cl.probe); err != nil {
+		return cl, err
+	}
+	return cl, nil
+}
+
+// startEnvWithAPIServerArgs starts testenv with extra kube-apiserver flags.
+// testenv has no option for them, so envtest is pointed (through its
+// TEST_ASSET_KUBE_APISERVER override) at a two-line wrapper script that
+// adds the flags and execs the real kube-apiserver from KUBEBUILDER_ASSETS.
+func startEnvWithAPIServerArgs(ctx context.Context, tmp string, args []string, log io.Writer) (*testenv.Env, error) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make bench`, or export KUBEBUILDER_ASSETS=$(hack/controlplane.sh)")
+	}
+	real := filepath.Join(assets, "kube-apiserver")
+	if _, err := os.Stat(real); err != nil {
+		return nil, fmt.Errorf("kube-apiserver not in KUBEBUILDER_ASSETS: %w", err)
+	}
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\nexec " + shellQuote(real) + ` "$@"`)
+	for _, a := range args {
+		b.WriteString(" " + shellQuote(a))
+	}
+	b.WriteString("\n")
+	wrapper := filepath.Join(tmp, "kube-apiserver")
+	if err := os.WriteFile(wrapper, []byte(b.String()), 0o700); err != nil {
+		return nil, err
+	}
+	const override = "TEST_ASSET_KUBE_APISERVER"
+	old, had := os.LookupEnv(override)
+	_ = os.Setenv(override, wrapper)
+	env, err := testenv.Start(ctx, testenv.Options{Log: log})
+	if had {
+		_ = os.Setenv(override, old)
+	} else {
+		_ = os.Unsetenv(override)
+	}
+	return env, err
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// binaries uses bin/manager and bin/apisim from `make build` when both
+// exist (and -build is not given), otherwise builds them into the Env.
+func (cl *cluster) binaries(ctx context.Context) error {
+	m := filepath.Join(cl.env.RepoRoot, "bin", "manager")
+	a := filepath.Join(cl.env.RepoRoot, "bin", "apisim")
+	if !cl.o.build && fileExists(m) && fileExists(a) {
+		cl.env.ManagerBin, cl.env.ApisimBin = m, a
+		return nil
+	}
+	return cl.env.Build(ctx)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// probe is a cheap request whose audit line proves the log is current.
+func (cl *cluster) probe(ctx context.Context) error {
+	var ns corev1.Namespace
+	return client.IgnoreNotFound(cl.c.Get(ctx, client.ObjectKey{Name: "default"}, &ns))
+}
+
+// syncAudit makes sure every request completed so far has been read.
+func (cl *cluster) syncAudit(ctx context.Context) error { return cl.audit.sync(ctx, cl.probe) }
+
+// managerArgs are the manager's flags besides testenv's (kubeconfig of the
+// ServiceAccount, loopback metrics and probe addresses, http endpoints).
+func (cl *cluster) managerArgs() []string {
+	args := []string{"--leader-elect=false", "--metrics-secure=false"}
+	if cl.o.qps > 0 {
+		args = append(args, fmt.Sprintf("--kube-api-qps=%g", cl.o.qps), fmt.Sprintf("--kube-api-burst=%d", max(cl.o.burst, int(cl.o.qps))))
+	}
+	if cl.o.managerArgs != "" {
+		args = append(args, strings.Fields(cl.o.managerArgs)...)
+	}
+	return args
+}
+
+// startManager starts the manager process and waits until it is ready.
+func (cl *cluster) startManager(ctx context.Context) (*testenv.Manager, error) {
+	cl.mgrArgs = cl.managerArgs()
+	m, err := cl.env.StartManager(ctx, testenv.ManagerOptions{NoLeaderElection: true, Args: cl.mgrArgs})
+	cl.mgrMu.Lock()
+	cl.mgr, cl.stopping = m, false
+	cl.mgrMu.Unlock()
+	return m, err
+}
+
+// stopManager ends the manager with SIGTERM, as a rolling update would.
+func (cl *cluster) stopManager() error {
+	cl.mgrMu.Lock()
+	m := cl.mgr
+	cl.stopping = true
+	cl.mgrMu.Unlock()
+	if m == nil {
+		return nil
+	}
+	return m.Stop(30 * time.Second)
+}
+
+// alive returns an error when the manager has exited unexpectedly.
+func (cl *cluster) alive() error {
+	cl.mgrMu.Lock()
+	m, stopping := cl.mgr, cl.stopping
+	cl.mgrMu.Unlock()
+	if m == nil || stopping {
+		return nil
+	}
+	if exited, err := m.Exited(); exited {
+		return fmt.Errorf("the manager exited (%v); last log lines:\n%s", err, m.LogTail(30))
+	}
+	return nil
+}
+
+// managerPid is the running manager's process id.
+func (cl *cluster) managerPid() int {
+	cl.mgrMu.Lock()
+	defer cl.mgrMu.Unlock()
+	if cl.mgr == nil {
+		return 0
+	}
+	return cl.mgr.Pid()
+}
+
+// stop ends everything and removes the temporary directories.
+func (cl *cluster) stop() error {
+	var errs []error
+	if cl.env != nil {
+		cl.mgrMu.Lock()
+		cl.stopping = true
+		cl.mgrMu.Unlock()
+		errs = append(errs, cl.env.Stop())
+	}
+	errs = append(errs, os.RemoveAll(cl.tmp))
+	return errors.Join(errs...)
+}
+
+// createNamespace creates a namespace (an existing one is fine).
+func (cl *cluster) createNamespace(ctx context.Context, name string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	return client.IgnoreAlreadyExists(cl.c.Create(ctx, ns))
+}
+
+// createInputSecrets creates the admin-key and API-key Secrets every
+// benchmark object refers to (one of each, as one SecretStore serves ESO's
+// ExternalSecrets in the peer figures).
+func (cl *cluster) createInputSecrets(ctx context.Context) error {
+	for name, key := range map[string]string{adminSecret: cl.sim.Credentials.AdminKey, revioKeySecret: cl.sim.Credentials.RevioAPIKey} {
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
+			Data:       map[string][]byte{"apiKey": []byte(key)},
+		}
+		if err := cl.c.Create(ctx, s); err != nil {
+			return fmt.Errorf("create input secret %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// environment is the Reevit environment of apisim's admin key: Reevit
+// issues keys in the admin key's environment.
+func (cl *cluster) environment() string {
+	if strings.HasPrefix(cl.sim.Credentials.AdminKey, "pfk_live_") {
+		return "live"
+	}
+	return "test"
+}
+
+func apiKeyName(i int) string     { return fmt.Sprintf("ak-%05d", i) }
+func revioTokenName(i int) string { return fmt.Sprintf("rt-%05d", i) }
+
+// newApiKey is the benchmark's ApiKey: one scope, rotation every 720h with
+// a short grace period, so a rotation's revocation can be measured.
+func (cl *cluster) newApiKey(name string) *v1alpha1.ApiKey {
+	return &v1alpha1.ApiKey{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
+		Spec: v1alpha1.ApiKeySpec{
+			Reevit: v1alpha1.ReevitEndpoint{
+				URL: cl.sim.Credentials.ReevitURL, OrgID: cl.sim.Credentials.OrgID,
+				AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: adminSecret, Key: "apiKey"},
+			},
+			Scopes:      []v1alpha1.Scope{"payments:read"},
+			Environment: cl.environment(),
+			Rotation: &v1alpha1.Rotation{
+				Every:       &metav1.Duration{Duration: 720 * time.Hour},
+				GracePeriod: &metav1.Duration{Duration: cl.o.grace},
+			},
+		},
+	}
+}
+
+// newRevioToken is the benchmark's RevioToken, refreshed at the default
+// third of the token's lifetime before it expires.
+func (cl *cluster) newRevioToken(name string) *v1alpha1.RevioToken {
+	return &v1alpha1.RevioToken{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
+		Spec: v1alpha1.RevioTokenSpec{
+			URL:             cl.sim.Credentials.RevioURL,
+			Host:            cl.sim.Credentials.RevioHost,
+			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: revioKeySecret, Key: "apiKey"},
+		},
+	}
+}
+
+// pool runs fn for 0..n-1 on `workers` goroutines and returns the first error.
+func pool(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for range max(1, workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { first = err; cancel() })
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
+}
+
+// annotate sets an annotation on an object with a merge patch.
+func (cl *cluster) annotate(ctx context.Context, obj client.Object, key, value string) error {
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, key, value)
+	return cl.c.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
+}
+
+// keepLogs copies the audit log and the manager's logs into dir.
+func (cl *cluster) keepLogs(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	files := []string{cl.audit.path}
+	if cl.env != nil {
+		logs, _ := filepath.Glob(filepath.Join(cl.env.Dir, "logs", "*.log"))
+		files = append(files, logs...)
+	}
+	var errs []error
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600))
+	}
+	return errors.Join(errs...)
+}

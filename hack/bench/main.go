@@ -1,0 +1,227 @@
+// Command bench measures Keywarden at scale (`make bench`, `make
+// bench-quick`): convergence of N ApiKeys and N RevioTokens against the
+// floor a bare client sets, the kube API and external calls per object on
+// every path (create, refresh, rotation, steady state, restart), the
+// manager's memory with many unrelated Secrets, and the lag of a refresh
+// storm. It prints one table with the goals of issue 8 beside the numbers.
+//
+// It runs what a user runs: a local control plane (testenv) whose
+// kube-apiserver writes an audit log, apisim, config/default's CRDs and
+// RBAC, and bin/manager as a process under its ServiceAccount with its
+// default flags (no client-side throttling unless -qps). Kube API requests
+// are counted from the audit log (the manager's user only), external calls
+// from apisim's counters, memory and CPU from /proc.
+//
+// -quick (N=100) is the CI smoke test: it asserts nothing about timing and
+// fails only when something is broken (objects never Ready, the manager
+// crashing, refreshes or rotations not happening). Ctrl-C stops everything
+// and removes every temporary file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+type options struct {
+	n, writers            int
+	quick, build          bool
+	steady, idle, timeout time.Duration
+	secrets, secretSize   int
+	rotations, storm      int
+	stormLifetime, grace  time.Duration
+	qps                   float64
+	burst                 int
+	managerArgs           string
+	externalLatency       time.Duration
+	rssSamples            int
+	skip, keep            string
+	apiserverProfile      string
+	profileSeconds        int
+	busyBefore            float64
+	explicit              map[string]bool
+}
+
+type bench struct {
+	o   options
+	cl  *cluster
+	tr  *tracker
+	res *results
+	log io.Writer
+}
+
+func (b *bench) logf(format string, args ...any) {
+	_, _ = fmt.Fprintf(b.log, "%s bench: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 1000, "ApiKeys and RevioTokens to create (N of each)")
+	flag.BoolVar(&o.quick, "quick", false, "smoke test for CI: shorter steady state, 1,000 unrelated Secrets; asserts no timing")
+	flag.IntVar(&o.writers, "writers", 16, "concurrent writers of the benchmark client (creates, annotations, the floor)")
+	flag.DurationVar(&o.steady, "steady", time.Minute, "steady-state window (10s with -quick)")
+	flag.DurationVar(&o.idle, "idle", 5*time.Second, "the manager is idle after this long without a kube API request")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long objects may take to become Ready")
+	flag.IntVar(&o.secrets, "secrets", 10000, "unrelated Secrets for the memory measure (1,000 with -quick)")
+	flag.IntVar(&o.secretSize, "secret-size", 10*1024, "bytes of data in each unrelated Secret")
+	flag.IntVar(&o.rotations, "rotations", 100, "ApiKeys rotated in the rotation measure (at most N)")
+	flag.IntVar(&o.storm, "storm", 1000, "RevioTokens in the refresh storm (at most N)")
+	flag.DurationVar(&o.stormLifetime, "storm-lifetime", 90*time.Second, "token lifetime during the refresh storm (refresh a third before expiry)")
+	flag.DurationVar(&o.grace, "grace", time.Minute, "the ApiKeys' rotation.gracePeriod")
+	flag.Float64Var(&o.qps, "qps", 0, "pass --kube-api-qps to the manager (0: its default, no client-side throttling)")
+	flag.IntVar(&o.burst, "burst", 0, "pass --kube-api-burst to the manager with -qps")
+	flag.StringVar(&o.managerArgs, "manager-args", "", "further manager flags, space separated (e.g. \"--max-concurrent-reconciles=32\")")
+	flag.DurationVar(&o.externalLatency, "external-latency", 0, "latency apisim adds to every Reevit and Rev.io request")
+	flag.IntVar(&o.rssSamples, "rss-samples", 10, "RSS samples (a second apart) before and after the unrelated Secrets")
+	flag.BoolVar(&o.build, "build", false, "build the manager and apisim into the temporary directory instead of using bin/")
+	flag.StringVar(&o.keep, "keep", "", "copy the audit log and the manager's logs into this directory before cleaning up")
+	flag.StringVar(&o.apiserverProfile, "apiserver-profile", "", "write a CPU profile of kube-apiserver during converge to this file (go tool pprof)")
+	flag.IntVar(&o.profileSeconds, "profile-seconds", 20, "length of the -apiserver-profile, from the first create")
+	flag.StringVar(&o.skip, "skip", "", "comma-separated measures to skip: steady, restart, rotation, storm, memory")
+	flag.Parse()
+	o.explicit = map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
+	if o.quick {
+		if !o.explicit["steady"] {
+			o.steady = 10 * time.Second
+		}
+		if !o.explicit["secrets"] {
+			o.secrets = 1000
+		}
+		if !o.explicit["rss-samples"] {
+			o.rssSamples = 5
+		}
+	}
+	if o.n < 1 || o.writers < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -n and -writers must be at least 1")
+		os.Exit(2)
+	}
+	if o.grace < time.Second {
+		fmt.Fprintln(os.Stderr, "bench: -grace must be at least 1s")
+		os.Exit(2)
+	}
+
+	// client-go's watch errors would go to controller-runtime's logger.
+	ctrllog.SetLogger(crzap.New(crzap.WriteTo(io.Discard)))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		// A second signal ends the process at once; testenv's watchdog
+		// still stops what it started.
+		<-ctx.Done()
+		stop()
+	}()
+	os.Exit(run(ctx, o))
+}
+
+func run(ctx context.Context, o options) int {
+	// The benchmark's own watches and the audit reader end before the
+	// control plane stops, so kube-apiserver has no client left to drain.
+	ctx, cancel := context.WithCancel(ctx)
+	b := &bench{o: o, res: &results{}, log: os.Stderr}
+	// Other work on the machine skews every timing: note how busy it was.
+	b.o.busyBefore = machineBusy(2 * time.Second)
+	b.logf("the machine was %.0f%% busy before the run", b.o.busyBefore)
+	start := time.Now()
+	cl, err := startCluster(ctx, o, os.Stderr)
+	b.cl = cl
+	defer func() {
+		cancel()
+		if cl == nil {
+			return
+		}
+		if o.keep != "" {
+			if err := cl.keepLogs(o.keep); err != nil {
+				b.logf("keep logs: %v", err)
+			} else {
+				b.logf("audit log and manager logs copied to %s", o.keep)
+			}
+		}
+		b.logf("stopping the manager, apisim and the control plane")
+		if err := cl.stop(); err != nil {
+			b.logf("stop: %v", err)
+		}
+	}()
+	if err == nil {
+		err = b.measure(ctx)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			b.logf("interrupted")
+			return 130
+		}
+		b.logf("FAILED: %v", err)
+		if cl != nil && cl.mgr != nil {
+			b.logf("manager log: last lines\n%s", cl.mgr.LogTail(20))
+		}
+		return 1
+	}
+	b.logf("done in %s", time.Since(start).Round(time.Second))
+	b.report(os.Stdout, time.Since(start))
+	return 0
+}
+
+// measure runs every measure in order; each leaves every object Ready.
+func (b *bench) measure(ctx context.Context) error {
+	skip := map[string]bool{}
+	for _, s := range strings.Split(b.o.skip, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			skip[s] = true
+		}
+	}
+	cl := b.cl
+	if err := cl.createNamespace(ctx, benchNS); err != nil {
+		return err
+	}
+	if err := cl.createInputSecrets(ctx); err != nil {
+		return err
+	}
+	var err error
+	if b.tr, err = startTracker(ctx, cl.cfg, benchNS); err != nil {
+		return err
+	}
+	if _, err := cl.startManager(ctx); err != nil {
+		return err
+	}
+	if err := b.converge(ctx); err != nil {
+		return fmt.Errorf("converge: %w", err)
+	}
+	if err := b.floor(ctx); err != nil {
+		return err
+	}
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"steady", b.steady},
+		{"restart", b.restart},
+		{"rotation+storm", b.rotateAndStorm},
+		{"memory", b.memory},
+	}
+	for _, s := range steps {
+		if s.name == "rotation+storm" {
+			if skip["rotation"] && skip["storm"] {
+				continue
+			}
+			if skip["rotation"] || skip["storm"] {
+				return errors.New("-skip: rotation and storm run together; skip both or neither")
+			}
+		} else if skip[s.name] {
+			continue
+		}
+		if err := s.fn(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	return cl.alive()
+}

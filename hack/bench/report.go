@@ -1,0 +1,209 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// row is one line of the table.
+type row struct {
+	measure, result, goal, met string
+}
+
+// goal formats whether a goal was met.
+func met(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func secs(d time.Duration) string {
+	switch {
+	case d < time.Millisecond && d > 0:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	case d >= 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	default:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	}
+}
+
+// report prints the header and the table.
+func (b *bench) report(w io.Writer, took time.Duration) {
+	r, o := b.res, b.o
+	var rows []row
+	add := func(measure, result, goal, ok string) { rows = append(rows, row{measure, result, goal, ok}) }
+
+	// Converge.
+	n2 := 2 * r.n
+	add(fmt.Sprintf("**converge**: %d ApiKeys + %d RevioTokens created at once (%d writers), until all Ready", r.n, r.n, o.writers),
+		fmt.Sprintf("%s (creates sent in %s; ApiKeys %s, RevioTokens %s)", secs(r.convergeAll), secs(r.createSend), secs(r.convergeAK), secs(r.convergeRT)), "", "")
+	add("per object, create to Ready: p50 / p95 / p99",
+		fmt.Sprintf("%s / %s / %s", secs(percentile(r.latAll, 50)), secs(percentile(r.latAll, 95)), secs(percentile(r.latAll, 99))), "", "")
+	add("  ApiKey p50 / p99; RevioToken p50 / p99",
+		fmt.Sprintf("%s / %s; %s / %s", secs(percentile(r.latAK, 50)), secs(percentile(r.latAK, 99)), secs(percentile(r.latRT, 50)), secs(percentile(r.latRT, 99))), "", "")
+	add(fmt.Sprintf("floor: a bare client makes the operator's %d writes (ConfigMap creates, %d writers)", r.floorWrites, o.writers),
+		fmt.Sprintf("%s (%.0f writes/s)", secs(r.floorDur), float64(r.floorWrites)/r.floorDur.Seconds()), "", "")
+	add("  CPU during converge (2 cores)", r.convergeUse.String(), "", "")
+	for _, c := range []string{"apikey", "reviotoken"} {
+		st := r.convergeStats[c]
+		add(fmt.Sprintf("  controller %s: reconciles per object; mean reconcile time; mean wait in the work queue", c),
+			fmt.Sprintf("%.2f (errors %.0f, requeues %.0f); %s; %s", st.reconciles/float64(max(r.n, 1)), st.errors, st.requeues, secs(st.meanReconcile), secs(st.meanQueueWait)), "", "")
+	}
+	if len(r.convergeExtMean) > 0 {
+		add("  mean external request time (manager's view)", fmt.Sprintf("reevit %s, revio %s", secs(r.convergeExtMean["reevit"]), secs(r.convergeExtMean["revio"])), "", "")
+	}
+	add("  CPU during the floor", r.floorUse.String(), "", "")
+	ratioCF := r.convergeAll.Seconds() / r.floorDur.Seconds()
+	add("converge / floor", fmt.Sprintf("%.2fx", ratioCF), "≤ 3x", met(ratioCF <= 3))
+	add("manager CPU / peak RSS during converge", fmt.Sprintf("%s / %s", secs(r.convergeCPU), mib(r.convergePeakRSS)),
+		"peers: tuned ESO 6.4 s / 118 MiB for 1000 tokens alone; target ≤ half its memory", met(float64(r.convergePeakRSS) <= 118.2/2*(1<<20)))
+	if r.n == 1000 {
+		add("RevioTokens: all 1000 Ready (beside 1000 ApiKeys)", secs(r.convergeRT),
+			"peers: ≤ half tuned ESO's 13.8 s (1000 ExternalSecrets alone)", met(r.convergeRT <= 6900*time.Millisecond))
+	}
+
+	// API economy on the create path.
+	ak, rt, shared := r.createPath[kindApiKey], r.createPath[kindRevioToken], r.createPath["shared"]
+	akW, rtW := ak.total(true), rt.total(true)
+	add("**kube API writes per object on create**, all (shared included)", ratio(r.createWrites, n2), "≤ 4", met(float64(r.createWrites) <= 4*float64(n2)))
+	add("  ApiKey", fmt.Sprintf("%s: %s", ratio(akW, r.n), ak.perObject(r.n, true)), "≤ 4", met(akW <= 4*r.n))
+	add("  RevioToken", fmt.Sprintf("%s: %s", ratio(rtW, r.n), rt.perObject(r.n, true)), "≤ 4; peers: ESO 3.00, target ≤ 2", met(rtW <= 4*r.n)+peerMet(rtW <= 2*r.n))
+	add("  shared (input Secrets; totals, not per object)", totals(shared, true), "", "")
+	add("kube API reads per object on create: ApiKey", fmt.Sprintf("%s: %s", ratio(ak.reads(), r.n), ak.perObject(r.n, false)), "", "")
+	add("  RevioToken", fmt.Sprintf("%s: %s", ratio(rt.reads(), r.n), rt.perObject(r.n, false)), "", "")
+	add("  shared (lists, watches, input Secrets; totals)", totals(shared, false), "", "")
+	add("**external calls per object on create**",
+		fmt.Sprintf("ApiKey: %s; RevioToken: %s", r.createExt.api("reevit").perObject(r.n), r.createExt.api("revio").perObject(r.n)), "", "")
+
+	// Refresh.
+	if r.refK > 0 {
+		for _, x := range []struct {
+			what string
+			reqs tally
+			ext  extCounts
+		}{
+			{fmt.Sprintf("**refresh on request** (keywarden.dev/refresh on %d tokens at once)", r.refK), r.refReqs, r.refExt},
+			{fmt.Sprintf("**refresh on schedule** (the storm's %d tokens)", r.refK), r.schedReqs, r.schedExt},
+		} {
+			ex := x.ext["revio exchange"]
+			sw := x.reqs["patch secrets"] + x.reqs["update secrets"] + x.reqs["create secrets"]
+			stw := x.reqs["patch reviotokens/status"] + x.reqs["update reviotokens/status"]
+			ok := ex == r.refK && sw == r.refK && stw <= r.refK
+			add(x.what+": exchanges / Secret writes / status writes per refresh",
+				fmt.Sprintf("%s / %s / %s", ratio(ex, r.refK), ratio(sw, r.refK), ratio(stw, r.refK)), "1 / 1 / ≤ 1", met(ok))
+			add("  all writes and external calls per refresh",
+				fmt.Sprintf("%s writes: %s; external: %s", ratio(x.reqs.total(true), r.refK), x.reqs.perObject(r.refK, true), x.ext.perObject(r.refK)), "", "")
+		}
+	}
+
+	// Rotation.
+	if r.rotM > 0 {
+		add(fmt.Sprintf("**rotation** (keywarden.dev/rotate on %d ApiKeys, grace %s, revocation included): writes per rotation", r.rotM, o.grace),
+			fmt.Sprintf("%s: %s", ratio(r.rotReqs.total(true), r.rotM), r.rotReqs.perObject(r.rotM, true)), "", "")
+		add("  external calls per rotation; done in", fmt.Sprintf("%s; %s", r.rotExt.perObject(r.rotM), secs(r.rotDur)), "", "")
+	}
+
+	// Steady state.
+	if r.steadyDur > 0 {
+		sw := r.steadyReqs.total(true)
+		add(fmt.Sprintf("**steady state** %s, nothing due: writes / external calls", secs(r.steadyDur)),
+			fmt.Sprintf("%d / %d (reads: %s)", sw, r.steadyExt.total(), totals(r.steadyReqs, false)), "0 / 0", met(sw == 0 && r.steadyExt.total() == 0))
+	}
+
+	// Restart.
+	if r.restartIdle > 0 {
+		rw := r.restartReqs.total(true)
+		add("**restart** (SIGTERM, start, every object Ready): writes / external calls until idle",
+			fmt.Sprintf("%d / %d", rw, r.restartExt.total()), "0 / 0", met(rw == 0 && r.restartExt.total() == 0))
+		add("  time to idle (last request; ready after); reads",
+			fmt.Sprintf("%s (%s); %s", secs(r.restartIdle), secs(r.restartReady), totals(r.restartReqs, false)), "", "")
+	}
+
+	// Memory.
+	if len(r.withRSS) > 0 {
+		baseMax, withMax := maxOf(r.baseRSS), maxOf(r.withRSS)
+		baseLast, withLast := r.baseRSS[len(r.baseRSS)-1], r.withRSS[len(r.withRSS)-1]
+		add("**memory**: manager RSS, baseline (every object in place): max / last", fmt.Sprintf("%s / %s", mib(baseMax), mib(baseLast)), "", "")
+		d := withMax - baseMax
+		add(fmt.Sprintf("  with %d unrelated Secrets of %d KiB: max / last (delta of max)", r.memSecrets, r.memSecretSize/1024),
+			fmt.Sprintf("%s / %s (%+.1f MiB)", mib(withMax), mib(withLast), float64(d)/(1<<20)), "≤ baseline + 10 MiB", met(d <= 10<<20))
+		add("  kube API requests the unrelated Secrets caused", totals(r.memReqs, true)+"; reads: "+totals(r.memReqs, false), "", "")
+	}
+
+	// Storm.
+	if len(r.lags) > 0 {
+		add(fmt.Sprintf("**refresh storm**: %d tokens of %s; spread of expiries / scheduled refreshes / actual refreshes", r.refK, r.lifetime),
+			fmt.Sprintf("%s / %s / %s", secs(r.expirySpread), secs(r.nextSpread), secs(r.refreshSpread)), "", "")
+		p99 := percentile(r.lags, 99)
+		add("  lag of the Secret write behind status.nextRefreshTime: p50 / p99 / max",
+			fmt.Sprintf("%s / %s / %s", secs(percentile(r.lags, 50)), secs(p99), secs(maxOf(r.lags))), "p99 < 5 s", met(p99 < 5*time.Second))
+	}
+
+	b.header(w, took)
+	_, _ = fmt.Fprintln(w, "| measure | result | goal | met |")
+	_, _ = fmt.Fprintln(w, "|---|---|---|---|")
+	for _, x := range rows {
+		_, _ = fmt.Fprintf(w, "| %s | %s | %s | %s |\n", x.measure, x.result, x.goal, x.met)
+	}
+	if o.quick {
+		_, _ = fmt.Fprintln(w, "\n-quick: a smoke test; the goals are for N=1000 and nothing about timing is asserted.")
+	}
+}
+
+func peerMet(ok bool) string {
+	if ok {
+		return "; peer target: yes"
+	}
+	return "; peer target: **no**"
+}
+
+// totals formats absolute counts (writes or reads).
+func totals(t tally, writes bool) string {
+	var parts []string
+	for _, k := range t.keys() {
+		if writes == isWriteKey(k) {
+			parts = append(parts, fmt.Sprintf("%s %d%s", k, t[k], t.failures(k)))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// header prints the machine, the versions and the command line.
+func (b *bench) header(w io.Writer, took time.Duration) {
+	// Built from Go modules, kube-apiserver reports no version of its own;
+	// hack/controlplane.sh names its cache directory after the versions.
+	server := "kube-apiserver and etcd " + strings.ReplaceAll(filepath.Base(os.Getenv("KUBEBUILDER_ASSETS")), "-etcd-", ", etcd-")
+	args := strings.Join(os.Args[1:], " ")
+	mgr := b.cl.env.ManagerBin
+	if rel, err := filepath.Rel(b.cl.env.RepoRoot, mgr); err == nil && !strings.HasPrefix(rel, "..") {
+		mgr = rel
+	}
+	_, _ = fmt.Fprintf(w, "\nKeywarden benchmark, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	_, _ = fmt.Fprintf(w, "- machine: %s; %.0f%% busy with other work just before the run\n", machine(), b.o.busyBefore)
+	_, _ = fmt.Fprintf(w, "- command: `go run ./hack/bench %s` (%s, run time %s)\n", args, makeTarget(b.o), took.Round(time.Second))
+	_, _ = fmt.Fprintf(w, "- control plane: %s (hack/controlplane.sh), local, audit log at Metadata level\n", server)
+	_, _ = fmt.Fprintf(w, "- manager: `%s %s` (and testenv's --kubeconfig, loopback metrics and probe addresses, --allow-http-endpoints) as system:serviceaccount:keywarden-system:keywarden-controller-manager with config/default's RBAC\n", mgr, strings.Join(b.cl.mgrArgs, " "))
+	lat := "no added latency"
+	if b.o.externalLatency > 0 {
+		lat = b.o.externalLatency.String() + " added latency"
+	}
+	_, _ = fmt.Fprintf(w, "- external APIs: apisim on loopback (%s); kube requests counted from the audit log (manager's user), external calls from apisim\n\n", lat)
+}
+
+func makeTarget(o options) string {
+	if o.quick {
+		return "make bench-quick"
+	}
+	return "make bench"
+}

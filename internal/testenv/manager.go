@@ -1,0 +1,119 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// ManagerOptions configure StartManager.
+type ManagerOptions struct {
+	// Args are added after the defaults (a flag given twice: the last wins).
+	Args []string
+	// NoLeaderElection runs without --leader-elect.
+	NoLeaderElection bool
+}
+
+// Manager is a running manager process.
+type Manager struct {
+	*Process
+	// MetricsAddr and ProbeAddr are the loopback addresses it serves on.
+	MetricsAddr, ProbeAddr string
+}
+
+// StartManager runs the built manager as its ServiceAccount (the manager
+// kubeconfig: only the RBAC config/default grants), with http:// endpoints
+// allowed for apisim, leader election in keywarden-system, and metrics and
+// probes on free loopback ports. It waits until /readyz answers.
+func (e *Env) StartManager(ctx context.Context, o ManagerOptions) (*Manager, error) {
+	if e.ManagerBin == "" {
+		return nil, fmt.Errorf("the manager is not built: call Build first")
+	}
+	metricsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	probePort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		MetricsAddr: "127.0.0.1:" + strconv.Itoa(metricsPort),
+		ProbeAddr:   "127.0.0.1:" + strconv.Itoa(probePort),
+	}
+	args := []string{
+		"--kubeconfig=" + e.ManagerKubeconfig,
+		"--allow-http-endpoints",
+		"--metrics-bind-address=" + m.MetricsAddr,
+		"--health-probe-bind-address=" + m.ProbeAddr,
+	}
+	if !o.NoLeaderElection {
+		args = append(args, "--leader-elect", "--leader-election-namespace="+ManagerNamespace)
+	}
+	args = append(args, o.Args...)
+	if m.Process, err = e.startProcess("manager", e.ManagerBin, args, environ()); err != nil {
+		return nil, err
+	}
+	if err := m.waitReady(ctx, time.Minute); err != nil {
+		return m, err
+	}
+	e.logf("manager up (pid %d, log %s)", m.Pid(), m.LogPath)
+	return m, nil
+}
+
+// waitReady polls /readyz until it answers 200.
+func (m *Manager) waitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.ProbeAddr+"/readyz", nil)
+		if resp, err := hc.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if exited, err := m.Exited(); exited {
+			return fmt.Errorf("manager exited before it was ready: %w\n%s", exitError(err), m.LogTail(30))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("manager not ready within %s:\n%s", timeout, m.LogTail(30))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// WaitLeader waits until a holder owns the manager's leader-election
+// Lease and returns the holder's identity.
+func (e *Env) WaitLeader(ctx context.Context, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		var l coordinationv1.Lease
+		err := e.Client.Get(ctx, client.ObjectKey{Namespace: ManagerNamespace, Name: LeaderElectionID}, &l)
+		if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+			return *l.Spec.HolderIdentity, nil
+		}
+		if time.Now().After(deadline) {
+			msg := fmt.Sprintf("no leader-election Lease %s/%s held within %s", ManagerNamespace, LeaderElectionID, timeout)
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", msg, err)
+			}
+			return "", errors.New(msg)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+)
+
+// credentials remembers every key and token the suite saw, so the last test
+// can look for them in the manager's log, in events and in status.
+type credentials struct {
+	mu     sync.Mutex
+	values map[string]string // value -> where it was seen
+}
+
+var seen = &credentials{values: map[string]string{}}
+
+func (c *credentials) add(where string, values ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, v := range values {
+		if v != "" {
+			if _, ok := c.values[v]; !ok {
+				c.values[v] = where
+			}
+		}
+	}
+}
+
+// needles returns what must not appear anywhere: each value, and the part a
+// truncated print would still show (a key without its public prefix, a
+// JWT's signature), with where each was seen. Never the values themselves
+// in messages: callers print the "where".
+func (c *credentials) needles() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]string{}
+	for v, where := range c.values {
+		out[v] = where
+		v = strings.TrimPrefix(v, "Bearer ")
+		if strings.HasPrefix(v, "pfk_") && len(v) > 13+12 {
+			out[v[13:]] = where + " (without its prefix)"
+		}
+		if parts := strings.Split(v, "."); len(parts) == 3 && len(parts[2]) >= 16 {
+			out[parts[2]] = where + " (JWT signature)"
+		}
+	}
+	return out
+}
+
+// secretData reads a Secret as the administrator and remembers the
+// credentials it holds. It returns nil when the Secret does not exist.
+func secretData(ctx context.Context, ns, name string) (map[string][]byte, error) {
+	var s corev1.Secret
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	where := "Secret " + ns + "/" + name
+	for _, k := range []string{"apiKey", "previousApiKey", "token", "authorization"} {
+		seen.add(where+" "+k, string(s.Data[k]))
+	}
+	return s.Data, nil
+}
+
+// newNamespace creates a namespace for one test. Namespaces are not deleted:
+// the control plane goes away with the suite.
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	return ns.Name
+}
+
+// createSecret creates an input Secret with one data key, apiKey.
+func createSecret(t *testing.T, ns, name, value string) {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{"apiKey": value}}
+	if err := k8s.Create(context.Background(), s); err != nil {
+		t.Fatalf("create Secret %s/%s: %v", ns, name, err)
+	}
+}
+
+// apply applies a manifest with kubectl as the administrator, the way a
+// user would. Manifests with credentials go through stdin.
+func apply(t *testing.T, ns string, manifest []byte) {
+	t.Helper()
+	args := []string{"apply", "-f", "-"}
+	if ns != "" {
+		args = append(args, "-n", ns)
+	}
+	if _, err := env.AdminKubectl(context.Background(), manifest, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// condition returns the condition of type typ, or a zero one.
+func condition(conds []metav1.Condition, typ string) metav1.Condition {
+	if c := meta.FindStatusCondition(conds, typ); c != nil {
+		return *c
+	}
+	return metav1.Condition{Type: typ, Status: metav1.ConditionUnknown, Reason: "NotSet"}
+}
+
+// expectReady fails g unless the Ready condition is True for the current
+// generation.
+func expectReady(g Gomega, conds []metav1.Condition, generation int64) {
+	c := condition(conds, v1alpha1.ConditionReady)
+	g.Expect(c.Status).To(Equal(metav1.ConditionTrue), "Ready is %s (%s): %s", c.Status, c.Reason, c.Message)
+	g.Expect(c.ObservedGeneration).To(Equal(generation), "Ready describes generation %d, not %d", c.ObservedGeneration, generation)
+}
+
+// getApiKey and getRevioToken read the current object.
+func getApiKey(g Gomega, ns, name string) *v1alpha1.ApiKey {
+	ak := &v1alpha1.ApiKey{}
+	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, ak)).To(Succeed())
+	return ak
+}
+
+func getRevioToken(g Gomega, ns, name string) *v1alpha1.RevioToken {
+	rt := &v1alpha1.RevioToken{}
+	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, rt)).To(Succeed())
+	return rt
+}
+
+// adminEnvironment is the Reevit environment of apisim's admin key: Reevit
+// issues keys in the environment of the key that asks.
+func adminEnvironment() string {
+	if strings.HasPrefix(sim.Credentials.AdminKey, "pfk_live_") {
+		return "live"
+	}
+	return "test"
+}
+
+// apiKeyManifest is an ApiKey against apisim with an every rotation.
+func apiKeyManifest(name string, every, grace time.Duration) []byte {
+	c := sim.Credentials
+	return fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ApiKey
+metadata:
+  name: %s
+spec:
+  reevit:
+    url: %s
+    orgId: %s
+    adminKeySecretRef:
+      name: reevit-admin
+  scopes: [payments:read]
+  environment: %s
+  rotation:
+    every: %s
+    gracePeriod: %s
+`, name, c.ReevitURL, c.OrgID, adminEnvironment(), every, grace)
+}
+
+// revioTokenManifest is a RevioToken against apisim.
+func revioTokenManifest(name string) []byte {
+	c := sim.Credentials
+	return fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
+kind: RevioToken
+metadata:
+  name: %s
+spec:
+  url: %s
+  host: %s
+  apiKeySecretRef:
+    name: revio-api-key
+`, name, c.RevioURL, c.RevioHost)
+}
+
+// canI asks the API server whether the manager's identity may do verb on
+// resource in ns (kubectl auth can-i, as the manager itself).
+func canI(ctx context.Context, verb, resource, ns string) (bool, error) {
+	args := []string{"auth", "can-i", verb, resource}
+	if ns != "" {
+		args = append(args, "-n", ns)
+	} else {
+		args = append(args, "--all-namespaces")
+	}
+	res, err := env.ManagerKubectl(ctx, nil, args...)
+	switch strings.TrimSpace(string(res.Stdout)) {
+	case "yes":
+		return true, nil
+	case "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("kubectl auth can-i %s %s: %v", verb, resource, err)
+}
+
+// managerLog returns everything the manager processes of the suite wrote.
+func managerLog(t *testing.T) string {
+	t.Helper()
+	b, err := mgr.Log()
+	if err != nil {
+		t.Fatalf("read manager log: %v", err)
+	}
+	return string(b)
+}

@@ -1,0 +1,426 @@
+package faults
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/apisim"
+	"github.com/keywarden/keywarden/internal/testenv"
+)
+
+// markerRE is the ownership marker Keywarden appends to a key's name:
+// [kw:<object uid>:<creation number>].
+var markerRE = regexp.MustCompile(`\[kw:([0-9a-fA-F-]{36}):([0-9]+)\]$`)
+
+func parseMarker(name string) (uid string, gen int64, ok bool) {
+	m := markerRE.FindStringSubmatch(name)
+	if m == nil {
+		return "", 0, false
+	}
+	g, err := strconv.ParseInt(m[2], 10, 64)
+	return m[1], g, err == nil
+}
+
+// tokenPolicy decides whether a token found expired at now in a Secret is a
+// lost credential (true) or an expected consequence of the faults (false).
+type tokenPolicy func(exp, now time.Time) bool
+
+// checker verifies the invariants of one namespace served by one apisim:
+//   - every key apisim holds active with an object's marker is the object's
+//     active key, a pending revocation, or the creation status records as
+//     in flight (pendingCreate): otherwise it is leaked;
+//   - no two keys carry the same marker (a double create);
+//   - every ApiKey Secret's key authenticates;
+//   - every RevioToken Secret's token validates (or its expiry is excused
+//     by the token policy).
+//
+// The reads are not atomic, so a key counts only when it is active in a
+// list made before and in one made after the objects were read: keys are
+// never un-revoked, so it was active at the moment of the object read, and
+// Keywarden records a creation before sending it.
+type checker struct {
+	s      *suite
+	sim    *testenv.Apisim
+	ns     string
+	policy tokenPolicy // nil: every token must validate
+
+	mu       sync.Mutex
+	checks   int
+	problems []string
+}
+
+func newChecker(s *suite, sim *testenv.Apisim, ns string, policy tokenPolicy) *checker {
+	return &checker{s: s, sim: sim, ns: ns, policy: policy}
+}
+
+// problem records a finding once.
+func (c *checker) problem(p string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.Contains(c.problems, p) {
+		c.problems = append(c.problems, p)
+	}
+}
+
+// count is the number of findings so far.
+func (c *checker) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.problems)
+}
+
+// report fails t with every finding so far.
+func (c *checker) report(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.problems {
+		t.Error(p)
+	}
+	t.Logf("invariants of %s checked %d times: %d problems", c.ns, c.checks, len(c.problems))
+}
+
+// activeKeys lists the org's keys: the active ones by id, and all of them.
+func (c *checker) activeKeys(ctx context.Context) (map[string]apisim.KeyInfo, []apisim.KeyInfo, error) {
+	keys, err := c.sim.Control.ReevitKeys(ctx, c.sim.Credentials.OrgID)
+	if err != nil {
+		return nil, nil, err
+	}
+	active := map[string]apisim.KeyInfo{}
+	for _, k := range keys {
+		if !k.Revoked {
+			active[k.ID] = k
+		}
+	}
+	return active, keys, nil
+}
+
+// check makes one pass over the invariants.
+func (c *checker) check(ctx context.Context) error {
+	before, _, err := c.activeKeys(ctx)
+	if err != nil {
+		return err
+	}
+	cl := c.s.env.Client
+	var aks v1alpha1.ApiKeyList
+	if err := cl.List(ctx, &aks, client.InNamespace(c.ns)); err != nil {
+		return err
+	}
+	var rts v1alpha1.RevioTokenList
+	if err := cl.List(ctx, &rts, client.InNamespace(c.ns)); err != nil {
+		return err
+	}
+	var secrets corev1.SecretList
+	if err := cl.List(ctx, &secrets, client.InNamespace(c.ns)); err != nil {
+		return err
+	}
+	after, all, err := c.activeKeys(ctx)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.checks++
+	c.mu.Unlock()
+
+	byUID := map[string]*v1alpha1.ApiKey{}
+	for i := range aks.Items {
+		ak := &aks.Items[i]
+		byUID[string(ak.UID)] = ak
+		c.s.statuses.add(ak, ak.Status)
+	}
+	for i := range rts.Items {
+		c.s.statuses.add(&rts.Items[i], rts.Items[i].Status)
+	}
+	secretByName := map[string]*corev1.Secret{}
+	for i := range secrets.Items {
+		secretByName[secrets.Items[i].Name] = &secrets.Items[i]
+		c.s.needles.addSecret(&secrets.Items[i])
+	}
+
+	// Keys: leaked or created twice.
+	markers := map[string]string{}
+	for _, k := range all {
+		uid, gen, ok := parseMarker(k.Name)
+		if !ok {
+			continue
+		}
+		m := uid + ":" + strconv.FormatInt(gen, 10)
+		if other, dup := markers[m]; dup {
+			c.problem(fmt.Sprintf("double create: keys %s and %s both carry marker [kw:%s]", other, k.ID, m))
+			c.s.sum.leak(fmt.Sprintf("key %s: second key created for marker [kw:%s]", k.ID, m))
+		}
+		markers[m] = k.ID
+	}
+	for id, k := range before {
+		if _, still := after[id]; !still {
+			continue
+		}
+		uid, _, ok := parseMarker(k.Name)
+		if !ok {
+			continue // not Keywarden's (apisim's admin key, a seeded key)
+		}
+		ak := byUID[uid]
+		if ak == nil {
+			if !c.ownedElsewhere(ctx, uid) {
+				p := fmt.Sprintf("key %s (%q) is active but no ApiKey with uid %s exists", id, k.Name, uid)
+				c.problem("leaked " + p)
+				c.s.sum.leak(p)
+			}
+			continue
+		}
+		st := ak.Status
+		pending := slices.ContainsFunc(st.PendingRevocations, func(p v1alpha1.PendingRevocation) bool { return p.KeyID == id })
+		inFlight := st.PendingCreate != nil && st.PendingCreate.Name == k.Name
+		if id != st.KeyID && !pending && !inFlight {
+			p := fmt.Sprintf("key %s of ApiKey %s/%s is active but tracked by nothing (status.keyId %s, %d pending revocations, pendingCreate %v)",
+				id, ak.Namespace, ak.Name, st.KeyID, len(st.PendingRevocations), st.PendingCreate != nil)
+			c.problem("leaked " + p)
+			c.s.sum.leak(p)
+		}
+	}
+
+	// ApiKey Secrets: the key must authenticate.
+	for i := range aks.Items {
+		ak := &aks.Items[i]
+		name := ak.Spec.Secret.Name
+		if name == "" {
+			name = ak.Name
+		}
+		sec := secretByName[name]
+		if sec == nil || len(sec.Data["apiKey"]) == 0 {
+			continue // not written yet
+		}
+		if err := c.keyValid(ctx, sec); err != nil {
+			if fresh, gerr := c.reread(ctx, sec); gerr == nil && fresh != nil && fresh.ResourceVersion != sec.ResourceVersion {
+				err = c.keyValid(ctx, fresh) // it changed under us: judge the new content
+			}
+			if err != nil {
+				p := fmt.Sprintf("ApiKey %s/%s: Secret %s %v", ak.Namespace, ak.Name, name, err)
+				c.problem("lost credential: " + p)
+				c.s.sum.loss(p)
+			}
+		}
+	}
+
+	// RevioToken Secrets: the token must validate.
+	for i := range rts.Items {
+		rt := &rts.Items[i]
+		name := rt.Spec.Secret.Name
+		if name == "" {
+			name = rt.Name
+		}
+		sec := secretByName[name]
+		if sec == nil || len(sec.Data["token"]) == 0 {
+			continue
+		}
+		if p := c.tokenProblem(ctx, rt, sec); p != "" {
+			if fresh, gerr := c.reread(ctx, sec); gerr == nil && fresh != nil && fresh.ResourceVersion != sec.ResourceVersion {
+				p = c.tokenProblem(ctx, rt, fresh)
+			}
+			if p != "" {
+				c.problem("lost credential: " + p)
+				c.s.sum.loss(p)
+			}
+		}
+	}
+	return nil
+}
+
+// ownedElsewhere reports whether uid is an ApiKey of another namespace (a
+// scenario sharing this apisim).
+func (c *checker) ownedElsewhere(ctx context.Context, uid string) bool {
+	var aks v1alpha1.ApiKeyList
+	if err := c.s.env.Client.List(ctx, &aks); err != nil {
+		return true // unknown: do not accuse
+	}
+	for _, ak := range aks.Items {
+		if string(ak.UID) == uid {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *checker) reread(ctx context.Context, sec *corev1.Secret) (*corev1.Secret, error) {
+	fresh := &corev1.Secret{}
+	if err := c.s.env.Client.Get(ctx, client.ObjectKeyFromObject(sec), fresh); err != nil {
+		return nil, err
+	}
+	c.s.needles.addSecret(fresh)
+	return fresh, nil
+}
+
+// keyValid checks that the Secret's key authenticates as its keyId.
+func (c *checker) keyValid(ctx context.Context, sec *corev1.Secret) error {
+	id, ok, err := c.sim.Control.Authenticate(ctx, c.sim.Credentials.OrgID, string(sec.Data["apiKey"]))
+	if err != nil {
+		return nil // apisim unreachable: no verdict
+	}
+	if !ok {
+		return fmt.Errorf("holds key %s, which does not authenticate", sec.Data["keyId"])
+	}
+	if id != string(sec.Data["keyId"]) {
+		return fmt.Errorf("holds a key that authenticates as %s, but its keyId says %s", id, sec.Data["keyId"])
+	}
+	return nil
+}
+
+// tokenProblem describes a token in a Secret that does not validate and is
+// not excused by the policy; "" when all is well.
+func (c *checker) tokenProblem(ctx context.Context, rt *v1alpha1.RevioToken, sec *corev1.Secret) string {
+	tok := string(sec.Data["token"])
+	ok, err := c.sim.Control.ValidateTokenForHost(ctx, tok, rt.Spec.Host)
+	if err != nil || ok {
+		return ""
+	}
+	now := time.Now()
+	exp, hasExp := jwtExp(tok)
+	if !hasExp {
+		return fmt.Sprintf("RevioToken %s/%s: Secret %s holds a token that does not validate", rt.Namespace, rt.Name, sec.Name)
+	}
+	if now.Before(exp) {
+		return fmt.Sprintf("RevioToken %s/%s: Secret %s holds an unexpired token (exp %s) that does not validate", rt.Namespace, rt.Name, sec.Name, exp.Format(time.RFC3339))
+	}
+	if c.policy != nil && !c.policy(exp, now) {
+		return ""
+	}
+	return fmt.Sprintf("RevioToken %s/%s: Secret %s holds a token that expired at %s", rt.Namespace, rt.Name, sec.Name, exp.Format(time.RFC3339))
+}
+
+// jwtExp reads a JWT's exp claim without verifying it.
+func jwtExp(tok string) (time.Time, bool) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp *int64 `json:"exp"`
+	}
+	if json.Unmarshal(b, &claims) != nil || claims.Exp == nil {
+		return time.Time{}, false
+	}
+	return time.Unix(*claims.Exp, 0), true
+}
+
+// run checks every interval until ctx ends.
+func (c *checker) run(ctx context.Context, interval time.Duration) {
+	for ctx.Err() == nil {
+		_ = c.check(ctx)
+		sleep(ctx, interval)
+	}
+}
+
+// background starts run and returns a function that stops it and waits.
+func (c *checker) background(interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.run(ctx, interval)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// converged reports whether every object of the namespace is settled: each
+// ApiKey Ready for its generation with no creation in flight and a Secret
+// whose key authenticates, each RevioToken Ready with a Secret whose token
+// validates.
+func (c *checker) converged(ctx context.Context) (bool, string) {
+	cl := c.s.env.Client
+	var aks v1alpha1.ApiKeyList
+	if err := cl.List(ctx, &aks, client.InNamespace(c.ns)); err != nil {
+		return false, err.Error()
+	}
+	var rts v1alpha1.RevioTokenList
+	if err := cl.List(ctx, &rts, client.InNamespace(c.ns)); err != nil {
+		return false, err.Error()
+	}
+	var waiting []string
+	for i := range aks.Items {
+		ak := &aks.Items[i]
+		c.s.statuses.add(ak, ak.Status)
+		name := ak.Spec.Secret.Name
+		if name == "" {
+			name = ak.Name
+		}
+		switch {
+		case !readyFor(ak.Status.Conditions, ak.Generation):
+			waiting = append(waiting, fmt.Sprintf("ApiKey %s: %s", ak.Name, describeReady(ak.Status.Conditions)))
+		case ak.Status.PendingCreate != nil || ak.Status.KeyID == "":
+			waiting = append(waiting, fmt.Sprintf("ApiKey %s: creation in flight", ak.Name))
+		default:
+			sec := &corev1.Secret{}
+			if err := cl.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: name}, sec); err != nil {
+				waiting = append(waiting, fmt.Sprintf("ApiKey %s: Secret: %v", ak.Name, err))
+				continue
+			}
+			c.s.needles.addSecret(sec)
+			if string(sec.Data["keyId"]) != ak.Status.KeyID {
+				waiting = append(waiting, fmt.Sprintf("ApiKey %s: Secret holds %s, status says %s", ak.Name, sec.Data["keyId"], ak.Status.KeyID))
+			} else if err := c.keyValid(ctx, sec); err != nil {
+				waiting = append(waiting, fmt.Sprintf("ApiKey %s: Secret %v", ak.Name, err))
+			}
+		}
+	}
+	for i := range rts.Items {
+		rt := &rts.Items[i]
+		c.s.statuses.add(rt, rt.Status)
+		name := rt.Spec.Secret.Name
+		if name == "" {
+			name = rt.Name
+		}
+		if !readyFor(rt.Status.Conditions, rt.Generation) {
+			waiting = append(waiting, fmt.Sprintf("RevioToken %s: %s", rt.Name, describeReady(rt.Status.Conditions)))
+			continue
+		}
+		sec := &corev1.Secret{}
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: name}, sec); err != nil {
+			waiting = append(waiting, fmt.Sprintf("RevioToken %s: Secret: %v", rt.Name, err))
+			continue
+		}
+		c.s.needles.addSecret(sec)
+		if ok, err := c.sim.Control.ValidateTokenForHost(ctx, string(sec.Data["token"]), rt.Spec.Host); err != nil || !ok {
+			waiting = append(waiting, fmt.Sprintf("RevioToken %s: token in the Secret does not validate (%v)", rt.Name, err))
+		}
+	}
+	if len(waiting) > 0 {
+		sortStrings(waiting)
+		if len(waiting) > 6 {
+			waiting = append(waiting[:6], fmt.Sprintf("and %d more", len(waiting)-6))
+		}
+		return false, fmt.Sprintf("%d of %d objects not settled: %s", len(waiting), len(aks.Items)+len(rts.Items), strings.Join(waiting, "; "))
+	}
+	return true, ""
+}
+
+// waitConverged polls converged; on success it runs one last invariant check.
+func (c *checker) waitConverged(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if err := poll(ctx, timeout, time.Second, func() (bool, string) { return c.converged(ctx) }); err != nil {
+		return time.Since(start), fmt.Errorf("namespace %s did not converge: %w", c.ns, err)
+	}
+	took := time.Since(start)
+	return took, c.check(ctx)
+}
+
+func sortStrings(s []string) { slices.Sort(s) }

@@ -1,0 +1,155 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/testenv"
+)
+
+// testKills SIGKILLs the manager at random moments (0.2-3 s after each
+// restart) while ApiKeys and RevioTokens are created, rotated every minute
+// and on request, and refreshed, restarting it each time; the invariants are
+// checked every few seconds throughout and once more at the end.
+func testKills(t *testing.T, s *suite) {
+	m := s.mode
+	ctx := context.Background()
+	sim := s.startApisim(t, time.Minute)
+	ns := s.newNamespace(t, "kills")
+	s.createInputSecrets(t, ns, sim)
+	opts := testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns)}
+	mgr := s.startManager(t, opts)
+	defer func() { _ = mgr.Stop(10 * time.Second) }()
+
+	chk := newChecker(s, sim, ns, nil)
+	stopChecks := chk.background(3 * time.Second)
+
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	t.Logf("kills: seed %d, %d kills, %d ApiKeys, %d RevioTokens", seed, m.kills, m.killApiKeys, m.killRevioTokens)
+
+	// Objects are created during the first half of the kill phase; every
+	// object created is asked for a rotation or refresh now and then, so
+	// kills land in creations, rotations, refreshes and revocations alike.
+	phase, cancelPhase := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var created []client.Object
+	var createErr error
+	var objs []client.Object
+	for i := 0; i < max(m.killApiKeys, m.killRevioTokens); i++ {
+		if i < m.killApiKeys {
+			objs = append(objs, newApiKey(ns, fmt.Sprintf("ak-%03d", i), sim, time.Minute, 10*time.Second))
+		}
+		if i < m.killRevioTokens {
+			objs = append(objs, newRevioToken(ns, fmt.Sprintf("rt-%03d", i), sim))
+		}
+	}
+	// Spread over about half of the expected kill phase (a kill every
+	// 1.6 s on average plus the restart); once the phase ends the rest go
+	// at once.
+	spread := time.Duration(m.kills) * 2500 * time.Millisecond / 2
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for _, obj := range objs {
+			if err := s.create(ctx, obj); err != nil {
+				mu.Lock()
+				createErr = err
+				mu.Unlock()
+				return
+			}
+			mu.Lock()
+			created = append(created, obj)
+			mu.Unlock()
+			sleep(phase, spread/time.Duration(len(objs)))
+		}
+	}()
+	triggers := 0
+	go func() {
+		defer wg.Done()
+		for n := 0; phase.Err() == nil; n++ {
+			sleep(phase, 700*time.Millisecond)
+			mu.Lock()
+			if len(created) == 0 {
+				mu.Unlock()
+				continue
+			}
+			obj := created[rng.IntN(len(created))]
+			mu.Unlock()
+			key := v1alpha1.AnnotationRefresh
+			if _, ok := obj.(*v1alpha1.ApiKey); ok {
+				key = v1alpha1.AnnotationRotate
+			}
+			if s.annotate(ctx, obj, key, fmt.Sprintf("kill-%d", n)) == nil {
+				triggers++
+			}
+		}
+	}()
+
+	killStart := time.Now()
+	for i := 0; i < m.kills; i++ {
+		sleep(ctx, 200*time.Millisecond+time.Duration(rng.Int64N(int64(2800*time.Millisecond))))
+		if err := mgr.Kill(); err != nil {
+			t.Fatalf("kill %d: %v", i+1, err)
+		}
+		s.sum.fault("manager SIGKILL (kill scenario)", 1)
+		var err error
+		for attempt := 0; ; attempt++ {
+			if mgr, err = s.tryStartManager(opts); err == nil {
+				break
+			}
+			if mgr != nil {
+				_ = mgr.Kill()
+			}
+			if attempt == 2 {
+				t.Fatalf("restart after kill %d: %v", i+1, err)
+			}
+		}
+	}
+	killPhase := time.Since(killStart)
+	cancelPhase()
+	wg.Wait()
+	if createErr != nil {
+		t.Fatalf("create objects: %v", createErr)
+	}
+	took, err := chk.waitConverged(ctx, 4*time.Minute)
+	stopChecks()
+	if err != nil {
+		t.Error(err)
+	}
+	chk.report(t)
+
+	var aks v1alpha1.ApiKeyList
+	var rts v1alpha1.RevioTokenList
+	if err := s.env.Client.List(ctx, &aks, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.env.Client.List(ctx, &rts, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var rotations, refreshes int64
+	for _, ak := range aks.Items {
+		rotations += ak.Status.Rotations
+	}
+	for _, rt := range rts.Items {
+		refreshes += rt.Status.Refreshes
+	}
+	if len(aks.Items)+len(rts.Items) != len(created) {
+		t.Errorf("%d objects created, %d found", len(created), len(aks.Items)+len(rts.Items))
+	}
+	if err == nil && chk.count() == 0 {
+		for i := 0; i < m.kills; i++ {
+			s.sum.kill()
+		}
+	}
+	s.sum.note("kills: %d SIGKILLs over %s (seed %d) during the creation of %d ApiKeys and %d RevioTokens, %d key rotations, %d token refreshes, %d rotate/refresh requests; converged %s after the last kill",
+		m.kills, killPhase.Round(time.Second), seed, len(aks.Items), len(rts.Items), rotations, refreshes, triggers, took.Round(time.Second))
+}
