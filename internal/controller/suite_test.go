@@ -27,8 +27,8 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -49,8 +49,8 @@ var (
 	reevitSim *reevittest.Server
 	revioSim  *reviotest.Server
 	logBuf    = &syncBuffer{}
-	crashMu sync.Mutex
-	crashFn func(step string) bool
+	crashMu   sync.Mutex
+	crashFn   func(step string) bool
 )
 
 // syncBuffer collects the manager's log output for the secret-hygiene checks.

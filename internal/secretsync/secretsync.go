@@ -126,4 +126,3 @@ func Apply(ctx context.Context, c client.Client, existing *corev1.Secret, d Desi
 	out.Labels, out.Annotations = labels, annotations
 	return out, nil
 }
-
