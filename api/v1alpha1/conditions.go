@@ -28,6 +28,7 @@ const (
 	ReasonInsecureEndpoint     = "InsecureEndpoint"
 	ReasonSecretConflict       = "SecretConflict"
 	ReasonSecretWriteFailed    = "SecretWriteFailed"
+	ReasonSecretReadFailed     = "SecretReadFailed"
 	ReasonEnvironmentMismatch  = "EnvironmentMismatch"
 	ReasonTokenExpired         = "TokenExpired"
 	ReasonVerificationFailed   = "VerificationFailed"

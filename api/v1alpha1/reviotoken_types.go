@@ -15,7 +15,7 @@ type Refresh struct {
 	Before *metav1.Duration `json:"before,omitempty"`
 
 	// Interval is how often a token without an exp claim is refreshed.
-	// +kubebuilder:default="1h"
+	// +kubebuilder:default="1h0m0s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="refresh.interval must be a Go duration such as 30m or 1h (units h, m, s, ms, us, ns; no days)"

@@ -100,7 +100,7 @@ func (v *view) draw(ctx context.Context) {
 		var b strings.Builder
 		b.WriteString("\033[H\033[2J")
 		fmt.Fprintf(&b, "Keywarden demo   %s   running %s   Ctrl-C stops everything\n", now.Format(time.TimeOnly), now.Sub(v.start).Round(time.Second))
-		fmt.Fprintf(&b, "export KUBECONFIG=%s\n\n", v.env.AdminKubeconfig)
+		fmt.Fprintf(&b, "export KUBECONFIG=%s; kubectl get apikeys,reviotokens,events -n %s\n\n", v.env.AdminKubeconfig, demoNamespace)
 		b.WriteString(tables(now, true))
 		b.WriteString("\nEVENTS (newest last)\n")
 		from := max(0, len(v.events)-12)

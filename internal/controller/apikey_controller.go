@@ -680,7 +680,7 @@ func (r *ApiKeyReconciler) reevitClient(ctx context.Context, ak *v1alpha1.ApiKey
 	}
 	s, err := secretsync.Get(ctx, r.APIReader, ak.Namespace, ref.Name)
 	if err != nil {
-		return nil, &failure{Reason: v1alpha1.ReasonSecretNotFound, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error()}
+		return nil, &failure{Reason: v1alpha1.ReasonSecretReadFailed, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error() + "; check the manager's RBAC for secrets; retrying with backoff"}
 	}
 	if s == nil {
 		return nil, secretNotFound("spec.reevit.adminKeySecretRef", ak.Namespace, ref, false)

@@ -154,8 +154,8 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 		st.APIKeySecretVersion = version
 	}
 	if f != nil {
-		r.fail(rt, now, f, v1alpha1.ConditionIssued)
-		return ctrl.Result{}, nil // the Secret watch brings us back
+		// A missing Secret waits for the Secret watch; a failed read backs off.
+		return r.failResult(rt, now, f, v1alpha1.ConditionIssued)
 	}
 	c, err := revio.New(revio.Config{
 		BaseURL: rt.Spec.URL, Host: rt.Spec.Host, AllowHTTP: r.AllowHTTP,
@@ -226,7 +226,7 @@ func (r *RevioTokenReconciler) readAPIKey(ctx context.Context, rt *v1alpha1.Revi
 	}
 	s, err := secretsync.Get(ctx, r.APIReader, rt.Namespace, ref.Name)
 	if err != nil {
-		return "", "", &failure{Reason: v1alpha1.ReasonSecretNotFound, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error()}
+		return "", "", &failure{Reason: v1alpha1.ReasonSecretReadFailed, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error() + "; check the manager's RBAC for secrets; retrying with backoff"}
 	}
 	if s == nil {
 		return "", "", secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, false)

@@ -248,9 +248,10 @@ func (w *watchdog) release() {
 }
 
 // childPIDs lists the live children of this process that lead their own
-// process group (etcd and kube-apiserver, started by envtest). Linux only;
-// elsewhere it returns nothing.
-func childPIDs() []int {
+// process group and mention dir on their command line: etcd and
+// kube-apiserver, started by envtest with their directories in dir. Linux
+// only; elsewhere it returns nothing.
+func childPIDs(dir string) []int {
 	self := os.Getpid()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -277,7 +278,10 @@ func childPIDs() []int {
 		}
 		ppid, _ := strconv.Atoi(f[1])
 		pgrp, _ := strconv.Atoi(f[2])
-		if ppid == self && pgrp == pid {
+		if ppid != self || pgrp != pid {
+			continue
+		}
+		if cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline")); err == nil && bytes.Contains(cmdline, []byte(dir)) {
 			out = append(out, pid)
 		}
 	}

@@ -101,7 +101,8 @@ func Scheme() *runtime.Scheme {
 
 // Start creates the temporary directory, starts the control plane from the
 // binaries in KUBEBUILDER_ASSETS and writes the admin and manager
-// kubeconfigs. Call Stop when done, also after an error.
+// kubeconfigs. Call Stop when done. After an error, what Start started is
+// already stopped (the returned Env, if any, may still be stopped again).
 func Start(ctx context.Context, o Options) (*Env, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run through make (make test, make demo), or export KUBEBUILDER_ASSETS=$(hack/controlplane.sh)")
@@ -151,7 +152,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	cfg, err := e.env.Start()
 	// etcd and kube-apiserver are children of this process, each leading
 	// its own process group: hand them to the watchdog.
-	for _, pid := range childPIDs() {
+	for _, pid := range childPIDs(e.Dir) {
 		e.watchdog.add(pid)
 	}
 	if err != nil {

@@ -81,8 +81,8 @@ func testLeaderElection(t *testing.T, s *suite) {
 			t.Fatal(err)
 		}
 		s.sum.fault("leader "+kind, 1)
-		probeAK := newApiKey(ns, fmt.Sprintf("probe-%d", round), sim, 0, 0)
-		probeRT := newRevioToken(ns, fmt.Sprintf("probe-%d", round), sim)
+		probeAK := newApiKey(ns, fmt.Sprintf("probe-ak-%d", round), sim, 0, 0)
+		probeRT := newRevioToken(ns, fmt.Sprintf("probe-rt-%d", round), sim)
 		if err := s.create(ctx, probeAK); err != nil {
 			t.Fatal(err)
 		}
