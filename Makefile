@@ -4,7 +4,8 @@
 # golangci-lint are Go tools of the hack/tools module.
 
 IMG ?= keywarden/manager:dev
-# One source of truth for the build flags: the Dockerfile calls `make build`.
+# One source of truth for the build flags: the Dockerfile, internal/testenv and
+# this file use the same ones (test/e2e checks that they agree).
 GO_BUILD_FLAGS ?= -trimpath -ldflags=-s\ -w
 export CGO_ENABLED ?= 0
 
