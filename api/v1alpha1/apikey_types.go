@@ -290,6 +290,3 @@ type ApiKeyList struct {
 	Items           []ApiKey `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&ApiKey{}, &ApiKeyList{})
-}

@@ -150,6 +150,3 @@ type RevioTokenList struct {
 	Items           []RevioToken `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&RevioToken{}, &RevioTokenList{})
-}

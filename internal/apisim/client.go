@@ -44,7 +44,7 @@ func (c *Client) WaitHealthy(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("apisim not healthy: %w (last error: %v)", ctx.Err(), err)
+			return fmt.Errorf("apisim not healthy: %w (last error: %w)", ctx.Err(), err)
 		case <-t.C:
 		}
 	}

@@ -131,7 +131,7 @@ func (s *Server) controlHandler() http.Handler {
 			req.Env = "test"
 		}
 		if req.Env != "test" && req.Env != "live" {
-			writeError(w, http.StatusBadRequest, `env must be "test" or "live"`)
+			badRequest(w, `env must be "test" or "live"`)
 			return
 		}
 		if req.Name == "" {
@@ -196,7 +196,7 @@ func (s *Server) controlHandler() http.Handler {
 			return
 		}
 		if req.Lifetime <= 0 {
-			writeError(w, http.StatusBadRequest, "lifetime must be a positive duration such as \"30s\"")
+			badRequest(w, "lifetime must be a positive duration such as \"30s\"")
 			return
 		}
 		s.revio.SetTokenLifetime(time.Duration(req.Lifetime))
@@ -244,7 +244,7 @@ func (s *Server) faultRoutes(mux *http.ServeMux, path string, inj *simfault.Inje
 			return
 		}
 		if set.FailureRate < 0 || set.FailureRate > 1 {
-			writeError(w, http.StatusBadRequest, "failureRate must be within [0, 1]")
+			badRequest(w, "failureRate must be within [0, 1]")
 			return
 		}
 		inj.Apply(set)
@@ -257,13 +257,14 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		// Decoding errors name fields and types, never the values sent.
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("body must be a JSON object of the documented fields: %v", err))
+		badRequest(w, fmt.Sprintf("body must be a JSON object of the documented fields: %v", err))
 		return false
 	}
 	return true
 }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
+func badRequest(w http.ResponseWriter, msg string) {
+	const status = http.StatusBadRequest
 	writeJSON(w, status, ErrorResponse{Error: "bad_request", Message: msg})
 }
 

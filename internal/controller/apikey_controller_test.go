@@ -111,6 +111,13 @@ func (e *akt) cleanup() {
 
 // dumpLog prints the manager's log lines about this test's namespace.
 func (e *akt) dumpLog() {
+	list := &v1alpha1.ApiKeyList{}
+	if err := k8s.List(e.ctx, list, client.InNamespace(e.ns)); err == nil {
+		for _, ak := range list.Items {
+			e.t.Logf("ApiKey %s generation %d annotations %v status %+v", ak.Name, ak.Generation, ak.Annotations, ak.Status)
+		}
+	}
+	e.t.Logf("simulator calls: %v; clock %s", reevitSim.Counts().Snapshot(), clk.Now())
 	n := 0
 	for _, line := range strings.Split(logBuf.String(), "\n") {
 		if strings.Contains(line, e.ns) && n < 400 {
@@ -650,6 +657,7 @@ func TestApiKeySpecChange(t *testing.T) {
 	}
 	e.stepAndPoke("ak", 7*time.Minute)
 	g.Eventually(func() bool { return e.isActive(k1) }).Should(BeFalse())
+	g.Eventually(func() []v1alpha1.PendingRevocation { return e.get("ak").Status.PendingRevocations }).Should(BeEmpty())
 	ak = e.settled("ak")
 	g.Expect(historyOf(ak, k1).Reason).To(Equal(createSpecChange))
 	e.assertOneLiveKey("ak")

@@ -122,14 +122,14 @@ func enqueueBySecret(c client.Client, newList func() client.ObjectList) handler.
 			return nil
 		}
 		var reqs []reconcile.Request
-		_ = forEachItem(list, func(obj client.Object) {
+		forEachItem(list, func(obj client.Object) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
 		})
 		return reqs
 	})
 }
 
-func forEachItem(list client.ObjectList, fn func(client.Object)) error {
+func forEachItem(list client.ObjectList, fn func(client.Object)) {
 	switch l := list.(type) {
 	case *v1alpha1.ApiKeyList:
 		for i := range l.Items {
@@ -140,7 +140,6 @@ func forEachItem(list client.ObjectList, fn func(client.Object)) error {
 			fn(&l.Items[i])
 		}
 	}
-	return nil
 }
 
 // primaryPredicate lets through spec changes (generation), annotation

@@ -177,7 +177,9 @@ func startManager() error {
 	}
 	stopManager = func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "manager stopped with an error:", err)
+		}
 	}
 	return nil
 }

@@ -141,7 +141,8 @@ func TestLatencyRespectsContext(t *testing.T) {
 func TestTakeDrop(t *testing.T) {
 	var i Injector
 	i.DropAfterCommit(2)
-	if !i.TakeDrop() || !i.TakeDrop() || i.TakeDrop() {
+	first, second, third := i.TakeDrop(), i.TakeDrop(), i.TakeDrop()
+	if !first || !second || third {
 		t.Fatal("DropAfterCommit(2) should drop exactly twice")
 	}
 }
