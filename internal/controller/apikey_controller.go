@@ -167,12 +167,6 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		return c, f
 	}
 
-	if st.KeyID != "" && st.ActiveSince != nil {
-		// A changed rotation schedule applies to the current key at once.
-		if next, err := nextRotation(ak.Spec.Rotation, st.ActiveSince.Time); err == nil {
-			st.NextRotationTime = optTime(next)
-		}
-	}
 	specHash := keySpecHash(ak)
 	if st.KeyID != "" && st.PendingCreate == nil && st.ActiveSince != nil {
 		// The schedule may have changed since the key became active.
@@ -225,9 +219,12 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 // Secret or an annotation; a transient one for its backoff.
 func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.Duration, bool) {
 	st := &ak.Status
+	// A trigger annotation not acted on yet lifts the wait only when no
+	// creation is recorded: a recorded one is the attempt that failed (or
+	// will act on the trigger), and must keep its backoff.
 	changed := ak.Generation != st.ObservedGeneration || (adminVersion != "" && adminVersion != st.AdminKeySecretVersion) ||
-		newTrigger(ak.Annotations[v1alpha1.AnnotationRotate], st.LastRotateRequest) ||
-		newTrigger(ak.Annotations[v1alpha1.AnnotationCompromised], st.LastCompromisedRequest)
+		(st.PendingCreate == nil && (newTrigger(ak.Annotations[v1alpha1.AnnotationRotate], st.LastRotateRequest) ||
+			newTrigger(ak.Annotations[v1alpha1.AnnotationCompromised], st.LastCompromisedRequest)))
 	if changed {
 		return 0, false
 	}
@@ -316,6 +313,13 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 		return ctrl.Result{}, nil, true
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+key.ID+" issued")
+
+	// A compromise reported while this creation was in flight (recorded for
+	// another reason) revokes the current key at once too: switchTo records
+	// the compromised value as acted on.
+	if st.KeyID != "" && !req.RevokeCurrent && newTrigger(ak.Annotations[v1alpha1.AnnotationCompromised], st.LastCompromisedRequest) {
+		req.RevokeCurrent, req.Reason = true, createCompromised
+	}
 
 	// The Secret is written before the status that declares the key active.
 	keepPrevious := st.KeyID != "" && !req.RevokeCurrent

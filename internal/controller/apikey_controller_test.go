@@ -540,9 +540,9 @@ func TestApiKeyMissedRotationsHappenOnce(t *testing.T) {
 	clk.Step(5*time.Hour + 10*time.Minute)
 	aktStartManager(t)
 
-	ak := e.rotated("ak", k1)
+	e.rotated("ak", k1)
 	g.Consistently(func() int { return calls(reevittest.EndpointCreate) }).Should(Equal(c0 + 1))
-	ak = e.settled("ak")
+	ak := e.settled("ak")
 	g.Expect(ak.Status.Rotations).To(BeEquivalentTo(1))
 	g.Expect(ak.Status.PendingRevocations).To(HaveLen(1))
 	g.Expect(ak.Status.NextRotationTime.Time).To(BeTemporally("==", nowSec().Add(time.Hour)))
@@ -591,12 +591,12 @@ func TestApiKeyCompromised(t *testing.T) {
 	s1 := e.secret("ak")
 
 	e.annotate("ak", v1alpha1.AnnotationCompromised, "incident-42")
-	ak := e.rotated("ak", k1)
+	e.rotated("ak", k1)
 	// Revoked at once, with no grace period and no clock step.
 	g.Eventually(func() bool { return e.isActive(k1) }).Should(BeFalse())
 	_, ok := reevitSim.Authenticate(e.org, string(s1.Data["apiKey"]))
 	g.Expect(ok).To(BeFalse())
-	ak = e.settled("ak")
+	ak := e.settled("ak")
 	g.Expect(ak.Status.PendingRevocations).To(BeEmpty())
 	g.Expect(ak.Status.LastCompromisedRequest).To(Equal("incident-42"))
 	s2 := e.secret("ak")
@@ -905,6 +905,65 @@ func TestApiKeyFailureServerError(t *testing.T) {
 	e.stepAndPoke("ak", backoff(4))
 	ak = e.rotated("ak", k1)
 	g.Expect(ak.Status.FailedAttempts).To(BeZero())
+	e.assertOneLiveKey("ak")
+	e.hygiene()
+}
+
+// TestApiKeyFailureServerErrorManualRotation: a rotate annotation not acted
+// on yet must not lift the backoff of its own failed attempt, or every event
+// (a poke here) would send another request.
+func TestApiKeyFailureServerErrorManualRotation(t *testing.T) {
+	e := newAkt(t)
+	g := e.g
+	e.create("ak", aktGrace(5*time.Minute))
+	k1 := e.settled("ak").Status.KeyID
+	s1 := e.secret("ak")
+
+	reevitSim.Faults().SetOutage(true)
+	e.annotate("ak", v1alpha1.AnnotationRotate, "m1")
+	e.failing("ak", v1alpha1.ReasonAPIUnavailable, reevittest.EndpointCreate, 0, s1.Data["apiKey"], k1)
+	n := calls(reevittest.EndpointCreate)
+	for range 3 {
+		e.poke("ak")
+	}
+	g.Consistently(func() int { return calls(reevittest.EndpointCreate) }).Should(Equal(n))
+
+	reevitSim.Faults().SetOutage(false)
+	e.stepAndPoke("ak", backoff(1))
+	ak := e.rotated("ak", k1)
+	g.Expect(ak.Status.LastRotateRequest).To(Equal("m1"))
+	e.assertOneLiveKey("ak")
+	e.hygiene()
+}
+
+// TestApiKeyCompromisedWhileRotationInFlight: a key reported compromised
+// while a scheduled rotation waits for Reevit is revoked as soon as the
+// replacement exists, not after the grace period.
+func TestApiKeyCompromisedWhileRotationInFlight(t *testing.T) {
+	e := newAkt(t)
+	g := e.g
+	e.create("ak", aktEvery(time.Hour, 30*time.Minute))
+	k1 := e.settled("ak").Status.KeyID
+
+	reevitSim.Faults().SetOutage(true)
+	e.stepAndPoke("ak", time.Hour)
+	e.condition("ak", v1alpha1.ConditionReady, v1alpha1.ReasonAPIUnavailable)
+	g.Expect(e.get("ak").Status.PendingCreate).NotTo(BeNil())
+	g.Expect(e.get("ak").Status.PendingCreate.Reason).To(Equal(createRotation))
+
+	e.annotate("ak", v1alpha1.AnnotationCompromised, "leak-1")
+	reevitSim.Faults().SetOutage(false)
+	e.stepAndPoke("ak", time.Minute)
+	e.rotated("ak", k1)
+	g.Eventually(func() bool { return e.isActive(k1) }).Should(BeFalse(), "the compromised key must not wait for the grace period")
+	g.Eventually(func() []v1alpha1.PendingRevocation { return e.get("ak").Status.PendingRevocations }).Should(BeEmpty())
+	ak := e.settled("ak")
+	g.Expect(ak.Status.LastCompromisedRequest).To(Equal("leak-1"))
+	g.Expect(historyOf(ak, k1).Reason).To(Equal(createCompromised))
+	g.Expect(e.secret("ak").Data).NotTo(HaveKey("previousApiKey"))
+	e.event("ak", corev1.EventTypeWarning, v1alpha1.ReasonCompromised)
+	// One replacement only.
+	g.Expect(e.keysOf(string(ak.UID))).To(HaveLen(2))
 	e.assertOneLiveKey("ak")
 	e.hygiene()
 }
