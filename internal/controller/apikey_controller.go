@@ -124,7 +124,7 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	summariseApiKey(ak)
 	if perr := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); perr != nil {
 		if apierrors.IsConflict(perr) {
-			return ctrl.Result{Requeue: true}, nil
+			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
 	}
@@ -172,8 +172,9 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		// The schedule may have changed since the key became active.
 		next, err := nextRotation(ak.Spec.Rotation, st.ActiveSince.Time)
 		if err != nil {
+			// A spec error: recorded in a condition, retried when the spec changes.
 			r.fail(ak, now, &failure{Reason: v1alpha1.ReasonBadRequest, Message: err.Error() + ": fix spec.rotation"}, v1alpha1.ConditionIssued)
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, nil //nolint:nilerr // reported through the condition; no retry until the spec changes
 		}
 		st.NextRotationTime = optTime(next)
 	}
@@ -195,6 +196,12 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		}
 		if existing, err = secretsync.Get(ctx, r.APIReader, ak.Namespace, secretName); err != nil {
 			return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
+		}
+	} else if existing != nil && secretsync.Intact(existing) && string(existing.Data["keyId"]) == st.KeyID &&
+		!secretsync.MetadataMatches(existing, ak.Spec.Secret.Labels, ak.Spec.Secret.Annotations) {
+		// spec.secret labels or annotations changed: same data, new metadata.
+		if _, err := r.applySecret(ctx, ak, existing, existing.Data); err != nil {
+			return r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 		}
 	}
 
@@ -258,7 +265,7 @@ func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.
 	st.ObservedGeneration = ak.Generation
 	if err := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{Requeue: true}, nil, true
+			return ctrl.Result{RequeueAfter: staleRequeue}, nil, true
 		}
 		return ctrl.Result{}, fmt.Errorf("record key intent: %w", err), true
 	}
@@ -278,10 +285,8 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 	if now.Sub(req.StartedAt.Time) > replayWindow {
 		// Reevit no longer replays this request: adopt what the Secret holds
 		// or revoke what was created, then start afresh.
-		if res, err, done := r.recoverExpired(ctx, ak, c, existing, now); done {
-			return res, err, true
-		}
-		req = st.PendingCreate
+		res, err := r.recoverExpired(ctx, ak, c, existing, now)
+		return res, err, true
 	}
 	scopes := make([]string, len(ak.Spec.Scopes))
 	for i, s := range ak.Spec.Scopes {
@@ -393,12 +398,11 @@ func (r *ApiKeyReconciler) switchTo(ak *v1alpha1.ApiKey, key *reevit.Key, req *v
 // recoverExpired handles a recorded creation older than Reevit's replay
 // window: a key it created is adopted when the Secret holds it, otherwise
 // revoked, and a fresh creation is recorded.
-func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, existing *corev1.Secret, now time.Time) (ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, existing *corev1.Secret, now time.Time) (ctrl.Result, error) {
 	st := &ak.Status
 	keys, err := c.ListKeys(ctx)
 	if err != nil {
-		res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
-		return res, ferr, true
+		return r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
 	}
 	for _, k := range keys {
 		if k.Name != st.PendingCreate.Name {
@@ -408,11 +412,10 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 			adopted := k
 			adopted.Key = string(existing.Data["apiKey"])
 			r.switchTo(ak, &adopted, st.PendingCreate, keySpecHash(ak), now)
-			return ctrl.Result{Requeue: true}, nil, true
+			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
-			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
-			return res, ferr, true
+			return r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
 		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Recover",
 			"revoked key %s: created by an interrupted request older than Reevit's replay window", k.ID)
@@ -422,7 +425,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 	st.PendingCreate.Name = keyName(ak, st.KeyGeneration)
 	st.PendingCreate.StartedAt = *mtime(now)
 	// Record the fresh intent before sending it.
-	return ctrl.Result{Requeue: true}, nil, true
+	return ctrl.Result{RequeueAfter: staleRequeue}, nil
 }
 
 // revokeDue revokes the previous keys whose grace period has ended (and
@@ -571,7 +574,7 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 		markRevoked(ak, st.KeyID, createDrift, now)
 		st.KeyID = "" // replaced on the next pass; nothing to revoke
 		st.NextRotationTime = nil
-		return 0, ctrl.Result{Requeue: true}, nil, true
+		return 0, ctrl.Result{RequeueAfter: staleRequeue}, nil, true
 	}
 	// The active key is live at Reevit: a failure an earlier check left on
 	// Issued is over.

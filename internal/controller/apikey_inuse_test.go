@@ -104,3 +104,34 @@ func TestApiKeyAdminSecretFinalizerReleased(t *testing.T) {
 		return slices.Contains(adminFinalizers(g, ns), inUseFinalizer)
 	}, 30*time.Second).Should(BeFalse())
 }
+
+// A change of spec.secret labels or annotations reaches the Secret without a
+// new key.
+func TestApiKeySecretMetadataFollowsSpec(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	org := "org_" + ns
+	reevitSim.AddOrg(org)
+	_, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
+	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+	newInUseApiKey(g, ns, "key", org, v1alpha1.DeletionPolicyRevoke)
+	waitApiKeyReady(g, ns, "key")
+	ak := &v1alpha1.ApiKey{}
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, ak)).To(Succeed())
+	keyID := ak.Status.KeyID
+
+	ak.Spec.Secret.Labels = map[string]string{"team": "payments"}
+	ak.Spec.Secret.Annotations = map[string]string{"example.com/owner": "payments"}
+	g.Expect(k8s.Update(ctx, ak)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		s := &corev1.Secret{}
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, s)).To(Succeed())
+		g.Expect(s.Labels).To(HaveKeyWithValue("team", "payments"))
+		g.Expect(s.Annotations).To(HaveKeyWithValue("example.com/owner", "payments"))
+		g.Expect(string(s.Data["keyId"])).To(Equal(keyID))
+	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, ak)).To(Succeed())
+	g.Expect(ak.Status.KeyID).To(Equal(keyID), "no new key for a metadata change")
+	g.Expect(ak.Status.KeyGeneration).To(BeEquivalentTo(1))
+}

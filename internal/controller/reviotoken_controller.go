@@ -79,7 +79,7 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	r.summarise(rt)
 	if perr := patchStatus(ctx, r.Client, rt, orig, rt.Status, orig.Status); perr != nil {
 		if apierrors.IsConflict(perr) {
-			return ctrl.Result{Requeue: true}, nil
+			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
 	}

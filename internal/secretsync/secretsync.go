@@ -126,3 +126,19 @@ func Apply(ctx context.Context, c client.Client, existing *corev1.Secret, d Desi
 	out.Labels, out.Annotations = labels, annotations
 	return out, nil
 }
+
+// MetadataMatches reports whether the Secret carries every wanted label and
+// annotation with its value.
+func MetadataMatches(s *corev1.Secret, labels, annotations map[string]string) bool {
+	for k, v := range labels {
+		if got, ok := s.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	for k, v := range annotations {
+		if got, ok := s.Annotations[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
