@@ -244,6 +244,10 @@ type ApiKeyStatus struct {
 	// LastFailureTime is when the last attempt failed.
 	// +optional
 	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	// NextRetryTime is when a transient failure is retried (backoff, or the
+	// API's retry_after).
+	// +optional
+	NextRetryTime *metav1.Time `json:"nextRetryTime,omitempty"`
 	// History is the audit trail of the last spec.historyLimit keys.
 	// +listType=atomic
 	// +optional

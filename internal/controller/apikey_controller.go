@@ -217,7 +217,7 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	if st.NextRotationTime != nil {
 		rotateWait = until(now, st.NextRotationTime.Time)
 	}
-	st.FailedAttempts, st.LastFailureTime = 0, nil
+	st.FailedAttempts, st.LastFailureTime, st.NextRetryTime = 0, nil, nil
 	return ctrl.Result{RequeueAfter: earliest(rotateWait, wait, driftWait)}, nil
 }
 
@@ -241,8 +241,7 @@ func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminV
 	if st.LastFailureTime == nil {
 		return 0, false
 	}
-	retry := st.LastFailureTime.Add(backoff(st.FailedAttempts))
-	if now.Before(retry) {
+	if retry := retryTime(st); now.Before(retry) {
 		return retry.Sub(now), true
 	}
 	return 0, false
@@ -667,7 +666,7 @@ func (r *ApiKeyReconciler) deletionHeld(ctx context.Context, ak *v1alpha1.ApiKey
 	if v := r.secretVersion(ctx, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name); v != "" && v != st.AdminKeySecretVersion {
 		return 0, false
 	}
-	if retry := st.LastFailureTime.Add(backoff(st.FailedAttempts)); now.Before(retry) {
+	if retry := retryTime(st); now.Before(retry) {
 		return retry.Sub(now), true
 	}
 	return 0, false
@@ -758,7 +757,17 @@ func (r *ApiKeyReconciler) failResult(ak *v1alpha1.ApiKey, now time.Time, f *fai
 	if f.RetryAfter > 0 {
 		d = f.RetryAfter
 	}
+	// Kept in status so an event or a restart before then does not retry early.
+	ak.Status.NextRetryTime = mtime(now.Add(d))
 	return ctrl.Result{RequeueAfter: d}, nil
+}
+
+// retryTime is when a transient failure may be retried.
+func retryTime(st *v1alpha1.ApiKeyStatus) time.Time {
+	if st.NextRetryTime != nil {
+		return st.NextRetryTime.Time
+	}
+	return st.LastFailureTime.Add(backoff(st.FailedAttempts))
 }
 
 // summariseApiKey derives Ready from the narrower conditions.
