@@ -256,11 +256,14 @@ func (a *auditLog) sync(ctx context.Context, probe func(context.Context) error) 
 	return nil
 }
 
+// idleTimeout bounds every wait for the manager to go idle.
+const idleTimeout = 5 * time.Minute
+
 // waitIdle waits until the manager has sent no request for quiet (at least
 // since `since`), and returns the time of its last request (or since, when
 // it sent none).
-func (a *auditLog) waitIdle(ctx context.Context, since time.Time, quiet, timeout time.Duration, alive func() error) (time.Time, error) {
-	deadline := time.Now().Add(timeout)
+func (a *auditLog) waitIdle(ctx context.Context, since time.Time, quiet time.Duration, alive func() error) (time.Time, error) {
+	deadline := time.Now().Add(idleTimeout)
 	for {
 		last := a.lastRequest()
 		if last.Before(since) {
@@ -275,7 +278,7 @@ func (a *auditLog) waitIdle(ctx context.Context, since time.Time, quiet, timeout
 			}
 		}
 		if time.Now().After(deadline) {
-			return last, fmt.Errorf("the manager did not go idle (%s without a request) within %s", quiet, timeout)
+			return last, fmt.Errorf("the manager did not go idle (%s without a request) within %s", quiet, idleTimeout)
 		}
 		select {
 		case <-ctx.Done():

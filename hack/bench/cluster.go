@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -45,6 +47,8 @@ type cluster struct {
 	stopping bool // the benchmark stops the manager on purpose
 	mgrArgs  []string
 	tmp      string
+	// pprofAddr is where the manager serves /debug/pprof (-manager-profile).
+	pprofAddr string
 }
 
 // startCluster starts the control plane with an audit log, builds or finds
@@ -137,11 +141,26 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 func (cl *cluster) binaries(ctx context.Context) error {
 	m := filepath.Join(cl.env.RepoRoot, "bin", "manager")
 	a := filepath.Join(cl.env.RepoRoot, "bin", "apisim")
-	if !cl.o.build && fileExists(m) && fileExists(a) {
+	if cl.o.build || !fileExists(m) || !fileExists(a) {
+		if err := cl.env.Build(ctx); err != nil {
+			return err
+		}
+	} else {
 		cl.env.ManagerBin, cl.env.ApisimBin = m, a
-		return nil
 	}
-	return cl.env.Build(ctx)
+	if cl.o.managerBin != "" {
+		cl.env.ManagerBin = cl.o.managerBin
+	}
+	if cl.o.managerProfile != "" {
+		out, _ := exec.CommandContext(ctx, cl.env.ManagerBin, "-h").CombinedOutput()
+		if !strings.Contains(string(out), "pprof-bind-address") {
+			return fmt.Errorf("-manager-profile: %s has no --pprof-bind-address flag", cl.env.ManagerBin)
+		}
+		if err := os.MkdirAll(cl.o.managerProfile, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fileExists(p string) bool {
@@ -165,10 +184,41 @@ func (cl *cluster) managerArgs() []string {
 	if cl.o.qps > 0 {
 		args = append(args, fmt.Sprintf("--kube-api-qps=%g", cl.o.qps), fmt.Sprintf("--kube-api-burst=%d", max(cl.o.burst, int(cl.o.qps))))
 	}
+	if cl.o.managerProfile != "" {
+		if port, err := testenv.FreePort(); err == nil {
+			cl.pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+			args = append(args, "--pprof-bind-address="+cl.pprofAddr)
+		}
+	}
 	if cl.o.managerArgs != "" {
 		args = append(args, strings.Fields(cl.o.managerArgs)...)
 	}
 	return args
+}
+
+// profileManager fetches a profile from the manager's /debug/pprof
+// ("profile?seconds=20", "heap") into the -manager-profile directory.
+func (cl *cluster) profileManager(ctx context.Context, what, file string) error {
+	if cl.pprofAddr == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cl.pprofAddr+"/debug/pprof/"+what, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("manager pprof %s: HTTP %d", what, resp.StatusCode)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(cl.o.managerProfile, file), b, 0o644)
 }
 
 // startManager starts the manager process and waits until it is ready.
@@ -202,7 +252,7 @@ func (cl *cluster) alive() error {
 		return nil
 	}
 	if exited, err := m.Exited(); exited {
-		return fmt.Errorf("the manager exited (%v); last log lines:\n%s", err, m.LogTail(30))
+		return fmt.Errorf("the manager exited (%w); last log lines:\n%s", err, m.LogTail(30))
 	}
 	return nil
 }

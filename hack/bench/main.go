@@ -20,7 +20,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,6 +36,7 @@ import (
 type options struct {
 	n, writers            int
 	quick, build          bool
+	tokensOnly            bool
 	steady, idle, timeout time.Duration
 	secrets, secretSize   int
 	rotations, storm      int
@@ -48,17 +48,20 @@ type options struct {
 	rssSamples            int
 	skip, keep            string
 	apiserverProfile      string
+	managerProfile        string
+	managerBin            string
 	profileSeconds        int
 	busyBefore            float64
 	explicit              map[string]bool
 }
 
 type bench struct {
-	o   options
-	cl  *cluster
-	tr  *tracker
-	res *results
-	log io.Writer
+	o    options
+	skip map[string]bool
+	cl   *cluster
+	tr   *tracker
+	res  *results
+	log  io.Writer
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -84,9 +87,12 @@ func main() {
 	flag.StringVar(&o.managerArgs, "manager-args", "", "further manager flags, space separated (e.g. \"--max-concurrent-reconciles=32\")")
 	flag.DurationVar(&o.externalLatency, "external-latency", 0, "latency apisim adds to every Reevit and Rev.io request")
 	flag.IntVar(&o.rssSamples, "rss-samples", 10, "RSS samples (a second apart) before and after the unrelated Secrets")
+	flag.BoolVar(&o.tokensOnly, "tokens-only", false, "create RevioTokens only (the job of the ESO peer figures); no ApiKeys, no rotation")
 	flag.BoolVar(&o.build, "build", false, "build the manager and apisim into the temporary directory instead of using bin/")
 	flag.StringVar(&o.keep, "keep", "", "copy the audit log and the manager's logs into this directory before cleaning up")
 	flag.StringVar(&o.apiserverProfile, "apiserver-profile", "", "write a CPU profile of kube-apiserver during converge to this file (go tool pprof)")
+	flag.StringVar(&o.managerProfile, "manager-profile", "", "write the manager's CPU profile (converge) and heap profiles (memory) into this directory; needs a manager with --pprof-bind-address")
+	flag.StringVar(&o.managerBin, "manager-bin", "", "run this manager binary instead of bin/manager")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 20, "length of the -apiserver-profile, from the first create")
 	flag.StringVar(&o.skip, "skip", "", "comma-separated measures to skip: steady, restart, rotation, storm, memory")
 	flag.Parse()
@@ -107,6 +113,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -n and -writers must be at least 1")
 		os.Exit(2)
 	}
+	skip, err := parseSkip(o.skip)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 	if o.grace < time.Second {
 		fmt.Fprintln(os.Stderr, "bench: -grace must be at least 1s")
 		os.Exit(2)
@@ -121,14 +132,14 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	os.Exit(run(ctx, o))
+	os.Exit(run(ctx, o, skip))
 }
 
-func run(ctx context.Context, o options) int {
+func run(ctx context.Context, o options, skip map[string]bool) int {
 	// The benchmark's own watches and the audit reader end before the
 	// control plane stops, so kube-apiserver has no client left to drain.
 	ctx, cancel := context.WithCancel(ctx)
-	b := &bench{o: o, res: &results{}, log: os.Stderr}
+	b := &bench{o: o, skip: skip, res: &results{}, log: os.Stderr}
 	// Other work on the machine skews every timing: note how busy it was.
 	b.o.busyBefore = machineBusy(2 * time.Second)
 	b.logf("the machine was %.0f%% busy before the run", b.o.busyBefore)
@@ -171,14 +182,31 @@ func run(ctx context.Context, o options) int {
 	return 0
 }
 
+// measures that -skip accepts.
+var measures = []string{"steady", "restart", "rotation", "storm", "memory"}
+
+// parseSkip checks -skip against the measures.
+func parseSkip(v string) (map[string]bool, error) {
+	skip := map[string]bool{}
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		known := false
+		for _, m := range measures {
+			known = known || m == s
+		}
+		if !known {
+			return nil, fmt.Errorf("-skip: unknown measure %q (known: %s)", s, strings.Join(measures, ", "))
+		}
+		skip[s] = true
+	}
+	return skip, nil
+}
+
 // measure runs every measure in order; each leaves every object Ready.
 func (b *bench) measure(ctx context.Context) error {
-	skip := map[string]bool{}
-	for _, s := range strings.Split(b.o.skip, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			skip[s] = true
-		}
-	}
+	skip := b.skip
 	cl := b.cl
 	if err := cl.createNamespace(ctx, benchNS); err != nil {
 		return err
@@ -199,28 +227,25 @@ func (b *bench) measure(ctx context.Context) error {
 	if err := b.floor(ctx); err != nil {
 		return err
 	}
-	steps := []struct {
-		name string
-		fn   func(context.Context) error
-	}{
-		{"steady", b.steady},
-		{"restart", b.restart},
-		{"rotation+storm", b.rotateAndStorm},
-		{"memory", b.memory},
-	}
-	for _, s := range steps {
-		if s.name == "rotation+storm" {
-			if skip["rotation"] && skip["storm"] {
-				continue
-			}
-			if skip["rotation"] || skip["storm"] {
-				return errors.New("-skip: rotation and storm run together; skip both or neither")
-			}
-		} else if skip[s.name] {
-			continue
+	if !skip["steady"] {
+		if err := b.steady(ctx); err != nil {
+			return fmt.Errorf("steady: %w", err)
 		}
-		if err := s.fn(ctx); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+	}
+	if !skip["restart"] {
+		if err := b.restart(ctx); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+	}
+	rotate := !skip["rotation"] && b.res.nAK > 0
+	if rotate || !skip["storm"] {
+		if err := b.rotateAndStorm(ctx, rotate, !skip["storm"]); err != nil {
+			return err
+		}
+	}
+	if !skip["memory"] {
+		if err := b.memory(ctx); err != nil {
+			return fmt.Errorf("memory: %w", err)
 		}
 	}
 	return cl.alive()

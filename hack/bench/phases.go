@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/apisim"
@@ -18,7 +19,8 @@ import (
 
 // results holds every measurement the table prints.
 type results struct {
-	n int
+	n   int // RevioTokens, and ApiKeys unless nAK is 0
+	nAK int
 
 	// converge
 	convergeAll, convergeAK, convergeRT time.Duration
@@ -36,6 +38,10 @@ type results struct {
 	// floor
 	floorWrites int
 	floorDur    time.Duration
+	// the operator's reads (get, list) on the create path, and the time a
+	// bare client takes for the operator's writes and reads together
+	createReads int
+	floorRWDur  time.Duration
 
 	// steady state
 	steadyDur  time.Duration
@@ -70,6 +76,7 @@ type results struct {
 	memSecrets, memSecretSize int
 	memCreate                 time.Duration
 	baseRSS, withRSS          []int64
+	baseHeap, withHeap        float64 // go_gc_heap_live_bytes
 	memReqs                   tally
 }
 
@@ -131,7 +138,11 @@ func names(n int, name func(int) string) []string {
 // are Ready; then, the manager idle, it tallies the create path.
 func (b *bench) converge(ctx context.Context) error {
 	cl, r, n := b.cl, b.res, b.o.n
-	r.n = n
+	r.n, r.nAK = n, n
+	if b.o.tokensOnly {
+		r.nAK = 0
+	}
+	total := r.nAK + n
 	ext0, err := cl.externalCounts(ctx)
 	if err != nil {
 		return err
@@ -146,16 +157,27 @@ func (b *bench) converge(ctx context.Context) error {
 	}
 	stopPeak := b.samplePeakRSS(ctx, &r.convergePeakRSS)
 
-	b.logf("converge: creating %d ApiKeys and %d RevioTokens with %d writers", n, n, b.o.writers)
-	var profDone chan error
+	b.logf("converge: creating %d ApiKeys and %d RevioTokens with %d writers", r.nAK, n, b.o.writers)
+	var profDone []chan error
 	if b.o.apiserverProfile != "" {
-		profDone = make(chan error, 1)
+		done := make(chan error, 1)
+		profDone = append(profDone, done)
 		go func() {
-			profDone <- cl.profileAPIServer(ctx, time.Duration(b.o.profileSeconds)*time.Second, b.o.apiserverProfile)
+			done <- cl.profileAPIServer(ctx, time.Duration(b.o.profileSeconds)*time.Second, b.o.apiserverProfile)
+		}()
+	}
+	if b.o.managerProfile != "" {
+		done := make(chan error, 1)
+		profDone = append(profDone, done)
+		go func() {
+			done <- cl.profileManager(ctx, fmt.Sprintf("profile?seconds=%d", b.o.profileSeconds), "manager-cpu-converge.pprof")
 		}()
 	}
 	t0 := time.Now()
-	err = pool(ctx, 2*n, b.o.writers, func(ctx context.Context, i int) error {
+	err = pool(ctx, total, b.o.writers, func(ctx context.Context, i int) error {
+		if r.nAK == 0 {
+			i = 2*i + 1 // RevioTokens only
+		}
 		if i%2 == 0 {
 			name := apiKeyName(i / 2)
 			b.tr.expect(kindApiKey, name, time.Now())
@@ -169,9 +191,9 @@ func (b *bench) converge(ctx context.Context) error {
 		return fmt.Errorf("create objects: %w", err)
 	}
 	r.createSend = time.Since(t0)
-	b.logf("converge: %d creates sent in %s; waiting for Ready", 2*n, r.createSend.Round(time.Millisecond))
+	b.logf("converge: %d creates sent in %s; waiting for Ready", total, r.createSend.Round(time.Millisecond))
 	ready := func(s objState) bool { return s.Ready }
-	if err := b.tr.waitFor(ctx, kindApiKey, names(n, apiKeyName), b.o.timeout, cl.alive, ready); err != nil {
+	if err := b.tr.waitFor(ctx, kindApiKey, names(r.nAK, apiKeyName), b.o.timeout, cl.alive, ready); err != nil {
 		return err
 	}
 	if err := b.tr.waitFor(ctx, kindRevioToken, names(n, revioTokenName), b.o.timeout, cl.alive, ready); err != nil {
@@ -193,18 +215,16 @@ func (b *bench) converge(ctx context.Context) error {
 			r.convergeRT = max(r.convergeRT, done)
 		}
 	}
-	b.logf("converge: all %d Ready after %s; waiting for the manager to go idle", 2*n, r.convergeAll.Round(time.Millisecond))
+	b.logf("converge: all %d Ready after %s; waiting for the manager to go idle", total, r.convergeAll.Round(time.Millisecond))
 
-	last, err := cl.audit.waitIdle(ctx, t0, b.o.idle, 5*time.Minute, cl.alive)
+	last, err := cl.audit.waitIdle(ctx, t0, b.o.idle, cl.alive)
 	if err != nil {
 		return err
 	}
 	stopPeak()
-	if profDone != nil {
-		if err := <-profDone; err != nil {
-			b.logf("kube-apiserver profile: %v", err)
-		} else {
-			b.logf("kube-apiserver CPU profile written to %s", b.o.apiserverProfile)
+	for _, done := range profDone {
+		if err := <-done; err != nil {
+			b.logf("profile: %v", err)
 		}
 	}
 	m1, err := cl.scrapeMetrics(ctx)
@@ -233,8 +253,11 @@ func (b *bench) converge(ctx context.Context) error {
 	r.createPath = map[string]tally{kindApiKey: {}, kindRevioToken: {}, "shared": {}}
 	for _, q := range cl.audit.between(t0, last.Add(time.Microsecond)) {
 		r.createPath[kindOf(owner(q))].add(q)
-		if q.isWrite() {
+		switch {
+		case q.isWrite():
 			r.createWrites++
+		case q.Verb == "get" || q.Verb == "list":
+			r.createReads++
 		}
 	}
 	b.logf("converge: the manager made %d writes; idle %s after the last Ready", r.createWrites, last.Sub(t0.Add(r.convergeAll)).Round(time.Millisecond))
@@ -250,7 +273,7 @@ func (b *bench) samplePeakRSS(ctx context.Context, peak *int64) func() {
 	go func() {
 		defer wg.Done()
 		for {
-			if rss, _, err := procStatus(b.cl.managerPid()); err == nil && rss > *peak {
+			if rss, err := procRSS(b.cl.managerPid()); err == nil && rss > *peak {
 				*peak = rss
 			}
 			select {
@@ -288,13 +311,37 @@ func (b *bench) floor(ctx context.Context) error {
 		return fmt.Errorf("floor: %w", err)
 	}
 	b.logf("floor: %s (%.0f writes/s)", r.floorDur.Round(time.Millisecond), float64(r.floorWrites)/r.floorDur.Seconds())
+
+	// The same writes plus the operator's reads (GETs of the ConfigMaps
+	// just created), interleaved: what the request count alone costs.
+	w, rd := r.floorWrites, r.createReads
+	b.logf("floor with reads: %d ConfigMap creates and %d GETs with %d writers", w, rd, b.o.writers)
+	t0 = time.Now()
+	err = pool(ctx, w+rd, b.o.writers, func(ctx context.Context, i int) error {
+		// Spread the creates evenly among the GETs.
+		if (i+1)*w/(w+rd) != i*w/(w+rd) {
+			j := i * w / (w + rd)
+			cm := &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("floorrw-%06d", j), Namespace: floorNS},
+				Data:       map[string]string{"value": fmt.Sprintf("%032d", j)},
+			}
+			return cl.c.Create(ctx, cm)
+		}
+		var cm corev1.ConfigMap
+		return cl.c.Get(ctx, client.ObjectKey{Namespace: floorNS, Name: fmt.Sprintf("floor-%06d", i%w)}, &cm)
+	})
+	r.floorRWDur = time.Since(t0)
+	if err != nil {
+		return fmt.Errorf("floor with reads: %w", err)
+	}
+	b.logf("floor with reads: %s", r.floorRWDur.Round(time.Millisecond))
 	return nil
 }
 
 // steady counts what the manager does while nothing is due.
 func (b *bench) steady(ctx context.Context) error {
 	cl, r := b.cl, b.res
-	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, 5*time.Minute, cl.alive); err != nil {
+	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
 		return err
 	}
 	ext0, err := cl.externalCounts(ctx)
@@ -343,7 +390,7 @@ func sleepAlive(ctx context.Context, d time.Duration, alive func() error) error 
 // object Ready, and counts what it does until it is idle.
 func (b *bench) restart(ctx context.Context) error {
 	cl, r := b.cl, b.res
-	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, 5*time.Minute, cl.alive); err != nil {
+	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
 		return err
 	}
 	ext0, err := cl.externalCounts(ctx)
@@ -361,7 +408,7 @@ func (b *bench) restart(ctx context.Context) error {
 		return err
 	}
 	r.restartReady = time.Since(t0)
-	last, err := cl.audit.waitIdle(ctx, t0, b.o.idle, 5*time.Minute, cl.alive)
+	last, err := cl.audit.waitIdle(ctx, t0, b.o.idle, cl.alive)
 	if err != nil {
 		return err
 	}
@@ -383,8 +430,8 @@ func (b *bench) restart(ctx context.Context) error {
 			r.restartReadyN++
 		}
 	}
-	if r.restartReadyN != 2*b.o.n {
-		return fmt.Errorf("after the restart only %d of %d objects are Ready", r.restartReadyN, 2*b.o.n)
+	if r.restartReadyN != r.nAK+r.n {
+		return fmt.Errorf("after the restart only %d of %d objects are Ready", r.restartReadyN, r.nAK+r.n)
 	}
 	b.logf("restart: idle %s after the start", r.restartIdle.Round(time.Millisecond))
 	return nil
@@ -393,17 +440,22 @@ func (b *bench) restart(ctx context.Context) error {
 // rotateAndStorm runs the rotation and the refresh storm at the same time
 // (they touch different objects and different APIs, so their counts stay
 // apart), which saves a grace period of waiting.
-func (b *bench) rotateAndStorm(ctx context.Context) error {
-	if _, err := b.cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, 5*time.Minute, b.cl.alive); err != nil {
+func (b *bench) rotateAndStorm(ctx context.Context, rotate, storm bool) error {
+	if _, err := b.cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, b.cl.alive); err != nil {
 		return err
 	}
 	var (
 		wg         sync.WaitGroup
 		errR, errS error
 	)
-	wg.Add(2)
-	go func() { defer wg.Done(); errR = b.rotation(ctx) }()
-	go func() { defer wg.Done(); errS = b.storm(ctx) }()
+	if rotate {
+		wg.Add(1)
+		go func() { defer wg.Done(); errR = b.rotation(ctx) }()
+	}
+	if storm {
+		wg.Add(1)
+		go func() { defer wg.Done(); errS = b.storm(ctx) }()
+	}
 	wg.Wait()
 	if errR != nil {
 		return fmt.Errorf("rotation: %w", errR)
@@ -590,13 +642,19 @@ func maxT(a, b time.Time) time.Time {
 func (b *bench) memory(ctx context.Context) error {
 	cl, r := b.cl, b.res
 	r.memSecrets, r.memSecretSize = b.o.secrets, b.o.secretSize
-	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, 5*time.Minute, cl.alive); err != nil {
+	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
 		return err
 	}
 	b.logf("memory: baseline RSS")
 	var err error
 	if r.baseRSS, err = b.sampleRSS(ctx, b.o.rssSamples); err != nil {
 		return err
+	}
+	if m, err := cl.scrapeMetrics(ctx); err == nil {
+		r.baseHeap = m.sum("go_gc_heap_live_bytes")
+	}
+	if err := cl.profileManager(ctx, "heap", "manager-heap-baseline.pprof"); err != nil {
+		b.logf("profile: %v", err)
 	}
 	if err := cl.createNamespace(ctx, unrelatedNS); err != nil {
 		return err
@@ -624,6 +682,12 @@ func (b *bench) memory(ctx context.Context) error {
 	if r.withRSS, err = b.sampleRSS(ctx, b.o.rssSamples); err != nil {
 		return err
 	}
+	if m, err := cl.scrapeMetrics(ctx); err == nil {
+		r.withHeap = m.sum("go_gc_heap_live_bytes")
+	}
+	if err := cl.profileManager(ctx, "heap", "manager-heap-secrets.pprof"); err != nil {
+		b.logf("profile: %v", err)
+	}
 	if err := cl.syncAudit(ctx); err != nil {
 		return err
 	}
@@ -638,7 +702,7 @@ func (b *bench) memory(ctx context.Context) error {
 func (b *bench) sampleRSS(ctx context.Context, n int) ([]int64, error) {
 	var out []int64
 	for i := range n {
-		rss, _, err := procStatus(b.cl.managerPid())
+		rss, err := procRSS(b.cl.managerPid())
 		if err != nil {
 			return nil, fmt.Errorf("read the manager's RSS: %w", err)
 		}

@@ -12,27 +12,23 @@ import (
 	"time"
 )
 
-// procStatus reads VmRSS and VmHWM (peak RSS) of pid, in bytes.
-func procStatus(pid int) (rss, hwm int64, err error) {
+// procRSS reads the resident set size (VmRSS) of pid, in bytes.
+func procRSS(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "VmRSS":
-			rss = parseKB(v)
-		case "VmHWM":
-			hwm = parseKB(v)
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == "VmRSS" {
+			return parseKB(v), nil
 		}
 	}
-	return rss, hwm, sc.Err()
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 func parseKB(v string) int64 {

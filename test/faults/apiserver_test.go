@@ -31,6 +31,8 @@ type apiServerProc struct {
 	dir  string
 	cmd  *exec.Cmd // nil for envtest's own process
 	done chan struct{}
+	// killed is set when SIGTERM was not enough within the grace period.
+	killed bool
 }
 
 // findAPIServer returns envtest's kube-apiserver.
@@ -122,6 +124,7 @@ func (p *apiServerProc) stop(grace time.Duration) error {
 	deadline := time.Now().Add(grace)
 	for !exited() {
 		if time.Now().After(deadline) {
+			p.killed = true
 			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 			deadline = time.Now().Add(10 * time.Second)
 			for !exited() {
@@ -161,26 +164,28 @@ func (p *apiServerProc) start(logPath string) (*apiServerProc, error) {
 	return next, nil
 }
 
-// restartAPIServer stops the API server, leaves it down for down, starts it
-// again and waits until it serves; it returns how long it was unavailable.
-func (s *suite) restartAPIServer(ctx context.Context, down time.Duration, n int) (time.Duration, error) {
+// restartAPIServer stops the API server (SIGTERM, SIGKILL after 10 s),
+// leaves it down for down, starts it again and waits until it serves; it
+// returns how long the stop took, whether it needed SIGKILL, and how long
+// the API server was unavailable in all.
+func (s *suite) restartAPIServer(ctx context.Context, down time.Duration, n int) (stopped time.Duration, killed bool, unavailable time.Duration, err error) {
 	s.mu.Lock()
 	cur := s.apiServer
 	s.mu.Unlock()
 	if cur == nil {
-		var err error
 		if cur, err = findAPIServer(); err != nil {
-			return 0, err
+			return 0, false, 0, err
 		}
 	}
 	t0 := time.Now()
-	if err := cur.stop(30 * time.Second); err != nil {
-		return 0, err
+	if err := cur.stop(10 * time.Second); err != nil {
+		return 0, false, 0, err
 	}
+	stopped, killed = time.Since(t0), cur.killed
 	sleep(ctx, down)
 	next, err := cur.start(filepath.Join(s.env.Dir, "logs", fmt.Sprintf("kube-apiserver-restart-%d.log", n)))
 	if err != nil {
-		return 0, err
+		return stopped, killed, 0, err
 	}
 	s.mu.Lock()
 	s.apiServer = next
@@ -197,5 +202,5 @@ func (s *suite) restartAPIServer(ctx context.Context, down time.Duration, n int)
 		}
 		return true, ""
 	})
-	return time.Since(t0), err
+	return stopped, killed, time.Since(t0), err
 }

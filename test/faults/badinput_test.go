@@ -362,15 +362,25 @@ func wrongObjects(t *testing.T, s *suite) {
 		}
 	}
 
-	// Fixing the input is noticed without a restart or a spec change.
+	// Fixing the input is noticed without a restart: the missing Secret
+	// created, the key name corrected, the foreign Secrets deleted.
+	byName := map[string]client.Object{}
+	for _, c := range cases {
+		byName[c.obj.GetName()] = c.obj
+	}
 	s.createSecret(t, ns, "absent-admin", "apiKey", sim.Credentials.AdminKey)
 	fixKey := []byte(`{"spec":{"apiKeySecretRef":{"key":"apiKey"}}}`)
-	if err := s.env.Client.Patch(ctx, cases[7].obj, client.RawPatch(types.MergePatchType, fixKey)); err != nil {
+	if err := s.env.Client.Patch(ctx, byName["rt-wrong-key"], client.RawPatch(types.MergePatchType, fixKey)); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []wrongCase{cases[0], cases[7]} {
-		if err := poll(ctx, time.Minute, 500*time.Millisecond, func() (bool, string) { return isReady(ctx, s, c.obj) }); err != nil {
-			t.Errorf("%s after the fix: %v", c.obj.GetName(), err)
+	for _, name := range []string{"taken-ak", "taken-rt"} {
+		if err := s.env.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"ak-missing-secret", "rt-wrong-key", "ak-conflict", "rt-conflict"} {
+		if err := poll(ctx, time.Minute, 500*time.Millisecond, func() (bool, string) { return isReady(ctx, s, byName[name]) }); err != nil {
+			t.Errorf("%s after the fix: %v", name, err)
 		}
 	}
 }

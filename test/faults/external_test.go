@@ -94,9 +94,9 @@ func testExternalAPI(t *testing.T, s *suite) {
 		}
 	}
 	reach := &reachability{}
-	// A token is refreshed a third of its lifetime before it expires; after
-	// the API comes back, 20 s is plenty to notice and refresh.
-	chk := newChecker(s, sim, ns, reach.policy(lifetime/3, 20*time.Second))
+	// A token is refreshed a third of its lifetime before it expires; once the
+	// API is back, 30 s (a few retries) is long enough to refresh it.
+	chk := newChecker(s, sim, ns, reach.policy(lifetime/3, 30*time.Second))
 	if _, err := chk.waitConverged(ctx, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func testExternalAPI(t *testing.T, s *suite) {
 			kind:   "random 500s (failureRate 0.3)",
 			reevit: simfault.Settings{FailureRate: 0.3, FailStatus: http.StatusInternalServerError},
 			revio:  simfault.Settings{FailureRate: 0.3, FailStatus: http.StatusInternalServerError},
-			hold:   hold, reapply: 2, injected: statuses(500),
+			hold:   hold, reapply: 4, injected: statuses(500),
 		},
 		{
 			// Enough for the steady refreshes, not for a rotation of everything.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
@@ -365,7 +366,9 @@ func (c *checker) converged(ctx context.Context) (bool, string) {
 		}
 		switch {
 		case !readyFor(ak.Status.Conditions, ak.Generation):
-			waiting = append(waiting, fmt.Sprintf("ApiKey %s: %s", ak.Name, describeReady(ak.Status.Conditions)))
+			waiting = append(waiting, fmt.Sprintf("ApiKey %s: %s [keyId %s, failedAttempts %d, lastFailureTime %s, activeSince %s]",
+				ak.Name, describeReady(ak.Status.Conditions), ak.Status.KeyID, ak.Status.FailedAttempts,
+				stamp(ak.Status.LastFailureTime), stamp(ak.Status.ActiveSince)))
 		case ak.Status.PendingCreate != nil || ak.Status.KeyID == "":
 			waiting = append(waiting, fmt.Sprintf("ApiKey %s: creation in flight", ak.Name))
 		default:
@@ -390,7 +393,9 @@ func (c *checker) converged(ctx context.Context) (bool, string) {
 			name = rt.Name
 		}
 		if !readyFor(rt.Status.Conditions, rt.Generation) {
-			waiting = append(waiting, fmt.Sprintf("RevioToken %s: %s", rt.Name, describeReady(rt.Status.Conditions)))
+			waiting = append(waiting, fmt.Sprintf("RevioToken %s: %s [expiresAt %s, failedAttempts %d, lastFailureTime %s, nextRefreshTime %s]",
+				rt.Name, describeReady(rt.Status.Conditions), stamp(rt.Status.ExpiresAt), rt.Status.FailedAttempts,
+				stamp(rt.Status.LastFailureTime), stamp(rt.Status.NextRefreshTime)))
 			continue
 		}
 		sec := &corev1.Secret{}
@@ -424,3 +429,11 @@ func (c *checker) waitConverged(ctx context.Context, timeout time.Duration) (tim
 }
 
 func sortStrings(s []string) { slices.Sort(s) }
+
+// stamp prints a status time.
+func stamp(t *metav1.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
