@@ -218,6 +218,11 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		rotateWait = until(now, st.NextRotationTime.Time)
 	}
 	st.FailedAttempts, st.LastFailureTime, st.NextRetryTime = 0, nil, nil
+	if st.KeyID != "" && st.PendingCreate == nil {
+		// A pass that got here failed nowhere: an earlier transient failure
+		// (a drift listing, say) no longer describes the key.
+		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+st.KeyID+" issued")
+	}
 	return ctrl.Result{RequeueAfter: earliest(rotateWait, wait, driftWait)}, nil
 }
 
