@@ -25,9 +25,10 @@ const (
 	// backoffBase is the first retry delay after a transient failure.
 	backoffBase = 5 * time.Second
 	// backoffCap bounds the retry delay for transient failures. It is far
-	// below the workqueue's default 1000 s so a short-lived token is retried
-	// long before it expires.
-	backoffCap = 5 * time.Minute
+	// below the workqueue's default 1000 s: a fixed cause (an API back, an
+	// RBAC rule restored) produces no event, so the next retry is what
+	// notices it.
+	backoffCap = time.Minute
 )
 
 // backoff is the delay before retry number attempts (1-based) after a

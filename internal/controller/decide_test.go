@@ -189,12 +189,14 @@ func TestRefreshRetryDelay(t *testing.T) {
 	}{
 		{name: "first retry, no expiry known", attempts: 1, want: 5 * time.Second},
 		{name: "exponential, no expiry known", attempts: 4, want: 40 * time.Second},
-		{name: "capped at 5m, no expiry known", attempts: 30, want: 5 * time.Minute},
-		{name: "long-lived token does not cap", attempts: 30, expiresAt: failedAt.Add(24 * time.Hour), want: 5 * time.Minute},
-		{name: "capped at a third of the remaining life", attempts: 30, expiresAt: failedAt.Add(3 * time.Minute), want: time.Minute},
+		{name: "capped at 1m, no expiry known", attempts: 30, want: time.Minute},
+		{name: "long-lived token does not cap", attempts: 30, expiresAt: failedAt.Add(24 * time.Hour), want: time.Minute},
+		{name: "capped at a third of the remaining life", attempts: 30, expiresAt: failedAt.Add(90 * time.Second), want: 30 * time.Second},
 		{name: "below the cap is unchanged", attempts: 2, expiresAt: failedAt.Add(3 * time.Minute), want: 10 * time.Second},
 		{name: "never below a second", attempts: 1, expiresAt: failedAt.Add(2 * time.Second), want: time.Second},
-		{name: "expired token: plain backoff", attempts: 3, expiresAt: failedAt.Add(-time.Minute), want: 20 * time.Second},
+		{name: "expired token: short retries", attempts: 3, expiresAt: failedAt.Add(-time.Minute), want: 10 * time.Second},
+		{name: "expired token: first retry unchanged", attempts: 1, expiresAt: failedAt.Add(-time.Minute), want: 5 * time.Second},
+		{name: "expired token: retryAfter still honoured", attempts: 3, retryAfter: 30 * time.Second, expiresAt: failedAt.Add(-time.Minute), want: 30 * time.Second},
 		{name: "retryAfter honoured", attempts: 1, retryAfter: 42 * time.Second, want: 42 * time.Second},
 		{name: "retryAfter replaces a longer backoff", attempts: 20, retryAfter: 7 * time.Second, want: 7 * time.Second},
 		{name: "retryAfter honoured within the token's life", attempts: 1, retryAfter: 42 * time.Second, expiresAt: failedAt.Add(time.Hour), want: 42 * time.Second},
@@ -230,13 +232,11 @@ func TestBackoff(t *testing.T) {
 		2:  10 * time.Second,
 		3:  20 * time.Second,
 		4:  40 * time.Second,
-		5:  80 * time.Second,
-		6:  160 * time.Second,
-		7:  5 * time.Minute,
-		8:  5 * time.Minute,
-		64: 5 * time.Minute,
+		5:  time.Minute,
+		6:  time.Minute,
+		64: time.Minute,
 		// Far past any float overflow.
-		math.MaxInt32: 5 * time.Minute,
+		math.MaxInt32: time.Minute,
 	}
 	for attempts, d := range want {
 		g.Expect(backoff(attempts)).To(Equal(d), "attempt %d", attempts)

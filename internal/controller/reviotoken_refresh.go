@@ -82,6 +82,9 @@ func refreshDue(s refreshState) (due bool, wait time.Duration) {
 	return false, s.NextRefresh.Sub(s.Now)
 }
 
+// expiredRetryCap bounds retries while the token in the Secret has expired.
+const expiredRetryCap = 10 * time.Second
+
 // retryDelay is the wait after a transient failure: retryAfter when the API
 // asked for one, else exponential backoff, and in both cases no later than a
 // third of the time the current token has left, so a retry always comes well
@@ -92,8 +95,14 @@ func retryDelay(attempts int32, retryAfter time.Duration, failedAt, expiresAt ti
 		d = retryAfter
 	}
 	if !expiresAt.IsZero() {
-		if left := expiresAt.Sub(failedAt); left > 0 && d > left/3 {
+		left := expiresAt.Sub(failedAt)
+		switch {
+		case left > 0 && d > left/3:
 			d = max(left/3, time.Second)
+		case left <= 0 && retryAfter == 0:
+			// The Secret holds an expired token: every minute without a
+			// new one is an outage for its workloads.
+			d = min(d, expiredRetryCap)
 		}
 	}
 	return d
