@@ -35,6 +35,7 @@ func main() {
 	var (
 		metricsAddr, probeAddr       string
 		metricsSecure                bool
+		pprofAddr                    string
 		leaderElect                  bool
 		leaderElectionID, leaderNS   string
 		namespaces                   string
@@ -47,6 +48,7 @@ func main() {
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, allowing only callers authorised for GET /metrics (TokenReview and SubjectAccessReview); false serves plain HTTP.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address to serve net/http/pprof on (profiling); empty disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Enable leader election so only one replica reconciles.")
 	flag.StringVar(&leaderElectionID, "leader-election-id", "keywarden.keywarden.dev", "Name of the leader-election Lease.")
@@ -97,6 +99,7 @@ func main() {
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       leaderNS,

@@ -75,7 +75,7 @@ func main() {
 	flag.IntVar(&o.writers, "writers", 16, "concurrent writers of the benchmark client (creates, annotations, the floor)")
 	flag.DurationVar(&o.steady, "steady", time.Minute, "steady-state window (10s with -quick)")
 	flag.DurationVar(&o.idle, "idle", 5*time.Second, "the manager is idle after this long without a kube API request")
-	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long objects may take to become Ready")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "how long objects may take to become Ready (5m with -quick)")
 	flag.IntVar(&o.secrets, "secrets", 10000, "unrelated Secrets for the memory measure (1,000 with -quick)")
 	flag.IntVar(&o.secretSize, "secret-size", 10*1024, "bytes of data in each unrelated Secret")
 	flag.IntVar(&o.rotations, "rotations", 100, "ApiKeys rotated in the rotation measure (at most N)")
@@ -107,6 +107,9 @@ func main() {
 		}
 		if !o.explicit["rss-samples"] {
 			o.rssSamples = 5
+		}
+		if !o.explicit["timeout"] {
+			o.timeout = 5 * time.Minute
 		}
 	}
 	if o.n < 1 || o.writers < 1 {

@@ -394,7 +394,9 @@ func (r *ApiKeyReconciler) switchTo(ak *v1alpha1.ApiKey, key *reevit.Key, req *v
 	if req.Reason == createCompromised {
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonCompromised, "Rotate",
 			"key marked compromised: replaced by %s and the previous key is revoked now, without grace period", key.ID)
-	} else {
+	} else if req.Reason != createInitial {
+		// The first key is told by the conditions alone: an event per
+		// created object is a write per object the API server can spare.
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRotated, "Rotate", "key %s (%s) is active (%s)", key.ID, st.KeyPrefix, req.Reason)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -39,9 +40,32 @@ func (r *ApiKeyReconciler) protectAdminSecret(ctx context.Context, ak *v1alpha1.
 	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	m.Finalizers = append(m.Finalizers, inUseFinalizer)
 	if err := r.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
+		if apierrors.IsConflict(err) {
+			// Another ApiKey sharing the Secret got there first; the next
+			// reconcile looks again.
+			return nil
+		}
 		return fmt.Errorf("protect admin-key secret: %w", err)
 	}
 	return nil
+}
+
+// releaseRelevant passes only the ApiKey events that can release an
+// admin-key Secret: deletions, and changes of the policy or the reference.
+// Creations and status writes never can, and with thousands of ApiKeys
+// sharing one Secret, reacting to them would cost a list per event.
+func releaseRelevant() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*v1alpha1.ApiKey), e.ObjectNew.(*v1alpha1.ApiKey)
+			return !n.DeletionTimestamp.IsZero() || o.Spec.DeletionPolicy != n.Spec.DeletionPolicy ||
+				o.Spec.Reevit.AdminKeySecretRef.Name != n.Spec.Reevit.AdminKeySecretRef.Name ||
+				len(o.Finalizers) != len(n.Finalizers)
+		},
+	}
 }
 
 // AdminSecretReconciler removes inUseFinalizer from an admin-key Secret once
@@ -69,7 +93,7 @@ func (r *AdminSecretReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("adminsecret").
 		WatchesMetadata(secretMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(hasFinalizer)).
-		Watches(&v1alpha1.ApiKey{}, toAdminSecret).
+		Watches(&v1alpha1.ApiKey{}, toAdminSecret, builder.WithPredicates(releaseRelevant())).
 		Complete(r)
 }
 
@@ -83,7 +107,7 @@ func (r *AdminSecretReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, nil
 	}
 	list := &v1alpha1.ApiKeyList{}
-	if err := r.List(ctx, list, client.InNamespace(req.Namespace), client.MatchingFields{secretNamesIndex: req.Name}); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(req.Namespace), client.MatchingFields{secretNamesIndex: req.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	for _, ak := range list.Items {

@@ -197,7 +197,11 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	if !tok.ExpiresAt.IsZero() {
 		expiry = "expires " + tok.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	r.Recorder.Eventf(rt, nil, corev1.EventTypeNormal, v1alpha1.ReasonRefreshed, "Refresh", "token refreshed (%s); next refresh %s", expiry, next.UTC().Format(time.RFC3339))
+	if st.Refreshes > 1 {
+		// The first token is told by the conditions alone (one write less
+		// per created object).
+		r.Recorder.Eventf(rt, nil, corev1.EventTypeNormal, v1alpha1.ReasonRefreshed, "Refresh", "token refreshed (%s); next refresh %s", expiry, next.UTC().Format(time.RFC3339))
+	}
 
 	r.restart(ctx, rt, secretsync.Hash(data))
 	return ctrl.Result{RequeueAfter: until(now, next)}, nil

@@ -370,8 +370,6 @@ func TestRevioTokenPublishesSecret(t *testing.T) {
 		g.Expect(c.Status).To(Equal(metav1.ConditionTrue), typ)
 		g.Expect(c.ObservedGeneration).To(Equal(rt.Generation), typ)
 	}
-	rtWaitEvent(t, ns, corev1.EventTypeNormal, v1alpha1.ReasonRefreshed)
-
 	assertNoSecretsLeaked(t, ns, key, tok)
 }
 

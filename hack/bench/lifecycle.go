@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// steady counts what the manager does while nothing is due.
+func (b *bench) steady(ctx context.Context) error {
+	cl, r := b.cl, b.res
+	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
+		return err
+	}
+	ext0, err := cl.externalCounts(ctx)
+	if err != nil {
+		return err
+	}
+	b.logf("steady state: watching for %s", b.o.steady)
+	t0 := time.Now()
+	if err := sleepAlive(ctx, b.o.steady, cl.alive); err != nil {
+		return err
+	}
+	t1 := time.Now()
+	if err := cl.syncAudit(ctx); err != nil {
+		return err
+	}
+	ext1, err := cl.externalCounts(ctx)
+	if err != nil {
+		return err
+	}
+	r.steadyDur = t1.Sub(t0)
+	r.steadyExt = ext1.minus(ext0)
+	r.steadyReqs = tally{}
+	for _, q := range cl.audit.between(t0, t1) {
+		r.steadyReqs.add(q)
+	}
+	return nil
+}
+
+// restart stops the manager with SIGTERM and starts it again with every
+// object Ready, and counts what it does until it is idle.
+func (b *bench) restart(ctx context.Context) error {
+	cl, r := b.cl, b.res
+	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
+		return err
+	}
+	ext0, err := cl.externalCounts(ctx)
+	if err != nil {
+		return err
+	}
+	b.logf("restart: SIGTERM to the manager")
+	ts := time.Now()
+	if err := cl.stopManager(); err != nil {
+		return err
+	}
+	r.restartStop = time.Since(ts)
+	t0 := time.Now()
+	if _, err := cl.startManager(ctx); err != nil {
+		return err
+	}
+	r.restartReady = time.Since(t0)
+	last, err := cl.audit.waitIdle(ctx, t0, b.o.idle, cl.alive)
+	if err != nil {
+		return err
+	}
+	if err := cl.syncAudit(ctx); err != nil {
+		return err
+	}
+	ext1, err := cl.externalCounts(ctx)
+	if err != nil {
+		return err
+	}
+	r.restartIdle = last.Sub(t0)
+	r.restartExt = ext1.minus(ext0)
+	r.restartReqs = tally{}
+	for _, q := range cl.audit.between(t0, last.Add(time.Microsecond)) {
+		r.restartReqs.add(q)
+	}
+	for _, s := range b.tr.snapshot("") {
+		if s.Ready {
+			r.restartReadyN++
+		}
+	}
+	if r.restartReadyN != r.nAK+r.n {
+		return fmt.Errorf("after the restart only %d of %d objects are Ready", r.restartReadyN, r.nAK+r.n)
+	}
+	b.logf("restart: idle %s after the start", r.restartIdle.Round(time.Millisecond))
+	return nil
+}
