@@ -47,7 +47,7 @@ controlplane: ## Build (once) and print the kube-apiserver/etcd directory.
 
 .PHONY: test
 test: manifests generate vet ## Run every test: unit, envtest, e2e and the reduced fault suite.
-	KUBEBUILDER_ASSETS="$(ASSETS)" go test -count=1 -timeout 60m $(TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$(ASSETS)" go test -count=1 -timeout 85m $(TEST_FLAGS) ./...
 
 .PHONY: test-faults
 test-faults: ## The full fault-tolerance suite.

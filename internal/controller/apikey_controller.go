@@ -148,7 +148,13 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	}
 
 	adminVersion := r.secretVersion(ctx, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name)
-	if st.FailedAttempts > 0 {
+	// Getting here means no foreign Secret holds the output name any more: a
+	// SecretConflict recorded earlier is gone, which no other field shows.
+	conflictGone := hasReason(st.Conditions, v1alpha1.ConditionSecretSynced, v1alpha1.ReasonSecretConflict)
+	if conflictGone {
+		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonProgressing, "the conflicting Secret is gone")
+	}
+	if st.FailedAttempts > 0 && !conflictGone {
 		if wait, blocked := r.backingOff(ak, now, adminVersion); blocked {
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
@@ -220,8 +226,11 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	st.FailedAttempts, st.LastFailureTime, st.NextRetryTime = 0, nil, nil
 	if st.KeyID != "" && st.PendingCreate == nil {
 		// A pass that got here failed nowhere: an earlier transient failure
-		// (a drift listing, say) no longer describes the key.
+		// (a drift listing, a refused Secret write) no longer describes the key.
 		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+st.KeyID+" issued")
+		if existing != nil && string(existing.Data["keyId"]) == st.KeyID {
+			setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+secretName+" holds key "+st.KeyID)
+		}
 	}
 	return ctrl.Result{RequeueAfter: earliest(rotateWait, wait, driftWait)}, nil
 }
@@ -862,4 +871,10 @@ func containsString(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// hasReason reports whether a condition of the type has the reason.
+func hasReason(conds []metav1.Condition, typ, reason string) bool {
+	c := meta.FindStatusCondition(conds, typ)
+	return c != nil && c.Reason == reason
 }

@@ -256,19 +256,17 @@ func describeReady(conds []metav1.Condition) string {
 // passes; the error carries fn's last explanation.
 func poll(ctx context.Context, timeout, interval time.Duration, fn func() (bool, string)) error {
 	deadline := time.Now().Add(timeout)
-	last := "not checked"
 	for {
 		ok, why := fn()
 		if ok {
 			return nil
 		}
-		last = why
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %s", timeout, last)
+			return fmt.Errorf("after %s: %s", timeout, why)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s", ctx.Err(), last)
+			return fmt.Errorf("%w: %s", ctx.Err(), why)
 		case <-time.After(interval):
 		}
 	}

@@ -79,12 +79,6 @@ func (s *summary) timed(what string, d time.Duration) {
 	s.durations = append(s.durations, [2]string{what, d.Round(time.Second).String()})
 }
 
-func (s *summary) counts() (leaked, lost int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.leaked), len(s.lost)
-}
-
 // render is the closing summary, printed to the test log and stdout.
 func (s *summary) render(m mode) string {
 	s.mu.Lock()
