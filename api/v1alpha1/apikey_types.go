@@ -293,4 +293,3 @@ type ApiKeyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ApiKey `json:"items"`
 }
-

@@ -149,4 +149,3 @@ type RevioTokenList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RevioToken `json:"items"`
 }
-
