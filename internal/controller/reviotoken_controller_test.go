@@ -396,7 +396,7 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 
 		// Past it, one exchange and a new token.
 		rtStepPastNextRefresh(t, ns, "tok")
-		rt = rtWaitReady(t, ns, "tok", 2)
+		rtWaitReady(t, ns, "tok", 2)
 		rtExpectExchanges(t, base, 1)
 		rt = rtGet(t, ns, "tok")
 		g.Expect(rt.Status.Refreshes).To(Equal(int64(2)))
