@@ -7,6 +7,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -86,10 +87,21 @@ func (r *AdminSecretReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	hasFinalizer := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return slices.Contains(o.GetFinalizers(), inUseFinalizer)
 	})
-	toAdminSecret := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+	adminSecret := func(o client.Object) reconcile.Request {
 		ak := o.(*v1alpha1.ApiKey)
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ak.Namespace, Name: ak.Spec.Reevit.AdminKeySecretRef.Name}}}
-	})
+		return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ak.Namespace, Name: ak.Spec.Reevit.AdminKeySecretRef.Name}}
+	}
+	// On an update both Secrets are looked at: the one an ApiKey stopped
+	// referring to may be free now.
+	toAdminSecret := handler.Funcs{
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			q.Add(adminSecret(e.ObjectOld))
+			q.Add(adminSecret(e.ObjectNew))
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			q.Add(adminSecret(e.Object))
+		},
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("adminsecret").
 		WatchesMetadata(secretMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(hasFinalizer)).

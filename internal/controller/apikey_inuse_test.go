@@ -135,3 +135,31 @@ func TestApiKeySecretMetadataFollowsSpec(t *testing.T) {
 	g.Expect(ak.Status.KeyID).To(Equal(keyID), "no new key for a metadata change")
 	g.Expect(ak.Status.KeyGeneration).To(BeEquivalentTo(1))
 }
+
+// Moving an ApiKey to another admin-key Secret protects the new one and
+// releases the old one.
+func TestApiKeyAdminSecretFinalizerFollowsReference(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	org := "org_" + ns
+	reevitSim.AddOrg(org)
+	_, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
+	for _, name := range []string{"admin", "admin2"} {
+		g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+	}
+	newInUseApiKey(g, ns, "key", org, v1alpha1.DeletionPolicyRevoke)
+	waitApiKeyReady(g, ns, "key")
+	g.Eventually(func(g Gomega) []string { return adminFinalizers(g, ns) }, 10*time.Second).Should(ContainElement(inUseFinalizer))
+
+	ak := &v1alpha1.ApiKey{}
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, ak)).To(Succeed())
+	ak.Spec.Reevit.AdminKeySecretRef.Name = "admin2"
+	g.Expect(k8s.Update(ctx, ak)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		s := &corev1.Secret{}
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "admin2"}, s)).To(Succeed())
+		g.Expect(s.Finalizers).To(ContainElement(inUseFinalizer))
+		g.Expect(adminFinalizers(g, ns)).NotTo(ContainElement(inUseFinalizer))
+	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
+}
