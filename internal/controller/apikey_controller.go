@@ -147,7 +147,7 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		return ctrl.Result{}, nil // the Secret watch brings us back
 	}
 
-	adminVersion := r.secretVersion(ctx, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name)
+	adminVersion := secretVersion(ctx, r.Cache, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name)
 	// Getting here means no foreign Secret holds the output name any more: a
 	// SecretConflict recorded earlier is gone, which no other field shows.
 	conflictGone := hasReason(st.Conditions, v1alpha1.ConditionSecretSynced, v1alpha1.ReasonSecretConflict)
@@ -679,7 +679,7 @@ func (r *ApiKeyReconciler) deletionHeld(ctx context.Context, ak *v1alpha1.ApiKey
 	if c == nil || c.Reason != v1alpha1.ReasonDeletionBlocked || st.LastFailureTime == nil || ak.Generation != st.ObservedGeneration {
 		return 0, false
 	}
-	if v := r.secretVersion(ctx, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name); v != "" && v != st.AdminKeySecretVersion {
+	if v := secretVersion(ctx, r.Cache, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name); v != "" && v != st.AdminKeySecretVersion {
 		return 0, false
 	}
 	if retry := retryTime(st); now.Before(retry) {
@@ -696,24 +696,16 @@ func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *
 
 // reevitClient reads the admin key and builds a client.
 func (r *ApiKeyReconciler) reevitClient(ctx context.Context, ak *v1alpha1.ApiKey) (keyAPI, *failure) {
-	ref := ak.Spec.Reevit.AdminKeySecretRef
-	if ref.Key == "" {
-		ref.Key = "apiKey"
+	adminKey, version, f := readSecretKey(ctx, r.APIReader, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef, "spec.reevit.adminKeySecretRef")
+	if version != "" {
+		// The direct read is newer than the metadata cache.
+		ak.Status.AdminKeySecretVersion = version
 	}
-	s, err := secretsync.Get(ctx, r.APIReader, ak.Namespace, ref.Name)
-	if err != nil {
-		return nil, &failure{Reason: v1alpha1.ReasonSecretReadFailed, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error() + "; check the manager's RBAC for secrets; retrying with backoff"}
-	}
-	if s == nil {
-		return nil, secretNotFound("spec.reevit.adminKeySecretRef", ak.Namespace, ref, false)
-	}
-	// The direct read is newer than the metadata cache.
-	ak.Status.AdminKeySecretVersion = s.ResourceVersion
-	if len(s.Data[ref.Key]) == 0 {
-		return nil, secretNotFound("spec.reevit.adminKeySecretRef", ak.Namespace, ref, true)
+	if f != nil {
+		return nil, f
 	}
 	c, err := reevit.New(reevit.Config{
-		BaseURL: ak.Spec.Reevit.URL, OrgID: ak.Spec.Reevit.OrgID, AdminKey: string(s.Data[ref.Key]),
+		BaseURL: ak.Spec.Reevit.URL, OrgID: ak.Spec.Reevit.OrgID, AdminKey: adminKey,
 		ActorID: ak.Spec.Reevit.ActorID, AllowHTTP: r.AllowHTTP, HTTPClient: r.HTTPClient,
 		Observe: metrics.Observer("reevit"),
 	})
@@ -738,21 +730,6 @@ func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey,
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindApiKey,
 		Labels: ak.Spec.Secret.Labels, Annotations: ak.Spec.Secret.Annotations, Data: data,
 	})
-}
-
-func (r *ApiKeyReconciler) secretVersion(ctx context.Context, ns, name string) string {
-	m := secretMetadata()
-	if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
-		return ""
-	}
-	return m.ResourceVersion
-}
-
-func (r *ApiKeyReconciler) jitter() float64 {
-	if r.Jitter != nil {
-		return r.Jitter()
-	}
-	return 0.5
 }
 
 func (r *ApiKeyReconciler) fail(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) {

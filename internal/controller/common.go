@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -211,4 +212,46 @@ func mtime(t time.Time) *metav1.Time {
 // until is the delay from now to t, at least one second.
 func until(now, t time.Time) time.Duration {
 	return max(t.Sub(now), time.Second)
+}
+
+// readSecretKey reads one data key of a referenced Secret (same namespace)
+// directly from the API server. It returns the value and the Secret's
+// resourceVersion (also when the key is missing), or a failure: SecretNotFound
+// for a missing Secret or key (the Secret watch brings the object back),
+// SecretReadFailed for any other error (retried with backoff). field names
+// the spec field for the message.
+func readSecretKey(ctx context.Context, r client.Reader, ns string, ref v1alpha1.SecretKeyReference, field string) (value, version string, f *failure) {
+	if ref.Key == "" {
+		ref.Key = "apiKey"
+	}
+	s, err := secretsync.Get(ctx, r, ns, ref.Name)
+	if err != nil {
+		return "", "", &failure{Reason: v1alpha1.ReasonSecretReadFailed, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error() + "; check the manager's RBAC for secrets; retrying with backoff"}
+	}
+	if s == nil {
+		return "", "", secretNotFound(field, ns, ref, false)
+	}
+	if len(s.Data[ref.Key]) == 0 {
+		return "", s.ResourceVersion, secretNotFound(field, ns, ref, true)
+	}
+	return string(s.Data[ref.Key]), s.ResourceVersion, nil
+}
+
+// secretVersion is the resourceVersion of a Secret in the metadata cache
+// ("" when absent or not cached yet).
+func secretVersion(ctx context.Context, cache client.Reader, ns, name string) string {
+	m := secretMetadata()
+	if err := cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
+		return ""
+	}
+	return m.ResourceVersion
+}
+
+// jitter is a fraction in [0,1) that spreads work scheduled together
+// (refreshes, drift checks); tests fix it through Options.Jitter.
+func (o Options) jitter() float64 {
+	if o.Jitter != nil {
+		return o.Jitter()
+	}
+	return rand.Float64()
 }

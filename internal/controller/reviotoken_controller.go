@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -105,7 +104,7 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 		return ctrl.Result{}, nil
 	}
 
-	inputVersion := r.secretVersion(ctx, rt.Namespace, rt.Spec.APIKeySecretRef.Name)
+	inputVersion := secretVersion(ctx, r.Cache, rt.Namespace, rt.Spec.APIKeySecretRef.Name)
 	// A SecretConflict recorded earlier is gone by now (the foreign Secret was
 	// deleted): that is a change to act on, not a failure that needs a person.
 	conflictGone := false
@@ -148,7 +147,7 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	st.APIKeySecretVersion = inputVersion
 	st.LastRefreshRequest = rt.Annotations[v1alpha1.AnnotationRefresh]
 
-	apiKey, version, f := r.readAPIKey(ctx, rt)
+	apiKey, version, f := readSecretKey(ctx, r.APIReader, rt.Namespace, rt.Spec.APIKeySecretRef, "spec.apiKeySecretRef")
 	if version != "" {
 		// The direct read is newer than the metadata cache.
 		st.APIKeySecretVersion = version
@@ -222,26 +221,6 @@ func tokenData(rt *v1alpha1.RevioToken, tok *revio.Token) map[string][]byte {
 	}
 }
 
-// readAPIKey reads the Rev.io API key from the referenced Secret (same namespace).
-func (r *RevioTokenReconciler) readAPIKey(ctx context.Context, rt *v1alpha1.RevioToken) (key, version string, f *failure) {
-	ref := rt.Spec.APIKeySecretRef
-	if ref.Key == "" {
-		ref.Key = "apiKey"
-	}
-	s, err := secretsync.Get(ctx, r.APIReader, rt.Namespace, ref.Name)
-	if err != nil {
-		return "", "", &failure{Reason: v1alpha1.ReasonSecretReadFailed, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error() + "; check the manager's RBAC for secrets; retrying with backoff"}
-	}
-	if s == nil {
-		return "", "", secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, false)
-	}
-	v := s.Data[ref.Key]
-	if len(v) == 0 {
-		return "", s.ResourceVersion, secretNotFound("spec.apiKeySecretRef", rt.Namespace, ref, true)
-	}
-	return string(v), s.ResourceVersion, nil
-}
-
 // verify calls spec.verify.path with the new token; only 2xx passes.
 func (r *RevioTokenReconciler) verify(ctx context.Context, c *revio.Client, tok *revio.Token, path string) *failure {
 	code, _, err := c.Get(ctx, tok.JWT, path)
@@ -253,16 +232,6 @@ func (r *RevioTokenReconciler) verify(ctx context.Context, c *revio.Client, tok 
 			"Rev.io answered %d to the new token on %s: exchanging again with backoff; the previous token stays in place", code, path)}
 	}
 	return nil
-}
-
-// secretVersion is the resourceVersion of a Secret from the metadata cache
-// ("" when absent): a change means the API key changed.
-func (r *RevioTokenReconciler) secretVersion(ctx context.Context, ns, name string) string {
-	m := secretMetadata()
-	if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
-		return ""
-	}
-	return m.ResourceVersion
 }
 
 // fail records a failure in status: the owning condition, the counters and
@@ -341,13 +310,6 @@ func (r *RevioTokenReconciler) record(rt *v1alpha1.RevioToken) {
 // restart patches the rollout targets; a missing one gives a Warning event.
 func (r *RevioTokenReconciler) restart(ctx context.Context, obj client.Object, hash string) {
 	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, obj, targetsOf(obj), hash)
-}
-
-func (r *RevioTokenReconciler) jitter() float64 {
-	if r.Jitter != nil {
-		return r.Jitter()
-	}
-	return rand.Float64()
 }
 
 // permanentFailure reports whether the last failure needs a person: it is
