@@ -348,9 +348,7 @@ func (s *Sim) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &statusWriter{ResponseWriter: rw}
 	dropped := false
 	defer func() {
-		if dropped {
-			s.counts.Inc(endpoint, 0)
-		} else {
+		if !dropped {
 			s.counts.Inc(endpoint, w.status)
 		}
 	}()
@@ -371,7 +369,10 @@ func (s *Sim) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	res, commit := s.handle(r, endpoint, id, body)
 	if commit && s.faults.TakeDrop() {
+		// Count before the hang-up: the client sees the dropped connection
+		// as soon as Drop closes it, and may look at the counts at once.
 		dropped = true
+		s.counts.Inc(endpoint, 0)
 		simfault.Drop(w)
 		return
 	}
