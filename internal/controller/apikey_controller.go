@@ -58,6 +58,10 @@ type ApiKeyReconciler struct {
 	Recorder recorder.EventRecorder
 	Options
 
+	// secrets reads the Secrets the resources name (shared with the other
+	// reconciler by Setup).
+	secrets *secretReader
+
 	driftMu   sync.Mutex
 	nextDrift map[types.UID]time.Time
 }
@@ -70,6 +74,9 @@ type ApiKeyReconciler struct {
 func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Cache == nil {
 		r.Cache = mgr.GetCache()
+	}
+	if r.secrets == nil {
+		r.secrets = newSecretReader(r.APIReader, r.Cache)
 	}
 	r.nextDrift = map[types.UID]time.Time{}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -138,7 +145,7 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	now := r.Clock.Now()
 	st := &ak.Status
 	secretName := outputSecretName(ak.Name, ak.Spec.Secret)
-	existing, err := secretsync.Get(ctx, r.APIReader, ak.Namespace, secretName)
+	existing, err := r.secrets.get(ctx, ak.Namespace, secretName)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
 	}
@@ -200,9 +207,9 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		if done {
 			return res, err
 		}
-		if existing, err = secretsync.Get(ctx, r.APIReader, ak.Namespace, secretName); err != nil {
-			return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
-		}
+		// completeCreate wrote the Secret a moment ago; the metadata cache
+		// may not show that version yet, so take the server's answer.
+		existing = r.secrets.written(ak.Namespace, secretName)
 	} else if existing != nil && secretsync.Intact(existing) && string(existing.Data["keyId"]) == st.KeyID &&
 		!secretsync.MetadataMatches(existing, ak.Spec.Secret.Labels, ak.Spec.Secret.Annotations) {
 		// spec.secret labels or annotations changed: same data, new metadata.
@@ -696,7 +703,7 @@ func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *
 
 // reevitClient reads the admin key and builds a client.
 func (r *ApiKeyReconciler) reevitClient(ctx context.Context, ak *v1alpha1.ApiKey) (keyAPI, *failure) {
-	adminKey, version, f := readSecretKey(ctx, r.APIReader, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef, "spec.reevit.adminKeySecretRef")
+	adminKey, version, f := readSecretKey(ctx, r.secrets, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef, "spec.reevit.adminKeySecretRef")
 	if version != "" {
 		// The direct read is newer than the metadata cache.
 		ak.Status.AdminKeySecretVersion = version
@@ -725,11 +732,13 @@ func (r *ApiKeyReconciler) keyData(ak *v1alpha1.ApiKey, id, key string) map[stri
 }
 
 func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, data map[string][]byte) (*corev1.Secret, error) {
-	return secretsync.Apply(ctx, r.Client, existing, secretsync.Desired{
+	written, err := secretsync.Apply(ctx, r.Client, existing, secretsync.Desired{
 		Namespace: ak.Namespace, Name: outputSecretName(ak.Name, ak.Spec.Secret), Owner: ak,
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindApiKey,
 		Labels: ak.Spec.Secret.Labels, Annotations: ak.Spec.Secret.Annotations, Data: data,
 	})
+	r.secrets.remember(written)
+	return written, err
 }
 
 func (r *ApiKeyReconciler) fail(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) {

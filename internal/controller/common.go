@@ -215,16 +215,17 @@ func until(now, t time.Time) time.Duration {
 }
 
 // readSecretKey reads one data key of a referenced Secret (same namespace)
-// directly from the API server. It returns the value and the Secret's
+// through the secretReader (the API server, or its remembered copy of the
+// version the metadata cache shows). It returns the value and the Secret's
 // resourceVersion (also when the key is missing), or a failure: SecretNotFound
 // for a missing Secret or key (the Secret watch brings the object back),
 // SecretReadFailed for any other error (retried with backoff). field names
 // the spec field for the message.
-func readSecretKey(ctx context.Context, r client.Reader, ns string, ref v1alpha1.SecretKeyReference, field string) (value, version string, f *failure) {
+func readSecretKey(ctx context.Context, r *secretReader, ns string, ref v1alpha1.SecretKeyReference, field string) (value, version string, f *failure) {
 	if ref.Key == "" {
 		ref.Key = "apiKey"
 	}
-	s, err := secretsync.Get(ctx, r, ns, ref.Name)
+	s, err := r.get(ctx, ns, ref.Name)
 	if err != nil {
 		return "", "", &failure{Reason: v1alpha1.ReasonSecretReadFailed, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error() + "; check the manager's RBAC for secrets; retrying with backoff"}
 	}

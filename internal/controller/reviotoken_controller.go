@@ -32,6 +32,10 @@ type RevioTokenReconciler struct {
 	Cache    client.Reader
 	Recorder recorder.EventRecorder
 	Options
+
+	// secrets reads the Secrets the resources name (shared with the other
+	// reconciler by Setup).
+	secrets *secretReader
 }
 
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens,verbs=get;list;watch
@@ -44,6 +48,9 @@ type RevioTokenReconciler struct {
 func (r *RevioTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Cache == nil {
 		r.Cache = mgr.GetCache()
+	}
+	if r.secrets == nil {
+		r.secrets = newSecretReader(r.APIReader, r.Cache)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.RevioToken{}, builder.WithPredicates(primaryPredicate())).
@@ -93,7 +100,7 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	st := &rt.Status
 	secretName := outputSecretName(rt.Name, rt.Spec.Secret)
 
-	existing, err := secretsync.Get(ctx, r.APIReader, rt.Namespace, secretName)
+	existing, err := r.secrets.get(ctx, rt.Namespace, secretName)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
 	}
@@ -147,7 +154,7 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	st.APIKeySecretVersion = inputVersion
 	st.LastRefreshRequest = rt.Annotations[v1alpha1.AnnotationRefresh]
 
-	apiKey, version, f := readSecretKey(ctx, r.APIReader, rt.Namespace, rt.Spec.APIKeySecretRef, "spec.apiKeySecretRef")
+	apiKey, version, f := readSecretKey(ctx, r.secrets, rt.Namespace, rt.Spec.APIKeySecretRef, "spec.apiKeySecretRef")
 	if version != "" {
 		// The direct read is newer than the metadata cache.
 		st.APIKeySecretVersion = version
@@ -175,13 +182,15 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "token obtained from Rev.io")
 
 	data := tokenData(rt, tok)
-	if _, err := secretsync.Apply(ctx, r.Client, existing, secretsync.Desired{
+	written, err := secretsync.Apply(ctx, r.Client, existing, secretsync.Desired{
 		Namespace: rt.Namespace, Name: secretName, Owner: rt,
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindRevioToken,
 		Labels: rt.Spec.Secret.Labels, Annotations: rt.Spec.Secret.Annotations, Data: data,
-	}); err != nil {
+	})
+	if err != nil {
 		return r.failResult(rt, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 	}
+	r.secrets.remember(written)
 	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+secretName+" holds the current token")
 
 	next := refreshAt(now, tok.IssuedAt, tok.ExpiresAt, rt.Spec.Refresh, r.jitter())

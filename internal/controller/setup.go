@@ -75,11 +75,14 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}); err != nil {
 		return err
 	}
+	// One reader for both kinds: a Secret either names is read once per version.
+	secrets := newSecretReader(mgr.GetAPIReader(), mgr.GetCache())
 	rt := &RevioTokenReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("keywarden"),
 		Options:   o,
+		secrets:   secrets,
 	}
 	if err := rt.SetupWithManager(mgr); err != nil {
 		return err
@@ -89,6 +92,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("keywarden"),
 		Options:   o,
+		secrets:   secrets,
 	}
 	if err := ak.SetupWithManager(mgr); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -90,7 +91,7 @@ type Desired struct {
 // Apply writes the desired Secret with server-side apply under FieldOwner.
 // existing is the current Secret (nil when absent), read by the caller. A
 // Secret owned by someone else is never touched: Apply returns a
-// *ConflictError. It returns the written Secret.
+// *ConflictError. It returns the Secret as the API server wrote it.
 func Apply(ctx context.Context, c client.Client, existing *corev1.Secret, d Desired) (*corev1.Secret, error) {
 	if existing != nil && !Controlled(existing, d.Owner) {
 		return nil, &ConflictError{Namespace: d.Namespace, Name: d.Name}
@@ -121,9 +122,17 @@ func Apply(ctx context.Context, c client.Client, existing *corev1.Secret, d Desi
 	if err := c.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return nil, fmt.Errorf("apply secret %s/%s: %w", d.Namespace, d.Name, err)
 	}
+	// The client decoded the server's answer into ac: that is the Secret as
+	// written, resourceVersion and owner references included.
+	raw, err := json.Marshal(ac)
+	if err != nil {
+		return nil, fmt.Errorf("decode applied secret %s/%s: %w", d.Namespace, d.Name, err)
+	}
 	out := &corev1.Secret{}
-	out.Name, out.Namespace, out.Data = d.Name, d.Namespace, d.Data
-	out.Labels, out.Annotations = labels, annotations
+	if err := json.Unmarshal(raw, out); err != nil {
+		return nil, fmt.Errorf("decode applied secret %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	out.ManagedFields = nil
 	return out, nil
 }
 

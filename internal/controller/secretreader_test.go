@@ -1,0 +1,90 @@
+package controller
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// countingReader counts the reads that reach the API server.
+type countingReader struct {
+	client.Reader
+	gets atomic.Int32
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// TestSecretReaderReadsOncePerVersion: a Secret is read from the API server
+// once per resourceVersion the metadata watch shows, a new version is read
+// afresh, a deleted Secret is forgotten, and callers get copies.
+func TestSecretReaderReadsOncePerVersion(t *testing.T) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := newNamespace(t)
+
+	// The manager's metadata-only view of Secrets, on a cache of its own.
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultTransform: TrimForCache})
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = c.GetInformer(ctx, secretMetadata())
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = c.Start(ctx) }()
+	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+
+	api := &countingReader{Reader: k8s}
+	r := newSecretReader(api, c)
+
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, Data: map[string][]byte{"apiKey": []byte("one")}}
+	g.Expect(k8s.Create(ctx, s)).To(Succeed())
+	g.Eventually(func() string { return secretVersion(ctx, c, ns, "admin") }).WithTimeout(10 * time.Second).Should(Equal(s.ResourceVersion))
+
+	for range 5 {
+		got, err := r.get(ctx, ns, "admin")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(string(got.Data["apiKey"])).To(Equal("one"))
+		got.Data["apiKey"] = []byte("changed by a caller")
+	}
+	g.Expect(api.gets.Load()).To(Equal(int32(1)), "five reads of one version: one GET")
+
+	// A new version: read once the watch shows it, and only once.
+	s.Data["apiKey"] = []byte("two")
+	g.Expect(k8s.Update(ctx, s)).To(Succeed())
+	g.Eventually(func() string {
+		got, err := r.get(ctx, ns, "admin")
+		g.Expect(err).NotTo(HaveOccurred())
+		return string(got.Data["apiKey"])
+	}).WithTimeout(10 * time.Second).Should(Equal("two"))
+	_, err = r.get(ctx, ns, "admin")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(api.gets.Load()).To(Equal(int32(2)), "two versions: two GETs")
+
+	// A Secret written by the reconciler is known by the server's answer.
+	w := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "out", Namespace: ns}, Data: map[string][]byte{"token": []byte("t")}}
+	g.Expect(k8s.Create(ctx, w)).To(Succeed())
+	r.remember(w)
+	g.Expect(r.written(ns, "out").Data).To(Equal(w.Data))
+	g.Eventually(func() string { return secretVersion(ctx, c, ns, "out") }).WithTimeout(10 * time.Second).Should(Equal(w.ResourceVersion))
+	got, err := r.get(ctx, ns, "out")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(got.Data["token"])).To(Equal("t"))
+	g.Expect(api.gets.Load()).To(Equal(int32(2)), "a written Secret needs no GET")
+
+	// Deleted: absent, and forgotten.
+	g.Expect(k8s.Delete(ctx, s)).To(Succeed())
+	g.Eventually(func() bool {
+		got, err := r.get(ctx, ns, "admin")
+		g.Expect(err).NotTo(HaveOccurred())
+		return got == nil
+	}).WithTimeout(10 * time.Second).Should(BeTrue())
+	g.Expect(r.size()).To(Equal(1))
+}
