@@ -159,24 +159,39 @@ func primaryPredicate() predicate.Predicate {
 var secretWatch = builder.OnlyMetadata
 
 // TrimForCache is the cache's transform: it drops managed fields from every
-// object and, for metadata-only objects (Secrets), every annotation except
-// Keywarden's own, so thousands of unrelated Secrets cost little memory.
+// object. Metadata-only objects (Secrets, thousands of them unrelated to
+// Keywarden) keep only what the controllers read from the cache: name,
+// namespace, resourceVersion (to know whether a remembered copy is current),
+// deletion timestamp and finalizers (the admin-key Secret's in-use
+// finalizer) and Keywarden's own annotations. Labels, owner references,
+// UIDs and timestamps are dropped, so each unrelated Secret costs little.
 func TrimForCache(obj any) (any, error) {
-	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
-		m := a.GetObjectMeta()
-		m.SetManagedFields(nil)
-		if _, isMeta := obj.(*metav1.PartialObjectMetadata); isMeta {
-			var keep map[string]string
-			for k, v := range m.GetAnnotations() {
-				if strings.HasPrefix(k, "keywarden.dev/") {
-					if keep == nil {
-						keep = map[string]string{}
-					}
-					keep[k] = v
-				}
+	a, ok := obj.(metav1.ObjectMetaAccessor)
+	if !ok {
+		return obj, nil
+	}
+	m := a.GetObjectMeta()
+	m.SetManagedFields(nil)
+	p, isMeta := obj.(*metav1.PartialObjectMetadata)
+	if !isMeta {
+		return obj, nil
+	}
+	var keep map[string]string
+	for k, v := range p.Annotations {
+		if strings.HasPrefix(k, "keywarden.dev/") {
+			if keep == nil {
+				keep = map[string]string{}
 			}
-			m.SetAnnotations(keep)
+			keep[k] = v
 		}
 	}
-	return obj, nil
+	p.ObjectMeta = metav1.ObjectMeta{
+		Name:              p.Name,
+		Namespace:         p.Namespace,
+		ResourceVersion:   p.ResourceVersion,
+		DeletionTimestamp: p.DeletionTimestamp,
+		Finalizers:        p.Finalizers,
+		Annotations:       keep,
+	}
+	return p, nil
 }
