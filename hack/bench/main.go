@@ -94,7 +94,7 @@ func main() {
 	flag.StringVar(&o.managerProfile, "manager-profile", "", "write the manager's CPU profile (converge) and heap profiles (memory) into this directory; needs a manager with --pprof-bind-address")
 	flag.StringVar(&o.managerBin, "manager-bin", "", "run this manager binary instead of bin/manager")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 20, "length of the -apiserver-profile, from the first create")
-	flag.StringVar(&o.skip, "skip", "", "comma-separated measures to skip: steady, restart, rotation, storm, memory")
+	flag.StringVar(&o.skip, "skip", "", "comma-separated measures to skip: steady, restart, rotation, storm, memory, same-floor")
 	flag.Parse()
 	o.explicit = map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
@@ -186,7 +186,7 @@ func run(ctx context.Context, o options, skip map[string]bool) int {
 }
 
 // measures that -skip accepts.
-var measures = []string{"steady", "restart", "rotation", "storm", "memory"}
+var measures = []string{"steady", "restart", "rotation", "storm", "memory", "same-floor"}
 
 // parseSkip checks -skip against the measures.
 func parseSkip(v string) (map[string]bool, error) {
@@ -251,5 +251,14 @@ func (b *bench) measure(ctx context.Context) error {
 			return fmt.Errorf("memory: %w", err)
 		}
 	}
-	return cl.alive()
+	if err := cl.alive(); err != nil {
+		return err
+	}
+	if !skip["same-floor"] {
+		// Last: it stops the manager.
+		if err := b.sameWritesFloor(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -135,6 +135,12 @@ func (b *bench) reportConverge(t *table) {
 		t.add(fmt.Sprintf(subRow+"for comparison: a bare client makes the operator's %d writes and its %d reads (ConfigMap creates and GETs)", r.floorWrites, r.createReads),
 			fmt.Sprintf("%s; converge / that %.2fx", secs(r.floorRWDur), r.convergeAll.Seconds()/r.floorRWDur.Seconds()), "", "")
 	}
+	if r.sameFloorDur > 0 {
+		t.add(fmt.Sprintf("**same-writes floor**: a bare client makes the operator's own %d create-path writes (finalizer and status merge patches, Secret applies; payloads copied from converged objects; manager stopped; %d writers)", r.sameFloorWrites, o.writers),
+			fmt.Sprintf("%s (%.0f writes/s)", secs(r.sameFloorDur), float64(r.sameFloorWrites)/r.sameFloorDur.Seconds()), "", "")
+		t.add(subRow+"CPU during the same-writes floor", r.sameFloorUse.String(), "", "")
+		t.add(subRow+"converge / same-writes floor: what the operator adds to the API server's cost of its writes", fmt.Sprintf("%.2fx", r.convergeAll.Seconds()/r.sameFloorDur.Seconds()), "", "")
+	}
 	if !r.peers() {
 		t.add("manager CPU / peak RSS during converge", fmt.Sprintf("%s / %s", secs(r.convergeCPU), mib(r.convergePeakRSS)), "", "")
 		return

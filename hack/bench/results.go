@@ -32,6 +32,10 @@ type results struct {
 	// bare client takes for the operator's writes and reads together
 	createReads int
 	floorRWDur  time.Duration
+	// the same-writes floor: the operator's own writes by a bare client
+	sameFloorWrites int
+	sameFloorDur    time.Duration
+	sameFloorUse    cpuUse
 
 	// steady state
 	steadyDur  time.Duration
