@@ -705,7 +705,7 @@ func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *
 func (r *ApiKeyReconciler) reevitClient(ctx context.Context, ak *v1alpha1.ApiKey) (keyAPI, *failure) {
 	adminKey, version, f := readSecretKey(ctx, r.secrets, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef, "spec.reevit.adminKeySecretRef")
 	if version != "" {
-		// The direct read is newer than the metadata cache.
+		// The version read may be newer than the one the cache showed.
 		ak.Status.AdminKeySecretVersion = version
 	}
 	if f != nil {
@@ -732,13 +732,11 @@ func (r *ApiKeyReconciler) keyData(ak *v1alpha1.ApiKey, id, key string) map[stri
 }
 
 func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, data map[string][]byte) (*corev1.Secret, error) {
-	written, err := secretsync.Apply(ctx, r.Client, existing, secretsync.Desired{
+	return r.secrets.apply(ctx, r.Client, existing, secretsync.Desired{
 		Namespace: ak.Namespace, Name: outputSecretName(ak.Name, ak.Spec.Secret), Owner: ak,
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindApiKey,
 		Labels: ak.Spec.Secret.Labels, Annotations: ak.Spec.Secret.Annotations, Data: data,
 	})
-	r.secrets.remember(written)
-	return written, err
 }
 
 func (r *ApiKeyReconciler) fail(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) {

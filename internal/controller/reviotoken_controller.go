@@ -156,7 +156,7 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 
 	apiKey, version, f := readSecretKey(ctx, r.secrets, rt.Namespace, rt.Spec.APIKeySecretRef, "spec.apiKeySecretRef")
 	if version != "" {
-		// The direct read is newer than the metadata cache.
+		// The version read may be newer than the one the cache showed.
 		st.APIKeySecretVersion = version
 	}
 	if f != nil {
@@ -182,15 +182,13 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "token obtained from Rev.io")
 
 	data := tokenData(rt, tok)
-	written, err := secretsync.Apply(ctx, r.Client, existing, secretsync.Desired{
+	if _, err := r.secrets.apply(ctx, r.Client, existing, secretsync.Desired{
 		Namespace: rt.Namespace, Name: secretName, Owner: rt,
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindRevioToken,
 		Labels: rt.Spec.Secret.Labels, Annotations: rt.Spec.Secret.Annotations, Data: data,
-	})
-	if err != nil {
+	}); err != nil {
 		return r.failResult(rt, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 	}
-	r.secrets.remember(written)
 	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+secretName+" holds the current token")
 
 	next := refreshAt(now, tok.IssuedAt, tok.ExpiresAt, rt.Spec.Refresh, r.jitter())

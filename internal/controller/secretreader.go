@@ -65,6 +65,18 @@ func (r *secretReader) get(ctx context.Context, ns, name string) (*corev1.Secret
 	return s, nil
 }
 
+// apply writes an output Secret (secretsync.Apply) and remembers the API
+// server's answer: the next pass, started by this very write's watch event,
+// needs no GET.
+func (r *secretReader) apply(ctx context.Context, c client.Client, existing *corev1.Secret, d secretsync.Desired) (*corev1.Secret, error) {
+	written, err := secretsync.Apply(ctx, c, existing, d)
+	if err != nil {
+		return nil, err
+	}
+	r.remember(written)
+	return written, nil
+}
+
 // remember stores a copy of a Secret read or written (the API server's
 // answer, with its resourceVersion).
 func (r *secretReader) remember(s *corev1.Secret) {
