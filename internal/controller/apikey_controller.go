@@ -51,7 +51,8 @@ var errCrash = errors.New("simulated crash")
 // ApiKeyReconciler creates, rotates and revokes Reevit keys.
 type ApiKeyReconciler struct {
 	client.Client
-	// APIReader reads Secrets and workloads directly: they are not cached.
+	// APIReader reads workloads, and Secrets through secrets, directly:
+	// neither is in the informer cache.
 	APIReader client.Reader
 	// Cache serves the metadata-only view of Secrets.
 	Cache    client.Reader

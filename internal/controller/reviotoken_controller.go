@@ -26,7 +26,8 @@ const kindRevioToken = "RevioToken"
 // RevioTokenReconciler keeps a fresh Rev.io JWT in a Secret.
 type RevioTokenReconciler struct {
 	client.Client
-	// APIReader reads Secrets and workloads directly: they are not cached.
+	// APIReader reads workloads, and Secrets through secrets, directly:
+	// neither is in the informer cache.
 	APIReader client.Reader
 	// Cache serves the metadata-only view of Secrets.
 	Cache    client.Reader
