@@ -5,7 +5,10 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/internal/secretsync"
@@ -101,6 +104,24 @@ func (r *secretReader) forget(ns, name string) {
 	r.mu.Lock()
 	delete(r.known, types.NamespacedName{Namespace: ns, Name: name})
 	r.mu.Unlock()
+}
+
+// forgetOnDelete drops a remembered Secret when the metadata watch sees it
+// deleted, so Secrets of deleted resources do not stay in memory.
+func (r *secretReader) forgetOnDelete(ctx context.Context, c cache.Cache) error {
+	inf, err := c.GetInformer(ctx, secretMetadata())
+	if err != nil {
+		return err
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if m, ok := obj.(metav1.Object); ok {
+			r.forget(m.GetNamespace(), m.GetName())
+		}
+	}})
+	return err
 }
 
 // size is the number of Secrets remembered (tests and metrics).

@@ -43,6 +43,7 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 
 	api := &countingReader{Reader: k8s}
 	r := newSecretReader(api, c)
+	g.Expect(r.forgetOnDelete(ctx, c)).To(Succeed())
 
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, Data: map[string][]byte{"apiKey": []byte("one")}}
 	g.Expect(k8s.Create(ctx, s)).To(Succeed())
@@ -87,4 +88,8 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 		return got == nil
 	}).WithTimeout(10 * time.Second).Should(BeTrue())
 	g.Expect(r.size()).To(Equal(1))
+
+	// A deleted Secret nobody reads again is forgotten all the same.
+	g.Expect(k8s.Delete(ctx, w)).To(Succeed())
+	g.Eventually(r.size).WithTimeout(10 * time.Second).Should(BeZero())
 }

@@ -77,6 +77,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	}
 	// One reader for both kinds: a Secret either names is read once per version.
 	secrets := newSecretReader(mgr.GetAPIReader(), mgr.GetCache())
+	if err := secrets.forgetOnDelete(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
 	rt := &RevioTokenReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
