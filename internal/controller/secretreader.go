@@ -124,7 +124,7 @@ func (r *secretReader) forgetOnDelete(ctx context.Context, c cache.Cache) error 
 	return err
 }
 
-// size is the number of Secrets remembered (tests and metrics).
+// size is the number of Secrets remembered (for tests).
 func (r *secretReader) size() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
