@@ -129,10 +129,41 @@ func (e *akt) dumpLog() {
 
 var aktManagerDown bool
 
-// aktStopManager stops the manager as a killed process would stop.
+// aktStopManager stops the manager as a killed process would stop, then
+// waits until the Reevit simulator has finished every request the stopped
+// manager sent. A request whose client gave up is still served; served
+// after the test moves the fake clock, it would be a request from the past
+// arriving in the future, which no real network does.
 func aktStopManager() {
 	stopManager()
 	aktManagerDown = true
+	waitReevitQuiet()
+}
+
+// waitReevitQuiet returns once the simulator has served no request and has
+// none in flight for 200ms (10s at most).
+func waitReevitQuiet() {
+	total := func() int {
+		n := 0
+		for _, byStatus := range reevitSim.Counts().Snapshot() {
+			for _, c := range byStatus {
+				n += c
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	last, quietSince := total(), time.Now()
+	for time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		if n := total(); n != last || reevitSim.InFlight() > 0 {
+			last, quietSince = n, time.Now()
+			continue
+		}
+		if time.Since(quietSince) >= 200*time.Millisecond {
+			return
+		}
+	}
 }
 
 // aktStartManager starts a fresh manager: every in-memory state is gone.

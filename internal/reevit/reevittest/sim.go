@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keywarden/keywarden/internal/simfault"
@@ -120,6 +121,8 @@ type Sim struct {
 	clock  Clock
 	faults simfault.Injector
 	counts simfault.Counter
+	// inflight counts requests being served.
+	inflight atomic.Int32
 
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -146,6 +149,12 @@ func (s *Sim) Faults() *simfault.Injector { return &s.faults }
 // Counts returns per-endpoint call counts ("create", "list", "revoke",
 // "other"); status 0 counts dropped connections.
 func (s *Sim) Counts() *simfault.Counter { return &s.counts }
+
+// InFlight is the number of requests being served now. A client that gives
+// up on a request (its context cancelled) does not stop the server from
+// finishing it: tests that move a fake clock after stopping a client wait
+// for this to reach 0, as no real request spans a clock jump.
+func (s *Sim) InFlight() int { return int(s.inflight.Load()) }
 
 // SetListShape makes list answer a bare JSON array (bare) instead of
 // {"data": [...]}.
@@ -344,6 +353,8 @@ func route(r *http.Request) (endpoint, id string) {
 
 // ServeHTTP serves the Reevit API-key endpoints.
 func (s *Sim) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	endpoint, id := route(r)
 	w := &statusWriter{ResponseWriter: rw}
 	dropped := false
