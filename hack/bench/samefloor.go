@@ -9,11 +9,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	applycorev1 "k8s.io/client-go/applyconfigurations/core/v1"
-	applymetav1 "k8s.io/client-go/applyconfigurations/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/secretsync"
 )
 
 // sameFloorNS holds the objects of the same-writes floor.
@@ -104,14 +103,15 @@ func (b *bench) sameWritesFloor(ctx context.Context) error {
 		return err
 	}
 	finalizerPatch := []byte(`{"metadata":{"finalizers":["credentials.keywarden.dev/revoke"]}}`)
-	apply := func(ctx context.Context, tmpl *corev1.Secret, kind, name string, uid types.UID) error {
-		ac := applycorev1.Secret(name, sameFloorNS).
-			WithLabels(tmpl.Labels).WithAnnotations(tmpl.Annotations).
-			WithType(tmpl.Type).WithData(tmpl.Data).
-			WithOwnerReferences(applymetav1.OwnerReference().
-				WithAPIVersion(v1alpha1.GroupVersion.String()).WithKind(kind).
-				WithName(name).WithUID(uid).WithController(true).WithBlockOwnerDeletion(true))
-		return cl.c.Apply(ctx, ac, client.FieldOwner("keywarden"), client.ForceOwnership)
+	// The operator's own Secret write (secretsync.Apply), with the data,
+	// labels and annotations of a converged Secret.
+	apply := func(ctx context.Context, tmpl *corev1.Secret, owner client.Object, kind string) error {
+		_, err := secretsync.Apply(ctx, cl.c, nil, secretsync.Desired{
+			Namespace: sameFloorNS, Name: owner.GetName(), Owner: owner,
+			OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kind,
+			Labels: tmpl.Labels, Annotations: tmpl.Annotations, Data: tmpl.Data,
+		})
+		return err
 	}
 
 	writes := 4*nAK + 2*nRT
@@ -121,20 +121,20 @@ func (b *bench) sameWritesFloor(ctx context.Context) error {
 	t0 := time.Now()
 	err = pool(ctx, nAK+nRT, b.o.writers, func(ctx context.Context, i int) error {
 		if i < nAK {
-			obj := &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: apiKeyName(i), Namespace: sameFloorNS}}
+			obj := &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: apiKeyName(i), Namespace: sameFloorNS, UID: uids[i]}}
 			if err := cl.c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, finalizerPatch)); err != nil {
 				return err
 			}
 			if err := cl.c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, intentPatch)); err != nil {
 				return err
 			}
-			if err := apply(ctx, &akS, "ApiKey", obj.Name, uids[i]); err != nil {
+			if err := apply(ctx, &akS, obj, "ApiKey"); err != nil {
 				return err
 			}
 			return cl.c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, akFinal))
 		}
-		obj := &v1alpha1.RevioToken{ObjectMeta: metav1.ObjectMeta{Name: revioTokenName(i - nAK), Namespace: sameFloorNS}}
-		if err := apply(ctx, &rtS, "RevioToken", obj.Name, uids[i]); err != nil {
+		obj := &v1alpha1.RevioToken{ObjectMeta: metav1.ObjectMeta{Name: revioTokenName(i - nAK), Namespace: sameFloorNS, UID: uids[i]}}
+		if err := apply(ctx, &rtS, obj, "RevioToken"); err != nil {
 			return err
 		}
 		return cl.c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, rtFinal))

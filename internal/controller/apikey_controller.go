@@ -77,7 +77,10 @@ func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Cache = mgr.GetCache()
 	}
 	if r.secrets == nil {
-		r.secrets = newSecretReader(r.APIReader, r.Cache)
+		var err error
+		if r.secrets, err = managerSecretReader(mgr); err != nil {
+			return err
+		}
 	}
 	r.nextDrift = map[types.UID]time.Time{}
 	return ctrl.NewControllerManagedBy(mgr).

@@ -51,7 +51,10 @@ func (r *RevioTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Cache = mgr.GetCache()
 	}
 	if r.secrets == nil {
-		r.secrets = newSecretReader(r.APIReader, r.Cache)
+		var err error
+		if r.secrets, err = managerSecretReader(mgr); err != nil {
+			return err
+		}
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.RevioToken{}, builder.WithPredicates(primaryPredicate())).

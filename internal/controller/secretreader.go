@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -42,6 +43,13 @@ type secretReader struct {
 
 func newSecretReader(api, cache client.Reader) *secretReader {
 	return &secretReader{api: api, cache: cache, known: map[types.NamespacedName]*corev1.Secret{}}
+}
+
+// managerSecretReader is the manager's reader: direct reads, the manager's
+// metadata cache, and deleted Secrets forgotten.
+func managerSecretReader(mgr ctrl.Manager) (*secretReader, error) {
+	r := newSecretReader(mgr.GetAPIReader(), mgr.GetCache())
+	return r, r.forgetOnDelete(context.Background(), mgr.GetCache())
 }
 
 // get returns the Secret (nil when absent), from memory when the metadata

@@ -76,8 +76,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	// One reader for both kinds: a Secret either names is read once per version.
-	secrets := newSecretReader(mgr.GetAPIReader(), mgr.GetCache())
-	if err := secrets.forgetOnDelete(ctx, mgr.GetCache()); err != nil {
+	secrets, err := managerSecretReader(mgr)
+	if err != nil {
 		return err
 	}
 	rt := &RevioTokenReconciler{
