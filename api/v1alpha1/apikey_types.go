@@ -19,34 +19,6 @@ const (
 	DeletionPolicyRetain DeletionPolicy = "Retain"
 )
 
-// ReevitEndpoint says which Reevit organisation issues the key and with which
-// administrator credential.
-type ReevitEndpoint struct {
-	// URL is the base URL of the Reevit API.
-	// +kubebuilder:default="https://api.reevit.com"
-	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="reevit.url must use https:// (http:// is allowed only for localhost, 127.0.0.1 and [::1])"
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="reevit.url must be an absolute URL with a host, such as https://api.reevit.com"
-	// +optional
-	URL string `json:"url,omitempty"`
-
-	// OrgID is the Reevit organisation, sent as the X-Org-Id header.
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.-]*$`
-	OrgID string `json:"orgId"`
-
-	// AdminKeySecretRef points at a Secret in the same namespace holding a
-	// Reevit key with the api_keys:read and api_keys:write scopes. Keywarden
-	// uses it to create, list and revoke keys.
-	AdminKeySecretRef SecretKeyReference `json:"adminKeySecretRef"`
-
-	// ActorID is sent as X-Actor-Id so Reevit's audit log names who acted.
-	// +kubebuilder:validation:MaxLength=128
-	// +optional
-	ActorID string `json:"actorId,omitempty"`
-}
-
 // Rotation says when a new key replaces the current one. Without rotation the
 // key is kept until the ApiKey is deleted, a key-relevant field of the spec
 // changes or a rotation is asked for with the keywarden.dev/rotate annotation.
@@ -91,8 +63,10 @@ type Rotation struct {
 
 // ApiKeySpec is the desired Reevit API key.
 type ApiKeySpec struct {
-	// Reevit says where and with which administrator credential keys are made.
-	Reevit ReevitEndpoint `json:"reevit"`
+	// IssuerRef names the ReevitIssuer (same namespace) or ClusterReevitIssuer
+	// that makes the keys: the platform's admin credential and policy. The
+	// team creating the ApiKey never holds the admin key.
+	IssuerRef ReevitIssuerReference `json:"issuerRef"`
 
 	// DisplayName is the key's name at Reevit. Defaults to <namespace>/<name>.
 	// Keywarden appends a marker tying the key to this object.
@@ -100,8 +74,9 @@ type ApiKeySpec struct {
 	// +optional
 	DisplayName string `json:"displayName,omitempty"`
 
-	// Scopes the key carries: 1 to 16 distinct Reevit scopes. The admin key
-	// must hold every scope it grants.
+	// Scopes the key carries: 1 to 16 distinct Reevit scopes, within the
+	// issuer's policy.allowedScopes. The issuer's admin key must hold every
+	// scope it grants.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=set
@@ -152,6 +127,9 @@ type PendingRevocation struct {
 	// Reason is why the key is being replaced.
 	// +optional
 	Reason string `json:"reason,omitempty"`
+	// Issuer that created the key; its revocation goes there.
+	// +optional
+	Issuer *IssuerRecord `json:"issuer,omitempty"`
 }
 
 // KeyRequest records a key creation before it is sent, so that a process that
@@ -168,6 +146,15 @@ type KeyRequest struct {
 	// RevokeCurrent asks for the current key to be revoked at once (compromised).
 	// +optional
 	RevokeCurrent bool `json:"revokeCurrent,omitempty"`
+	// Scopes sent with the request: a replay sends exactly these, whatever
+	// the spec says by then.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	Scopes []Scope `json:"scopes,omitempty"`
+	// Issuer the request is sent to.
+	// +optional
+	Issuer *IssuerRecord `json:"issuer,omitempty"`
 }
 
 // KeyHistoryEntry is one key in the audit trail. It never holds the key.
@@ -195,6 +182,10 @@ type ApiKeyStatus struct {
 	// KeyPrefix is the active key's first 13 characters, such as pfk_live_a1b2.
 	// +optional
 	KeyPrefix string `json:"keyPrefix,omitempty"`
+	// Issuer that created the active key (kind, name, UID, organisation and
+	// URL); its revocation goes there even after spec.issuerRef changes.
+	// +optional
+	Issuer *IssuerRecord `json:"issuer,omitempty"`
 	// ActiveSince is when the Secret started holding the active key.
 	// +optional
 	ActiveSince *metav1.Time `json:"activeSince,omitempty"`
@@ -231,8 +222,8 @@ type ApiKeyStatus struct {
 	// LastDriftCheckTime is when Keywarden last listed the organisation's keys.
 	// +optional
 	LastDriftCheckTime *metav1.Time `json:"lastDriftCheckTime,omitempty"`
-	// AdminKeySecretVersion is the resourceVersion of the admin-key Secret at
-	// the last attempt; a change lifts a failure that needed a person.
+	// AdminKeySecretVersion is the version of the issuer and of its admin-key
+	// Secret at the last attempt; a change lifts a failure that needed a person.
 	// +optional
 	AdminKeySecretVersion string `json:"adminKeySecretVersion,omitempty"`
 	// SecretName is the output Secret the active key was written to.
@@ -270,7 +261,8 @@ type ApiKeyStatus struct {
 // +kubebuilder:resource:shortName=ak,categories=keywarden
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Prefix",type=string,JSONPath=`.status.keyPrefix`
-// +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationTime`
+// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuerRef.name`
+// +kubebuilder:printcolumn:name="Next Rotation",type=string,JSONPath=`.status.nextRotationTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Key ID",type=string,JSONPath=`.status.keyId`,priority=1
 // +kubebuilder:printcolumn:name="Rotations",type=integer,JSONPath=`.status.rotations`,priority=1

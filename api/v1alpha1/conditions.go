@@ -44,4 +44,14 @@ const (
 	ReasonRolloutRestarted     = "RolloutRestarted"
 	ReasonRolloutTargetMissing = "RolloutTargetMissing"
 	ReasonRolloutStuck         = "RolloutStuck"
+	// ReasonIssuerNotFound: spec.issuerRef names no issuer.
+	ReasonIssuerNotFound = "IssuerNotFound"
+	// ReasonPolicyViolation: the spec asks for more than the issuer's policy allows.
+	ReasonPolicyViolation = "PolicyViolation"
+	// ReasonEndpointNotAllowed: the issuer's URL is outside --allowed-endpoints.
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
+	// ReasonSecretTypeNotAllowed: an issuer credential Secret is not Opaque.
+	ReasonSecretTypeNotAllowed = "SecretTypeNotAllowed"
+	// ReasonIssuerInUse: an issuer's deletion waits for the keys made through it.
+	ReasonIssuerInUse = "IssuerInUse"
 )

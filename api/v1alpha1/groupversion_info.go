@@ -23,7 +23,9 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &ApiKey{}, &ApiKeyList{}, &RevioToken{}, &RevioTokenList{})
+	s.AddKnownTypes(GroupVersion, &ApiKey{}, &ApiKeyList{}, &RevioToken{}, &RevioTokenList{},
+		&ReevitIssuer{}, &ReevitIssuerList{}, &ClusterReevitIssuer{}, &ClusterReevitIssuerList{},
+		&RevioIssuer{}, &RevioIssuerList{}, &ClusterRevioIssuer{}, &ClusterRevioIssuerList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

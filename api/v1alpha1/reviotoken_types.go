@@ -36,24 +36,10 @@ type Verify struct {
 
 // RevioTokenSpec is the desired Rev.io token.
 type RevioTokenSpec struct {
-	// URL is the base URL of the Rev.io API.
-	// +kubebuilder:default="https://api.psarev.io"
-	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\\\[::1\\\\])(:[0-9]+)?(/.*)?$')",message="url must use https:// (http:// is allowed only for localhost, 127.0.0.1 and [::1])"
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="url must be an absolute URL with a host, such as https://api.psarev.io"
-	// +optional
-	URL string `json:"url,omitempty"`
-
-	// Host is the domain of your PSA website, sent as X-Revio-Host, such as
-	// acme.psarev.io.
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')",message="host must be a lower-case DNS name such as acme.psarev.io, without scheme, port or path"
-	Host string `json:"host"`
-
-	// APIKeySecretRef points at a Secret in the same namespace holding the
-	// Rev.io API key.
-	APIKeySecretRef SecretKeyReference `json:"apiKeySecretRef"`
+	// IssuerRef names the RevioIssuer (same namespace) or ClusterRevioIssuer
+	// whose API key is exchanged for the token. The team creating the
+	// RevioToken never holds the API key.
+	IssuerRef RevioIssuerReference `json:"issuerRef"`
 
 	// Refresh says when the token is renewed.
 	// +kubebuilder:default={}
@@ -125,10 +111,10 @@ type RevioTokenStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=rt,categories=keywarden
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
-// +kubebuilder:printcolumn:name="Next Refresh",type=date,JSONPath=`.status.nextRefreshTime`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Next Refresh",type=string,JSONPath=`.status.nextRefreshTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.spec.host`,priority=1
+// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuerRef.name`,priority=1
 // +kubebuilder:printcolumn:name="Refreshes",type=integer,JSONPath=`.status.refreshes`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 type RevioToken struct {

@@ -43,6 +43,7 @@ func main() {
 		burst                        int
 		maxConcurrent                int
 		allowHTTP                    bool
+		allowedEndpoints, clusterNS  string
 		driftInterval, rolloutLimit  time.Duration
 		leaseDuration, renewDeadline time.Duration
 	)
@@ -60,6 +61,9 @@ func main() {
 	flag.IntVar(&burst, "kube-api-burst", 0, "Client-side burst towards the API server (with --kube-api-qps > 0).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 16, "Reconciles run in parallel per controller.")
 	flag.BoolVar(&allowHTTP, "allow-http-endpoints", false, "Allow http:// Reevit and Rev.io URLs (loopback simulators in tests and the demo only).")
+	flag.StringVar(&allowedEndpoints, "allowed-endpoints", strings.Join(controller.DefaultAllowedEndpoints, ","),
+		"Comma-separated base URLs issuers may name; the manager sends no credential anywhere else (loopback URLs also pass with --allow-http-endpoints).")
+	flag.StringVar(&clusterNS, "cluster-resource-namespace", "", "Namespace holding the credential Secrets of ClusterReevitIssuers and ClusterRevioIssuers (default: the manager's own namespace).")
 	flag.DurationVar(&driftInterval, "drift-check-interval", 15*time.Minute, "How often each organisation's keys are listed to notice keys revoked outside Keywarden and leaked keys; 0 disables.")
 	flag.DurationVar(&rolloutLimit, "rollout-wait-limit", 15*time.Minute, "How long a revocation waits for rollout targets after the grace period before going ahead with a Warning.")
 	opts := zap.Options{}
@@ -118,7 +122,18 @@ func main() {
 		os.Exit(1)
 	}
 
+	if clusterNS == "" {
+		clusterNS = ownNamespace()
+	}
+	var allowed []string
+	for _, u := range strings.Split(allowedEndpoints, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			allowed = append(allowed, u)
+		}
+	}
 	if err := controller.Setup(mgr, controller.Options{
+		AllowedEndpoints:         allowed,
+		ClusterResourceNamespace: clusterNS,
 		Clock:                   clock.RealClock{},
 		AllowHTTP:               allowHTTP,
 		MaxConcurrentReconciles: maxConcurrent,
@@ -138,9 +153,21 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("starting manager", "allowHTTPEndpoints", allowHTTP, "namespaces", namespaces, "startedAt", metav1.Now().UTC().Format(time.RFC3339))
+	log.Info("starting manager", "allowHTTPEndpoints", allowHTTP, "allowedEndpoints", allowed, "clusterResourceNamespace", clusterNS, "namespaces", namespaces, "startedAt", metav1.Now().UTC().Format(time.RFC3339))
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager exited with an error")
 		os.Exit(1)
 	}
+}
+
+// ownNamespace is the namespace the manager runs in: POD_NAMESPACE, the
+// service account's namespace file, or keywarden-system.
+func ownNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && strings.TrimSpace(string(b)) != "" {
+		return strings.TrimSpace(string(b))
+	}
+	return "keywarden-system"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,9 +68,11 @@ type ApiKeyReconciler struct {
 	nextDrift map[types.UID]time.Time
 }
 
-// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys/status,verbs=get;patch
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys/finalizers,verbs=update
+
+func newApiKeyList() client.ObjectList { return &v1alpha1.ApiKeyList{} }
 
 // SetupWithManager registers the controller and its watches.
 func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -86,6 +89,8 @@ func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ApiKey{}, builder.WithPredicates(primaryPredicate())).
 		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.ApiKeyList{} }), secretWatch).
+		Watches(&v1alpha1.ReevitIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindReevitIssuer, false, newApiKeyList), builder.WithPredicates(issuerChanged())).
+		Watches(&v1alpha1.ClusterReevitIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindClusterReevitIssuer, true, newApiKeyList), builder.WithPredicates(issuerChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("apikey").
 		Complete(r)
@@ -123,9 +128,6 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		superseded.add(ak.UID, before)
 	}
-	if err := r.protectAdminSecret(ctx, ak); err != nil {
-		return ctrl.Result{}, err
-	}
 	orig := ak.DeepCopy()
 	res, err := r.reconcile(ctx, ak, orig)
 	if errors.Is(err, errCrash) {
@@ -158,7 +160,22 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		return ctrl.Result{}, nil // the Secret watch brings us back
 	}
 
-	adminVersion := secretVersion(ctx, r.Cache, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name)
+	iss, gate := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
+	var current *v1alpha1.IssuerRecord
+	adminVersion := ""
+	if iss != nil {
+		current, adminVersion = iss.record(), iss.version(ctx, r.Cache)
+		var nsLabels map[string]string
+		if iss.cluster() && iss.spec.Policy.NamespaceSelector != nil {
+			nsLabels = namespaceLabels(ctx, r.Client, ak.Namespace)
+		}
+		gate = reevitPolicyViolation(ak, iss, nsLabels)
+	}
+	conns := r.newConns(ctx, ak.Namespace, current)
+	if gate != nil {
+		return r.gated(ctx, ak, conns, existing, gate, now)
+	}
+	metrics.PolicyViolations.DeleteLabelValues(kindApiKey, ak.Namespace, ak.Name)
 	// Getting here means no foreign Secret holds the output name any more: a
 	// SecretConflict recorded earlier is gone, which no other field shows.
 	conflictGone := hasReason(st.Conditions, v1alpha1.ConditionSecretSynced, v1alpha1.ReasonSecretConflict)
@@ -174,17 +191,7 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		st.AdminKeySecretVersion = adminVersion
 	}
 
-	var api keyAPI
-	client := func() (keyAPI, *failure) {
-		if api != nil {
-			return api, nil
-		}
-		c, f := r.reevitClient(ctx, ak)
-		api = c
-		return c, f
-	}
-
-	specHash := keySpecHash(ak)
+	specHash := keySpecHash(ak, current)
 	if st.KeyID != "" && st.PendingCreate == nil && st.ActiveSince != nil {
 		// The schedule may have changed since the key became active.
 		next, err := nextRotation(ak.Spec.Rotation, st.ActiveSince.Time)
@@ -197,13 +204,13 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	}
 	if st.PendingCreate == nil {
 		if reason := newKeyReason(ak, existing, specHash, now); reason != "" {
-			if res, err, done := r.recordIntent(ctx, ak, orig, reason, specHash); done {
+			if res, err, done := r.recordIntent(ctx, ak, orig, reason, specHash, current); done {
 				return res, err
 			}
 		}
 	}
 	if st.PendingCreate != nil {
-		c, f := client()
+		c, f := conns.get(st.PendingCreate.Issuer)
 		if f != nil {
 			return r.failResult(ak, now, f, v1alpha1.ConditionIssued)
 		}
@@ -222,11 +229,11 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		}
 	}
 
-	wait, res, err, done := r.revokeDue(ctx, ak, client, existing, now)
+	wait, res, err, done := r.revokeDue(ctx, ak, conns, existing, now)
 	if done {
 		return res, err
 	}
-	driftWait, res, err, done := r.checkDrift(ctx, ak, client, now)
+	driftWait, res, err, done := r.checkDrift(ctx, ak, conns, now)
 	if done {
 		return res, err
 	}
@@ -275,7 +282,7 @@ func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminV
 // recordIntent records the next key creation in status before anything is
 // sent. The write uses optimistic locking: a reconcile working from a stale
 // read fails here instead of creating a second key.
-func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.ApiKey, reason, specHash string) (ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.ApiKey, reason, specHash string, iss *v1alpha1.IssuerRecord) (ctrl.Result, error, bool) {
 	st := &ak.Status
 	st.KeyGeneration++
 	st.PendingCreate = &v1alpha1.KeyRequest{
@@ -284,6 +291,8 @@ func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.
 		Reason:         reason,
 		StartedAt:      *mtime(r.Clock.Now()),
 		RevokeCurrent:  reason == createCompromised || reason == createDrift,
+		Scopes:         slices.Clone(ak.Spec.Scopes),
+		Issuer:         iss.DeepCopy(),
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, false, v1alpha1.ReasonProgressing, "creating a new key ("+reason+")")
 	st.ObservedGeneration = ak.Generation
@@ -312,8 +321,13 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 		res, err := r.recoverExpired(ctx, ak, c, existing, now)
 		return res, err, true
 	}
-	scopes := make([]string, len(ak.Spec.Scopes))
-	for i, s := range ak.Spec.Scopes {
+	// A replay sends exactly the recorded request.
+	recorded := req.Scopes
+	if len(recorded) == 0 {
+		recorded = ak.Spec.Scopes
+	}
+	scopes := make([]string, len(recorded))
+	for i, s := range recorded {
 		scopes[i] = string(s)
 	}
 	key, err := c.CreateKey(ctx, req.Name, scopes, req.IdempotencyKey)
@@ -352,7 +366,7 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 
 	// The Secret is written before the status that declares the key active.
 	keepPrevious := st.KeyID != "" && !req.RevokeCurrent
-	data := r.keyData(ak, key.ID, key.Key)
+	data := keyData(req.Issuer, key.ID, key.Key)
 	if keepPrevious && existing != nil {
 		switch string(existing.Data["keyId"]) {
 		case st.KeyID:
@@ -393,11 +407,14 @@ func (r *ApiKeyReconciler) switchTo(ak *v1alpha1.ApiKey, key *reevit.Key, req *v
 			revokeAfter = now
 		}
 		st.PendingRevocations = append(st.PendingRevocations, v1alpha1.PendingRevocation{
-			KeyID: st.KeyID, KeyPrefix: st.KeyPrefix, RevokeAfter: *mtime(revokeAfter), Reason: req.Reason})
+			KeyID: st.KeyID, KeyPrefix: st.KeyPrefix, RevokeAfter: *mtime(revokeAfter), Reason: req.Reason, Issuer: st.Issuer.DeepCopy()})
 		st.Rotations++
 		st.LastRotationTime = mtime(now)
 	}
 	st.KeyID, st.KeyPrefix = key.ID, keyPrefix(key.Key)
+	if req.Issuer != nil {
+		st.Issuer = req.Issuer.DeepCopy()
+	}
 	st.ActiveSince = mtime(now)
 	st.KeySpecHash = specHash
 	st.SecretName = outputSecretName(ak.Name, ak.Spec.Secret)
@@ -437,7 +454,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 		if existing != nil && string(existing.Data["keyId"]) == k.ID && secretsync.Intact(existing) {
 			adopted := k
 			adopted.Key = string(existing.Data["apiKey"])
-			r.switchTo(ak, &adopted, st.PendingCreate, keySpecHash(ak), now)
+			r.switchTo(ak, &adopted, st.PendingCreate, keySpecHash(ak, st.PendingCreate.Issuer), now)
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
@@ -447,7 +464,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 			"revoked key %s: created by an interrupted request older than Reevit's replay window", k.ID)
 	}
 	st.KeyGeneration++
-	st.PendingCreate.IdempotencyKey = createIdempotencyKey(ak, st.KeyGeneration, keySpecHash(ak))
+	st.PendingCreate.IdempotencyKey = createIdempotencyKey(ak, st.KeyGeneration, keySpecHash(ak, st.PendingCreate.Issuer))
 	st.PendingCreate.Name = keyName(ak, st.KeyGeneration)
 	st.PendingCreate.StartedAt = *mtime(now)
 	// Record the fresh intent before sending it.
@@ -457,7 +474,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 // revokeDue revokes the previous keys whose grace period has ended (and
 // whose rollouts finished, within RolloutWaitLimit) and drops them from the
 // Secret. It returns the delay until the next one is due.
-func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, getClient func() (keyAPI, *failure), existing *corev1.Secret, now time.Time) (time.Duration, ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, existing *corev1.Secret, now time.Time) (time.Duration, ctrl.Result, error, bool) {
 	st := &ak.Status
 	due, next := dueRevocations(st.PendingRevocations, now)
 	var wait time.Duration
@@ -492,14 +509,18 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, g
 	if len(due) == 0 {
 		return wait, ctrl.Result{}, nil, false
 	}
-	c, f := getClient()
-	if f != nil {
-		res, err := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
-		return 0, res, err, true
-	}
 	for _, p := range due {
 		if err := r.crash("during-revoke"); err != nil {
 			return 0, ctrl.Result{}, err, true
+		}
+		rec := p.Issuer
+		if rec == nil {
+			rec = st.Issuer
+		}
+		c, f := conns.get(rec)
+		if f != nil {
+			res, err := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
+			return 0, res, err, true
 		}
 		if err := c.RevokeKey(ctx, p.KeyID, revokeIdempotencyKey(p.KeyID)); err != nil {
 			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionRevoked)
@@ -511,7 +532,7 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, g
 	}
 	// Drop the revoked key from the Secret's previous* fields.
 	if existing != nil && len(existing.Data["previousKeyId"]) > 0 && !hasPending(st.PendingRevocations, string(existing.Data["previousKeyId"])) {
-		data := r.keyData(ak, string(existing.Data["keyId"]), string(existing.Data["apiKey"]))
+		data := keyData(st.Issuer, string(existing.Data["keyId"]), string(existing.Data["apiKey"]))
 		if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
 			res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 			return 0, res, ferr, true
@@ -539,7 +560,7 @@ func revokedMessage(st *v1alpha1.ApiKeyStatus) string {
 // never more often than DriftCheckInterval per object): it replaces an active
 // key revoked outside Keywarden and revokes leaked keys carrying this
 // object's marker that nothing tracks.
-func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, getClient func() (keyAPI, *failure), now time.Time) (time.Duration, ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, now time.Time) (time.Duration, ctrl.Result, error, bool) {
 	if r.DriftCheckInterval <= 0 || ak.Status.KeyID == "" {
 		return 0, ctrl.Result{}, nil, false
 	}
@@ -565,7 +586,7 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 		res, err := r.failResult(ak, now, f, v1alpha1.ConditionIssued)
 		return 0, res, err, true
 	}
-	c, f := getClient()
+	c, f := conns.get(ak.Status.Issuer)
 	if f != nil {
 		return failed(f)
 	}
@@ -645,36 +666,55 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 // interrupted creation made. blocked is true while that is not possible.
 func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (ctrl.Result, error, bool) {
 	st := &ak.Status
+	type target struct {
+		id  string
+		rec *v1alpha1.IssuerRecord
+	}
+	var targets []target
 	ids := []string{}
 	if st.KeyID != "" {
-		ids = append(ids, st.KeyID)
+		targets, ids = append(targets, target{st.KeyID, st.Issuer}), append(ids, st.KeyID)
 	}
 	for _, p := range st.PendingRevocations {
-		ids = append(ids, p.KeyID)
+		rec := p.Issuer
+		if rec == nil {
+			rec = st.Issuer
+		}
+		targets, ids = append(targets, target{p.KeyID, rec}), append(ids, p.KeyID)
 	}
-	if len(ids) == 0 && st.PendingCreate == nil {
+	if len(targets) == 0 && st.PendingCreate == nil {
 		return ctrl.Result{}, nil, false
 	}
-	c, f := r.reevitClient(ctx, ak)
-	if f != nil {
-		return r.blockDeletion(ak, now, f)
+	iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
+	var current *v1alpha1.IssuerRecord
+	if iss != nil {
+		current = iss.record()
 	}
+	conns := r.newConns(ctx, ak.Namespace, current)
 	if st.PendingCreate != nil {
+		c, f := conns.get(st.PendingCreate.Issuer)
+		if f != nil {
+			return r.blockDeletion(ak, now, f)
+		}
 		keys, err := c.ListKeys(ctx)
 		if err != nil {
 			return r.blockDeletion(ak, now, classifyReevit(err))
 		}
 		for _, k := range keys {
 			if uid, _, ok := parseMarker(k.Name); ok && uid == string(ak.UID) && !containsString(ids, k.ID) {
-				ids = append(ids, k.ID)
+				targets, ids = append(targets, target{k.ID, st.PendingCreate.Issuer}), append(ids, k.ID)
 			}
 		}
 	}
-	for _, id := range ids {
-		if err := c.RevokeKey(ctx, id, revokeIdempotencyKey(id)); err != nil {
+	for _, t := range targets {
+		c, f := conns.get(t.rec)
+		if f != nil {
+			return r.blockDeletion(ak, now, f)
+		}
+		if err := c.RevokeKey(ctx, t.id, revokeIdempotencyKey(t.id)); err != nil {
 			return r.blockDeletion(ak, now, classifyReevit(err))
 		}
-		markRevoked(ak, id, "Deletion", now)
+		markRevoked(ak, t.id, "Deletion", now)
 	}
 	r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Delete", "revoked %d key(s) before deletion", len(ids))
 	return ctrl.Result{}, nil, false
@@ -690,8 +730,10 @@ func (r *ApiKeyReconciler) deletionHeld(ctx context.Context, ak *v1alpha1.ApiKey
 	if c == nil || c.Reason != v1alpha1.ReasonDeletionBlocked || st.LastFailureTime == nil || ak.Generation != st.ObservedGeneration {
 		return 0, false
 	}
-	if v := secretVersion(ctx, r.Cache, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef.Name); v != "" && v != st.AdminKeySecretVersion {
-		return 0, false
+	if iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace); iss != nil {
+		if v := iss.version(ctx, r.Cache); v != st.AdminKeySecretVersion {
+			return 0, false
+		}
 	}
 	if retry := retryTime(st); now.Before(retry) {
 		return retry.Sub(now), true
@@ -705,34 +747,34 @@ func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *
 	return res, err, true
 }
 
-// reevitClient reads the admin key and builds a client.
-func (r *ApiKeyReconciler) reevitClient(ctx context.Context, ak *v1alpha1.ApiKey) (keyAPI, *failure) {
-	adminKey, version, f := readSecretKey(ctx, r.secrets, ak.Namespace, ak.Spec.Reevit.AdminKeySecretRef, "spec.reevit.adminKeySecretRef")
-	if version != "" {
-		// The version read may be newer than the one the cache showed.
-		ak.Status.AdminKeySecretVersion = version
+// keyData is the output Secret's data for a key made through rec.
+func keyData(rec *v1alpha1.IssuerRecord, id, key string) map[string][]byte {
+	d := map[string][]byte{"apiKey": []byte(key), "keyId": []byte(id)}
+	if rec != nil {
+		d["orgId"], d["url"] = []byte(rec.OrgID), []byte(rec.URL)
 	}
-	if f != nil {
-		return nil, f
-	}
-	c, err := reevit.New(reevit.Config{
-		BaseURL: ak.Spec.Reevit.URL, OrgID: ak.Spec.Reevit.OrgID, AdminKey: adminKey,
-		ActorID: ak.Spec.Reevit.ActorID, AllowHTTP: r.AllowHTTP, HTTPClient: r.HTTPClient,
-		Observe: metrics.Observer("reevit"),
-	})
-	if err != nil {
-		return nil, classifyReevit(err)
-	}
-	return c, nil
+	return d
 }
 
-func (r *ApiKeyReconciler) keyData(ak *v1alpha1.ApiKey, id, key string) map[string][]byte {
-	return map[string][]byte{
-		"apiKey": []byte(key),
-		"keyId":  []byte(id),
-		"orgId":  []byte(ak.Spec.Reevit.OrgID),
-		"url":    []byte(ak.Spec.Reevit.URL),
+// gated handles an ApiKey its issuer cannot serve (missing, or a policy
+// violation): nothing is created, but revocations still run, so a policy
+// tightened later never keeps an old key live.
+func (r *ApiKeyReconciler) gated(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, existing *corev1.Secret, f *failure, now time.Time) (ctrl.Result, error) {
+	wait, res, err, done := r.revokeDue(ctx, ak, conns, existing, now)
+	if done {
+		return res, err
 	}
+	if f.Reason == v1alpha1.ReasonPolicyViolation {
+		metrics.PolicyViolations.WithLabelValues(kindApiKey, ak.Namespace, ak.Name).Set(1)
+	}
+	if c := meta.FindStatusCondition(ak.Status.Conditions, v1alpha1.ConditionIssued); c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient {
+		return ctrl.Result{RequeueAfter: wait}, nil // told once; the issuer and spec watches bring it back
+	}
+	res, err = r.failResult(ak, now, f, v1alpha1.ConditionIssued)
+	if wait > 0 && (res.RequeueAfter == 0 || wait < res.RequeueAfter) {
+		res.RequeueAfter = wait
+	}
+	return res, err
 }
 
 func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, data map[string][]byte) (*corev1.Secret, error) {

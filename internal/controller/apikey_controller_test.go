@@ -73,8 +73,46 @@ func newAktBare(t *testing.T) *akt {
 	e.g.SetDefaultConsistentlyPollingInterval(100 * time.Millisecond)
 	e.org = "org_" + e.ns
 	reevitSim.AddOrg(e.org)
+	createReevitIssuer(t, e.ns, aktIssuer, e.org, aktAdminSecret)
 	t.Cleanup(e.cleanup)
 	return e
+}
+
+// aktIssuer is the ReevitIssuer of each test's namespace.
+const aktIssuer = "reevit"
+
+// createReevitIssuer makes a ReevitIssuer for the simulator's org.
+func createReevitIssuer(t *testing.T, ns, name, org, secret string, mut ...func(*v1alpha1.ReevitIssuerSpec)) {
+	t.Helper()
+	iss := &v1alpha1.ReevitIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.ReevitIssuerSpec{URL: reevitSim.URL, OrgID: org,
+			AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: secret}},
+	}
+	for _, m := range mut {
+		m(&iss.Spec)
+	}
+	NewWithT(t).Expect(k8s.Create(context.Background(), iss)).To(Succeed())
+}
+
+// waitIssuerChecked waits until the issuer's check answers its current
+// generation and Secret version, so that the check's own listing is done
+// before a test counts calls or injects faults.
+func waitIssuerChecked(t *testing.T, ns, name, secret string) {
+	t.Helper()
+	NewWithT(t).Eventually(func() string {
+		iss := &v1alpha1.ReevitIssuer{}
+		s := &corev1.Secret{}
+		if k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, iss) != nil ||
+			k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: secret}, s) != nil {
+			return "not found"
+		}
+		want := fmt.Sprintf("%d/%s", iss.Generation, s.ResourceVersion)
+		if iss.Status.CheckedVersion != want {
+			return iss.Status.CheckedVersion + " != " + want
+		}
+		return ""
+	}, aktWait, 20*time.Millisecond).Should(BeEmpty(), "issuer %s/%s checked", ns, name)
 }
 
 // cleanup leaves nothing running that could call the simulator during a
@@ -193,6 +231,9 @@ func (e *akt) putAdmin(key string) {
 	})
 	e.g.Expect(err).To(Succeed())
 	e.seen = append(e.seen, key)
+	if !aktManagerDown {
+		waitIssuerChecked(e.t, e.ns, aktIssuer, aktAdminSecret)
+	}
 }
 
 // newAdmin issues a fresh valid admin key at the simulator and puts it in
@@ -208,10 +249,7 @@ func (e *akt) create(name string, mut ...func(*v1alpha1.ApiKey)) {
 	ak := &v1alpha1.ApiKey{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
 		Spec: v1alpha1.ApiKeySpec{
-			Reevit: v1alpha1.ReevitEndpoint{
-				URL: reevitSim.URL, OrgID: e.org,
-				AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: aktAdminSecret},
-			},
+			IssuerRef:   v1alpha1.ReevitIssuerReference{Name: aktIssuer},
 			Scopes:      []v1alpha1.Scope{"payments:read"},
 			Environment: "live",
 		},

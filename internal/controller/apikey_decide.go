@@ -60,13 +60,18 @@ func parseMarker(name string) (uid string, gen int64, ok bool) {
 }
 
 // keySpecHash fingerprints the fields whose change needs a new key.
-func keySpecHash(ak *v1alpha1.ApiKey) string {
+func keySpecHash(ak *v1alpha1.ApiKey, iss *v1alpha1.IssuerRecord) string {
 	scopes := make([]string, 0, len(ak.Spec.Scopes))
 	for _, s := range ak.Spec.Scopes {
 		scopes = append(scopes, string(s))
 	}
 	slices.Sort(scopes)
-	h := sha256.Sum256([]byte(strings.Join([]string{ak.Spec.Reevit.URL, ak.Spec.Reevit.OrgID,
+	var where []string
+	if iss != nil {
+		// A key lives in one organisation: a new issuer, org or URL needs a new key.
+		where = []string{iss.Kind, iss.Name, iss.URL, iss.OrgID}
+	}
+	h := sha256.Sum256([]byte(strings.Join([]string{strings.Join(where, "|"),
 		ak.Spec.Environment, displayName(ak), strings.Join(scopes, ",")}, "\n")))
 	return hex.EncodeToString(h[:])[:16]
 }

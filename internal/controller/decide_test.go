@@ -333,7 +333,7 @@ func TestDecideNextRotation(t *testing.T) {
 			decideActive(a, activeSince)
 			a.Status.NextRotationTime = mt(next)
 			sec := decideSecret(a)
-			g.Expect(newKeyReason(a, sec, keySpecHash(a), now)).To(Equal(createRotation), "one rotation")
+			g.Expect(newKeyReason(a, sec, keySpecHash(a, decideIssuer()), now)).To(Equal(createRotation), "one rotation")
 
 			// The rotation at now makes the new key active since now.
 			next, err = nextRotation(r, now)
@@ -341,9 +341,9 @@ func TestDecideNextRotation(t *testing.T) {
 			g.Expect(next).To(BeTemporally(">", now), "the next slot is in the future, not the next missed one")
 			decideActive(a, now)
 			a.Status.NextRotationTime = mt(next)
-			g.Expect(newKeyReason(a, sec, keySpecHash(a), now)).To(BeEmpty(), "no second rotation for the other missed slots")
-			g.Expect(newKeyReason(a, sec, keySpecHash(a), next.Add(-time.Second))).To(BeEmpty())
-			g.Expect(newKeyReason(a, sec, keySpecHash(a), next)).To(Equal(createRotation))
+			g.Expect(newKeyReason(a, sec, keySpecHash(a, decideIssuer()), now)).To(BeEmpty(), "no second rotation for the other missed slots")
+			g.Expect(newKeyReason(a, sec, keySpecHash(a, decideIssuer()), next.Add(-time.Second))).To(BeEmpty())
+			g.Expect(newKeyReason(a, sec, keySpecHash(a, decideIssuer()), next)).To(Equal(createRotation))
 		}
 	})
 
@@ -375,10 +375,7 @@ func decideApiKey() *v1alpha1.ApiKey {
 	return &v1alpha1.ApiKey{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "reevit", UID: types.UID("0b6a3f1e-8a55-4c1e-9d3a-2f4b5c6d7e8f")},
 		Spec: v1alpha1.ApiKeySpec{
-			Reevit: v1alpha1.ReevitEndpoint{
-				URL: "https://api.reevit.com", OrgID: "org_acme",
-				AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "reevit-admin", Key: "apiKey"},
-			},
+			IssuerRef:      v1alpha1.ReevitIssuerReference{Kind: v1alpha1.KindReevitIssuer, Name: "reevit"},
 			Scopes:         []v1alpha1.Scope{"payments:read", "payments:write"},
 			Environment:    "live",
 			DeletionPolicy: v1alpha1.DeletionPolicyRevoke,
@@ -386,12 +383,17 @@ func decideApiKey() *v1alpha1.ApiKey {
 	}
 }
 
+// decideIssuer is the issuer record of decideApiKey's keys.
+func decideIssuer() *v1alpha1.IssuerRecord {
+	return &v1alpha1.IssuerRecord{Kind: v1alpha1.KindReevitIssuer, Name: "reevit", UID: "issuer-uid", OrgID: "org_acme", URL: "https://api.reevit.com"}
+}
+
 // decideActive records key_1 as the active key since t, as switchTo does.
 func decideActive(a *v1alpha1.ApiKey, t time.Time) {
 	st := &a.Status
 	st.KeyID, st.KeyPrefix = "key_1", "pfk_live_a1b2"
 	st.ActiveSince = mt(t)
-	st.KeySpecHash = keySpecHash(a)
+	st.KeySpecHash = keySpecHash(a, decideIssuer())
 	st.SecretName = outputSecretName(a.Name, a.Spec.Secret)
 	st.LastRotateRequest = a.Annotations[v1alpha1.AnnotationRotate]
 	st.LastCompromisedRequest = a.Annotations[v1alpha1.AnnotationCompromised]
@@ -401,7 +403,7 @@ func decideActive(a *v1alpha1.ApiKey, t time.Time) {
 func decideSecret(a *v1alpha1.ApiKey) *corev1.Secret {
 	data := map[string][]byte{
 		"apiKey": []byte("pfk_live_a1b2c3d4e5f6"), "keyId": []byte(a.Status.KeyID),
-		"orgId": []byte(a.Spec.Reevit.OrgID), "url": []byte(a.Spec.Reevit.URL),
+		"orgId": []byte(decideIssuer().OrgID), "url": []byte(decideIssuer().URL),
 	}
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: outputSecretName(a.Name, a.Spec.Secret),
@@ -486,17 +488,17 @@ func TestDecideNewKeyReason(t *testing.T) {
 			for _, s := range c.steps {
 				s(a, &sec)
 			}
-			g.Expect(newKeyReason(a, sec, keySpecHash(a), now)).To(Equal(c.want))
+			g.Expect(newKeyReason(a, sec, keySpecHash(a, decideIssuer()), now)).To(Equal(c.want))
 		})
 	}
 }
 
 func TestDecideKeySpecHash(t *testing.T) {
 	base := decideApiKey()
-	h0 := keySpecHash(base)
+	h0 := keySpecHash(base, decideIssuer())
 	g := NewWithT(t)
 	g.Expect(h0).To(MatchRegexp(`^[0-9a-f]{16}$`))
-	g.Expect(keySpecHash(decideApiKey())).To(Equal(h0), "deterministic")
+	g.Expect(keySpecHash(decideApiKey(), decideIssuer())).To(Equal(h0), "deterministic")
 
 	changes := map[string]func(a *v1alpha1.ApiKey){
 		"scope added":                          func(a *v1alpha1.ApiKey) { a.Spec.Scopes = append(a.Spec.Scopes, "invoices:read") },
@@ -504,14 +506,12 @@ func TestDecideKeySpecHash(t *testing.T) {
 		"scope swapped":                        func(a *v1alpha1.ApiKey) { a.Spec.Scopes[1] = "fraud:read" },
 		"environment":                          func(a *v1alpha1.ApiKey) { a.Spec.Environment = "test" },
 		"displayName":                          func(a *v1alpha1.ApiKey) { a.Spec.DisplayName = "payments (prod)" },
-		"orgId":                                func(a *v1alpha1.ApiKey) { a.Spec.Reevit.OrgID = "org_other" },
-		"url":                                  func(a *v1alpha1.ApiKey) { a.Spec.Reevit.URL = "https://eu.api.reevit.com" },
 		"default displayName follows the name": func(a *v1alpha1.ApiKey) { a.Name = "reevit-2" },
 	}
 	for name, change := range changes {
 		a := decideApiKey()
 		change(a)
-		g.Expect(keySpecHash(a)).NotTo(Equal(h0), name)
+		g.Expect(keySpecHash(a, decideIssuer())).NotTo(Equal(h0), name)
 	}
 
 	same := map[string]func(a *v1alpha1.ApiKey){
@@ -538,27 +538,23 @@ func TestDecideKeySpecHash(t *testing.T) {
 			a.Spec.DeletionPolicy = v1alpha1.DeletionPolicyRetain
 			a.Spec.HistoryLimit = ptr.To[int32](3)
 		},
-		"admin key reference and actor": func(a *v1alpha1.ApiKey) {
-			a.Spec.Reevit.AdminKeySecretRef = v1alpha1.SecretKeyReference{Name: "other-admin", Key: "k"}
-			a.Spec.Reevit.ActorID = "ops"
-		},
 		"status": func(a *v1alpha1.ApiKey) { decideActive(a, decideT0); a.Status.Rotations = 7 },
 	}
 	for name, change := range same {
 		a := decideApiKey()
 		change(a)
-		g.Expect(keySpecHash(a)).To(Equal(h0), name)
+		g.Expect(keySpecHash(a, decideIssuer())).To(Equal(h0), name)
 	}
 
 	// An explicit displayName equal to the default is the same key name.
 	a := decideApiKey()
 	a.Spec.DisplayName = "payments/reevit"
-	g.Expect(keySpecHash(a)).To(Equal(h0))
+	g.Expect(keySpecHash(a, decideIssuer())).To(Equal(h0))
 	// ...and with an explicit displayName the object name no longer matters.
 	b := decideApiKey()
 	b.Spec.DisplayName = "payments/reevit"
 	b.Name = "renamed"
-	g.Expect(keySpecHash(b)).To(Equal(h0))
+	g.Expect(keySpecHash(b, decideIssuer())).To(Equal(h0))
 }
 
 func TestDecideKeyNameMarker(t *testing.T) {
@@ -676,24 +672,24 @@ func TestDecideDueRevocations(t *testing.T) {
 func TestDecideIdempotencyKeys(t *testing.T) {
 	g := NewWithT(t)
 	a := decideApiKey()
-	h := keySpecHash(a)
+	h := keySpecHash(a, decideIssuer())
 	k := createIdempotencyKey(a, 3, h)
-	g.Expect(k).To(Equal(createIdempotencyKey(decideApiKey(), 3, keySpecHash(decideApiKey()))), "same object, generation and spec: same key")
+	g.Expect(k).To(Equal(createIdempotencyKey(decideApiKey(), 3, keySpecHash(decideApiKey(), decideIssuer()))), "same object, generation and spec: same key")
 	g.Expect(k).To(HavePrefix("keywarden-create-"))
 	g.Expect(k).To(ContainSubstring(string(a.UID)))
 
 	g.Expect(createIdempotencyKey(a, 4, h)).NotTo(Equal(k), "generation")
 	other := decideApiKey()
 	other.UID = types.UID("11111111-2222-3333-4444-555555555555")
-	g.Expect(createIdempotencyKey(other, 3, keySpecHash(other))).NotTo(Equal(k), "object UID")
+	g.Expect(createIdempotencyKey(other, 3, keySpecHash(other, decideIssuer()))).NotTo(Equal(k), "object UID")
 	changed := decideApiKey()
 	changed.Spec.Environment = "test"
-	g.Expect(createIdempotencyKey(changed, 3, keySpecHash(changed))).NotTo(Equal(k), "key spec")
+	g.Expect(createIdempotencyKey(changed, 3, keySpecHash(changed, decideIssuer()))).NotTo(Equal(k), "key spec")
 	// Fields that do not need a new key keep the replay key stable.
 	stable := decideApiKey()
 	stable.Spec.Rotation = &v1alpha1.Rotation{Every: dur(time.Hour)}
 	stable.Annotations = map[string]string{v1alpha1.AnnotationRotate: "x"}
-	g.Expect(createIdempotencyKey(stable, 3, keySpecHash(stable))).To(Equal(k))
+	g.Expect(createIdempotencyKey(stable, 3, keySpecHash(stable, decideIssuer()))).To(Equal(k))
 
 	g.Expect(revokeIdempotencyKey("key_1")).To(Equal(revokeIdempotencyKey("key_1")))
 	g.Expect(revokeIdempotencyKey("key_1")).NotTo(Equal(revokeIdempotencyKey("key_2")))

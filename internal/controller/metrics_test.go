@@ -66,17 +66,21 @@ func TestMetricsScrapedOverHTTP(t *testing.T) {
 
 	apiKey := revioSim.GenerateAPIKey("metrics.psarev.io")
 	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "revio", Namespace: ns}, StringData: map[string]string{"apiKey": apiKey}})).To(Succeed())
+	g.Expect(k8s.Create(ctx, &v1alpha1.RevioIssuer{ObjectMeta: metav1.ObjectMeta{Name: "revio", Namespace: ns}, Spec: v1alpha1.RevioIssuerSpec{
+		URL: revioSim.URL, Host: "metrics.psarev.io", APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "revio"}}})).To(Succeed())
 	rt := &v1alpha1.RevioToken{ObjectMeta: metav1.ObjectMeta{Name: "tok", Namespace: ns}, Spec: v1alpha1.RevioTokenSpec{
-		URL: revioSim.URL, Host: "metrics.psarev.io", APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "revio"}}}
+		IssuerRef: v1alpha1.RevioIssuerReference{Name: "revio"}}}
 	g.Expect(k8s.Create(ctx, rt)).To(Succeed())
 
 	org := "org_" + ns
 	reevitSim.AddOrg(org)
 	_, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
 	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+	g.Expect(k8s.Create(ctx, &v1alpha1.ReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: "reevit", Namespace: ns}, Spec: v1alpha1.ReevitIssuerSpec{
+		URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "admin"}}})).To(Succeed())
 	ak := &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: "key", Namespace: ns}, Spec: v1alpha1.ApiKeySpec{
-		Reevit: v1alpha1.ReevitEndpoint{URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "admin"}},
-		Scopes: []v1alpha1.Scope{"payments:read"}, Environment: "test",
+		IssuerRef: v1alpha1.ReevitIssuerReference{Name: "reevit"},
+		Scopes:    []v1alpha1.Scope{"payments:read"}, Environment: "test",
 		Rotation: &v1alpha1.Rotation{Every: &metav1.Duration{Duration: time.Hour}, GracePeriod: &metav1.Duration{Duration: 5 * time.Minute}}}}
 	g.Expect(k8s.Create(ctx, ak)).To(Succeed())
 

@@ -40,10 +40,13 @@ type RevioTokenReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens,verbs=get;list;watch
-// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens/status,verbs=get;patch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
+
+func newRevioTokenList() client.ObjectList { return &v1alpha1.RevioTokenList{} }
 
 // SetupWithManager registers the controller and its watches.
 func (r *RevioTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -59,6 +62,8 @@ func (r *RevioTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.RevioToken{}, builder.WithPredicates(primaryPredicate())).
 		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.RevioTokenList{} }), secretWatch).
+		Watches(&v1alpha1.RevioIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindRevioIssuer, false, newRevioTokenList), builder.WithPredicates(issuerChanged())).
+		Watches(&v1alpha1.ClusterRevioIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindClusterRevioIssuer, true, newRevioTokenList), builder.WithPredicates(issuerChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("reviotoken").
 		Complete(r)
@@ -115,7 +120,21 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 		return ctrl.Result{}, nil
 	}
 
-	inputVersion := secretVersion(ctx, r.Cache, rt.Namespace, rt.Spec.APIKeySecretRef.Name)
+	iss, f := getRevioIssuer(ctx, r.Client, rt.Namespace, rt.Spec.IssuerRef.Kind, rt.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
+	if f == nil && iss.kind == v1alpha1.KindClusterRevioIssuer && iss.spec.NamespaceSelector != nil {
+		f = revioNamespaceViolation(rt.Namespace, iss, namespaceLabels(ctx, r.Client, rt.Namespace))
+	}
+	if f != nil {
+		if f.Reason == v1alpha1.ReasonPolicyViolation {
+			metrics.PolicyViolations.WithLabelValues(kindRevioToken, rt.Namespace, rt.Name).Set(1)
+		}
+		if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionIssued); c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient {
+			return ctrl.Result{}, nil // told once; the issuer and spec watches bring it back
+		}
+		return r.failResult(rt, now, f, v1alpha1.ConditionIssued)
+	}
+	metrics.PolicyViolations.DeleteLabelValues(kindRevioToken, rt.Namespace, rt.Name)
+	inputVersion := iss.version(ctx, r.Cache)
 	// A SecretConflict recorded earlier is gone by now (the foreign Secret was
 	// deleted): that is a change to act on, not a failure that needs a person.
 	conflictGone := false
@@ -158,21 +177,14 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	st.APIKeySecretVersion = inputVersion
 	st.LastRefreshRequest = rt.Annotations[v1alpha1.AnnotationRefresh]
 
-	apiKey, version, f := readSecretKey(ctx, r.secrets, rt.Namespace, rt.Spec.APIKeySecretRef, "spec.apiKeySecretRef")
+	c, apiKey, version, f := r.connectRevio(ctx, r.secrets, iss)
 	if version != "" {
 		// The version read may be newer than the one the cache showed.
-		st.APIKeySecretVersion = version
+		st.APIKeySecretVersion = fmt.Sprintf("%s/%d/%s", iss.obj.GetUID(), iss.obj.GetGeneration(), version)
 	}
 	if f != nil {
 		// A missing Secret waits for the Secret watch; a failed read backs off.
 		return r.failResult(rt, now, f, v1alpha1.ConditionIssued)
-	}
-	c, err := revio.New(revio.Config{
-		BaseURL: rt.Spec.URL, Host: rt.Spec.Host, AllowHTTP: r.AllowHTTP,
-		HTTPClient: r.HTTPClient, Observe: metrics.Observer("revio"),
-	})
-	if err != nil {
-		return r.failResult(rt, now, classifyRevio(err), v1alpha1.ConditionIssued)
 	}
 	tok, err := c.Exchange(ctx, apiKey)
 	if err != nil {
@@ -185,7 +197,7 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	}
 	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "token obtained from Rev.io")
 
-	data := tokenData(rt, tok)
+	data := tokenData(iss, tok)
 	if _, err := r.secrets.apply(ctx, r.Client, existing, secretsync.Desired{
 		Namespace: rt.Namespace, Name: secretName, Owner: rt,
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindRevioToken,
@@ -218,7 +230,7 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 }
 
 // tokenData is the output Secret's data.
-func tokenData(rt *v1alpha1.RevioToken, tok *revio.Token) map[string][]byte {
+func tokenData(iss *revioIssuer, tok *revio.Token) map[string][]byte {
 	exp := ""
 	if !tok.ExpiresAt.IsZero() {
 		exp = tok.ExpiresAt.UTC().Format(time.RFC3339)
@@ -226,8 +238,8 @@ func tokenData(rt *v1alpha1.RevioToken, tok *revio.Token) map[string][]byte {
 	return map[string][]byte{
 		"token":         []byte(tok.JWT),
 		"authorization": []byte("Bearer " + tok.JWT),
-		"host":          []byte(rt.Spec.Host),
-		"url":           []byte(rt.Spec.URL),
+		"host":          []byte(iss.spec.Host),
+		"url":           []byte(iss.url()),
 		"expiresAt":     []byte(exp),
 	}
 }
@@ -333,7 +345,8 @@ func permanentFailure(conds []metav1.Condition) bool {
 	switch c.Reason {
 	case v1alpha1.ReasonInvalidAPIKey, v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonInsecureEndpoint,
 		v1alpha1.ReasonSecretConflict, v1alpha1.ReasonUnauthorized, v1alpha1.ReasonMissingScope,
-		v1alpha1.ReasonBadRequest, v1alpha1.ReasonEnvironmentMismatch:
+		v1alpha1.ReasonBadRequest, v1alpha1.ReasonEnvironmentMismatch, v1alpha1.ReasonEndpointNotAllowed,
+		v1alpha1.ReasonSecretTypeNotAllowed:
 		return true
 	}
 	return false

@@ -125,9 +125,7 @@ func rtNew(ns, name, keySecret string, mutate ...func(*v1alpha1.RevioToken)) *v1
 	rt := &v1alpha1.RevioToken{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: v1alpha1.RevioTokenSpec{
-			URL:             revioSim.URL,
-			Host:            rtHost,
-			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: keySecret, Key: "apiKey"},
+			IssuerRef: v1alpha1.RevioIssuerReference{Name: keySecret},
 		},
 	}
 	for _, m := range mutate {
@@ -136,9 +134,41 @@ func rtNew(ns, name, keySecret string, mutate ...func(*v1alpha1.RevioToken)) *v1
 	return rt
 }
 
+// rtCreate creates the RevioToken and, when missing, the RevioIssuer it
+// names: the simulator, rtHost, and the API key in the Secret of the
+// issuer's name.
 func rtCreate(t *testing.T, rt *v1alpha1.RevioToken) {
 	t.Helper()
+	rtCreateIssuer(t, rt.Namespace, rt.Spec.IssuerRef.Name)
 	NewWithT(t).Expect(k8s.Create(context.Background(), rt)).To(Succeed())
+}
+
+// rtCreateIssuer creates, unless it exists, the RevioIssuer ns/name for the
+// simulator and rtHost, reading the API key from the Secret of its name.
+func rtCreateIssuer(t *testing.T, ns, name string, mutate ...func(*v1alpha1.RevioIssuerSpec)) {
+	t.Helper()
+	iss := &v1alpha1.RevioIssuer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.RevioIssuerSpec{URL: revioSim.URL, Host: rtHost,
+			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: name, Key: "apiKey"}}}
+	for _, m := range mutate {
+		m(&iss.Spec)
+	}
+	if err := k8s.Create(context.Background(), iss); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create issuer: %v", err)
+	}
+}
+
+// rtIssuerUpdate changes the RevioIssuer ns/name.
+func rtIssuerUpdate(t *testing.T, ns, name string, mutate func(*v1alpha1.RevioIssuerSpec)) {
+	t.Helper()
+	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		iss := &v1alpha1.RevioIssuer{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, iss); err != nil {
+			return err
+		}
+		mutate(&iss.Spec)
+		return k8s.Update(context.Background(), iss)
+	})).To(Succeed())
 }
 
 func rtGet(t *testing.T, ns, name string) *v1alpha1.RevioToken {
@@ -537,15 +567,14 @@ func TestRevioTokenFailures(t *testing.T) {
 		key := revioSim.GenerateAPIKey(rtHost)
 		rtAPIKeySecret(t, ns, "rev-key", key)
 		base := rtExchanges()
-		rtCreate(t, rtNew(ns, "tok", "rev-key", func(rt *v1alpha1.RevioToken) {
-			rt.Spec.APIKeySecretRef.Key = "token"
-		}))
+		rtCreateIssuer(t, ns, "rev-key", func(s *v1alpha1.RevioIssuerSpec) { s.APIKeySecretRef.Key = "token" })
+		rtCreate(t, rtNew(ns, "tok", "rev-key"))
 		rt := rtWaitReason(t, ns, "tok", v1alpha1.ReasonSecretNotFound)
 		g.Expect(meta.FindStatusCondition(rt.Status.Conditions, v1alpha1.ConditionReady).Message).To(ContainSubstring(`"token"`))
 		rtExpectExchanges(t, base, 0)
 
 		// Fixing the reference (a spec change) recovers.
-		rtUpdate(t, ns, "tok", func(rt *v1alpha1.RevioToken) { rt.Spec.APIKeySecretRef.Key = "apiKey" })
+		rtIssuerUpdate(t, ns, "rev-key", func(s *v1alpha1.RevioIssuerSpec) { s.APIKeySecretRef.Key = "apiKey" })
 		rtWaitReady(t, ns, "tok", 1)
 		rtExpectExchanges(t, base, 1)
 		assertNoSecretsLeaked(t, ns, key, rtToken(t, ns, "tok"))
@@ -858,8 +887,8 @@ func TestRevioTokenVerify(t *testing.T) {
 	rtAPIKeySecret(t, ns, "rev-key", key)
 	customers := func() int { return revioSim.Counts().Count(reviotest.EndpointCustomers) }
 	baseEx, baseCu := rtExchanges(), customers()
+	rtCreateIssuer(t, ns, "rev-key", func(s *v1alpha1.RevioIssuerSpec) { s.Host = "a.psarev.io" })
 	rtCreate(t, rtNew(ns, "tok", "rev-key", func(rt *v1alpha1.RevioToken) {
-		rt.Spec.Host = "a.psarev.io"
 		rt.Spec.Verify = &v1alpha1.Verify{Path: reviotest.CustomersPath}
 	}))
 	rtWaitReady(t, ns, "tok", 1)
@@ -870,7 +899,7 @@ func TestRevioTokenVerify(t *testing.T) {
 	// The key is bound to a.psarev.io: with host b the exchange succeeds
 	// but the billing API answers 401 to the new token.
 	baseEx, baseCu = rtExchanges(), customers()
-	rtUpdate(t, ns, "tok", func(rt *v1alpha1.RevioToken) { rt.Spec.Host = "b.psarev.io" })
+	rtIssuerUpdate(t, ns, "rev-key", func(s *v1alpha1.RevioIssuerSpec) { s.Host = "b.psarev.io" })
 	rt := rtWaitReason(t, ns, "tok", v1alpha1.ReasonVerificationFailed)
 	g.Expect(meta.FindStatusCondition(rt.Status.Conditions, v1alpha1.ConditionIssued).Reason).To(Equal(v1alpha1.ReasonVerificationFailed))
 	rtExpectExchanges(t, baseEx, 1)
@@ -890,7 +919,7 @@ func TestRevioTokenVerify(t *testing.T) {
 	g.Expect(rtSecret(t, ns, "tok").Data).To(Equal(good.Data))
 
 	// Back to the right host: verified and published.
-	rtUpdate(t, ns, "tok", func(rt *v1alpha1.RevioToken) { rt.Spec.Host = "a.psarev.io" })
+	rtIssuerUpdate(t, ns, "rev-key", func(s *v1alpha1.RevioIssuerSpec) { s.Host = "a.psarev.io" })
 	rtWaitReady(t, ns, "tok", 2)
 	rtExpectExchanges(t, baseEx, 3)
 	s := rtSecret(t, ns, "tok")

@@ -124,10 +124,7 @@ func baseApiKey() map[string]any {
 		"apiVersion": v1alpha1.GroupVersion.String(),
 		"kind":       "ApiKey",
 		"spec": map[string]any{
-			"reevit": map[string]any{
-				"orgId":             "org_acme",
-				"adminKeySecretRef": map[string]any{"name": "reevit-admin"},
-			},
+			"issuerRef":   map[string]any{"name": "reevit"},
 			"scopes":      []any{"payments:read"},
 			"environment": "test",
 		},
@@ -139,6 +136,29 @@ func baseRevioToken() map[string]any {
 	return map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(),
 		"kind":       "RevioToken",
+		"spec": map[string]any{
+			"issuerRef": map[string]any{"name": "revio"},
+		},
+	}
+}
+
+// baseReevitIssuer is a valid ReevitIssuer with only the required fields.
+func baseReevitIssuer() map[string]any {
+	return map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(),
+		"kind":       "ReevitIssuer",
+		"spec": map[string]any{
+			"orgId":             "org_acme",
+			"adminKeySecretRef": map[string]any{"name": "reevit-admin"},
+		},
+	}
+}
+
+// baseRevioIssuer is a valid RevioIssuer with only the required fields.
+func baseRevioIssuer() map[string]any {
+	return map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(),
+		"kind":       "RevioIssuer",
 		"spec": map[string]any{
 			"host":            "acme.psarev.io",
 			"apiKeySecretRef": map[string]any{"name": "revio-api-key"},
@@ -194,6 +214,10 @@ func newSchemaObject(kind string, muts []specMutation) *unstructured.Unstructure
 		obj = baseApiKey()
 	case "RevioToken":
 		obj = baseRevioToken()
+	case "ReevitIssuer":
+		obj = baseReevitIssuer()
+	case "RevioIssuer":
+		obj = baseRevioIssuer()
 	default:
 		panic("unknown kind " + kind)
 	}
@@ -205,6 +229,14 @@ func newSchemaObject(kind string, muts []specMutation) *unstructured.Unstructure
 
 func akCase(name string, want []string, muts ...specMutation) schemaCase {
 	return schemaCase{name: name, kind: "ApiKey", muts: muts, want: want}
+}
+
+func riCase(name string, want []string, muts ...specMutation) schemaCase {
+	return schemaCase{name: name, kind: "ReevitIssuer", muts: muts, want: want}
+}
+
+func rviCase(name string, want []string, muts ...specMutation) schemaCase {
+	return schemaCase{name: name, kind: "RevioIssuer", muts: muts, want: want}
 }
 
 func rtCase(name string, want []string, muts ...specMutation) schemaCase {
@@ -271,32 +303,32 @@ func TestSchemaRejects(t *testing.T) {
 			specSet("rotation.every", "1h"), specSet("rotation.gracePeriod", "61m")),
 
 		// Reevit endpoint.
-		akCase("http url to a remote host", wantMsg(`spec.reevit.url`, `reevit.url must use https://`),
-			specSet("reevit.url", "http://api.reevit.com")),
-		akCase("http url to a host starting with localhost", wantMsg(`spec.reevit.url`, `reevit.url must use https://`),
-			specSet("reevit.url", "http://localhost.evil.example")),
-		akCase("http url with localhost as user info", wantMsg(`spec.reevit.url`, `reevit.url must use https://`),
-			specSet("reevit.url", "http://localhost@evil.example")),
-		akCase("http url to a private address", wantMsg(`spec.reevit.url`, `reevit.url must use https://`),
-			specSet("reevit.url", "http://10.0.0.1:8080")),
-		akCase("url not a URL", wantMsg(`spec.reevit.url`, `reevit.url must be an absolute URL`),
-			specSet("reevit.url", "https://exa mple.com")),
-		akCase("url without scheme", wantMsg(`spec.reevit.url`, `reevit.url must use https://`),
-			specSet("reevit.url", "api.reevit.com")),
-		akCase("url without host", wantMsg(`spec.reevit.url`, `reevit.url must be an absolute URL`),
-			specSet("reevit.url", "https://")),
-		akCase("empty orgId", wantMsg(`spec.reevit.orgId`, `should be at least 1 chars long`),
-			specSet("reevit.orgId", "")),
-		akCase("missing orgId", wantMsg(`spec.reevit.orgId`, `Required value`),
-			specUnset("reevit.orgId")),
-		akCase("orgId with a space", wantMsg(`spec.reevit.orgId`, `should match`),
-			specSet("reevit.orgId", "org acme")),
-		akCase("orgId with a slash", wantMsg(`spec.reevit.orgId`, `should match`),
-			specSet("reevit.orgId", "org/acme")),
-		akCase("admin secret name not a DNS name", wantMsg(`spec.reevit.adminKeySecretRef.name`, `should match`),
-			specSet("reevit.adminKeySecretRef.name", "Reevit_Admin")),
-		akCase("admin secret key with a slash", wantMsg(`spec.reevit.adminKeySecretRef.key`, `should match`),
-			specSet("reevit.adminKeySecretRef.key", "a/b")),
+		riCase("http url to a remote host", wantMsg(`spec.url`, `url must use https://`),
+			specSet("url", "http://api.reevit.com")),
+		riCase("http url to a host starting with localhost", wantMsg(`spec.url`, `url must use https://`),
+			specSet("url", "http://localhost.evil.example")),
+		riCase("http url with localhost as user info", wantMsg(`spec.url`, `url must use https://`),
+			specSet("url", "http://localhost@evil.example")),
+		riCase("http url to a private address", wantMsg(`spec.url`, `url must use https://`),
+			specSet("url", "http://10.0.0.1:8080")),
+		riCase("url not a URL", wantMsg(`spec.url`, `url must be an absolute URL`),
+			specSet("url", "https://exa mple.com")),
+		riCase("url without scheme", wantMsg(`spec.url`, `url must use https://`),
+			specSet("url", "api.reevit.com")),
+		riCase("url without host", wantMsg(`spec.url`, `url must be an absolute URL`),
+			specSet("url", "https://")),
+		riCase("empty orgId", wantMsg(`spec.orgId`, `should be at least 1 chars long`),
+			specSet("orgId", "")),
+		riCase("missing orgId", wantMsg(`spec.orgId`, `Required value`),
+			specUnset("orgId")),
+		riCase("orgId with a space", wantMsg(`spec.orgId`, `should match`),
+			specSet("orgId", "org acme")),
+		riCase("orgId with a slash", wantMsg(`spec.orgId`, `should match`),
+			specSet("orgId", "org/acme")),
+		riCase("admin secret name not a DNS name", wantMsg(`spec.adminKeySecretRef.name`, `should match`),
+			specSet("adminKeySecretRef.name", "Reevit_Admin")),
+		riCase("admin secret key with a slash", wantMsg(`spec.adminKeySecretRef.key`, `should match`),
+			specSet("adminKeySecretRef.key", "a/b")),
 
 		// The rest of the ApiKey spec.
 		akCase("unknown environment", wantMsg(`spec.environment`, `Unsupported value: "prod"`, `"live"`, `"test"`),
@@ -317,23 +349,23 @@ func TestSchemaRejects(t *testing.T) {
 			specSet("historyLimit", int64(101))),
 
 		// RevioToken.
-		rtCase("http url to a remote host", wantMsg(`spec.url`, `url must use https://`),
+		rviCase("http url to a remote host", wantMsg(`spec.url`, `url must use https://`),
 			specSet("url", "http://api.psarev.io")),
-		rtCase("url not a URL", wantMsg(`spec.url`, `url must be an absolute URL`),
+		rviCase("url not a URL", wantMsg(`spec.url`, `url must be an absolute URL`),
 			specSet("url", "https://api psarev.io")),
-		rtCase("url without scheme", wantMsg(`spec.url`, `url must use https://`),
+		rviCase("url without scheme", wantMsg(`spec.url`, `url must use https://`),
 			specSet("url", "api.psarev.io")),
-		rtCase("empty host", wantMsg(`spec.host`, `should be at least 1 chars long`),
+		rviCase("empty host", wantMsg(`spec.host`, `should be at least 1 chars long`),
 			specSet("host", "")),
-		rtCase("host with underscore and capitals", wantMsg(`spec.host`, `DNS name`),
+		rviCase("host with underscore and capitals", wantMsg(`spec.host`, `DNS name`),
 			specSet("host", "Acme_Host")),
-		rtCase("host with scheme", wantMsg(`spec.host`, `DNS name`),
+		rviCase("host with scheme", wantMsg(`spec.host`, `DNS name`),
 			specSet("host", "http://acme.psarev.io")),
-		rtCase("host with port", wantMsg(`spec.host`, `DNS name`),
+		rviCase("host with port", wantMsg(`spec.host`, `DNS name`),
 			specSet("host", "acme.psarev.io:443")),
-		rtCase("host with path", wantMsg(`spec.host`, `DNS name`),
+		rviCase("host with path", wantMsg(`spec.host`, `DNS name`),
 			specSet("host", "acme.psarev.io/billing")),
-		rtCase("host label longer than 63", wantMsg(`spec.host`, `DNS name`),
+		rviCase("host label longer than 63", wantMsg(`spec.host`, `DNS name`),
 			specSet("host", strings.Repeat("a", 64)+".psarev.io")),
 		rtCase("refresh.interval below 10s", wantMsg(`spec.refresh.interval`, `refresh.interval must be at least 10s`),
 			specSet("refresh.interval", "9s")),
@@ -349,13 +381,37 @@ func TestSchemaRejects(t *testing.T) {
 			specSet("rolloutRestart", []any{map[string]any{"kind": "CronJob", "name": "sync"}})),
 		rtCase("secret name with upper case", wantMsg(`spec.secret.name`, `should match`),
 			specSet("secret.name", "Billing")),
-		rtCase("api key secret without name", wantMsg(`spec.apiKeySecretRef.name`, `Required value`),
+		rviCase("api key secret without name", wantMsg(`spec.apiKeySecretRef.name`, `Required value`),
 			specUnset("apiKeySecretRef.name")),
 
+		// Issuers and references.
+		akCase("issuerRef to an unknown kind", wantMsg(`spec.issuerRef.kind`, `Unsupported value: "Issuer"`),
+			specSet("issuerRef.kind", "Issuer")),
+		akCase("issuerRef without name", wantMsg(`spec.issuerRef.name`, `Required value`),
+			specUnset("issuerRef.name")),
+		akCase("no issuerRef", wantMsg(`spec.issuerRef`, `Required value`),
+			specUnset("issuerRef")),
+		rtCase("issuerRef to a Reevit issuer", wantMsg(`spec.issuerRef.kind`, `Unsupported value: "ReevitIssuer"`),
+			specSet("issuerRef.kind", "ReevitIssuer")),
+		riCase("namespaceSelector on a namespaced issuer", wantMsg(`namespaceSelector applies only to ClusterReevitIssuer`),
+			specSet("policy.namespaceSelector", map[string]any{"matchLabels": map[string]any{"team": "a"}})),
+		riCase("policy scope unknown", wantMsg(`spec.policy.allowedScopes[0]`, `Unsupported value`),
+			specSet("policy.allowedScopes", anyStrs("payments:admin"))),
+		riCase("policy environment unknown", wantMsg(`spec.policy.environments[0]`, `Unsupported value`),
+			specSet("policy.environments", anyStrs("prod"))),
+		riCase("policy maxKeyAge not a duration", wantMsg(`spec.policy.maxKeyAge`, `Go duration`),
+			specSet("policy.maxKeyAge", "30 days")),
+		riCase("actorId with a newline", wantMsg(`spec.actorId`, `should match`),
+			specSet("actorId", "ops\nX-Injected: 1")),
+		rviCase("namespaceSelector on a namespaced issuer", wantMsg(`namespaceSelector applies only to ClusterRevioIssuer`),
+			specSet("namespaceSelector", map[string]any{"matchLabels": map[string]any{"team": "a"}})),
+		riCase("policy accepted", nil, specSet("policy.allowedScopes", anyStrs("payments:read")), specSet("policy.environments", anyStrs("test")),
+			specSet("policy.maxKeyAge", "720h"), specSet("policy.maxGracePeriod", "1h")),
+
 		// Accepted: loopback http for the simulators, the edges of each range.
-		akCase("http://localhost accepted", nil, specSet("reevit.url", "http://localhost:8080")),
-		akCase("http://127.0.0.1 accepted", nil, specSet("reevit.url", "http://127.0.0.1:39123/base")),
-		akCase("http://[::1] accepted", nil, specSet("reevit.url", "http://[::1]:9000")),
+		riCase("http://localhost accepted", nil, specSet("url", "http://localhost:8080")),
+		riCase("http://127.0.0.1 accepted", nil, specSet("url", "http://127.0.0.1:39123/base")),
+		riCase("http://[::1] accepted", nil, specSet("url", "http://[::1]:9000")),
 		akCase("all 16 scopes accepted", nil, specSet("scopes", anyStrs(allReevitScopes...))),
 		akCase("every 1m accepted", nil, specSet("rotation.every", "1m")),
 		akCase("gracePeriod equal to every accepted", nil, specSet("rotation.every", "1h"), specSet("rotation.gracePeriod", "1h")),
@@ -366,10 +422,10 @@ func TestSchemaRejects(t *testing.T) {
 		akCase("schedule descriptor accepted", nil, specSet("rotation.schedule", "@weekly")),
 		akCase("historyLimit 0 accepted", nil, specSet("historyLimit", int64(0))),
 		akCase("historyLimit 100 accepted", nil, specSet("historyLimit", int64(100))),
-		rtCase("http://localhost accepted", nil, specSet("url", "http://localhost:8443")),
-		rtCase("http://[::1] accepted", nil, specSet("url", "http://[::1]:8443/")),
-		rtCase("refresh.interval 10s accepted", nil, specSet("refresh.interval", "10s")),
-		rtCase("host with many labels accepted", nil, specSet("host", "acme-2.eu.psarev.io")),
+		rviCase("http://localhost accepted", nil, specSet("url", "http://localhost:8443")),
+		rviCase("http://[::1] accepted", nil, specSet("url", "http://[::1]:8443/")),
+		rviCase("refresh.interval 10s accepted", nil, specSet("refresh.interval", "10s")),
+		rviCase("host with many labels accepted", nil, specSet("host", "acme-2.eu.psarev.io")),
 	}
 
 	for i, c := range cases {
@@ -408,8 +464,7 @@ func TestSchemaDefaults(t *testing.T) {
 	g.Expect(k8s.Create(ctx, key, client.FieldValidation("Strict"))).To(Succeed())
 	got := &v1alpha1.ApiKey{}
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(key), got)).To(Succeed())
-	g.Expect(got.Spec.Reevit.URL).To(Equal("https://api.reevit.com"))
-	g.Expect(got.Spec.Reevit.AdminKeySecretRef.Key).To(Equal("apiKey"))
+	g.Expect(got.Spec.IssuerRef.Kind).To(Equal(v1alpha1.KindReevitIssuer))
 	g.Expect(got.Spec.DeletionPolicy).To(Equal(v1alpha1.DeletionPolicyRevoke))
 	g.Expect(got.Spec.HistoryLimit).NotTo(BeNil())
 	g.Expect(*got.Spec.HistoryLimit).To(BeEquivalentTo(10))
@@ -417,15 +472,14 @@ func TestSchemaDefaults(t *testing.T) {
 
 	// Explicit values are kept.
 	key = newSchemaObject("ApiKey", []specMutation{
-		specSet("reevit.url", "http://127.0.0.1:8080"), specSet("reevit.adminKeySecretRef.key", "admin"),
+		specSet("issuerRef.kind", "ClusterReevitIssuer"),
 		specSet("deletionPolicy", "Retain"), specSet("historyLimit", int64(3)),
 	})
 	key.SetNamespace(ns)
 	key.SetName("explicit")
 	g.Expect(k8s.Create(ctx, key, client.FieldValidation("Strict"))).To(Succeed())
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(key), got)).To(Succeed())
-	g.Expect(got.Spec.Reevit.URL).To(Equal("http://127.0.0.1:8080"))
-	g.Expect(got.Spec.Reevit.AdminKeySecretRef.Key).To(Equal("admin"))
+	g.Expect(got.Spec.IssuerRef.Kind).To(Equal(v1alpha1.KindClusterReevitIssuer))
 	g.Expect(got.Spec.DeletionPolicy).To(Equal(v1alpha1.DeletionPolicyRetain))
 	g.Expect(*got.Spec.HistoryLimit).To(BeEquivalentTo(3))
 
@@ -436,8 +490,25 @@ func TestSchemaDefaults(t *testing.T) {
 	g.Expect(k8s.Create(ctx, tok, client.FieldValidation("Strict"))).To(Succeed())
 	gotTok := &v1alpha1.RevioToken{}
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(tok), gotTok)).To(Succeed())
-	g.Expect(gotTok.Spec.URL).To(Equal("https://api.psarev.io"))
-	g.Expect(gotTok.Spec.APIKeySecretRef.Key).To(Equal("apiKey"))
+	g.Expect(gotTok.Spec.IssuerRef.Kind).To(Equal(v1alpha1.KindRevioIssuer))
+
+	// Issuers default their URL and the credential's data key.
+	ri := newSchemaObject("ReevitIssuer", nil)
+	ri.SetNamespace(ns)
+	ri.SetName("defaults")
+	g.Expect(k8s.Create(ctx, ri, client.FieldValidation("Strict"))).To(Succeed())
+	gotRi := &v1alpha1.ReevitIssuer{}
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ri), gotRi)).To(Succeed())
+	g.Expect(gotRi.Spec.URL).To(Equal("https://api.reevit.com"))
+	g.Expect(gotRi.Spec.AdminKeySecretRef.Key).To(Equal("apiKey"))
+	rvi := newSchemaObject("RevioIssuer", nil)
+	rvi.SetNamespace(ns)
+	rvi.SetName("defaults")
+	g.Expect(k8s.Create(ctx, rvi, client.FieldValidation("Strict"))).To(Succeed())
+	gotRvi := &v1alpha1.RevioIssuer{}
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rvi), gotRvi)).To(Succeed())
+	g.Expect(gotRvi.Spec.URL).To(Equal("https://api.psarev.io"))
+	g.Expect(gotRvi.Spec.APIKeySecretRef.Key).To(Equal("apiKey"))
 	g.Expect(gotTok.Spec.Refresh.Interval).NotTo(BeNil(), "refresh.interval defaults even without a refresh block")
 	g.Expect(gotTok.Spec.Refresh.Interval.Duration).To(Equal(time.Hour))
 	g.Expect(gotTok.Spec.Refresh.Before).To(BeNil(), "refresh.before defaults to a third of the lifetime, computed per token")
@@ -451,13 +522,13 @@ func TestSchemaDefaults(t *testing.T) {
 	g.Expect(err.Error()).To(ContainSubstring(`unknown field "spec.rotaton"`))
 }
 
-// TestSchemaDescriptions walks both CRDs: every property below the root
+// TestSchemaDescriptions walks every CRD: every property below the root
 // carries a description, since `kubectl explain` is the user's reference.
 func TestSchemaDescriptions(t *testing.T) {
 	g := NewWithT(t)
 	files, err := filepath.Glob(filepath.Join(crdDir, "*.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(files).To(HaveLen(2))
+	g.Expect(files).To(HaveLen(6))
 
 	for _, f := range files {
 		docs := readYAMLDocs(t, f)

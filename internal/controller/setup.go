@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -37,6 +38,11 @@ type Options struct {
 	DriftCheckInterval time.Duration
 	// RolloutWaitLimit bounds how long a revocation waits for rollouts.
 	RolloutWaitLimit time.Duration
+	// AllowedEndpoints are the base URLs issuers may name (--allowed-endpoints).
+	// Empty means DefaultAllowedEndpoints.
+	AllowedEndpoints []string
+	// ClusterResourceNamespace holds the credential Secrets of cluster issuers.
+	ClusterResourceNamespace string
 	// Jitter returns a fraction in [0,1) used to spread refreshes; nil means random.
 	Jitter func() float64
 
@@ -61,17 +67,45 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.RolloutWaitLimit <= 0 {
 		o.RolloutWaitLimit = 15 * time.Minute
 	}
+	if len(o.AllowedEndpoints) == 0 {
+		o.AllowedEndpoints = DefaultAllowedEndpoints
+	}
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.RevioToken{}, secretNamesIndex, func(o client.Object) []string {
 		rt := o.(*v1alpha1.RevioToken)
-		return []string{rt.Spec.APIKeySecretRef.Name, outputSecretName(rt.Name, rt.Spec.Secret)}
+		return []string{outputSecretName(rt.Name, rt.Spec.Secret)}
 	}); err != nil {
 		return err
 	}
+	if err := idx.IndexField(ctx, &v1alpha1.RevioToken{}, issuerRefsIndex, func(o client.Object) []string {
+		rt := o.(*v1alpha1.RevioToken)
+		return []string{issuerKey(revioKind(rt.Spec.IssuerRef.Kind), rt.Spec.IssuerRef.Name)}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.ApiKey{}, issuerRefsIndex, func(o client.Object) []string {
+		return apiKeyIssuerKeys(o.(*v1alpha1.ApiKey))
+	}); err != nil {
+		return err
+	}
+	for _, ix := range []struct {
+		obj client.Object
+		fn  func(client.Object) string
+	}{
+		{&v1alpha1.ReevitIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ReevitIssuer).Spec.AdminKeySecretRef.Name }},
+		{&v1alpha1.ClusterReevitIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ClusterReevitIssuer).Spec.AdminKeySecretRef.Name }},
+		{&v1alpha1.RevioIssuer{}, func(o client.Object) string { return o.(*v1alpha1.RevioIssuer).Spec.APIKeySecretRef.Name }},
+		{&v1alpha1.ClusterRevioIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ClusterRevioIssuer).Spec.APIKeySecretRef.Name }},
+	} {
+		fn := ix.fn
+		if err := idx.IndexField(ctx, ix.obj, issuerSecretIndex, func(o client.Object) []string { return []string{fn(o)} }); err != nil {
+			return err
+		}
+	}
 	if err := idx.IndexField(ctx, &v1alpha1.ApiKey{}, secretNamesIndex, func(o client.Object) []string {
 		ak := o.(*v1alpha1.ApiKey)
-		return []string{ak.Spec.Reevit.AdminKeySecretRef.Name, outputSecretName(ak.Name, ak.Spec.Secret)}
+		return []string{outputSecretName(ak.Name, ak.Spec.Secret)}
 	}); err != nil {
 		return err
 	}
@@ -100,7 +134,14 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := ak.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&AdminSecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	for _, k := range issuerKinds {
+		ir := &IssuerReconciler{Client: mgr.GetClient(), Cache: mgr.GetCache(), Recorder: mgr.GetEventRecorder("keywarden"),
+			Options: o, secrets: secrets, k: k}
+		if err := ir.SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
+	return (&SecretReleaseReconciler{Client: mgr.GetClient(), Cache: mgr.GetCache(), ClusterResourceNamespace: o.ClusterResourceNamespace}).SetupWithManager(mgr)
 }
 
 // outputSecretName is the name of the Secret a resource writes.
@@ -147,6 +188,57 @@ func forEachItem(list client.ObjectList, fn func(client.Object)) {
 			fn(&l.Items[i])
 		}
 	}
+}
+
+// enqueueByIssuer maps an issuer to the objects depending on it.
+func enqueueByIssuer(c client.Client, kind string, cluster bool, newList func() client.ObjectList) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		opts := []client.ListOption{client.MatchingFields{issuerRefsIndex: issuerKey(kind, o.GetName())}}
+		if !cluster {
+			opts = append(opts, client.InNamespace(o.GetNamespace()))
+		}
+		list := newList()
+		if err := c.List(ctx, list, opts...); err != nil {
+			return nil
+		}
+		var reqs []reconcile.Request
+		forEachItem(list, func(obj client.Object) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+		})
+		return reqs
+	})
+}
+
+// issuerChanged passes issuer events its consumers act on: creation (an
+// object waiting for a missing issuer), deletion, a spec change (policy,
+// org, URL), a newly checked credential version and a change of its Ready
+// condition, not every status write.
+func issuerChanged() predicate.Predicate {
+	ready := func(o client.Object) string {
+		var st *v1alpha1.IssuerStatus
+		switch i := o.(type) {
+		case *v1alpha1.ReevitIssuer:
+			st = &i.Status
+		case *v1alpha1.ClusterReevitIssuer:
+			st = &i.Status
+		case *v1alpha1.RevioIssuer:
+			st = &i.Status
+		case *v1alpha1.ClusterRevioIssuer:
+			st = &i.Status
+		default:
+			return ""
+		}
+		// A new credential version checked is a change too: it lifts the
+		// consumers' failures that waited for a person.
+		out := st.CheckedVersion
+		if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c != nil {
+			out += "/" + string(c.Status) + "/" + c.Reason
+		}
+		return out
+	}
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() || ready(e.ObjectOld) != ready(e.ObjectNew)
+	}}
 }
 
 // primaryPredicate lets through spec changes (generation), annotation

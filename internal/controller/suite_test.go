@@ -114,6 +114,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: clusterNS}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	reevitSim = reevittest.NewServer(reevittest.WithClock(clk))
 	defer reevitSim.Close()
 	revioSim = reviotest.NewServer(reviotest.WithClock(clk))
@@ -127,6 +131,9 @@ func run(m *testing.M) int {
 	stopManager()
 	return code
 }
+
+// clusterNS is the manager's cluster-resource namespace in the tests.
+const clusterNS = "keywarden-system"
 
 var (
 	stopManager func()
@@ -156,7 +163,7 @@ func startManager() error {
 		return err
 	}
 	opts := Options{
-		Clock: clk, AllowHTTP: true, MaxConcurrentReconciles: 4,
+		Clock: clk, AllowHTTP: true, MaxConcurrentReconciles: 4, ClusterResourceNamespace: clusterNS,
 		DriftCheckInterval: 10 * time.Minute, RolloutWaitLimit: 2 * time.Minute,
 		Jitter: func() float64 { return 0 },
 		crashAt: func(step string) bool {

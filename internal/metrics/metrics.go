@@ -54,10 +54,23 @@ var (
 		Name: "keywarden_live_keys",
 		Help: "Keys active at Reevit that belong to an ApiKey (current plus pending revocation).",
 	}, []string{"namespace", "name"})
+
+	// IssuerReady is 1 while an issuer's credential is proven, 0 otherwise.
+	IssuerReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_issuer_ready",
+		Help: "1 when the issuer's credential was proven to work, 0 when its last check failed.",
+	}, []string{"kind", "namespace", "name"})
+
+	// PolicyViolations is 1 for an object its issuer's policy refuses.
+	PolicyViolations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_policy_violation",
+		Help: "1 when the object asks for more than its issuer's policy allows (nothing is created for it).",
+	}, []string{"kind", "namespace", "name"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys)
+	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys,
+		IssuerReady, PolicyViolations)
 }
 
 // Observer returns a client hook that records one external request.
@@ -72,6 +85,7 @@ func Observer(api string) func(operation string, code int, d time.Duration) {
 func Forget(kind, namespace, name string) {
 	CredentialExpiry.DeleteLabelValues(kind, namespace, name)
 	NextRenewal.DeleteLabelValues(kind, namespace, name)
+	PolicyViolations.DeleteLabelValues(kind, namespace, name)
 	if kind == "ApiKey" {
 		PendingRevocations.DeleteLabelValues(namespace, name)
 		LiveKeys.DeleteLabelValues(namespace, name)

@@ -13,14 +13,21 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 )
 
-// newInUseApiKey creates an ApiKey using the admin Secret "admin" in ns.
+// newInUseApiKey creates an ApiKey using the ReevitIssuer "reevit" in ns,
+// which it creates (admin Secret "admin") if needed.
 func newInUseApiKey(g Gomega, ns, name, org string, policy v1alpha1.DeletionPolicy) {
+	iss := &v1alpha1.ReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: "reevit", Namespace: ns}, Spec: v1alpha1.ReevitIssuerSpec{
+		URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "admin"}}}
+	if err := k8s.Create(context.Background(), iss); err != nil {
+		g.Expect(apierrors.IsAlreadyExists(err)).To(BeTrue(), "create issuer: %v", err)
+	}
 	ak := &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: v1alpha1.ApiKeySpec{
-		Reevit:         v1alpha1.ReevitEndpoint{URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "admin"}},
+		IssuerRef:      v1alpha1.ReevitIssuerReference{Name: "reevit"},
 		Scopes:         []v1alpha1.Scope{"payments:read"},
 		Environment:    "test",
 		DeletionPolicy: policy,
@@ -72,9 +79,10 @@ func TestApiKeyNamespaceDeletionRevokesEveryKey(t *testing.T) {
 	g.Expect(active[0].ID).To(Equal(adminID))
 }
 
-// The finalizer comes off as soon as no ApiKey with deletionPolicy Revoke
-// refers to the Secret, and Retain never puts it on.
-func TestApiKeyAdminSecretFinalizerReleased(t *testing.T) {
+// The admin-key Secret is protected while its issuer exists; the issuer's
+// deletion waits for the ApiKeys holding keys made through it (Retain ones
+// included only until they are gone), then the Secret is released.
+func TestIssuerDeletionWaitsForKeys(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -83,26 +91,32 @@ func TestApiKeyAdminSecretFinalizerReleased(t *testing.T) {
 	_, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
 	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
 
-	newInUseApiKey(g, ns, "retained", org, v1alpha1.DeletionPolicyRetain)
-	waitApiKeyReady(g, ns, "retained")
-	g.Consistently(func(g Gomega) []string { return adminFinalizers(g, ns) }, 2*time.Second).ShouldNot(ContainElement(inUseFinalizer))
-
 	newInUseApiKey(g, ns, "a", org, v1alpha1.DeletionPolicyRevoke)
 	newInUseApiKey(g, ns, "b", org, v1alpha1.DeletionPolicyRevoke)
 	waitApiKeyReady(g, ns, "a")
 	waitApiKeyReady(g, ns, "b")
 	g.Eventually(func(g Gomega) []string { return adminFinalizers(g, ns) }, 10*time.Second).Should(ContainElement(inUseFinalizer))
 
+	iss := &v1alpha1.ReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: "reevit", Namespace: ns}}
+	g.Expect(k8s.Delete(ctx, iss)).To(Succeed())
+	g.Eventually(func(g Gomega) string {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(iss), iss)).To(Succeed())
+		return meta.FindStatusCondition(iss.Status.Conditions, v1alpha1.ConditionReady).Reason
+	}, 10*time.Second).Should(Equal(v1alpha1.ReasonIssuerInUse))
+
 	g.Expect(k8s.Delete(ctx, &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: ns}})).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a"}, &v1alpha1.ApiKey{}))
-	}, 30*time.Second).Should(BeTrue())
-	g.Consistently(func(g Gomega) []string { return adminFinalizers(g, ns) }, 2*time.Second).Should(ContainElement(inUseFinalizer), "b still needs the Secret")
+	}, 30*time.Second).Should(BeTrue(), "a revoked its key through the deleting issuer")
+	g.Consistently(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(iss), iss) }, 2*time.Second).Should(Succeed(), "b still needs the issuer")
+	g.Expect(adminFinalizers(g, ns)).To(ContainElement(inUseFinalizer), "b still needs the Secret")
 
 	g.Expect(k8s.Delete(ctx, &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: ns}})).To(Succeed())
+	g.Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(iss), iss)) }, 30*time.Second).Should(BeTrue())
 	g.Eventually(func(g Gomega) bool {
 		return slices.Contains(adminFinalizers(g, ns), inUseFinalizer)
 	}, 30*time.Second).Should(BeFalse())
+	g.Expect(reevitSim.ActiveKeys(org)).To(HaveLen(1), "only the admin key is left live")
 }
 
 // A change of spec.secret labels or annotations reaches the Secret without a
@@ -136,9 +150,9 @@ func TestApiKeySecretMetadataFollowsSpec(t *testing.T) {
 	g.Expect(ak.Status.KeyGeneration).To(BeEquivalentTo(1))
 }
 
-// Moving an ApiKey to another admin-key Secret protects the new one and
+// Moving an issuer to another admin-key Secret protects the new one and
 // releases the old one.
-func TestApiKeyAdminSecretFinalizerFollowsReference(t *testing.T) {
+func TestIssuerAdminSecretFinalizerFollowsReference(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -152,10 +166,10 @@ func TestApiKeyAdminSecretFinalizerFollowsReference(t *testing.T) {
 	waitApiKeyReady(g, ns, "key")
 	g.Eventually(func(g Gomega) []string { return adminFinalizers(g, ns) }, 10*time.Second).Should(ContainElement(inUseFinalizer))
 
-	ak := &v1alpha1.ApiKey{}
-	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, ak)).To(Succeed())
-	ak.Spec.Reevit.AdminKeySecretRef.Name = "admin2"
-	g.Expect(k8s.Update(ctx, ak)).To(Succeed())
+	iss := &v1alpha1.ReevitIssuer{}
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "reevit"}, iss)).To(Succeed())
+	iss.Spec.AdminKeySecretRef.Name = "admin2"
+	g.Expect(k8s.Update(ctx, iss)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		s := &corev1.Secret{}
 		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "admin2"}, s)).To(Succeed())

@@ -1,0 +1,433 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/metrics"
+	"github.com/keywarden/keywarden/internal/reevit"
+	"github.com/keywarden/keywarden/internal/revio"
+)
+
+// Default base URLs issuers may name when the manager's --allowed-endpoints
+// flag is not set: the two official API hosts.
+var DefaultAllowedEndpoints = []string{"https://api.reevit.com", "https://api.psarev.io"}
+
+// issuerRefsIndex indexes ApiKeys and RevioTokens by every issuer they
+// depend on ("Kind/name"): the one spec.issuerRef names and, for ApiKeys,
+// those recorded in status as holding live keys.
+const issuerRefsIndex = "keywarden.issuerRefs"
+
+// issuerSecretIndex indexes issuers by the name of their credential Secret.
+const issuerSecretIndex = "keywarden.issuerSecret"
+
+func issuerKey(kind, name string) string { return kind + "/" + name }
+
+// apiKeyIssuerKeys are the issuers an ApiKey depends on.
+func apiKeyIssuerKeys(ak *v1alpha1.ApiKey) []string {
+	keys := []string{issuerKey(reevitKind(ak.Spec.IssuerRef.Kind), ak.Spec.IssuerRef.Name)}
+	add := func(r *v1alpha1.IssuerRecord) {
+		if r != nil && !slices.Contains(keys, issuerKey(r.Kind, r.Name)) {
+			keys = append(keys, issuerKey(r.Kind, r.Name))
+		}
+	}
+	add(ak.Status.Issuer)
+	if ak.Status.PendingCreate != nil {
+		add(ak.Status.PendingCreate.Issuer)
+	}
+	for i := range ak.Status.PendingRevocations {
+		add(ak.Status.PendingRevocations[i].Issuer)
+	}
+	return keys
+}
+
+func reevitKind(k string) string {
+	if k == "" {
+		return v1alpha1.KindReevitIssuer
+	}
+	return k
+}
+
+func revioKind(k string) string {
+	if k == "" {
+		return v1alpha1.KindRevioIssuer
+	}
+	return k
+}
+
+// reevitIssuer is a resolved ReevitIssuer or ClusterReevitIssuer.
+type reevitIssuer struct {
+	obj      client.Object
+	kind     string
+	spec     v1alpha1.ReevitIssuerSpec
+	secretNS string
+}
+
+func (i *reevitIssuer) cluster() bool { return i.kind == v1alpha1.KindClusterReevitIssuer }
+
+// url is the issuer's base URL with its default.
+func (i *reevitIssuer) url() string {
+	if i.spec.URL == "" {
+		return "https://api.reevit.com"
+	}
+	return i.spec.URL
+}
+
+// record is what a key created through the issuer now records.
+func (i *reevitIssuer) record() *v1alpha1.IssuerRecord {
+	return &v1alpha1.IssuerRecord{Kind: i.kind, Name: i.obj.GetName(), UID: i.obj.GetUID(), OrgID: i.spec.OrgID, URL: i.url()}
+}
+
+// describe names the issuer in messages.
+func (i *reevitIssuer) describe() string {
+	if i.cluster() {
+		return i.kind + " " + i.obj.GetName()
+	}
+	return i.kind + " " + i.obj.GetNamespace() + "/" + i.obj.GetName()
+}
+
+// version identifies the issuer's spec and credential Secret: a change lifts
+// a failure that needed a person.
+func (i *reevitIssuer) version(ctx context.Context, cache client.Reader) string {
+	return fmt.Sprintf("%s/%d/%s", i.obj.GetUID(), i.obj.GetGeneration(), secretVersion(ctx, cache, i.secretNS, i.spec.AdminKeySecretRef.Name))
+}
+
+// issuerNotFound is the failure for an issuerRef naming nothing.
+func issuerNotFound(kind, name, ns string) *failure {
+	where := "in namespace " + ns
+	if strings.HasPrefix(kind, "Cluster") {
+		where = "in the cluster"
+	}
+	return &failure{Reason: v1alpha1.ReasonIssuerNotFound, Message: fmt.Sprintf(
+		"%s %s not found %s: ask the platform team for an issuer, or fix spec.issuerRef", kind, name, where)}
+}
+
+// getReevitIssuer reads an issuer from the cache.
+func getReevitIssuer(ctx context.Context, c client.Reader, ns, kind, name, clusterNS string) (*reevitIssuer, *failure) {
+	kind = reevitKind(kind)
+	var (
+		obj  client.Object
+		spec *v1alpha1.ReevitIssuerSpec
+		key  = client.ObjectKey{Name: name}
+	)
+	secretNS := ns
+	if kind == v1alpha1.KindClusterReevitIssuer {
+		ci := &v1alpha1.ClusterReevitIssuer{}
+		obj, spec, secretNS = ci, &ci.Spec, clusterNS
+	} else {
+		ni := &v1alpha1.ReevitIssuer{}
+		obj, spec, key.Namespace = ni, &ni.Spec, ns
+	}
+	if err := c.Get(ctx, key, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, issuerNotFound(kind, name, ns)
+		}
+		return nil, &failure{Reason: v1alpha1.ReasonIssuerNotFound, Transient: true, Err: err, Message: "reading " + kind + " " + name + " failed: " + err.Error()}
+	}
+	return &reevitIssuer{obj: obj, kind: kind, spec: *spec, secretNS: secretNS}, nil
+}
+
+// reevitPolicyViolation checks an ApiKey against its issuer's policy and
+// namespace selector. It is pure: nsLabels are the ApiKey's namespace labels
+// (nil when the issuer selects none).
+func reevitPolicyViolation(ak *v1alpha1.ApiKey, iss *reevitIssuer, nsLabels map[string]string) *failure {
+	p := iss.spec.Policy
+	violation := func(format string, args ...any) *failure {
+		return &failure{Reason: v1alpha1.ReasonPolicyViolation, Message: fmt.Sprintf(format, args...) + " (policy of " + iss.describe() + "); nothing is created"}
+	}
+	if iss.cluster() && p.NamespaceSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(p.NamespaceSelector)
+		if err != nil {
+			return violation("the issuer's policy.namespaceSelector is invalid (%v): the platform team must fix it", err)
+		}
+		if !sel.Matches(labels.Set(nsLabels)) {
+			return violation("namespace %s is not selected by policy.namespaceSelector (%s)", ak.Namespace, sel.String())
+		}
+	}
+	if len(p.AllowedScopes) > 0 {
+		var bad []string
+		for _, s := range ak.Spec.Scopes {
+			if !slices.Contains(p.AllowedScopes, s) {
+				bad = append(bad, string(s))
+			}
+		}
+		if len(bad) > 0 {
+			return violation("spec.scopes asks for %s, outside the allowed scopes %s", strings.Join(bad, ", "), joinScopes(p.AllowedScopes))
+		}
+	}
+	if len(p.Environments) > 0 && !slices.Contains(p.Environments, v1alpha1.Environment(ak.Spec.Environment)) {
+		envs := make([]string, len(p.Environments))
+		for i, e := range p.Environments {
+			envs[i] = string(e)
+		}
+		return violation("spec.environment %q is not allowed: allowed %s", ak.Spec.Environment, strings.Join(envs, ", "))
+	}
+	if p.MaxKeyAge != nil {
+		age, ok := rotationInterval(ak.Spec.Rotation)
+		switch {
+		case !ok:
+			return violation("spec.rotation must rotate at least every %s (policy.maxKeyAge), and no rotation is set", p.MaxKeyAge.Duration)
+		case age > p.MaxKeyAge.Duration:
+			return violation("spec.rotation rotates every %s, longer than the allowed maximum key age %s", age, p.MaxKeyAge.Duration)
+		}
+	}
+	if p.MaxGracePeriod != nil {
+		if g := gracePeriod(ak.Spec.Rotation); g > p.MaxGracePeriod.Duration {
+			return violation("spec.rotation.gracePeriod is %s, longer than the allowed maximum %s", g, p.MaxGracePeriod.Duration)
+		}
+	}
+	return nil
+}
+
+func joinScopes(s []v1alpha1.Scope) string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = string(v)
+	}
+	return strings.Join(out, ", ")
+}
+
+// rotationInterval is the longest time a key lives under a rotation: every,
+// or the longest gap between the next firings of schedule (sampled over a
+// year of firings from a fixed instant, so the answer is pure).
+func rotationInterval(r *v1alpha1.Rotation) (time.Duration, bool) {
+	if r == nil {
+		return 0, false
+	}
+	if r.Every != nil {
+		return r.Every.Duration, true
+	}
+	if r.Schedule == "" {
+		return 0, false
+	}
+	t := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var longest time.Duration
+	for i := 0; i < 400; i++ {
+		next, err := nextRotation(r, t)
+		if err != nil || next.IsZero() {
+			return 0, false
+		}
+		longest = max(longest, next.Sub(t))
+		if next.After(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) {
+			break
+		}
+		t = next
+	}
+	return longest, true
+}
+
+// endpointAllowed says whether the manager may send a credential to u: u
+// must lie under one of the allowed base URLs, or be a loopback address when
+// allowLoopback (simulators in tests and the demo).
+func endpointAllowed(u string, allowed []string, allowLoopback bool) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" || p.User != nil {
+		return false
+	}
+	if allowLoopback {
+		host := p.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return true
+		}
+	}
+	for _, a := range allowed {
+		b, err := url.Parse(strings.TrimSuffix(a, "/"))
+		if err != nil || b.Host == "" {
+			continue
+		}
+		if !strings.EqualFold(b.Scheme, p.Scheme) || !strings.EqualFold(b.Host, p.Host) {
+			continue
+		}
+		path := strings.TrimSuffix(p.Path, "/")
+		if b.Path == "" || path == b.Path || strings.HasPrefix(path, b.Path+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// endpointRefused is the failure for an issuer URL outside the allowed list.
+func endpointRefused(what, u string, allowed []string) *failure {
+	return &failure{Reason: v1alpha1.ReasonEndpointNotAllowed, Message: fmt.Sprintf(
+		"%s names %s, which the manager may not call: allowed base URLs are %s (manager flag --allowed-endpoints)", what, u, strings.Join(allowed, ", "))}
+}
+
+// readIssuerCredential reads the credential an issuer names: an Opaque
+// Secret, nothing else, so no issuer can make the manager send a
+// service-account token or a TLS key anywhere.
+func readIssuerCredential(ctx context.Context, r *secretReader, ns string, ref v1alpha1.SecretKeyReference, field string) (string, string, *failure) {
+	s, err := r.get(ctx, ns, ref.Name)
+	if err == nil && s != nil && s.Type != "" && s.Type != corev1.SecretTypeOpaque {
+		return "", s.ResourceVersion, &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
+			"Secret %s/%s is of type %s: an issuer credential must be an Opaque Secret; create one with kubectl create secret generic", ns, ref.Name, s.Type)}
+	}
+	v, version, f := readSecretKey(ctx, r, ns, ref, field)
+	return strings.TrimSpace(v), version, f
+}
+
+// connectReevit builds the Reevit client for a key recorded as created
+// through rec: the issuer's credential, the recorded organisation and URL.
+func (o Options) connectReevit(ctx context.Context, c client.Reader, secrets *secretReader, ns string, rec *v1alpha1.IssuerRecord) (keyAPI, *failure) {
+	iss, f := getReevitIssuer(ctx, c, ns, rec.Kind, rec.Name, o.ClusterResourceNamespace)
+	if f != nil {
+		return nil, f
+	}
+	if !endpointAllowed(rec.URL, o.AllowedEndpoints, o.AllowHTTP) {
+		return nil, endpointRefused(iss.describe(), rec.URL, o.AllowedEndpoints)
+	}
+	adminKey, _, f := readIssuerCredential(ctx, secrets, iss.secretNS, iss.spec.AdminKeySecretRef, iss.kind+" "+iss.obj.GetName()+" spec.adminKeySecretRef")
+	if f != nil {
+		return nil, f
+	}
+	cl, err := reevit.New(reevit.Config{
+		BaseURL: rec.URL, OrgID: rec.OrgID, AdminKey: adminKey,
+		ActorID: iss.spec.ActorID, AllowHTTP: o.AllowHTTP, HTTPClient: o.HTTPClient,
+		Observe: metrics.Observer("reevit"),
+	})
+	if err != nil {
+		return nil, classifyReevit(err)
+	}
+	return cl, nil
+}
+
+// reevitConns hands out one client per issuer record and pass.
+type reevitConns struct {
+	ctx     context.Context
+	r       *ApiKeyReconciler
+	ns      string
+	current *v1alpha1.IssuerRecord
+	conns   map[v1alpha1.IssuerRecord]keyAPI
+}
+
+func (r *ApiKeyReconciler) newConns(ctx context.Context, ns string, current *v1alpha1.IssuerRecord) *reevitConns {
+	return &reevitConns{ctx: ctx, r: r, ns: ns, current: current, conns: map[v1alpha1.IssuerRecord]keyAPI{}}
+}
+
+// get returns the client for rec (nil: the current issuer).
+func (c *reevitConns) get(rec *v1alpha1.IssuerRecord) (keyAPI, *failure) {
+	if rec == nil {
+		rec = c.current
+	}
+	if rec == nil {
+		return nil, &failure{Reason: v1alpha1.ReasonIssuerNotFound, Message: "no issuer recorded for the key and spec.issuerRef resolves to none"}
+	}
+	k := *rec
+	k.UID = ""
+	if api, ok := c.conns[k]; ok {
+		return api, nil
+	}
+	api, f := c.r.connectReevit(c.ctx, c.r.Client, c.r.secrets, c.ns, rec)
+	if f != nil {
+		return nil, f
+	}
+	c.conns[k] = api
+	return api, nil
+}
+
+// revioIssuer is a resolved RevioIssuer or ClusterRevioIssuer.
+type revioIssuer struct {
+	obj      client.Object
+	kind     string
+	spec     v1alpha1.RevioIssuerSpec
+	secretNS string
+}
+
+func (i *revioIssuer) url() string {
+	if i.spec.URL == "" {
+		return "https://api.psarev.io"
+	}
+	return i.spec.URL
+}
+
+func (i *revioIssuer) describe() string {
+	if i.kind == v1alpha1.KindClusterRevioIssuer {
+		return i.kind + " " + i.obj.GetName()
+	}
+	return i.kind + " " + i.obj.GetNamespace() + "/" + i.obj.GetName()
+}
+
+func (i *revioIssuer) version(ctx context.Context, cache client.Reader) string {
+	v := secretVersion(ctx, cache, i.secretNS, i.spec.APIKeySecretRef.Name)
+	if v == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d/%s", i.obj.GetUID(), i.obj.GetGeneration(), v)
+}
+
+func getRevioIssuer(ctx context.Context, c client.Reader, ns, kind, name, clusterNS string) (*revioIssuer, *failure) {
+	kind = revioKind(kind)
+	var (
+		obj  client.Object
+		spec *v1alpha1.RevioIssuerSpec
+		key  = client.ObjectKey{Name: name}
+	)
+	secretNS := ns
+	if kind == v1alpha1.KindClusterRevioIssuer {
+		ci := &v1alpha1.ClusterRevioIssuer{}
+		obj, spec, secretNS = ci, &ci.Spec, clusterNS
+	} else {
+		ni := &v1alpha1.RevioIssuer{}
+		obj, spec, key.Namespace = ni, &ni.Spec, ns
+	}
+	if err := c.Get(ctx, key, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, issuerNotFound(kind, name, ns)
+		}
+		return nil, &failure{Reason: v1alpha1.ReasonIssuerNotFound, Transient: true, Err: err, Message: "reading " + kind + " " + name + " failed: " + err.Error()}
+	}
+	return &revioIssuer{obj: obj, kind: kind, spec: *spec, secretNS: secretNS}, nil
+}
+
+// revioNamespaceViolation checks a cluster issuer's namespace selector.
+func revioNamespaceViolation(ns string, iss *revioIssuer, nsLabels map[string]string) *failure {
+	if iss.kind != v1alpha1.KindClusterRevioIssuer || iss.spec.NamespaceSelector == nil {
+		return nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(iss.spec.NamespaceSelector)
+	if err == nil && sel.Matches(labels.Set(nsLabels)) {
+		return nil
+	}
+	return &failure{Reason: v1alpha1.ReasonPolicyViolation, Message: fmt.Sprintf(
+		"namespace %s is not selected by the namespaceSelector of %s: ask the platform team, or use another issuer; nothing is exchanged", ns, iss.describe())}
+}
+
+// connectRevio builds the Rev.io client and reads the API key of an issuer.
+func (o Options) connectRevio(ctx context.Context, secrets *secretReader, iss *revioIssuer) (*revio.Client, string, string, *failure) {
+	if !endpointAllowed(iss.url(), o.AllowedEndpoints, o.AllowHTTP) {
+		return nil, "", "", endpointRefused(iss.describe(), iss.url(), o.AllowedEndpoints)
+	}
+	apiKey, version, f := readIssuerCredential(ctx, secrets, iss.secretNS, iss.spec.APIKeySecretRef, iss.kind+" "+iss.obj.GetName()+" spec.apiKeySecretRef")
+	if f != nil {
+		return nil, "", version, f
+	}
+	c, err := revio.New(revio.Config{
+		BaseURL: iss.url(), Host: iss.spec.Host, AllowHTTP: o.AllowHTTP,
+		HTTPClient: o.HTTPClient, Observe: metrics.Observer("revio"),
+	})
+	if err != nil {
+		return nil, "", version, classifyRevio(err)
+	}
+	return c, apiKey, version, nil
+}
+
+// namespaceLabels reads a namespace's labels from the cache (nil on error:
+// a selector then selects nothing, which refuses rather than allows).
+func namespaceLabels(ctx context.Context, c client.Reader, ns string) map[string]string {
+	n := &corev1.Namespace{}
+	if err := c.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+		return nil
+	}
+	return n.Labels
+}

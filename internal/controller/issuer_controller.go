@@ -1,0 +1,406 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/metrics"
+	"github.com/keywarden/keywarden/internal/reevit"
+)
+
+// issuerFinalizer holds a Reevit issuer while keys made through it may still
+// have to be revoked with its credential.
+const issuerFinalizer = "credentials.keywarden.dev/issuer-in-use"
+
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reevitissuers;clusterreevitissuers,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=revioissuers;clusterrevioissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reevitissuers/status;clusterreevitissuers/status;revioissuers/status;clusterrevioissuers/status,verbs=get;patch
+// +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reevitissuers/finalizers;clusterreevitissuers/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+
+// issuerKind describes one of the four issuer kinds to the one issuer
+// reconciler.
+type issuerKind struct {
+	kind    string
+	cluster bool
+	// reevit issuers hold keys: their deletion waits for the ApiKeys.
+	reevit bool
+	newObj func() client.Object
+	status func(client.Object) *v1alpha1.IssuerStatus
+	// secretRef is the credential Secret the issuer names.
+	secretRef func(client.Object) v1alpha1.SecretKeyReference
+}
+
+var issuerKinds = []issuerKind{
+	{kind: v1alpha1.KindReevitIssuer, reevit: true,
+		newObj: func() client.Object { return &v1alpha1.ReevitIssuer{} },
+		status: func(o client.Object) *v1alpha1.IssuerStatus { return &o.(*v1alpha1.ReevitIssuer).Status },
+		secretRef: func(o client.Object) v1alpha1.SecretKeyReference {
+			return o.(*v1alpha1.ReevitIssuer).Spec.AdminKeySecretRef
+		}},
+	{kind: v1alpha1.KindClusterReevitIssuer, cluster: true, reevit: true,
+		newObj: func() client.Object { return &v1alpha1.ClusterReevitIssuer{} },
+		status: func(o client.Object) *v1alpha1.IssuerStatus { return &o.(*v1alpha1.ClusterReevitIssuer).Status },
+		secretRef: func(o client.Object) v1alpha1.SecretKeyReference {
+			return o.(*v1alpha1.ClusterReevitIssuer).Spec.AdminKeySecretRef
+		}},
+	{kind: v1alpha1.KindRevioIssuer,
+		newObj: func() client.Object { return &v1alpha1.RevioIssuer{} },
+		status: func(o client.Object) *v1alpha1.IssuerStatus { return &o.(*v1alpha1.RevioIssuer).Status },
+		secretRef: func(o client.Object) v1alpha1.SecretKeyReference {
+			return o.(*v1alpha1.RevioIssuer).Spec.APIKeySecretRef
+		}},
+	{kind: v1alpha1.KindClusterRevioIssuer, cluster: true,
+		newObj: func() client.Object { return &v1alpha1.ClusterRevioIssuer{} },
+		status: func(o client.Object) *v1alpha1.IssuerStatus { return &o.(*v1alpha1.ClusterRevioIssuer).Status },
+		secretRef: func(o client.Object) v1alpha1.SecretKeyReference {
+			return o.(*v1alpha1.ClusterRevioIssuer).Spec.APIKeySecretRef
+		}},
+}
+
+// IssuerReconciler proves an issuer's credential once per version of the
+// issuer and its Secret (Ready), protects the credential Secret, and holds a
+// Reevit issuer's deletion while keys made through it are live.
+type IssuerReconciler struct {
+	client.Client
+	// Cache serves the metadata-only view of Secrets.
+	Cache    client.Reader
+	Recorder recorder.EventRecorder
+	Options
+	secrets *secretReader
+	k       issuerKind
+}
+
+// SetupWithManager watches the issuers, their credential Secrets (metadata)
+// and, for Reevit issuers, the ApiKeys depending on them.
+func (r *IssuerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named(strings.ToLower(r.k.kind)).
+		For(r.k.newObj(), builder.WithPredicates(primaryPredicate())).
+		WatchesMetadata(secretMetadata(), handler.EnqueueRequestsFromMapFunc(r.issuersForSecret)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2})
+	if r.k.reevit {
+		b = b.Watches(&v1alpha1.ApiKey{}, r.apiKeyHandler(), builder.WithPredicates(dependencyChanged()))
+	}
+	return b.Complete(r)
+}
+
+// issuersForSecret maps a Secret to the issuers of this kind naming it.
+func (r *IssuerReconciler) issuersForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	if r.k.cluster && o.GetNamespace() != r.ClusterResourceNamespace {
+		return nil
+	}
+	opts := []client.ListOption{client.MatchingFields{issuerSecretIndex: o.GetName()}}
+	if !r.k.cluster {
+		opts = append(opts, client.InNamespace(o.GetNamespace()))
+	}
+	objs, err := r.listIssuers(ctx, opts...)
+	if err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, i := range objs {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: i.GetNamespace(), Name: i.GetName()}})
+	}
+	return reqs
+}
+
+// listIssuers lists the issuers of this kind.
+func (r *IssuerReconciler) listIssuers(ctx context.Context, opts ...client.ListOption) ([]client.Object, error) {
+	var out []client.Object
+	switch r.k.kind {
+	case v1alpha1.KindReevitIssuer:
+		l := &v1alpha1.ReevitIssuerList{}
+		if err := r.List(ctx, l, opts...); err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case v1alpha1.KindClusterReevitIssuer:
+		l := &v1alpha1.ClusterReevitIssuerList{}
+		if err := r.List(ctx, l, opts...); err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case v1alpha1.KindRevioIssuer:
+		l := &v1alpha1.RevioIssuerList{}
+		if err := r.List(ctx, l, opts...); err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case v1alpha1.KindClusterRevioIssuer:
+		l := &v1alpha1.ClusterRevioIssuerList{}
+		if err := r.List(ctx, l, opts...); err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	}
+	return out, nil
+}
+
+// apiKeyHandler enqueues the issuers of this kind an ApiKey depends on, before
+// and after a change.
+func (r *IssuerReconciler) apiKeyHandler() handler.EventHandler {
+	add := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		ak, ok := o.(*v1alpha1.ApiKey)
+		if !ok {
+			return
+		}
+		for _, k := range apiKeyIssuerKeys(ak) {
+			kind, name, _ := strings.Cut(k, "/")
+			if kind != r.k.kind {
+				continue
+			}
+			req := reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}
+			if !r.k.cluster {
+				req.Namespace = ak.Namespace
+			}
+			q.Add(req)
+		}
+	}
+	return handler.Funcs{
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.ObjectOld, q)
+			add(e.ObjectNew, q)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(e.Object, q)
+		},
+	}
+}
+
+// dependencyChanged passes the ApiKey events that can release an issuer:
+// deletions, finalizer changes and changes of the issuers it depends on.
+func dependencyChanged() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*v1alpha1.ApiKey), e.ObjectNew.(*v1alpha1.ApiKey)
+			return !n.DeletionTimestamp.IsZero() || len(o.Finalizers) != len(n.Finalizers) ||
+				!slices.Equal(apiKeyIssuerKeys(o), apiKeyIssuerKeys(n))
+		},
+	}
+}
+
+// Reconcile checks one issuer.
+func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	obj := r.k.newObj()
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.IssuerReady.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	orig := obj.DeepCopyObject().(client.Object)
+	st := r.k.status(obj)
+	origStatus := *st.DeepCopy()
+	secretNS := obj.GetNamespace()
+	if r.k.cluster {
+		secretNS = r.ClusterResourceNamespace
+	}
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return r.finalize(ctx, obj, orig, st, origStatus)
+	}
+	if r.k.reevit && !controllerutil.ContainsFinalizer(obj, issuerFinalizer) {
+		patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+		controllerutil.AddFinalizer(obj, issuerFinalizer)
+		if err := r.Patch(ctx, obj, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+		orig = obj.DeepCopyObject().(client.Object)
+	}
+	ref := r.k.secretRef(obj)
+	if r.k.reevit {
+		if err := protectSecret(ctx, r.Cache, r.Client, secretNS, ref.Name); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	now := r.Clock.Now()
+	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretVersion(ctx, r.Cache, secretNS, ref.Name))
+	ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+	if st.CheckedVersion == version && ready != nil && ready.ObservedGeneration == obj.GetGeneration() {
+		if st.FailedAttempts == 0 {
+			return ctrl.Result{}, nil
+		}
+		if st.LastCheckTime != nil {
+			if retry := st.LastCheckTime.Add(backoff(st.FailedAttempts)); now.Before(retry) {
+				return ctrl.Result{RequeueAfter: retry.Sub(now)}, nil
+			}
+		}
+	}
+	f := r.check(ctx, obj, secretNS)
+	st.CheckedVersion, st.LastCheckTime, st.ObservedGeneration = version, mtime(now), obj.GetGeneration()
+	var res ctrl.Result
+	if f == nil {
+		st.FailedAttempts = 0
+		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, true, v1alpha1.ReasonSucceeded, "the credential works")
+		metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(1)
+	} else {
+		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, false, f.Reason, f.Message)
+		metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(0)
+		if ready == nil || ready.Reason != f.Reason {
+			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, f.Reason, "Check", "%s", f.Message)
+		}
+		if f.Transient {
+			st.FailedAttempts++
+			d := backoff(st.FailedAttempts)
+			if f.RetryAfter > 0 {
+				d = f.RetryAfter
+			}
+			res.RequeueAfter = d
+		} else {
+			st.FailedAttempts = 0 // checked again when the issuer or its Secret changes
+		}
+	}
+	if err := patchStatus(ctx, r.Client, obj, orig, *st, origStatus); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: staleRequeue}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
+	}
+	return res, nil
+}
+
+// check proves the credential: a key listing (Reevit), or for Rev.io the
+// endpoint, Secret type and key (see below).
+func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretNS string) *failure {
+	switch o := obj.(type) {
+	case *v1alpha1.ReevitIssuer, *v1alpha1.ClusterReevitIssuer:
+		var spec v1alpha1.ReevitIssuerSpec
+		if ri, ok := o.(*v1alpha1.ReevitIssuer); ok {
+			spec = ri.Spec
+		} else {
+			spec = o.(*v1alpha1.ClusterReevitIssuer).Spec
+		}
+		iss := &reevitIssuer{obj: obj, kind: r.k.kind, spec: spec, secretNS: secretNS}
+		if !endpointAllowed(iss.url(), r.AllowedEndpoints, r.AllowHTTP) {
+			return endpointRefused(iss.describe(), iss.url(), r.AllowedEndpoints)
+		}
+		key, _, f := readIssuerCredential(ctx, r.secrets, secretNS, spec.AdminKeySecretRef, "spec.adminKeySecretRef")
+		if f != nil {
+			return f
+		}
+		c, err := reevit.New(reevit.Config{BaseURL: iss.url(), OrgID: spec.OrgID, AdminKey: key, ActorID: spec.ActorID,
+			AllowHTTP: r.AllowHTTP, HTTPClient: r.HTTPClient, Observe: metrics.Observer("reevit")})
+		if err != nil {
+			return classifyReevit(err)
+		}
+		if _, err := c.ListKeys(ctx); err != nil {
+			return classifyReevit(err)
+		}
+		return nil
+	default:
+		var spec v1alpha1.RevioIssuerSpec
+		if ri, ok := o.(*v1alpha1.RevioIssuer); ok {
+			spec = ri.Spec
+		} else {
+			spec = o.(*v1alpha1.ClusterRevioIssuer).Spec
+		}
+		iss := &revioIssuer{obj: obj, kind: r.k.kind, spec: spec, secretNS: secretNS}
+		// The endpoint, the Secret's type and the key are checked; no
+		// exchange is made: it would mint a token nobody uses and spend
+		// Rev.io's rate limit once per Secret version. The first RevioToken
+		// exchange proves the key itself (its Issued condition).
+		_, _, _, f := r.connectRevio(ctx, r.secrets, iss)
+		return f
+	}
+}
+
+// finalize holds a Reevit issuer while ApiKeys depending on it still have
+// their finalizer (keys to revoke), then lets it go.
+func (r *IssuerReconciler) finalize(ctx context.Context, obj, orig client.Object, st *v1alpha1.IssuerStatus, origStatus v1alpha1.IssuerStatus) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(obj, issuerFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	n, err := r.dependents(ctx, obj)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if n > 0 {
+		msg := fmt.Sprintf("deletion waits until the keys of %d ApiKey(s) made through this issuer are revoked or retained (delete those ApiKeys or move them to another issuer)", n)
+		c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+		if c == nil || c.Reason != v1alpha1.ReasonIssuerInUse {
+			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonIssuerInUse, "Delete", "%s", msg)
+		}
+		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, false, v1alpha1.ReasonIssuerInUse, msg)
+		if err := patchStatus(ctx, r.Client, obj, orig, *st, origStatus); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, nil // ApiKey events bring it back
+	}
+	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+	controllerutil.RemoveFinalizer(obj, issuerFinalizer)
+	if err := r.Patch(ctx, obj, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// dependents counts the ApiKeys that depend on the issuer and may still have
+// keys to revoke.
+func (r *IssuerReconciler) dependents(ctx context.Context, obj client.Object) (int, error) {
+	list := &v1alpha1.ApiKeyList{}
+	opts := []client.ListOption{client.MatchingFields{issuerRefsIndex: issuerKey(r.k.kind, obj.GetName())}, client.UnsafeDisableDeepCopy}
+	if !r.k.cluster {
+		opts = append(opts, client.InNamespace(obj.GetNamespace()))
+	}
+	if err := r.List(ctx, list, opts...); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range list.Items {
+		ak := &list.Items[i]
+		if holdsKeysOf(ak, r.k.kind, obj.GetName()) && (ak.DeletionTimestamp.IsZero() || slices.Contains(ak.Finalizers, finalizer)) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// holdsKeysOf says whether status records a key (active, pending
+// revocation, or a creation in flight) made through the issuer.
+func holdsKeysOf(ak *v1alpha1.ApiKey, kind, name string) bool {
+	is := func(r *v1alpha1.IssuerRecord) bool { return r != nil && r.Kind == kind && r.Name == name }
+	st := &ak.Status
+	if st.KeyID != "" && is(st.Issuer) {
+		return true
+	}
+	if st.PendingCreate != nil && (is(st.PendingCreate.Issuer) || (st.PendingCreate.Issuer == nil &&
+		reevitKind(ak.Spec.IssuerRef.Kind) == kind && ak.Spec.IssuerRef.Name == name)) {
+		return true
+	}
+	for i := range st.PendingRevocations {
+		if is(st.PendingRevocations[i].Issuer) {
+			return true
+		}
+	}
+	return false
+}

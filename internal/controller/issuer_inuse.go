@@ -1,0 +1,132 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+)
+
+// inUseFinalizer protects the admin-key Secret of a Reevit issuer while the
+// issuer exists: when a whole namespace is deleted, its Secrets, issuers and
+// ApiKeys go at the same time, and without this the ApiKeys could no longer
+// authenticate to revoke their keys. Only Secrets an issuer (written by a
+// platform or namespace admin) names get it; an ApiKey names none.
+const inUseFinalizer = "keywarden.dev/in-use"
+
+// protectSecret puts inUseFinalizer on a Secret. Only the metadata is read
+// (from the cache) and patched.
+func protectSecret(ctx context.Context, cache client.Reader, c client.Client, ns, name string) error {
+	m := secretMetadata()
+	if err := cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !m.DeletionTimestamp.IsZero() || slices.Contains(m.Finalizers, inUseFinalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	m.Finalizers = append(m.Finalizers, inUseFinalizer)
+	if err := c.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
+		if apierrors.IsConflict(err) {
+			return nil // another issuer sharing the Secret got there first
+		}
+		return fmt.Errorf("protect admin-key secret: %w", err)
+	}
+	return nil
+}
+
+// SecretReleaseReconciler removes inUseFinalizer from an admin-key Secret
+// once no Reevit issuer names it. It runs per Secret, so issuers going
+// together cannot each leave the finalizer for the other.
+type SecretReleaseReconciler struct {
+	client.Client
+	// Cache serves the metadata-only view of Secrets.
+	Cache client.Reader
+	// ClusterResourceNamespace holds the Secrets of cluster issuers.
+	ClusterResourceNamespace string
+}
+
+// SetupWithManager watches Secrets carrying the finalizer (metadata only) and
+// the Reevit issuers, mapped to their Secret.
+func (r *SecretReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	hasFinalizer := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return slices.Contains(o.GetFinalizers(), inUseFinalizer)
+	})
+	secretOf := func(o client.Object) reconcile.Request {
+		switch i := o.(type) {
+		case *v1alpha1.ReevitIssuer:
+			return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: i.Namespace, Name: i.Spec.AdminKeySecretRef.Name}}
+		case *v1alpha1.ClusterReevitIssuer:
+			return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.ClusterResourceNamespace, Name: i.Spec.AdminKeySecretRef.Name}}
+		}
+		return reconcile.Request{}
+	}
+	// On an update both Secrets are looked at: the one an issuer stopped
+	// naming may be free now.
+	toSecret := handler.Funcs{
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			q.Add(secretOf(e.ObjectOld))
+			q.Add(secretOf(e.ObjectNew))
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			q.Add(secretOf(e.Object))
+		},
+	}
+	relevant := predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return secretOf(e.ObjectOld) != secretOf(e.ObjectNew) },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("secretrelease").
+		WatchesMetadata(secretMetadata(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(hasFinalizer)).
+		Watches(&v1alpha1.ReevitIssuer{}, toSecret, builder.WithPredicates(relevant)).
+		Watches(&v1alpha1.ClusterReevitIssuer{}, toSecret, builder.WithPredicates(relevant)).
+		Complete(r)
+}
+
+// Reconcile releases the Secret when no issuer names it any more.
+func (r *SecretReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	m := secretMetadata()
+	if err := r.Cache.Get(ctx, req.NamespacedName, m); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !slices.Contains(m.Finalizers, inUseFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	ns := &v1alpha1.ReevitIssuerList{}
+	if err := r.List(ctx, ns, client.InNamespace(req.Namespace), client.MatchingFields{issuerSecretIndex: req.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(ns.Items) > 0 {
+		return ctrl.Result{}, nil
+	}
+	if req.Namespace == r.ClusterResourceNamespace {
+		cl := &v1alpha1.ClusterReevitIssuerList{}
+		if err := r.List(ctx, cl, client.MatchingFields{issuerSecretIndex: req.Name}); err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(cl.Items) > 0 {
+			return ctrl.Result{}, nil
+		}
+	}
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	m.Finalizers = slices.DeleteFunc(m.Finalizers, func(f string) bool { return f == inUseFinalizer })
+	if err := r.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("release admin-key secret: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
