@@ -52,6 +52,12 @@ const (
 	ReasonEndpointNotAllowed = "EndpointNotAllowed"
 	// ReasonSecretTypeNotAllowed: an issuer credential Secret is not Opaque.
 	ReasonSecretTypeNotAllowed = "SecretTypeNotAllowed"
+	// ReasonMalformedKey: Reevit answered a create with a key of an unknown shape.
+	ReasonMalformedKey = "MalformedKey"
+	// ReasonRolloutTargetRefused: a rollout target does not consume the output Secret.
+	ReasonRolloutTargetRefused = "RolloutTargetRefused"
+	// ReasonRetained: an ApiKey deleted with deletionPolicy Retain left its key live and its Secret in place.
+	ReasonRetained = "Retained"
 	// ReasonIssuerInUse: an issuer's deletion waits for the keys made through it.
 	ReasonIssuerInUse = "IssuerInUse"
 )

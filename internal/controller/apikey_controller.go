@@ -155,10 +155,7 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
 	}
-	if existing != nil && !secretsync.Controlled(existing, ak) {
-		r.fail(ak, now, classifySecretWrite(&secretsync.ConflictError{Namespace: ak.Namespace, Name: secretName}), v1alpha1.ConditionSecretSynced)
-		return ctrl.Result{}, nil // the Secret watch brings us back
-	}
+	foreign := existing != nil && !secretsync.Controlled(existing, ak)
 
 	iss, gate := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
 	var current *v1alpha1.IssuerRecord
@@ -172,8 +169,38 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		gate = reevitPolicyViolation(ak, iss, nsLabels)
 	}
 	conns := r.newConns(ctx, ak.Namespace, current)
+	// Revocations run on every pass, whatever stops the create path: a
+	// failure that needs a person, a backoff, a foreign Secret or a policy
+	// must never keep a previous or compromised key live.
+	finish := func(res ctrl.Result, err error) (ctrl.Result, error) {
+		if errors.Is(err, errCrash) {
+			return res, err
+		}
+		cur := existing
+		if w := r.secrets.written(ak.Namespace, secretName); w != nil {
+			cur = w
+		}
+		if foreign {
+			cur = nil // never written
+		}
+		wait, rres, rerr, done := r.revokeDue(ctx, ak, conns, cur, now)
+		if err == nil {
+			err = rerr
+		}
+		if done {
+			wait = rres.RequeueAfter
+		}
+		if wait > 0 && (res.RequeueAfter == 0 || wait < res.RequeueAfter) {
+			res.RequeueAfter = wait
+		}
+		return res, err
+	}
+	if foreign {
+		r.fail(ak, now, classifySecretWrite(&secretsync.ConflictError{Namespace: ak.Namespace, Name: secretName}), v1alpha1.ConditionSecretSynced)
+		return finish(ctrl.Result{}, nil) // the Secret watch brings us back
+	}
 	if gate != nil {
-		return r.gated(ctx, ak, conns, existing, gate, now)
+		return finish(r.gated(ak, gate, now))
 	}
 	metrics.PolicyViolations.DeleteLabelValues(kindApiKey, ak.Namespace, ak.Name)
 	// Getting here means no foreign Secret holds the output name any more: a
@@ -184,7 +211,7 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	}
 	if st.FailedAttempts > 0 && !conflictGone {
 		if wait, blocked := r.backingOff(ak, now, adminVersion); blocked {
-			return ctrl.Result{RequeueAfter: wait}, nil
+			return finish(ctrl.Result{RequeueAfter: wait}, nil)
 		}
 	}
 	if adminVersion != "" {
@@ -198,25 +225,25 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		if err != nil {
 			// A spec error: recorded in a condition, retried when the spec changes.
 			r.fail(ak, now, &failure{Reason: v1alpha1.ReasonBadRequest, Message: err.Error() + ": fix spec.rotation"}, v1alpha1.ConditionIssued)
-			return ctrl.Result{}, nil //nolint:nilerr // reported through the condition; no retry until the spec changes
+			return finish(ctrl.Result{}, nil) //nolint:nilerr // reported through the condition; no retry until the spec changes
 		}
 		st.NextRotationTime = optTime(next)
 	}
 	if st.PendingCreate == nil {
 		if reason := newKeyReason(ak, existing, specHash, now); reason != "" {
 			if res, err, done := r.recordIntent(ctx, ak, orig, reason, specHash, current); done {
-				return res, err
+				return finish(res, err)
 			}
 		}
 	}
 	if st.PendingCreate != nil {
 		c, f := conns.get(st.PendingCreate.Issuer)
 		if f != nil {
-			return r.failResult(ak, now, f, v1alpha1.ConditionIssued)
+			return finish(r.failResult(ak, now, f, v1alpha1.ConditionIssued))
 		}
 		res, err, done := r.completeCreate(ctx, ak, c, existing, specHash, now)
 		if done {
-			return res, err
+			return finish(res, err)
 		}
 		// completeCreate wrote the Secret a moment ago; the metadata cache
 		// may not show that version yet, so take the server's answer.
@@ -225,7 +252,7 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 		!secretsync.MetadataMatches(existing, ak.Spec.Secret.Labels, ak.Spec.Secret.Annotations) {
 		// spec.secret labels or annotations changed: same data, new metadata.
 		if _, err := r.applySecret(ctx, ak, existing, existing.Data); err != nil {
-			return r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+			return finish(r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced))
 		}
 	}
 
@@ -284,6 +311,14 @@ func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminV
 // read fails here instead of creating a second key.
 func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.ApiKey, reason, specHash string, iss *v1alpha1.IssuerRecord) (ctrl.Result, error, bool) {
 	st := &ak.Status
+	if reason == createCompromised && st.KeyID != "" && !hasPending(st.PendingRevocations, st.KeyID) {
+		// The compromised key is revoked now, in this pass, whether or not a
+		// replacement can be made: recorded in the same write as the intent.
+		st.PendingRevocations = append(st.PendingRevocations, v1alpha1.PendingRevocation{
+			KeyID: st.KeyID, KeyPrefix: st.KeyPrefix, RevokeAfter: *mtime(r.Clock.Now()), Reason: createCompromised, Issuer: st.Issuer.DeepCopy()})
+		st.KeyID, st.KeyPrefix, st.ActiveSince, st.NextRotationTime = "", "", nil, nil
+		st.LastCompromisedRequest = ak.Annotations[v1alpha1.AnnotationCompromised]
+	}
 	st.KeyGeneration++
 	st.PendingCreate = &v1alpha1.KeyRequest{
 		IdempotencyKey: createIdempotencyKey(ak, st.KeyGeneration, specHash),
@@ -343,6 +378,21 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 	if err := r.crash("after-post"); err != nil {
 		return ctrl.Result{}, err, true
 	}
+	if !wellFormedKey(key.Key) {
+		// An odd answer (too short, unknown prefix, odd characters) is
+		// never published: revoke what was made and back off. The message
+		// carries the key's length only, never a part of it.
+		if key.ID != "" {
+			if err := c.RevokeKey(ctx, key.ID, revokeIdempotencyKey(key.ID)); err != nil {
+				res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+				return res, ferr, true
+			}
+		}
+		st.PendingCreate = nil
+		res, ferr := r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonMalformedKey, Transient: true, Message: fmt.Sprintf(
+			"Reevit answered the create with a key that is not pfk_live_ or pfk_test_ followed by at least 16 letters and digits (%d characters); it was revoked (id %q) and is retried with backoff: report this to Reevit", len(key.Key), key.ID)}, v1alpha1.ConditionIssued)
+		return res, ferr, true
+	}
 	if !strings.HasPrefix(key.Key, "pfk_"+ak.Spec.Environment+"_") {
 		if err := c.RevokeKey(ctx, key.ID, revokeIdempotencyKey(key.ID)); err != nil {
 			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
@@ -352,7 +402,7 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 		appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: key.ID, KeyPrefix: keyPrefix(key.Key), CreatedAt: *mtime(key.CreatedAt), RevokedAt: mtime(now), Reason: v1alpha1.ReasonEnvironmentMismatch})
 		r.fail(ak, now, &failure{Reason: v1alpha1.ReasonEnvironmentMismatch, Message: fmt.Sprintf(
 			"Reevit issued a %s key but spec.environment is %q: the key was revoked; use an admin key of the %s environment or change spec.environment",
-			keyPrefix(key.Key)[:9], ak.Spec.Environment, ak.Spec.Environment)}, v1alpha1.ConditionIssued)
+			key.Key[:9], ak.Spec.Environment, ak.Spec.Environment)}, v1alpha1.ConditionIssued)
 		return ctrl.Result{}, nil, true
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+key.ID+" issued")
@@ -401,13 +451,16 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 // for revocation.
 func (r *ApiKeyReconciler) switchTo(ak *v1alpha1.ApiKey, key *reevit.Key, req *v1alpha1.KeyRequest, specHash string, now time.Time) {
 	st := &ak.Status
-	if st.KeyID != "" && st.KeyID != key.ID {
+	replaced := st.KeyID != "" && st.KeyID != key.ID
+	if replaced && !hasPending(st.PendingRevocations, st.KeyID) {
 		revokeAfter := now.Add(gracePeriod(ak.Spec.Rotation))
 		if req.RevokeCurrent {
 			revokeAfter = now
 		}
 		st.PendingRevocations = append(st.PendingRevocations, v1alpha1.PendingRevocation{
 			KeyID: st.KeyID, KeyPrefix: st.KeyPrefix, RevokeAfter: *mtime(revokeAfter), Reason: req.Reason, Issuer: st.Issuer.DeepCopy()})
+	}
+	if replaced || req.Reason == createCompromised {
 		st.Rotations++
 		st.LastRotationTime = mtime(now)
 	}
@@ -509,6 +562,7 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 	if len(due) == 0 {
 		return wait, ctrl.Result{}, nil, false
 	}
+	var revokedNow []string
 	for _, p := range due {
 		if err := r.crash("during-revoke"); err != nil {
 			return 0, ctrl.Result{}, err, true
@@ -528,7 +582,27 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 		}
 		st.PendingRevocations = removePending(st.PendingRevocations, p.KeyID)
 		markRevoked(ak, p.KeyID, p.Reason, now)
-		r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "previous key %s revoked", p.KeyID)
+		revokedNow = append(revokedNow, p.KeyID)
+		if existing != nil && string(existing.Data["keyId"]) == p.KeyID {
+			r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonCompromised, "Revoke",
+				"compromised key %s revoked and removed from Secret %s; no replacement yet: the workload has no valid key until one is issued", p.KeyID, existing.Name)
+		} else {
+			r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "previous key %s revoked", p.KeyID)
+		}
+	}
+	// A revoked key the Secret still holds as its current key (a compromised
+	// key whose replacement failed) leaves the Secret.
+	if existing != nil && len(existing.Data["keyId"]) > 0 && string(existing.Data["keyId"]) != st.KeyID &&
+		slices.Contains(revokedNow, string(existing.Data["keyId"])) {
+		data := keyData(st.Issuer, "", "")
+		written, err := r.applySecret(ctx, ak, existing, data)
+		if err != nil {
+			res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+			return 0, res, ferr, true
+		}
+		existing = written
+		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonCompromised,
+			"the compromised key was revoked and removed from Secret "+existing.Name+"; no valid key until a replacement is issued")
 	}
 	// Drop the revoked key from the Secret's previous* fields.
 	if existing != nil && len(existing.Data["previousKeyId"]) > 0 && !hasPending(st.PendingRevocations, string(existing.Data["previousKeyId"])) {
@@ -649,6 +723,11 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 			return res, err
 		}
 	}
+	if ak.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetain {
+		if err := r.orphanSecret(ctx, ak); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	patch := client.MergeFrom(ak.DeepCopy())
 	controllerutil.RemoveFinalizer(ak, finalizer)
 	if err := r.Patch(ctx, ak, patch); err != nil && !apierrors.IsNotFound(err) {
@@ -660,6 +739,28 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	metrics.Forget(kindApiKey, ak.Namespace, ak.Name)
 	superseded.forget(ak.UID)
 	return ctrl.Result{}, nil
+}
+
+// orphanSecret keeps a retained key's Secret: without its owner reference
+// the garbage collector would delete the only copy of a key left live.
+func (r *ApiKeyReconciler) orphanSecret(ctx context.Context, ak *v1alpha1.ApiKey) error {
+	s, err := r.secrets.get(ctx, ak.Namespace, outputSecretName(ak.Name, ak.Spec.Secret))
+	if err != nil {
+		return fmt.Errorf("read output secret: %w", err)
+	}
+	if s == nil || !secretsync.Controlled(s, ak) {
+		return nil
+	}
+	m := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: *s.ObjectMeta.DeepCopy()}
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	m.OwnerReferences = slices.DeleteFunc(m.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == ak.UID })
+	if err := r.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("release output secret: %w", err)
+	}
+	r.secrets.forget(ak.Namespace, s.Name)
+	r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRetained, "Delete",
+		"deletionPolicy Retain: key %s stays live at Reevit and Secret %s is kept, no longer owned by this ApiKey", ak.Status.KeyID, s.Name)
+	return nil
 }
 
 // revokeAll revokes the active key, every pending one and any key an
@@ -757,24 +858,16 @@ func keyData(rec *v1alpha1.IssuerRecord, id, key string) map[string][]byte {
 }
 
 // gated handles an ApiKey its issuer cannot serve (missing, or a policy
-// violation): nothing is created, but revocations still run, so a policy
-// tightened later never keeps an old key live.
-func (r *ApiKeyReconciler) gated(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, existing *corev1.Secret, f *failure, now time.Time) (ctrl.Result, error) {
-	wait, res, err, done := r.revokeDue(ctx, ak, conns, existing, now)
-	if done {
-		return res, err
-	}
+// violation): nothing is created; the caller still runs revocations, so a
+// policy tightened later never keeps an old key live.
+func (r *ApiKeyReconciler) gated(ak *v1alpha1.ApiKey, f *failure, now time.Time) (ctrl.Result, error) {
 	if f.Reason == v1alpha1.ReasonPolicyViolation {
 		metrics.PolicyViolations.WithLabelValues(kindApiKey, ak.Namespace, ak.Name).Set(1)
 	}
 	if c := meta.FindStatusCondition(ak.Status.Conditions, v1alpha1.ConditionIssued); c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient {
-		return ctrl.Result{RequeueAfter: wait}, nil // told once; the issuer and spec watches bring it back
+		return ctrl.Result{}, nil // told once; the issuer and spec watches bring it back
 	}
-	res, err = r.failResult(ak, now, f, v1alpha1.ConditionIssued)
-	if wait > 0 && (res.RequeueAfter == 0 || wait < res.RequeueAfter) {
-		res.RequeueAfter = wait
-	}
-	return res, err
+	return r.failResult(ak, now, f, v1alpha1.ConditionIssued)
 }
 
 func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, data map[string][]byte) (*corev1.Secret, error) {

@@ -168,12 +168,33 @@ func dueRevocations(pending []v1alpha1.PendingRevocation, now time.Time) (due []
 	return due, next
 }
 
-// keyPrefix is what status may show of a key: its first 13 characters.
+// keyPrefix is what status may show of a key: its first 13 characters, and
+// only of a well-formed key (a short or odd value is shown as nothing, so
+// no secret part of it reaches status).
 func keyPrefix(key string) string {
-	if len(key) > 13 {
-		return key[:13]
+	if !wellFormedKey(key) {
+		return ""
 	}
-	return key
+	return key[:13]
+}
+
+// minKeyLen is the shortest key accepted: the 9-character prefix and at
+// least 16 random characters, so that the 13 shown leave 12 unseen.
+const minKeyLen = 25
+
+// wellFormedKey says whether a created key looks like a Reevit key:
+// pfk_live_ or pfk_test_, then at least 16 characters of [A-Za-z0-9], at
+// most 256 in all.
+func wellFormedKey(key string) bool {
+	if len(key) < minKeyLen || len(key) > 256 || !(strings.HasPrefix(key, "pfk_live_") || strings.HasPrefix(key, "pfk_test_")) {
+		return false
+	}
+	for _, c := range key[9:] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // earliest returns the smallest positive delay.

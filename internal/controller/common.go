@@ -42,6 +42,22 @@ func backoff(attempts int32) time.Duration {
 	return time.Duration(min(d, float64(backoffCap)))
 }
 
+// maxRetryAfter bounds any delay a server dictates: a 429 never parks an
+// object for more than an hour, whatever retry_after says.
+const maxRetryAfter = time.Hour
+
+// capRetryAfter clamps a server's retry delay to (0, maxRetryAfter]; a
+// negative or overflowed value becomes the backoff base.
+func capRetryAfter(d time.Duration) time.Duration {
+	switch {
+	case d <= 0:
+		return backoffBase
+	case d > maxRetryAfter:
+		return maxRetryAfter
+	}
+	return d
+}
+
 // failure is a classified runtime failure: the condition reason, a message
 // that tells a person what to do, and when to try again.
 type failure struct {
@@ -88,7 +104,8 @@ func classifyReevit(err error) *failure {
 		}
 		return &failure{Reason: v1alpha1.ReasonMissingScope, Err: err, Message: fmt.Sprintf("the admin key lacks the scope %s (403): issue an admin key that holds it, or drop it from spec.scopes", scope)}
 	case errors.As(err, &limited):
-		return &failure{Reason: v1alpha1.ReasonRateLimited, Err: err, RetryAfter: limited.RetryAfter, Transient: true, Message: fmt.Sprintf("Reevit rate limit reached (429): retrying after %s", limited.RetryAfter)}
+		d := capRetryAfter(limited.RetryAfter)
+		return &failure{Reason: v1alpha1.ReasonRateLimited, Err: err, RetryAfter: d, Transient: true, Message: fmt.Sprintf("Reevit rate limit reached (429): retrying after %s", d)}
 	case errors.As(err, &server):
 		return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: fmt.Sprintf("Reevit answered %d: retrying with backoff", server.StatusCode)}
 	case errors.As(err, &network):
@@ -117,7 +134,8 @@ func classifyRevio(err error) *failure {
 	case errors.As(err, &unauth):
 		return &failure{Reason: v1alpha1.ReasonVerificationFailed, Err: err, Transient: true, Message: "Rev.io answered 401 to the new token on spec.verify.path: exchanging again with backoff; the previous token stays in place"}
 	case errors.As(err, &limited):
-		return &failure{Reason: v1alpha1.ReasonRateLimited, Err: err, RetryAfter: limited.RetryAfter, Transient: true, Message: fmt.Sprintf("Rev.io rate limit reached (429): retrying after %s", limited.RetryAfter)}
+		d := capRetryAfter(limited.RetryAfter)
+		return &failure{Reason: v1alpha1.ReasonRateLimited, Err: err, RetryAfter: d, Transient: true, Message: fmt.Sprintf("Rev.io rate limit reached (429): retrying after %s", d)}
 	case errors.As(err, &server):
 		return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: fmt.Sprintf("Rev.io answered %d: retrying with backoff", server.StatusCode)}
 	case errors.As(err, &network):

@@ -700,7 +700,12 @@ func TestDecideKeyPrefixAndEarliest(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(keyPrefix("pfk_live_a1b2c3d4e5f6g7h8")).To(Equal("pfk_live_a1b2"))
 	g.Expect(keyPrefix("pfk_live_a1b2c3d4e5f6g7h8")).To(HaveLen(13))
-	g.Expect(keyPrefix("short")).To(Equal("short"))
+	// Hostile answers: nothing of an odd value reaches status.
+	for _, k := range []string{"short", "pfk_t", "pfk_live_", "pfk_live_a1b2c3d4e5f6g7h", "pfk_prod_a1b2c3d4e5f6g7h8", "pfk_live_a1b2c3d4e5f6g7h8\n", "pfk_live_a1b2c3d4 e5f6g7h8i9"} {
+		g.Expect(keyPrefix(k)).To(BeEmpty(), k)
+		g.Expect(wellFormedKey(k)).To(BeFalse(), k)
+	}
+	g.Expect(wellFormedKey("pfk_test_a1b2c3d4e5f6g7h8")).To(BeTrue())
 
 	g.Expect(earliest()).To(BeZero())
 	g.Expect(earliest(0, 0)).To(BeZero())
