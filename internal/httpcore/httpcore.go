@@ -81,6 +81,8 @@ func Client(hc *http.Client) *http.Client {
 // Caller sends requests for one client. Its zero value is not usable: set
 // HTTP (see Client).
 type Caller struct {
+	// Service names the API in error texts ("reevit", "revio").
+	Service string
 	// HTTP sends the requests; it must not follow redirects (see Client).
 	HTTP *http.Client
 	// Timeout bounds each call, answer read included; 0 means DefaultTimeout.
@@ -158,13 +160,13 @@ func (c *Caller) Do(ctx context.Context, req Request) (_ *Response, err error) {
 
 	resp, err := c.HTTP.Do(hr)
 	if err != nil {
-		return nil, networkError(ctx, err)
+		return nil, c.networkError(ctx, req.Operation, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
 	if err != nil {
 		// The answer started but did not finish: as good as no answer.
-		return nil, networkError(ctx, err)
+		return nil, c.networkError(ctx, req.Operation, err)
 	}
 	status = resp.StatusCode
 	if len(raw) > MaxBodyBytes {
@@ -174,7 +176,15 @@ func (c *Caller) Do(ctx context.Context, req Request) (_ *Response, err error) {
 }
 
 // NetworkError is a transport failure: no complete HTTP answer was read.
+// The request may or may not have reached the server. Each client declares
+// its own NetworkError as a type of this structure, so errors.As tells the
+// clients' errors apart.
 type NetworkError struct {
+	// Service and Operation name the call ("reevit", "create").
+	Service   string
+	Operation string
+	// StatusCode is always 0: no status was read.
+	StatusCode int
 	// Timeout is true when the call's deadline passed (or a dial or
 	// handshake timed out).
 	Timeout bool
@@ -184,20 +194,21 @@ type NetworkError struct {
 }
 
 func (e *NetworkError) Error() string {
+	what := "network error"
 	if e.Timeout {
-		return "timed out: " + e.Err.Error()
+		what = "timed out"
 	}
-	return "network error: " + e.Err.Error()
+	return fmt.Sprintf("%s %s: %s: %v", e.Service, e.Operation, what, e.Err)
 }
 
 // Unwrap returns the underlying transport error.
 func (e *NetworkError) Unwrap() error { return e.Err }
 
-func networkError(ctx context.Context, err error) *NetworkError {
+func (c *Caller) networkError(ctx context.Context, op string, err error) *NetworkError {
 	var ne net.Error
 	timeout := errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout())
-	return &NetworkError{Timeout: timeout, Err: err}
+	return &NetworkError{Service: c.Service, Operation: op, Timeout: timeout, Err: err}
 }
 
 // BodyTooLargeError is an answer whose body exceeds MaxBodyBytes.
@@ -267,6 +278,17 @@ func MapError(err error, network func(*NetworkError) error, tooLarge func(*BodyT
 		return header(he)
 	}
 	return err
+}
+
+// AsAny reports whether errors.As(err, target) holds for any of targets
+// (each a pointer to an error type, e.g. new(*ServerError)).
+func AsAny(err error, targets ...any) bool {
+	for _, t := range targets {
+		if errors.As(err, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // Describe is the one shape of an API error's text:

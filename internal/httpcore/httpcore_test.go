@@ -199,7 +199,7 @@ func TestDo(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			observed := -1
-			c := &Caller{HTTP: Client(nil), Timeout: tt.timeout, UserAgent: "test-agent",
+			c := &Caller{Service: "svc", HTTP: Client(nil), Timeout: tt.timeout, UserAgent: "test-agent",
 				Observe: func(op string, code int, _ time.Duration) {
 					if op != "op" {
 						t.Errorf("Observe op = %q", op)
@@ -214,6 +214,9 @@ func TestDo(t *testing.T) {
 			)
 			if got := errors.As(err, &ne); got != tt.want.network {
 				t.Fatalf("NetworkError = %v (%v), want %v", got, err, tt.want.network)
+			}
+			if ne != nil && (ne.Service != "svc" || ne.Operation != "op") {
+				t.Errorf("NetworkError names %q %q", ne.Service, ne.Operation)
 			}
 			if ne != nil && ne.Timeout != tt.want.timeout {
 				t.Errorf("Timeout = %v, want %v (%v)", ne.Timeout, tt.want.timeout, err)
@@ -266,10 +269,10 @@ func TestClientNeverFollowsRedirects(t *testing.T) {
 
 func TestNetworkErrorText(t *testing.T) {
 	base := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
-	if got := (&NetworkError{Err: base}).Error(); !strings.HasPrefix(got, "network error: ") {
+	if got := (&NetworkError{Service: "svc", Operation: "op", Err: base}).Error(); !strings.HasPrefix(got, "svc op: network error: ") {
 		t.Errorf("Error() = %q", got)
 	}
-	if got := (&NetworkError{Timeout: true, Err: base}).Error(); !strings.HasPrefix(got, "timed out: ") {
+	if got := (&NetworkError{Service: "svc", Operation: "op", Timeout: true, Err: base}).Error(); !strings.HasPrefix(got, "svc op: timed out: ") {
 		t.Errorf("Error() = %q", got)
 	}
 	if !errors.Is(&NetworkError{Err: context.DeadlineExceeded}, context.DeadlineExceeded) {

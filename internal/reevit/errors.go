@@ -176,23 +176,14 @@ func (e *ConfigError) Error() string { return "reevit: " + e.Field + " " + e.Rea
 // NetworkError is a transport failure: no HTTP answer was read. The request
 // may or may not have reached the server, so mutations must be retried with
 // the same Idempotency-Key.
-type NetworkError struct {
-	Operation  string
-	StatusCode int // always 0
-	// Timeout is true when the call's deadline passed.
-	Timeout bool
-	// Err is the underlying error (usually a *url.Error, which carries the
-	// method and URL but never headers).
-	Err error
-}
+//
+// Its fields are httpcore.NetworkError's: Operation, StatusCode (always 0),
+// Timeout (the call's deadline passed, or a dial or TLS handshake timed out)
+// and Err, the underlying error (usually a *url.Error, which carries the
+// method and URL but never headers or the body).
+type NetworkError httpcore.NetworkError
 
-func (e *NetworkError) Error() string {
-	what := "network error"
-	if e.Timeout {
-		what = "timed out"
-	}
-	return fmt.Sprintf("reevit %s: %s: %v", e.Operation, what, e.Err)
-}
+func (e *NetworkError) Error() string { return (*httpcore.NetworkError)(e).Error() }
 
 // Unwrap returns the underlying transport error.
 func (e *NetworkError) Unwrap() error { return e.Err }
@@ -200,12 +191,7 @@ func (e *NetworkError) Unwrap() error { return e.Err }
 // IsRetryable reports whether resending the same request later may succeed:
 // rate limits, 5xx and network errors.
 func IsRetryable(err error) bool {
-	var (
-		rl *RateLimitedError
-		se *ServerError
-		ne *NetworkError
-	)
-	return errors.As(err, &rl) || errors.As(err, &se) || errors.As(err, &ne)
+	return httpcore.AsAny(err, new(*RateLimitedError), new(*ServerError), new(*NetworkError))
 }
 
 // RetryAfter returns the delay a rate-limited server asked for.

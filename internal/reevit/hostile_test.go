@@ -18,7 +18,9 @@ import (
 // not slice or store, and a created key is never lost silently.
 func TestHostileCreateAnswers(t *testing.T) {
 	const goodKey = "pfk_test_0123456789abcdefghijklmnopqrstuv"
-	body := func(id, key string) string { return fmt.Sprintf(`{"id":%q,"name":"x","key":%q,"scopes":["a"]}`, id, key) }
+	body := func(id, key string) string {
+		return fmt.Sprintf(`{"id":%q,"name":"x","key":%q,"scopes":["a"]}`, id, key)
+	}
 	tests := []struct {
 		name      string
 		body      string

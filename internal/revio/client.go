@@ -94,7 +94,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, &ConfigError{Field: "Host", Reason: fmt.Sprintf("must be a bare host name such as acme.psarev.io (got %q)", httpcore.Sanitize(cfg.Host))}
 		}
 	}
-	return &Client{cfg: cfg, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{
+	return &Client{cfg: cfg, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: "revio",
 		HTTP: httpcore.Client(cfg.HTTPClient), Timeout: cfg.Timeout, UserAgent: userAgent, Observe: cfg.Observe,
 	}}, nil
 }

@@ -118,22 +118,14 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return "revio: " + e.Field + " " + e.Reason }
 
 // NetworkError is a transport failure: no complete HTTP answer was read.
-type NetworkError struct {
-	Operation string
-	// Timeout is true when the call's deadline passed.
-	Timeout bool
-	// Err is the underlying error (usually a *url.Error, which carries the
-	// method and URL but never headers or the body).
-	Err error
-}
+//
+// Its fields are httpcore.NetworkError's: Operation, StatusCode (always 0),
+// Timeout (the call's deadline passed, or a dial or TLS handshake timed out)
+// and Err, the underlying error (usually a *url.Error, which carries the
+// method and URL but never headers or the body).
+type NetworkError httpcore.NetworkError
 
-func (e *NetworkError) Error() string {
-	what := "network error"
-	if e.Timeout {
-		what = "timed out"
-	}
-	return fmt.Sprintf("revio %s: %s: %v", e.Operation, what, e.Err)
-}
+func (e *NetworkError) Error() string { return (*httpcore.NetworkError)(e).Error() }
 
 // Unwrap returns the underlying transport error.
 func (e *NetworkError) Unwrap() error { return e.Err }
@@ -142,12 +134,7 @@ func (e *NetworkError) Unwrap() error { return e.Err }
 // rate limits, 5xx and network errors. An *UnauthorizedError is not: it needs
 // a new token first.
 func IsRetryable(err error) bool {
-	var (
-		rl *RateLimitedError
-		se *ServerError
-		ne *NetworkError
-	)
-	return errors.As(err, &rl) || errors.As(err, &se) || errors.As(err, &ne)
+	return httpcore.AsAny(err, new(*RateLimitedError), new(*ServerError), new(*NetworkError))
 }
 
 // RetryAfter returns the delay a rate-limited server asked for, and false
