@@ -2,6 +2,8 @@ package httpcore
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"regexp"
@@ -128,4 +130,19 @@ func Sanitize(msg string, secrets ...string) string {
 		msg = strings.ToValidUTF8(msg[:MaxMessageLen], "") + "..."
 	}
 	return strings.TrimSpace(msg)
+}
+
+// FormatRedacted is the body of a Format method for a value holding a
+// secret: %#v prints goString, every other verb prints printable (a
+// method-less copy of the value with the secret replaced by "[REDACTED]")
+// as %v, or %+v with the + flag.
+func FormatRedacted(f fmt.State, verb rune, goString string, printable any) {
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		_, _ = io.WriteString(f, goString)
+	case f.Flag('+'):
+		_, _ = fmt.Fprintf(f, "%+v", printable)
+	default:
+		_, _ = fmt.Fprintf(f, "%v", printable)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -303,5 +304,25 @@ func TestDescribe(t *testing.T) {
 	}
 	if got := Describe("revio", "call", "odd", 599, ""); got != "revio call: odd (HTTP 599)" {
 		t.Errorf("Describe = %q", got)
+	}
+}
+
+type secretThing struct{ Secret string }
+
+type printableThing struct{ Secret string }
+
+func (s secretThing) Format(f fmt.State, verb rune) {
+	FormatRedacted(f, verb, `thing{Secret:"[REDACTED]"}`, printableThing{Secret: "[REDACTED]"})
+}
+
+func TestFormatRedacted(t *testing.T) {
+	v := secretThing{Secret: "s3cr3t"}
+	for format, want := range map[string]string{
+		"%v": "{[REDACTED]}", "%+v": "{Secret:[REDACTED]}", "%#v": `thing{Secret:"[REDACTED]"}`,
+		"%s": "{[REDACTED]}", "%q": "{[REDACTED]}", "%d": "{[REDACTED]}",
+	} {
+		if got := fmt.Sprintf(format, v); got != want || strings.Contains(got, "s3cr3t") {
+			t.Errorf("Sprintf(%s) = %s, want %s", format, got, want)
+		}
 	}
 }

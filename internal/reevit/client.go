@@ -78,14 +78,7 @@ func (c Config) GoString() string { return "reevit.Config" + c.String() }
 
 // Format prints the configuration with AdminKey redacted for every verb.
 func (c Config) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = fmt.Fprint(f, c.GoString())
-	case f.Flag('+'):
-		_, _ = fmt.Fprintf(f, "%+v", c.printable())
-	default:
-		_, _ = fmt.Fprintf(f, "%v", c.printable())
-	}
+	httpcore.FormatRedacted(f, verb, c.GoString(), c.printable())
 }
 
 func (c Config) printable() printableConfig {
