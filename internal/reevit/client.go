@@ -13,19 +13,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // DefaultTimeout bounds each call when Config.Timeout is zero.
-const DefaultTimeout = 10 * time.Second
-
-// maxBodyBytes bounds how much of a response body is read.
-const maxBodyBytes = 1 << 20
+const DefaultTimeout = httpcore.DefaultTimeout
 
 // Operation names passed to Config.Observe and set on errors.
 const (
@@ -35,20 +32,6 @@ const (
 )
 
 const userAgent = "keywarden-reevit-client"
-
-// sharedTransport is used by every Client without its own HTTPClient, so all
-// of them reuse the same connection pool.
-var sharedTransport = func() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 16
-	return t
-}()
-
-var sharedHTTPClient = &http.Client{Transport: sharedTransport, CheckRedirect: noRedirects}
-
-// noRedirects stops the client following redirects: net/http would resend
-// the X-Reevit-Key header to the new location.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Config configures a Client.
 type Config struct {
@@ -95,14 +78,7 @@ func (c Config) GoString() string { return "reevit.Config" + c.String() }
 
 // Format prints the configuration with AdminKey redacted for every verb.
 func (c Config) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = fmt.Fprint(f, c.GoString())
-	case f.Flag('+'):
-		_, _ = fmt.Fprintf(f, "%+v", c.printable())
-	default:
-		_, _ = fmt.Fprintf(f, "%v", c.printable())
-	}
+	httpcore.FormatRedacted(f, verb, c.GoString(), c.printable())
 }
 
 func (c Config) printable() printableConfig {
@@ -117,44 +93,51 @@ func (c Config) printable() printableConfig {
 // Client calls Reevit's API-key endpoints for one organization. It is safe
 // for concurrent use.
 type Client struct {
-	cfg     Config
-	base    string // BaseURL without a trailing slash
-	http    *http.Client
-	timeout time.Duration
+	cfg      Config
+	adminKey string // cfg.AdminKey without surrounding white space
+	base     string // BaseURL without a trailing slash
+	core     httpcore.Caller
 }
 
 // New validates cfg and returns a Client. A non-https BaseURL is refused with
-// an *InsecureURLError unless cfg.AllowHTTP is set.
+// an *InsecureURLError unless cfg.AllowHTTP is set; any other unusable field
+// is a *ConfigError. Surrounding white space of AdminKey (a trailing newline
+// left by `echo` in the Secret) is dropped; OrgID and ActorID are sent as
+// they are, so white space around them or a control character in any of the
+// three is a *ConfigError instead of a request that can never be sent.
 func New(cfg Config) (*Client, error) {
+	adminKey := strings.TrimSpace(cfg.AdminKey)
 	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("reevit: BaseURL %q must be an absolute http(s) URL", cfg.BaseURL)
-	}
-	if u.User != nil {
-		return nil, errors.New("reevit: BaseURL must not carry credentials")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("reevit: BaseURL %q must not have a query or fragment", cfg.BaseURL)
-	}
-	if u.Scheme != "https" && !cfg.AllowHTTP {
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return nil, &ConfigError{Field: "BaseURL", Reason: fmt.Sprintf("must be an absolute http(s) URL (got %q)", httpcore.Sanitize(cfg.BaseURL, adminKey))}
+	case u.User != nil:
+		return nil, &ConfigError{Field: "BaseURL", Reason: "must not carry credentials"}
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, &ConfigError{Field: "BaseURL", Reason: fmt.Sprintf("must not have a query or fragment (got %q)", httpcore.Sanitize(cfg.BaseURL, adminKey))}
+	case u.Scheme != "https" && !cfg.AllowHTTP:
 		return nil, &InsecureURLError{URL: cfg.BaseURL}
+	case cfg.OrgID == "":
+		return nil, &ConfigError{Field: "OrgID", Reason: "is required"}
+	case adminKey == "":
+		return nil, &ConfigError{Field: "AdminKey", Reason: "is required"}
 	}
-	if cfg.OrgID == "" {
-		return nil, errors.New("reevit: OrgID is required")
+	for _, h := range []struct{ field, header, value string }{
+		{"OrgID", "X-Org-Id", cfg.OrgID},
+		{"AdminKey", "X-Reevit-Key", adminKey},
+		{"ActorID", "X-Actor-Id", cfg.ActorID},
+	} {
+		if h.value == "" {
+			continue // only ActorID may be empty here
+		}
+		var he *httpcore.HeaderError
+		if errors.As(httpcore.CheckHeaderValue(h.header, h.value), &he) {
+			return nil, &ConfigError{Field: h.field, Reason: he.Reason + " and cannot be sent as " + h.header}
+		}
 	}
-	if cfg.AdminKey == "" {
-		return nil, errors.New("reevit: AdminKey is required")
-	}
-	c := &Client{cfg: cfg, base: strings.TrimRight(u.String(), "/"), http: sharedHTTPClient, timeout: cfg.Timeout}
-	if c.timeout <= 0 {
-		c.timeout = DefaultTimeout
-	}
-	if cfg.HTTPClient != nil {
-		hc := *cfg.HTTPClient
-		hc.CheckRedirect = noRedirects
-		c.http = &hc
-	}
-	return c, nil
+	return &Client{cfg: cfg, adminKey: adminKey, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: "reevit",
+		HTTP: httpcore.Client(cfg.HTTPClient), Timeout: cfg.Timeout, UserAgent: userAgent, Observe: cfg.Observe,
+	}}, nil
 }
 
 // String describes the client without its admin key.
@@ -186,11 +169,69 @@ func (k keyJSON) toKey() Key {
 	return out
 }
 
+// Key formats Reevit documents.
+const (
+	PrefixLive = "pfk_live_"
+	PrefixTest = "pfk_test_"
+)
+
+const (
+	minKeyBody = 8   // characters after the prefix; real keys have 32
+	maxKeyLen  = 512 // longer is no key, and no header a server accepts
+	maxIDLen   = 256
+)
+
+// checkKey returns why a created key is unusable, or "" when it has a
+// documented prefix followed by at least minKeyBody key characters.
+func checkKey(k string) string {
+	body, ok := strings.CutPrefix(k, PrefixLive)
+	if !ok {
+		body, ok = strings.CutPrefix(k, PrefixTest)
+	}
+	switch {
+	case k == "":
+		return "the answer has no key"
+	case !ok:
+		return "the key has neither the pfk_live_ nor the pfk_test_ prefix"
+	case len(body) < minKeyBody:
+		return "the key is too short to be a Reevit key"
+	case len(k) > maxKeyLen:
+		return "the key is longer than 512 characters"
+	case strings.IndexFunc(body, func(r rune) bool { return !isKeyChar(r) }) >= 0:
+		return "the key holds characters a Reevit key never has"
+	}
+	return ""
+}
+
+func isKeyChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-'
+}
+
+// validID reports whether a key id is usable in a URL path, a header and a
+// status field: 1 to 256 visible ASCII characters.
+func validID(id string) bool {
+	if id == "" || len(id) > maxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= 0x20 || id[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // CreateKey creates a key named name with scopes (POST /v1/api-keys). The
 // returned Key is the only time Reevit reveals the secret. idempotencyKey is
 // required: resending the same request with it within 24 hours returns the
 // same key instead of creating another, so derive it deterministically and
 // record it before calling.
+//
+// The returned key always starts with PrefixLive or PrefixTest followed by
+// at least 8 key characters. A 2xx answer whose key is not such a key
+// (missing, too short, unknown prefix) is a *MalformedKeyError carrying the
+// id of the key Reevit created, which is live: revoke it. An answer without
+// a usable id is an *UnexpectedResponseError.
 func (c *Client) CreateKey(ctx context.Context, name string, scopes []string, idempotencyKey string) (*Key, error) {
 	if idempotencyKey == "" {
 		return nil, ErrMissingIdempotencyKey
@@ -213,8 +254,14 @@ func (c *Client) CreateKey(ctx context.Context, name string, scopes []string, id
 	if err := json.Unmarshal(raw, &kj); err != nil {
 		return nil, &UnexpectedResponseError{Operation: OpCreate, StatusCode: status, Reason: "response is not a JSON key object"}
 	}
-	if kj.ID == "" || kj.Key == "" {
-		return nil, &UnexpectedResponseError{Operation: OpCreate, StatusCode: status, Reason: "response lacks the key id or secret"}
+	if kj.ID == "" {
+		return nil, &UnexpectedResponseError{Operation: OpCreate, StatusCode: status, Reason: "response lacks the key id"}
+	}
+	if !validID(kj.ID) {
+		return nil, &UnexpectedResponseError{Operation: OpCreate, StatusCode: status, Reason: "response has a key id that is not 1 to 256 visible ASCII characters"}
+	}
+	if reason := checkKey(kj.Key); reason != "" {
+		return nil, &MalformedKeyError{Operation: OpCreate, StatusCode: status, ID: kj.ID, Reason: reason}
 	}
 	k := kj.toKey()
 	return &k, nil
@@ -222,7 +269,9 @@ func (c *Client) CreateKey(ctx context.Context, name string, scopes []string, id
 
 // ListKeys lists the organization's active keys (GET /v1/api-keys). Listed
 // keys never carry the secret (Key is empty). Both a bare JSON array and an
-// object {"data": [...]} are accepted, since the shape is undocumented.
+// object {"data": [...]} are accepted, since the shape is undocumented. A
+// listed key without a usable id makes the whole answer an
+// *UnexpectedResponseError: a partial listing must decide nothing.
 func (c *Client) ListKeys(ctx context.Context) ([]Key, error) {
 	status, raw, err := c.do(ctx, OpList, http.MethodGet, "/v1/api-keys", nil, "")
 	if err != nil {
@@ -234,6 +283,9 @@ func (c *Client) ListKeys(ctx context.Context) ([]Key, error) {
 	}
 	keys := make([]Key, 0, len(items))
 	for _, it := range items {
+		if !validID(it.ID) {
+			return nil, &UnexpectedResponseError{Operation: OpList, StatusCode: status, Reason: "a listed key has no id of 1 to 256 visible ASCII characters"}
+		}
 		k := it.toKey()
 		k.Key = "" // a list never reveals secrets; do not keep one if sent
 		keys = append(keys, k)
@@ -273,7 +325,7 @@ func (c *Client) RevokeKey(ctx context.Context, id, idempotencyKey string) error
 		return ErrMissingIdempotencyKey
 	}
 	if id == "" {
-		return errors.New("reevit revoke: key id is required")
+		return &ConfigError{Field: "key id", Reason: "is required"}
 	}
 	_, _, err := c.do(ctx, OpRevoke, http.MethodDelete, "/v1/api-keys/"+url.PathEscape(id), nil, idempotencyKey)
 	var nf *NotFoundError
@@ -286,80 +338,40 @@ func (c *Client) RevokeKey(ctx context.Context, id, idempotencyKey string) error
 // do sends one request and returns the status and body of a 2xx answer, or
 // a typed error.
 func (c *Client) do(ctx context.Context, op, method, path string, body []byte, idempotencyKey string) (status int, raw []byte, err error) {
-	start := time.Now()
-	defer func() {
-		if c.cfg.Observe != nil {
-			c.cfg.Observe(op, status, time.Since(start))
-		}
-	}()
-
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return 0, nil, fmt.Errorf("reevit %s: build request: %w", op, err)
-	}
-	req.Header.Set("X-Reevit-Key", c.cfg.AdminKey)
-	req.Header.Set("X-Org-Id", c.cfg.OrgID)
+	hdr := http.Header{"X-Reevit-Key": {c.adminKey}, "X-Org-Id": {c.cfg.OrgID}}
 	if c.cfg.ActorID != "" {
-		req.Header.Set("X-Actor-Id", c.cfg.ActorID)
+		hdr.Set("X-Actor-Id", c.cfg.ActorID)
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		hdr.Set("Content-Type", "application/json")
 	}
 	if idempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", idempotencyKey)
+		hdr.Set("Idempotency-Key", idempotencyKey)
 	}
-
-	resp, err := c.http.Do(req)
+	resp, err := c.core.Do(ctx, httpcore.Request{Operation: op, Method: method, URL: c.base + path, Header: hdr, Body: body})
 	if err != nil {
-		return 0, nil, c.networkError(ctx, op, err)
+		return 0, nil, httpcore.MapError(err,
+			func(e *httpcore.NetworkError) error {
+				return &NetworkError{Operation: op, Timeout: e.Timeout, Err: e.Err}
+			},
+			func(e *httpcore.BodyTooLargeError) error {
+				return &UnexpectedResponseError{Operation: op, StatusCode: e.StatusCode, Reason: e.Error()}
+			},
+			func(e *httpcore.HeaderError) error { return &ConfigError{Field: e.Name, Reason: e.Reason} })
 	}
-	defer func() { _ = resp.Body.Close() }()
-	raw, err = io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	status = resp.StatusCode
-	if err != nil {
-		// The answer started but did not finish: as good as no answer.
-		return 0, nil, c.networkError(ctx, op, err)
+	if resp.Status >= 200 && resp.Status < 300 {
+		return resp.Status, resp.Body, nil
 	}
-	if len(raw) > maxBodyBytes {
-		return status, nil, &UnexpectedResponseError{Operation: op, StatusCode: status, Reason: "response body exceeds 1 MiB"}
-	}
-	if status >= 200 && status < 300 {
-		return status, raw, nil
-	}
-	return status, nil, c.statusError(op, resp, raw)
-}
-
-func (c *Client) networkError(ctx context.Context, op string, err error) error {
-	var ne net.Error
-	timeout := errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
-		(errors.As(err, &ne) && ne.Timeout())
-	return &NetworkError{Operation: op, Timeout: timeout, Err: err}
-}
-
-// errorBody is Reevit's error shape.
-type errorBody struct {
-	Error      string          `json:"error"`
-	Message    string          `json:"message"`
-	RetryAfter json.RawMessage `json:"retry_after"`
+	return resp.Status, nil, c.statusError(op, resp)
 }
 
 const missingScopeMarker = "missing required scope:"
 
-func (c *Client) statusError(op string, resp *http.Response, raw []byte) error {
-	var eb errorBody
-	_ = json.Unmarshal(raw, &eb) // a non-JSON body leaves the fields empty
-	code := sanitize(eb.Error, c.cfg.AdminKey)
-	msg := sanitize(eb.Message, c.cfg.AdminKey)
-	status := resp.StatusCode
+func (c *Client) statusError(op string, resp *httpcore.Response) error {
+	eb := httpcore.DecodeErrorBody(resp.Body)
+	code := httpcore.Sanitize(eb.Error, c.adminKey)
+	msg := httpcore.Sanitize(eb.Message, c.adminKey)
+	status := resp.Status
 
 	switch {
 	case status == http.StatusUnauthorized:
@@ -372,7 +384,7 @@ func (c *Client) statusError(op string, resp *http.Response, raw []byte) error {
 		return &ForbiddenError{Operation: op, StatusCode: status, Code: code, Message: msg, Scope: scope}
 	case status == http.StatusTooManyRequests:
 		return &RateLimitedError{Operation: op, StatusCode: status, Code: code, Message: msg,
-			RetryAfter: retryAfter(eb.RetryAfter, resp.Header.Get("Retry-After"), time.Now())}
+			RetryAfter: httpcore.RetryAfter(eb.RetryAfter, resp.Header.Get("Retry-After"), time.Now())}
 	case status == http.StatusNotFound:
 		return &NotFoundError{Operation: op, StatusCode: status, Code: code, Message: msg}
 	case status >= 500:
@@ -382,30 +394,4 @@ func (c *Client) statusError(op string, resp *http.Response, raw []byte) error {
 	default:
 		return &UnexpectedResponseError{Operation: op, StatusCode: status, Reason: "status is neither success nor error (redirects are not followed)"}
 	}
-}
-
-// retryAfter reads the body's retry_after (seconds), else the Retry-After
-// header (seconds or an HTTP date), else 60s.
-func retryAfter(body json.RawMessage, header string, now time.Time) time.Duration {
-	if len(body) > 0 {
-		var secs float64
-		if err := json.Unmarshal(body, &secs); err == nil && secs > 0 {
-			return time.Duration(secs * float64(time.Second))
-		}
-		var s string
-		if err := json.Unmarshal(body, &s); err == nil {
-			if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && f > 0 {
-				return time.Duration(f * float64(time.Second))
-			}
-		}
-	}
-	if header = strings.TrimSpace(header); header != "" {
-		if secs, err := strconv.Atoi(header); err == nil && secs > 0 {
-			return time.Duration(secs) * time.Second
-		}
-		if t, err := http.ParseTime(header); err == nil && t.After(now) {
-			return t.Sub(now)
-		}
-	}
-	return defaultRetryAfter
 }

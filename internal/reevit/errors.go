@@ -3,10 +3,9 @@ package reevit
 import (
 	"errors"
 	"fmt"
-	"net/http"
-	"regexp"
-	"strings"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // ErrInsecureURL is matched (errors.Is) by every *InsecureURLError.
@@ -15,9 +14,6 @@ var ErrInsecureURL = errors.New("reevit: refusing a non-https base URL (set Allo
 // ErrMissingIdempotencyKey is returned, without sending anything, when a
 // mutation is called with an empty Idempotency-Key.
 var ErrMissingIdempotencyKey = errors.New("reevit: an Idempotency-Key is required for mutations")
-
-// defaultRetryAfter is used when a 429 names no delay.
-const defaultRetryAfter = 60 * time.Second
 
 // InsecureURLError is returned by New for a non-https BaseURL when AllowHTTP
 // is false.
@@ -68,7 +64,7 @@ type RateLimitedError struct {
 	Code       string
 	Message    string
 	// RetryAfter comes from the body's retry_after, else the Retry-After
-	// header, else 60s.
+	// header, else 60s; it is always between 1s and 1h (httpcore.RetryAfter).
 	RetryAfter time.Duration
 }
 
@@ -132,26 +128,62 @@ func (e *UnexpectedResponseError) Error() string {
 	return describe(e.Operation, "unexpected response", e.StatusCode, e.Reason)
 }
 
+// MalformedKeyError is a create answer (2xx) that names the key Reevit
+// created but whose secret is not a Reevit key: missing, shorter than its
+// prefix, with neither the pfk_live_ nor the pfk_test_ prefix, or holding
+// characters no key has. The error never holds the secret or any part of it.
+//
+// The key exists at Reevit and may be live: revoke ID. It is a fault of the
+// server, so treat it as transient: revoke, then back off and create again.
+// Resending the same request under the same Idempotency-Key replays this
+// same answer for 24 hours, so IsRetryable reports false; the next attempt
+// needs a new Idempotency-Key. errors.As also matches it as an
+// *UnexpectedResponseError.
+type MalformedKeyError struct {
+	Operation  string // always "create"
+	StatusCode int
+	// ID is the id of the created key, to revoke.
+	ID string
+	// Reason says what is wrong with the key, without quoting it.
+	Reason string
+}
+
+func (e *MalformedKeyError) Error() string {
+	return describe(e.Operation, "key "+e.ID+" was created but its secret is malformed", e.StatusCode,
+		e.Reason+"; revoke it")
+}
+
+// Unwrap makes errors.As(err, &*UnexpectedResponseError) true.
+func (e *MalformedKeyError) Unwrap() error {
+	return &UnexpectedResponseError{Operation: e.Operation, StatusCode: e.StatusCode, Reason: e.Reason}
+}
+
+// ConfigError is a value the client cannot send: a Config field (BaseURL,
+// OrgID, AdminKey, ActorID) or a call argument (a key id, an
+// Idempotency-Key) that is missing, malformed, surrounded by white space
+// (AdminKey's is trimmed instead) or holding a control character such as a
+// newline. It is permanent: nothing was sent, and nothing will be until the
+// input changes. It never holds the value.
+type ConfigError struct {
+	// Field names the input, e.g. "ActorID" or "Idempotency-Key".
+	Field string
+	// Reason says what is wrong, e.g. "contains a control character".
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return "reevit: " + e.Field + " " + e.Reason }
+
 // NetworkError is a transport failure: no HTTP answer was read. The request
 // may or may not have reached the server, so mutations must be retried with
 // the same Idempotency-Key.
-type NetworkError struct {
-	Operation  string
-	StatusCode int // always 0
-	// Timeout is true when the call's deadline passed.
-	Timeout bool
-	// Err is the underlying error (usually a *url.Error, which carries the
-	// method and URL but never headers).
-	Err error
-}
+//
+// Its fields are httpcore.NetworkError's: Operation, StatusCode (always 0),
+// Timeout (the call's deadline passed, or a dial or TLS handshake timed out)
+// and Err, the underlying error (usually a *url.Error, which carries the
+// method and URL but never headers or the body).
+type NetworkError httpcore.NetworkError
 
-func (e *NetworkError) Error() string {
-	what := "network error"
-	if e.Timeout {
-		what = "timed out"
-	}
-	return fmt.Sprintf("reevit %s: %s: %v", e.Operation, what, e.Err)
-}
+func (e *NetworkError) Error() string { return (*httpcore.NetworkError)(e).Error() }
 
 // Unwrap returns the underlying transport error.
 func (e *NetworkError) Unwrap() error { return e.Err }
@@ -159,12 +191,7 @@ func (e *NetworkError) Unwrap() error { return e.Err }
 // IsRetryable reports whether resending the same request later may succeed:
 // rate limits, 5xx and network errors.
 func IsRetryable(err error) bool {
-	var (
-		rl *RateLimitedError
-		se *ServerError
-		ne *NetworkError
-	)
-	return errors.As(err, &rl) || errors.As(err, &se) || errors.As(err, &ne)
+	return httpcore.AsAny(err, new(*RateLimitedError), new(*ServerError), new(*NetworkError))
 }
 
 // RetryAfter returns the delay a rate-limited server asked for.
@@ -177,41 +204,5 @@ func RetryAfter(err error) (time.Duration, bool) {
 }
 
 func describe(op, what string, status int, msg string) string {
-	s := fmt.Sprintf("reevit %s: %s (HTTP %d", op, what, status)
-	if t := http.StatusText(status); t != "" {
-		s += " " + t
-	}
-	s += ")"
-	if msg != "" {
-		s += ": " + msg
-	}
-	return s
-}
-
-// keyPattern matches anything shaped like a Reevit API key.
-var keyPattern = regexp.MustCompile(`pfk_[A-Za-z0-9]+_[A-Za-z0-9]+`)
-
-// maxMessageLen bounds server text copied into errors.
-const maxMessageLen = 256
-
-// sanitize makes server-provided text safe to put in an error: it removes
-// anything shaped like a key and any of the given secrets, should a server
-// ever echo one, and bounds the length.
-func sanitize(msg string, secrets ...string) string {
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "[REDACTED]")
-		}
-	}
-	msg = keyPattern.ReplaceAllString(msg, "[REDACTED]")
-	msg = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, msg)
-	if len(msg) > maxMessageLen {
-		msg = strings.ToValidUTF8(msg[:maxMessageLen], "") + "..."
-	}
-	return strings.TrimSpace(msg)
+	return httpcore.Describe("reevit", op, what, status, msg)
 }

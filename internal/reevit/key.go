@@ -3,6 +3,8 @@ package reevit
 import (
 	"fmt"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // redacted replaces secret values wherever a Key or Config is printed.
@@ -61,12 +63,5 @@ func (k Key) GoString() string {
 
 // Format prints the key with the secret redacted for every verb.
 func (k Key) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = fmt.Fprint(f, k.GoString())
-	case f.Flag('+'):
-		_, _ = fmt.Fprintf(f, "%+v", k.printable())
-	default:
-		_, _ = fmt.Fprintf(f, "%v", k.printable())
-	}
+	httpcore.FormatRedacted(f, verb, k.GoString(), k.printable())
 }

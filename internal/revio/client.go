@@ -8,30 +8,26 @@
 package revio
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // DefaultBaseURL is Rev.io's documented API root.
 const DefaultBaseURL = "https://api.psarev.io"
 
 // DefaultTimeout bounds each call when Config.Timeout is zero.
-const DefaultTimeout = 10 * time.Second
+const DefaultTimeout = httpcore.DefaultTimeout
 
 // ExchangePath is the documented path of the API-key exchange.
 const ExchangePath = "/api/v1/auth/api-key/exchange"
-
-// maxBodyBytes bounds how much of a response body is read.
-const maxBodyBytes = 1 << 20
 
 // Operation names passed to Config.Observe and set on errors.
 const (
@@ -40,20 +36,6 @@ const (
 )
 
 const userAgent = "keywarden-revio-client"
-
-// sharedTransport is used by every Client without its own HTTPClient, so all
-// of them reuse the same connection pool.
-var sharedTransport = func() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 16
-	return t
-}()
-
-var sharedHTTPClient = &http.Client{Transport: sharedTransport, CheckRedirect: noRedirects}
-
-// noRedirects stops the client following redirects: net/http would resend
-// the API key (a POST body after 307/308) or X-Revio-Host elsewhere.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Config configures a Client.
 type Config struct {
@@ -79,44 +61,42 @@ type Config struct {
 // safe for concurrent use and holds no secret: the API key and the token
 // are arguments of each call.
 type Client struct {
-	cfg     Config
-	base    string // BaseURL without a trailing slash
-	http    *http.Client
-	timeout time.Duration
+	cfg  Config
+	base string // BaseURL without a trailing slash
+	core httpcore.Caller
 }
 
 // New validates cfg and returns a Client. A non-https BaseURL is refused with
-// an *InsecureURLError unless cfg.AllowHTTP is set.
+// an *InsecureURLError unless cfg.AllowHTTP is set; any other unusable field
+// (a BaseURL that is no http(s) URL, a Host that is not a bare host name, or
+// holds white space or a control character) is a *ConfigError.
 func New(cfg Config) (*Client, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
 	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("revio: BaseURL %q must be an absolute http(s) URL", cfg.BaseURL)
-	}
-	if u.User != nil {
-		return nil, errors.New("revio: BaseURL must not carry credentials")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("revio: BaseURL %q must not have a query or fragment", cfg.BaseURL)
-	}
-	if u.Scheme != "https" && !cfg.AllowHTTP {
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return nil, &ConfigError{Field: "BaseURL", Reason: fmt.Sprintf("must be an absolute http(s) URL (got %q)", httpcore.Sanitize(cfg.BaseURL))}
+	case u.User != nil:
+		return nil, &ConfigError{Field: "BaseURL", Reason: "must not carry credentials"}
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, &ConfigError{Field: "BaseURL", Reason: fmt.Sprintf("must not have a query or fragment (got %q)", httpcore.Sanitize(cfg.BaseURL))}
+	case u.Scheme != "https" && !cfg.AllowHTTP:
 		return nil, &InsecureURLError{URL: cfg.BaseURL}
 	}
-	if cfg.Host != "" && !validHost(cfg.Host) {
-		return nil, fmt.Errorf("revio: Host %q must be a bare host name such as acme.psarev.io", cfg.Host)
+	if cfg.Host != "" {
+		var he *httpcore.HeaderError
+		if errors.As(httpcore.CheckHeaderValue("X-Revio-Host", cfg.Host), &he) {
+			return nil, &ConfigError{Field: "Host", Reason: he.Reason + " and cannot be sent as X-Revio-Host"}
+		}
+		if !validHost(cfg.Host) {
+			return nil, &ConfigError{Field: "Host", Reason: fmt.Sprintf("must be a bare host name such as acme.psarev.io (got %q)", httpcore.Sanitize(cfg.Host))}
+		}
 	}
-	c := &Client{cfg: cfg, base: strings.TrimRight(u.String(), "/"), http: sharedHTTPClient, timeout: cfg.Timeout}
-	if c.timeout <= 0 {
-		c.timeout = DefaultTimeout
-	}
-	if cfg.HTTPClient != nil {
-		hc := *cfg.HTTPClient
-		hc.CheckRedirect = noRedirects
-		c.http = &hc
-	}
-	return c, nil
+	return &Client{cfg: cfg, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: "revio",
+		HTTP: httpcore.Client(cfg.HTTPClient), Timeout: cfg.Timeout, UserAgent: userAgent, Observe: cfg.Observe,
+	}}, nil
 }
 
 // validHost accepts a host name or host:port, without scheme, path or spaces.
@@ -147,9 +127,17 @@ func (c *Client) Host() string { return c.cfg.Host }
 // Errors: *InvalidAPIKeyError (4xx other than 429, or an empty key),
 // *RateLimitedError, *ServerError, *NetworkError, *ProtocolError (a 2xx
 // without data.token, or an unusable answer).
+//
+// Surrounding white space of apiKey (a trailing newline left by `echo` in
+// the Secret) is dropped; a key that is then empty, or holds a control
+// character, is an *InvalidAPIKeyError with StatusCode 0 and nothing is sent.
 func (c *Client) Exchange(ctx context.Context, apiKey string) (*Token, error) {
-	if strings.TrimSpace(apiKey) == "" {
+	apiKey = strings.TrimSpace(apiKey)
+	if apiKey == "" {
 		return nil, &InvalidAPIKeyError{}
+	}
+	if strings.ContainsFunc(apiKey, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, &InvalidAPIKeyError{Message: "the key contains a control character"}
 	}
 	body, err := json.Marshal(struct {
 		APIKey string `json:"apiKey"`
@@ -162,13 +150,13 @@ func (c *Client) Exchange(ctx context.Context, apiKey string) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch s := resp.status; {
+	switch s := resp.Status; {
 	case s >= 200 && s < 300:
 	case s == http.StatusTooManyRequests || s >= 500:
 		return nil, c.statusError(OpExchange, resp, apiKey)
 	case s >= 400:
-		eb := decodeErrorBody(resp.body)
-		return nil, &InvalidAPIKeyError{StatusCode: s, Code: sanitize(eb.Error, apiKey), Message: sanitize(eb.Message, apiKey)}
+		eb := httpcore.DecodeErrorBody(resp.Body)
+		return nil, &InvalidAPIKeyError{StatusCode: s, Code: httpcore.Sanitize(eb.Error, apiKey), Message: httpcore.Sanitize(eb.Message, apiKey)}
 	default:
 		return nil, &ProtocolError{Operation: OpExchange, StatusCode: s, Reason: "status is neither success nor error (redirects are not followed)"}
 	}
@@ -178,15 +166,15 @@ func (c *Client) Exchange(ctx context.Context, apiKey string) (*Token, error) {
 			Token json.RawMessage `json:"token"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(resp.body, &out); err != nil {
-		return nil, &ProtocolError{Operation: OpExchange, StatusCode: resp.status, Reason: "response is not a JSON object"}
+	if err := json.Unmarshal(resp.Body, &out); err != nil {
+		return nil, &ProtocolError{Operation: OpExchange, StatusCode: resp.Status, Reason: "response is not a JSON object"}
 	}
 	var jwt string
 	if out.Data == nil || len(out.Data.Token) == 0 || json.Unmarshal(out.Data.Token, &jwt) != nil || strings.TrimSpace(jwt) == "" {
-		return nil, &ProtocolError{Operation: OpExchange, StatusCode: resp.status, Reason: "response has no data.token string"}
+		return nil, &ProtocolError{Operation: OpExchange, StatusCode: resp.Status, Reason: "response has no data.token string"}
 	}
 	if !validToken(jwt) {
-		return nil, &ProtocolError{Operation: OpExchange, StatusCode: resp.status, Reason: "data.token is not a valid header value"}
+		return nil, &ProtocolError{Operation: OpExchange, StatusCode: resp.Status, Reason: "data.token is not a valid header value"}
 	}
 	t := &Token{JWT: jwt}
 	if iat, exp, ok := ParseClaims(jwt); ok {
@@ -206,10 +194,10 @@ func (c *Client) Exchange(ctx context.Context, apiKey string) (*Token, error) {
 // status (2xx, 3xx, 404, ...) is for the caller to judge.
 func (c *Client) Get(ctx context.Context, token, path string) (status int, body []byte, err error) {
 	if c.cfg.Host == "" {
-		return 0, nil, errors.New("revio call: Config.Host (X-Revio-Host) is required for authenticated calls")
+		return 0, nil, &ConfigError{Field: "Host", Reason: "(X-Revio-Host) is required for authenticated calls"}
 	}
 	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || strings.ContainsAny(path, " \t\r\n#") {
-		return 0, nil, fmt.Errorf("revio call: path %q must be relative to the base URL and start with a single /", path)
+		return 0, nil, &ConfigError{Field: "path", Reason: fmt.Sprintf("%q must be relative to the base URL and start with a single /", httpcore.Sanitize(path, token))}
 	}
 	if !validToken(token) {
 		return 0, nil, &UnauthorizedError{}
@@ -223,14 +211,14 @@ func (c *Client) Get(ctx context.Context, token, path string) (status int, body 
 	if err != nil {
 		return 0, nil, err
 	}
-	switch s := resp.status; {
+	switch s := resp.Status; {
 	case s == http.StatusUnauthorized:
-		eb := decodeErrorBody(resp.body)
-		return s, resp.body, &UnauthorizedError{StatusCode: s, Code: sanitize(eb.Error, token), Message: sanitize(eb.Message, token)}
+		eb := httpcore.DecodeErrorBody(resp.Body)
+		return s, resp.Body, &UnauthorizedError{StatusCode: s, Code: httpcore.Sanitize(eb.Error, token), Message: httpcore.Sanitize(eb.Message, token)}
 	case s == http.StatusTooManyRequests || s >= 500:
-		return s, resp.body, c.statusError(OpCall, resp, token)
+		return s, resp.Body, c.statusError(OpCall, resp, token)
 	}
-	return resp.status, resp.body, nil
+	return resp.Status, resp.Body, nil
 }
 
 // validToken reports whether a token can be sent as a Bearer credential:
@@ -247,84 +235,31 @@ func validToken(t string) bool {
 	return true
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// do sends one request and returns the answer, or a *NetworkError or
-// *ProtocolError (oversized body).
-func (c *Client) do(ctx context.Context, op, method, path string, hdr http.Header, body []byte) (_ *response, err error) {
-	start := time.Now()
-	status := 0
-	defer func() {
-		if c.cfg.Observe != nil {
-			c.cfg.Observe(op, status, time.Since(start))
-		}
-	}()
-
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+// do sends one request and returns the answer, or a *NetworkError, a
+// *ProtocolError (oversized body) or a *ConfigError (a header value that
+// cannot be sent).
+func (c *Client) do(ctx context.Context, op, method, path string, hdr http.Header, body []byte) (*httpcore.Response, error) {
+	resp, err := c.core.Do(ctx, httpcore.Request{Operation: op, Method: method, URL: c.base + path, Header: hdr, Body: body})
 	if err != nil {
-		return nil, fmt.Errorf("revio %s: build request for path %q: %w", op, path, err)
+		return nil, httpcore.MapError(err,
+			func(e *httpcore.NetworkError) error {
+				return &NetworkError{Operation: op, Timeout: e.Timeout, Err: e.Err}
+			},
+			func(e *httpcore.BodyTooLargeError) error {
+				return &ProtocolError{Operation: op, StatusCode: e.StatusCode, Reason: e.Error()}
+			},
+			func(e *httpcore.HeaderError) error { return &ConfigError{Field: e.Name, Reason: e.Reason} })
 	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
-
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, networkError(ctx, op, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		// The answer started but did not finish: as good as no answer.
-		return nil, networkError(ctx, op, err)
-	}
-	status = resp.StatusCode
-	if len(raw) > maxBodyBytes {
-		return nil, &ProtocolError{Operation: op, StatusCode: status, Reason: "response body exceeds 1 MiB"}
-	}
-	return &response{status: status, header: resp.Header, body: raw}, nil
-}
-
-func networkError(ctx context.Context, op string, err error) error {
-	var ne net.Error
-	timeout := errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
-		(errors.As(err, &ne) && ne.Timeout())
-	return &NetworkError{Operation: op, Timeout: timeout, Err: err}
-}
-
-// errorBody is Rev.io's error shape, as the simulator and Reevit use it.
-type errorBody struct {
-	Error      string          `json:"error"`
-	Message    string          `json:"message"`
-	RetryAfter json.RawMessage `json:"retry_after"`
-}
-
-func decodeErrorBody(raw []byte) errorBody {
-	var eb errorBody
-	_ = json.Unmarshal(raw, &eb) // a non-JSON body leaves the fields empty
-	return eb
+	return resp, nil
 }
 
 // statusError maps a 429 or 5xx answer to its typed error.
-func (c *Client) statusError(op string, resp *response, secret string) error {
-	eb := decodeErrorBody(resp.body)
-	code, msg := sanitize(eb.Error, secret), sanitize(eb.Message, secret)
-	if resp.status == http.StatusTooManyRequests {
-		return &RateLimitedError{Operation: op, StatusCode: resp.status, Code: code, Message: msg,
-			RetryAfter: retryAfter(eb.RetryAfter, resp.header.Get("Retry-After"), time.Now())}
+func (c *Client) statusError(op string, resp *httpcore.Response, secret string) error {
+	eb := httpcore.DecodeErrorBody(resp.Body)
+	code, msg := httpcore.Sanitize(eb.Error, secret), httpcore.Sanitize(eb.Message, secret)
+	if resp.Status == http.StatusTooManyRequests {
+		return &RateLimitedError{Operation: op, StatusCode: resp.Status, Code: code, Message: msg,
+			RetryAfter: httpcore.RetryAfter(eb.RetryAfter, resp.Header.Get("Retry-After"), time.Now())}
 	}
-	return &ServerError{Operation: op, StatusCode: resp.status, Code: code, Message: msg}
+	return &ServerError{Operation: op, StatusCode: resp.Status, Code: code, Message: msg}
 }

@@ -1,22 +1,15 @@
 package revio
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"net/http"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // ErrInsecureURL is matched (errors.Is) by every *InsecureURLError.
 var ErrInsecureURL = errors.New("revio: refusing a non-https base URL (set AllowHTTP to permit it)")
-
-// defaultRetryAfter is used when a 429 names no delay.
-const defaultRetryAfter = 60 * time.Second
 
 // InsecureURLError is returned by New for a non-https BaseURL when AllowHTTP
 // is false: the API key and the tokens must only travel over TLS.
@@ -35,7 +28,8 @@ func (e *InsecureURLError) Is(target error) bool { return target == ErrInsecureU
 // InvalidAPIKeyError is a 4xx other than 429 from the exchange: Rev.io does
 // not accept the API key (unknown, revoked, or malformed). Exchanging again
 // with the same key will not help. StatusCode 0 means the key was refused
-// before sending because it is empty.
+// before sending: it is empty, or holds a control character (Message says
+// which).
 type InvalidAPIKeyError struct {
 	StatusCode int
 	Code       string // the body's "error" field, e.g. "invalid_api_key"
@@ -44,6 +38,9 @@ type InvalidAPIKeyError struct {
 
 func (e *InvalidAPIKeyError) Error() string {
 	if e.StatusCode == 0 {
+		if e.Message != "" {
+			return "revio exchange: invalid API key: " + e.Message
+		}
 		return "revio exchange: invalid API key: the key is empty"
 	}
 	return describe(OpExchange, "invalid API key", e.StatusCode, e.Message)
@@ -73,7 +70,7 @@ type RateLimitedError struct {
 	Code       string
 	Message    string
 	// RetryAfter comes from the body's retry_after, else the Retry-After
-	// header, else 60s.
+	// header, else 60s; it is always between 1s and 1h (httpcore.RetryAfter).
 	RetryAfter time.Duration
 }
 
@@ -107,23 +104,28 @@ func (e *ProtocolError) Error() string {
 	return describe(e.Operation, "unexpected response", e.StatusCode, e.Reason)
 }
 
-// NetworkError is a transport failure: no complete HTTP answer was read.
-type NetworkError struct {
-	Operation string
-	// Timeout is true when the call's deadline passed.
-	Timeout bool
-	// Err is the underlying error (usually a *url.Error, which carries the
-	// method and URL but never headers or the body).
-	Err error
+// ConfigError is a value the client cannot send: a Config field (BaseURL,
+// Host) that is malformed, surrounded by white space or holding a control
+// character such as a newline. It is permanent: nothing was sent, and
+// nothing will be until the input changes.
+type ConfigError struct {
+	// Field names the input, e.g. "Host".
+	Field string
+	// Reason says what is wrong, e.g. "contains a control character".
+	Reason string
 }
 
-func (e *NetworkError) Error() string {
-	what := "network error"
-	if e.Timeout {
-		what = "timed out"
-	}
-	return fmt.Sprintf("revio %s: %s: %v", e.Operation, what, e.Err)
-}
+func (e *ConfigError) Error() string { return "revio: " + e.Field + " " + e.Reason }
+
+// NetworkError is a transport failure: no complete HTTP answer was read.
+//
+// Its fields are httpcore.NetworkError's: Operation, StatusCode (always 0),
+// Timeout (the call's deadline passed, or a dial or TLS handshake timed out)
+// and Err, the underlying error (usually a *url.Error, which carries the
+// method and URL but never headers or the body).
+type NetworkError httpcore.NetworkError
+
+func (e *NetworkError) Error() string { return (*httpcore.NetworkError)(e).Error() }
 
 // Unwrap returns the underlying transport error.
 func (e *NetworkError) Unwrap() error { return e.Err }
@@ -132,12 +134,7 @@ func (e *NetworkError) Unwrap() error { return e.Err }
 // rate limits, 5xx and network errors. An *UnauthorizedError is not: it needs
 // a new token first.
 func IsRetryable(err error) bool {
-	var (
-		rl *RateLimitedError
-		se *ServerError
-		ne *NetworkError
-	)
-	return errors.As(err, &rl) || errors.As(err, &se) || errors.As(err, &ne)
+	return httpcore.AsAny(err, new(*RateLimitedError), new(*ServerError), new(*NetworkError))
 }
 
 // RetryAfter returns the delay a rate-limited server asked for, and false
@@ -151,86 +148,5 @@ func RetryAfter(err error) (time.Duration, bool) {
 }
 
 func describe(op, what string, status int, msg string) string {
-	s := fmt.Sprintf("revio %s: %s (HTTP %d", op, what, status)
-	if t := http.StatusText(status); t != "" {
-		s += " " + t
-	}
-	s += ")"
-	if msg != "" {
-		s += ": " + msg
-	}
-	return s
-}
-
-// jwtPattern matches anything shaped like a JWT (base64url JSON header and
-// payload), so a server echoing a token cannot leak it into an error.
-var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*)?`)
-
-// secretShaped matches long unbroken runs of key-like characters: a server
-// echoing an API key the client does not hold (Get never sees the key) or a
-// piece of a token is redacted too. Words of prose are never this long.
-var secretShaped = regexp.MustCompile(`[A-Za-z0-9_+=-]{24,}`)
-
-// maxMessageLen bounds server text copied into errors.
-const maxMessageLen = 256
-
-// sanitize makes server-provided text safe to put in an error: it removes
-// the given secrets and anything shaped like a JWT or a key, replaces
-// control characters, and bounds the length.
-func sanitize(msg string, secrets ...string) string {
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, redacted)
-		}
-	}
-	msg = jwtPattern.ReplaceAllString(msg, redacted)
-	msg = secretShaped.ReplaceAllString(msg, redacted)
-	msg = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, msg)
-	if len(msg) > maxMessageLen {
-		msg = strings.ToValidUTF8(msg[:maxMessageLen], "") + "..."
-	}
-	return strings.TrimSpace(msg)
-}
-
-// retryAfter reads the body's retry_after (seconds), else the Retry-After
-// header (seconds or an HTTP date), else 60s.
-// A delay longer than maxRetryAfter is capped to it.
-func retryAfter(body json.RawMessage, header string, now time.Time) time.Duration {
-	if len(body) > 0 {
-		var secs float64
-		if err := json.Unmarshal(body, &secs); err == nil && secs > 0 {
-			return secondsToDuration(secs)
-		}
-		var s string
-		if err := json.Unmarshal(body, &s); err == nil {
-			if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && f > 0 {
-				return secondsToDuration(f)
-			}
-		}
-	}
-	if header = strings.TrimSpace(header); header != "" {
-		if secs, err := strconv.ParseFloat(header, 64); err == nil && secs > 0 {
-			return secondsToDuration(secs)
-		}
-		if t, err := http.ParseTime(header); err == nil && t.After(now) {
-			return min(t.Sub(now), maxRetryAfter)
-		}
-	}
-	return defaultRetryAfter
-}
-
-// maxRetryAfter caps a server's requested delay, so a bogus value cannot
-// overflow a Duration or park a caller for days.
-const maxRetryAfter = 24 * time.Hour
-
-func secondsToDuration(secs float64) time.Duration {
-	if math.IsNaN(secs) || secs > maxRetryAfter.Seconds() {
-		return maxRetryAfter
-	}
-	return time.Duration(secs * float64(time.Second))
+	return httpcore.Describe("revio", op, what, status, msg)
 }

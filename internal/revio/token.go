@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // redacted replaces secret values wherever a Token or Config is printed.
@@ -58,14 +60,7 @@ func (t Token) GoString() string {
 
 // Format prints the token with the JWT redacted for every verb.
 func (t Token) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = fmt.Fprint(f, t.GoString())
-	case f.Flag('+'):
-		_, _ = fmt.Fprintf(f, "%+v", t.printable())
-	default:
-		_, _ = fmt.Fprintf(f, "%v", t.printable())
-	}
+	httpcore.FormatRedacted(f, verb, t.GoString(), t.printable())
 }
 
 // MarshalJSON encodes the token with the JWT redacted, so structured loggers

@@ -12,10 +12,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -24,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keywarden/keywarden/internal/simcore"
 	"github.com/keywarden/keywarden/internal/simfault"
 )
 
@@ -56,34 +55,25 @@ const PrefixLen = 13
 const (
 	keyRandLen = 32
 	idRandLen  = 12
-	alnum      = "abcdefghijklmnopqrstuvwxyz0123456789"
 	maxBody    = 1 << 20
 )
 
 // Clock tells the simulator the time; k8s.io/utils/clock fakes satisfy it.
-type Clock interface{ Now() time.Time }
+type Clock = simcore.Clock
 
 // ClockFunc adapts a function to Clock.
-type ClockFunc func() time.Time
-
-// Now returns f().
-func (f ClockFunc) Now() time.Time { return f() }
+type ClockFunc = simcore.ClockFunc
 
 // Option configures a Sim.
 type Option func(*Sim)
 
 // WithClock sets the clock used for created_at, revoked_at, idempotency
 // expiry and rate-limit windows. The default is the real clock.
-func WithClock(c Clock) Option { return func(s *Sim) { s.clock = c } }
+func WithClock(c Clock) Option { return func(s *Sim) { s.core.SetClock(c) } }
 
 // WithSeed makes generated ids and keys (and the failure-rate faults)
 // reproducible. By default they are random.
-func WithSeed(seed int64) Option {
-	return func(s *Sim) {
-		s.rng = rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x5eed))
-		s.faults.Seed(uint64(seed))
-	}
-}
+func WithSeed(seed int64) Option { return func(s *Sim) { s.core.Seed(seed, &s.Instruments) } }
 
 // KeyInfo describes a stored key. It never holds the full secret.
 type KeyInfo struct {
@@ -116,39 +106,46 @@ type org struct {
 }
 
 // Sim is an in-memory Reevit API. It implements http.Handler and is safe for
-// concurrent use.
+// concurrent use. Faults is consulted at the top of every request; Counts
+// counts calls per endpoint ("create", "list", "revoke", "other"), status 0
+// for dropped connections.
 type Sim struct {
-	clock  Clock
-	faults simfault.Injector
-	counts simfault.Counter
+	// Instruments give the Sim its Faults and Counts.
+	simcore.Instruments
+	// core is the clock and the randomness (used under mu).
+	core simcore.Base
 	// inflight counts requests being served.
 	inflight atomic.Int32
 
 	mu       sync.Mutex
-	rng      *rand.Rand
 	orgs     map[string]*org
 	bareList bool
 }
 
+// Server is a Sim listening on a local address, like httptest.Server: URL,
+// Close, CloseClientConnections and Client come from the listener.
+type Server struct {
+	*Sim
+	*simcore.Listener
+}
+
 // New returns an empty simulator; add organizations with AddOrg or SeedKey.
 func New(opts ...Option) *Sim {
-	s := &Sim{
-		clock: ClockFunc(time.Now),
-		rng:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		orgs:  make(map[string]*org),
-	}
+	s := &Sim{orgs: make(map[string]*org)}
+	s.core.Init()
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
 
-// Faults returns the fault injector consulted at the top of every request.
-func (s *Sim) Faults() *simfault.Injector { return &s.faults }
+// NewServer starts a plain-HTTP server (clients need AllowHTTP).
+func NewServer(opts ...Option) *Server { return serve(New(opts...), false) }
 
-// Counts returns per-endpoint call counts ("create", "list", "revoke",
-// "other"); status 0 counts dropped connections.
-func (s *Sim) Counts() *simfault.Counter { return &s.counts }
+// NewTLSServer starts an HTTPS server; use Client for a client that trusts it.
+func NewTLSServer(opts ...Option) *Server { return serve(New(opts...), true) }
+
+func serve(s *Sim, tls bool) *Server { return &Server{Sim: s, Listener: simcore.Serve(s, tls)} }
 
 // InFlight is the number of requests being served now. A client that gives
 // up on a request (its context cancelled) does not stop the server from
@@ -202,14 +199,14 @@ func (s *Sim) SeedKey(orgID, env, name string, scopes []string) (id, fullKey str
 func (s *Sim) newKeyLocked(o *org, env, name string, scopes []string, now time.Time) (*storedKey, string) {
 	var full string
 	for {
-		full = "pfk_" + env + "_" + s.randLocked(keyRandLen)
+		full = "pfk_" + env + "_" + s.core.Rand(keyRandLen)
 		if _, taken := o.byHash[sha256.Sum256([]byte(full))]; !taken {
 			break
 		}
 	}
 	var id string
 	for {
-		id = "key_" + s.randLocked(idRandLen)
+		id = "key_" + s.core.Rand(idRandLen)
 		if o.find(id) == nil {
 			break
 		}
@@ -222,14 +219,6 @@ func (s *Sim) newKeyLocked(o *org, env, name string, scopes []string, now time.T
 	o.keys = append(o.keys, k)
 	o.byHash[k.hash] = k
 	return k, full
-}
-
-func (s *Sim) randLocked(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = alnum[s.rng.IntN(len(alnum))]
-	}
-	return string(b)
 }
 
 func (o *org) find(id string) *storedKey {
@@ -251,7 +240,7 @@ func (o *org) active(fullKey string) *storedKey {
 }
 
 // now is the clock's time in UTC, truncated to seconds as the API reports it.
-func (s *Sim) now() time.Time { return s.clock.Now().UTC().Truncate(time.Second) }
+func (s *Sim) now() time.Time { return s.core.Now().UTC().Truncate(time.Second) }
 
 // Keys returns every key of the org, revoked ones included, in creation order.
 func (s *Sim) Keys(orgID string) []KeyInfo { return s.keyInfos(orgID, true) }
@@ -360,11 +349,11 @@ func (s *Sim) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	dropped := false
 	defer func() {
 		if !dropped {
-			s.counts.Inc(endpoint, w.status)
+			s.Counts().Inc(endpoint, w.status)
 		}
 	}()
 
-	if s.faults.Before(w, r, s.clock.Now(), writeFault) {
+	if s.Faults().Before(w, r, s.core.Now(), writeFault) {
 		return
 	}
 
@@ -379,11 +368,11 @@ func (s *Sim) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 
 	res, commit := s.handle(r, endpoint, id, body)
-	if commit && s.faults.TakeDrop() {
+	if commit && s.Faults().TakeDrop() {
 		// Count before the hang-up: the client sees the dropped connection
 		// as soon as Drop closes it, and may look at the counts at once.
 		dropped = true
-		s.counts.Inc(endpoint, 0)
+		s.Counts().Inc(endpoint, 0)
 		simfault.Drop(w)
 		return
 	}
@@ -557,60 +546,25 @@ func missingScope(scope string) result {
 	return errResult(http.StatusForbidden, "forbidden", "API key missing required scope: "+scope)
 }
 
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
-type rateLimitBody struct {
-	Error      string `json:"error"`
-	Message    string `json:"message"`
-	RetryAfter int    `json:"retry_after"`
-}
-
 func errResult(status int, code, msg string) result {
-	return jsonResult(status, errorBody{Error: code, Message: msg})
+	return jsonResult(status, simcore.ErrorBody{Error: code, Message: msg})
 }
 
-func jsonResult(status int, v any) result {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(errors.Join(errors.New("reevittest: encode response"), err))
-	}
-	return result{status: status, body: b}
-}
+func jsonResult(status int, v any) result { return result{status: status, body: simcore.EncodeJSON(v)} }
 
-func writeRaw(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
+func writeRaw(w http.ResponseWriter, status int, body []byte) { simcore.WriteRaw(w, status, body) }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	res := errResult(status, code, msg)
-	writeRaw(w, res.status, res.body)
+	simcore.WriteJSON(w, status, simcore.ErrorBody{Error: code, Message: msg})
+}
+
+// faultBodies are the injected failures in Reevit's documented words.
+var faultBodies = map[int]simcore.ErrorBody{
+	http.StatusUnauthorized: {Error: "unauthorized", Message: "Invalid or missing API key"},
+	http.StatusForbidden:    {Error: "forbidden", Message: "API key missing required scope"},
 }
 
 // writeFault writes an injected failure in Reevit's error shape.
 func writeFault(w http.ResponseWriter, status, retryAfter int) {
-	switch {
-	case status == http.StatusTooManyRequests:
-		if retryAfter <= 0 {
-			retryAfter = 60
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		res := jsonResult(status, rateLimitBody{Error: "rate_limited", Message: "Too many requests", RetryAfter: retryAfter})
-		writeRaw(w, res.status, res.body)
-	case status == http.StatusUnauthorized:
-		writeError(w, status, "unauthorized", "Invalid or missing API key")
-	case status == http.StatusForbidden:
-		writeError(w, status, "forbidden", "API key missing required scope")
-	case status == http.StatusNotFound:
-		writeError(w, status, "not_found", "Not found")
-	case status >= 500:
-		writeError(w, status, "internal_error", "injected fault: "+http.StatusText(status))
-	default:
-		writeError(w, status, "bad_request", "injected fault: "+http.StatusText(status))
-	}
+	simcore.WriteFault(w, status, retryAfter, faultBodies)
 }

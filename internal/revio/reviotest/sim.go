@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"mime"
 	"net/http"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keywarden/keywarden/internal/simcore"
 	"github.com/keywarden/keywarden/internal/simfault"
 )
 
@@ -53,25 +53,21 @@ const (
 	maxBody     = 1 << 20
 	keyRandLen  = 40
 	jtiRandLen  = 16
-	alnum       = "abcdefghijklmnopqrstuvwxyz0123456789"
 	signKeySize = 32
 )
 
 // Clock tells the simulator the time; k8s.io/utils/clock fakes satisfy it.
-type Clock interface{ Now() time.Time }
+type Clock = simcore.Clock
 
 // ClockFunc adapts a function to Clock.
-type ClockFunc func() time.Time
-
-// Now returns f().
-func (f ClockFunc) Now() time.Time { return f() }
+type ClockFunc = simcore.ClockFunc
 
 // Option configures a Sim.
 type Option func(*Sim)
 
 // WithClock sets the clock used for iat/exp, token validation and rate-limit
 // windows. The default is the real clock.
-func WithClock(c Clock) Option { return func(s *Sim) { s.clock = c } }
+func WithClock(c Clock) Option { return func(s *Sim) { s.core.SetClock(c) } }
 
 // WithTokenLifetime sets the lifetime of issued tokens (default 1h).
 func WithTokenLifetime(d time.Duration) Option {
@@ -90,12 +86,7 @@ func WithSigningKey(key []byte) Option {
 
 // WithSeed makes generated API keys, token ids, the default signing key and
 // the failure-rate faults reproducible. By default they are random.
-func WithSeed(seed int64) Option {
-	return func(s *Sim) {
-		s.rng = rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x5eed))
-		s.faults.Seed(uint64(seed))
-	}
-}
+func WithSeed(seed int64) Option { return func(s *Sim) { s.core.Seed(seed, &s.Instruments) } }
 
 type boundKey struct {
 	host    string
@@ -104,49 +95,55 @@ type boundKey struct {
 }
 
 // Sim is an in-memory Rev.io API. It implements http.Handler and is safe for
-// concurrent use.
+// concurrent use. Faults is consulted at the top of every request; its
+// DropAfterCommit applies to the exchange: the token is issued, then the
+// connection is closed without an answer. Counts counts calls per endpoint
+// ("exchange", "contacts", "customers", "other"), status 0 for dropped
+// connections.
 type Sim struct {
-	clock  Clock
-	faults simfault.Injector
-	counts simfault.Counter
+	// Instruments give the Sim its Faults and Counts.
+	simcore.Instruments
+	// core is the clock and the randomness (used under mu).
+	core simcore.Base
 
 	mu         sync.Mutex
-	rng        *rand.Rand
 	signingKey []byte
 	lifetime   time.Duration
 	omitExp    bool
 	keys       map[[32]byte]*boundKey // by sha256 of the API key; the key itself is not kept
 }
 
+// Server is a Sim listening on a local address, like httptest.Server: URL,
+// Close, CloseClientConnections and Client come from the listener.
+type Server struct {
+	*Sim
+	*simcore.Listener
+}
+
 // New returns a simulator with no API keys; add them with AddAPIKey or
 // GenerateAPIKey.
 func New(opts ...Option) *Sim {
-	s := &Sim{
-		clock:    ClockFunc(time.Now),
-		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		lifetime: DefaultTokenLifetime,
-		keys:     make(map[[32]byte]*boundKey),
-	}
+	s := &Sim{lifetime: DefaultTokenLifetime, keys: make(map[[32]byte]*boundKey)}
+	s.core.Init()
 	for _, o := range opts {
 		o(s)
 	}
 	if len(s.signingKey) == 0 {
 		s.signingKey = make([]byte, signKeySize)
 		for i := range s.signingKey {
-			s.signingKey[i] = byte(s.rng.Uint32())
+			s.signingKey[i] = byte(s.core.Uint32())
 		}
 	}
 	return s
 }
 
-// Faults returns the fault injector consulted at the top of every request.
-// DropAfterCommit applies to the exchange: the token is issued, then the
-// connection is closed without an answer.
-func (s *Sim) Faults() *simfault.Injector { return &s.faults }
+// NewServer starts a plain-HTTP server (clients need AllowHTTP).
+func NewServer(opts ...Option) *Server { return serve(New(opts...), false) }
 
-// Counts returns per-endpoint call counts ("exchange", "contacts",
-// "customers", "other"); status 0 counts dropped connections.
-func (s *Sim) Counts() *simfault.Counter { return &s.counts }
+// NewTLSServer starts an HTTPS server; use Client for a client that trusts it.
+func NewTLSServer(opts ...Option) *Server { return serve(New(opts...), true) }
+
+func serve(s *Sim, tls bool) *Server { return &Server{Sim: s, Listener: simcore.Serve(s, tls)} }
 
 // AddAPIKey registers apiKey, bound to the PSA host (the X-Revio-Host its
 // tokens are valid for). Adding a known or revoked key rebinds and
@@ -162,7 +159,7 @@ func (s *Sim) GenerateAPIKey(host string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		k := "rvk_" + s.randLocked(keyRandLen)
+		k := "rvk_" + s.core.Rand(keyRandLen)
 		h := sha256.Sum256([]byte(k))
 		if _, taken := s.keys[h]; !taken {
 			s.keys[h] = &boundKey{host: host, sub: s.subjectLocked(k)}
@@ -218,14 +215,6 @@ func (s *Sim) subjectLocked(apiKey string) string {
 	return "apikey_" + hex.EncodeToString(m.Sum(nil))[:16]
 }
 
-func (s *Sim) randLocked(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = alnum[s.rng.IntN(len(alnum))]
-	}
-	return string(b)
-}
-
 // claims is the payload of issued tokens.
 type claims struct {
 	Sub  string `json:"sub"`
@@ -241,7 +230,7 @@ func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s
 
 // issue signs a token for k at now.
 func (s *Sim) issueLocked(k *boundKey, now time.Time) string {
-	c := claims{Sub: k.sub, Host: k.host, Iat: now.Unix(), Jti: s.randLocked(jtiRandLen)}
+	c := claims{Sub: k.sub, Host: k.host, Iat: now.Unix(), Jti: s.core.Rand(jtiRandLen)}
 	if !s.omitExp {
 		exp := now.Add(s.lifetime).Unix()
 		c.Exp = &exp
@@ -296,7 +285,7 @@ func (s *Sim) checkToken(jwt, host string) string {
 	if err != nil || json.Unmarshal(pb, &c) != nil {
 		return msgBadToken
 	}
-	if c.Exp != nil && !s.clock.Now().Before(time.Unix(*c.Exp, 0)) {
+	if c.Exp != nil && !s.core.Now().Before(time.Unix(*c.Exp, 0)) {
 		return msgExpired
 	}
 	if host == "" || c.Host != host {
@@ -333,11 +322,11 @@ func subID(rest string) (string, bool) {
 func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	endpoint, id, ok := route(r.URL.Path)
 	faultStatus := 0
-	if s.faults.Before(w, r, s.clock.Now(), func(w http.ResponseWriter, status, retryAfter int) {
+	if s.Faults().Before(w, r, s.core.Now(), func(w http.ResponseWriter, status, retryAfter int) {
 		faultStatus = status
 		writeFault(w, endpoint, status, retryAfter)
 	}) {
-		s.counts.Inc(endpoint, faultStatus)
+		s.Counts().Inc(endpoint, faultStatus)
 		return
 	}
 	switch {
@@ -351,20 +340,11 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) reply(w http.ResponseWriter, endpoint string, status int, v any) {
-	s.counts.Inc(endpoint, status)
+	s.Counts().Inc(endpoint, status)
 	writeJSON(w, status, v)
 }
 
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
-type rateLimitBody struct {
-	Error      string `json:"error"`
-	Message    string `json:"message"`
-	RetryAfter int    `json:"retry_after"`
-}
+type errorBody = simcore.ErrorBody
 
 func (s *Sim) exchange(w http.ResponseWriter, r *http.Request) {
 	const ep = EndpointExchange
@@ -393,7 +373,7 @@ func (s *Sim) exchange(w http.ResponseWriter, r *http.Request) {
 	if req.APIKey != nil && *req.APIKey != "" {
 		s.mu.Lock()
 		if k := s.keys[sha256.Sum256([]byte(*req.APIKey))]; k != nil && !k.revoked {
-			token = s.issueLocked(k, s.clock.Now())
+			token = s.issueLocked(k, s.core.Now())
 		}
 		s.mu.Unlock()
 	}
@@ -401,8 +381,8 @@ func (s *Sim) exchange(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, ep, http.StatusUnauthorized, errorBody{Error: "invalid_api_key", Message: "Invalid API key"})
 		return
 	}
-	if s.faults.TakeDrop() {
-		s.counts.Inc(ep, 0)
+	if s.Faults().TakeDrop() {
+		s.Counts().Inc(ep, 0)
 		simfault.Drop(w)
 		return
 	}
@@ -472,35 +452,16 @@ func (s *Sim) authorize(r *http.Request) string {
 	return s.checkToken(tok, host)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(errors.Join(errors.New("reviotest: encode response"), err))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+func writeJSON(w http.ResponseWriter, status int, v any) { simcore.WriteJSON(w, status, v) }
+
+// faultBodies are the injected failures in Rev.io's words: a 401 from the
+// exchange refuses the API key, from a billing call the token.
+var faultBodies = map[bool]map[int]simcore.ErrorBody{
+	true:  {http.StatusUnauthorized: {Error: "invalid_api_key", Message: "Invalid API key"}},
+	false: {http.StatusUnauthorized: {Error: "unauthorized", Message: "Invalid token"}},
 }
 
 // writeFault writes an injected failure in Rev.io's error shape.
 func writeFault(w http.ResponseWriter, endpoint string, status, retryAfter int) {
-	switch {
-	case status == http.StatusTooManyRequests:
-		if retryAfter <= 0 {
-			retryAfter = 60
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		writeJSON(w, status, rateLimitBody{Error: "rate_limited", Message: "Too many requests", RetryAfter: retryAfter})
-	case status == http.StatusUnauthorized && endpoint == EndpointExchange:
-		writeJSON(w, status, errorBody{Error: "invalid_api_key", Message: "Invalid API key"})
-	case status == http.StatusUnauthorized:
-		writeJSON(w, status, errorBody{Error: "unauthorized", Message: "Invalid token"})
-	case status == http.StatusNotFound:
-		writeJSON(w, status, errorBody{Error: "not_found", Message: "Not found"})
-	case status >= 500:
-		writeJSON(w, status, errorBody{Error: "internal_error", Message: "injected fault: " + http.StatusText(status)})
-	default:
-		writeJSON(w, status, errorBody{Error: "bad_request", Message: "injected fault: " + http.StatusText(status)})
-	}
+	simcore.WriteFault(w, status, retryAfter, faultBodies[endpoint == EndpointExchange])
 }
