@@ -366,6 +366,15 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 		scopes[i] = string(s)
 	}
 	key, err := c.CreateKey(ctx, req.Name, scopes, req.IdempotencyKey)
+	var malformed *reevit.MalformedKeyError
+	if errors.As(err, &malformed) {
+		// Reevit made a key but answered with a value of an unknown shape
+		// (too short, another prefix): never published, revoked by id, and
+		// the next attempt uses a new Idempotency-Key (a replay would give
+		// the same answer for 24 h).
+		res, ferr := r.discardMalformed(ctx, ak, c, malformed, now)
+		return res, ferr, true
+	}
 	if err != nil {
 		f := classifyReevit(err)
 		if !f.Transient {
@@ -445,6 +454,24 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 	}
 	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, ak, ak.Spec.RolloutRestart, secretsync.Hash(data))
 	return ctrl.Result{}, nil, false
+}
+
+// discardMalformed revokes a created key whose value cannot be used and
+// records a fresh creation, so nothing made is left live or untracked.
+func (r *ApiKeyReconciler) discardMalformed(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, mk *reevit.MalformedKeyError, now time.Time) (ctrl.Result, error) {
+	st := &ak.Status
+	if mk.ID != "" {
+		if err := c.RevokeKey(ctx, mk.ID, revokeIdempotencyKey(mk.ID)); err != nil {
+			return r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued) // the replay brings the same id back
+		}
+		appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: mk.ID, CreatedAt: *mtime(now), RevokedAt: mtime(now), Reason: v1alpha1.ReasonMalformedKey})
+	}
+	st.KeyGeneration++
+	st.PendingCreate.IdempotencyKey = createIdempotencyKey(ak, st.KeyGeneration, keySpecHash(ak, st.PendingCreate.Issuer))
+	st.PendingCreate.Name = keyName(ak, st.KeyGeneration)
+	st.PendingCreate.StartedAt = *mtime(now)
+	return r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonMalformedKey, Transient: true, Message: fmt.Sprintf(
+		"Reevit created key %q but answered with an unusable value (%s): it was revoked and a new key is requested with backoff; report this to Reevit if it persists", mk.ID, mk.Reason)}, v1alpha1.ConditionIssued)
 }
 
 // switchTo makes key the active key in status and queues the previous one
@@ -584,8 +611,12 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 		markRevoked(ak, p.KeyID, p.Reason, now)
 		revokedNow = append(revokedNow, p.KeyID)
 		if existing != nil && string(existing.Data["keyId"]) == p.KeyID {
-			r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonCompromised, "Revoke",
-				"compromised key %s revoked and removed from Secret %s; no replacement yet: the workload has no valid key until one is issued", p.KeyID, existing.Name)
+			reason := v1alpha1.ReasonRevoked
+			if p.Reason == createCompromised {
+				reason = v1alpha1.ReasonCompromised
+			}
+			r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, reason, "Revoke",
+				"%s key %s revoked and removed from Secret %s; no replacement yet: the workload has no valid key until one is issued", p.Reason, p.KeyID, existing.Name)
 		} else {
 			r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Revoke", "previous key %s revoked", p.KeyID)
 		}
@@ -601,8 +632,8 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 			return 0, res, ferr, true
 		}
 		existing = written
-		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonCompromised,
-			"the compromised key was revoked and removed from Secret "+existing.Name+"; no valid key until a replacement is issued")
+		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonRevoked,
+			"the key Secret "+existing.Name+" held was revoked and removed from it; the workload has no valid key until a replacement is issued")
 	}
 	// Drop the revoked key from the Secret's previous* fields.
 	if existing != nil && len(existing.Data["previousKeyId"]) > 0 && !hasPending(st.PendingRevocations, string(existing.Data["previousKeyId"])) {
@@ -692,8 +723,13 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 	if !activeFound {
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonDrift, "Drift",
 			"active key %s was revoked outside Keywarden: issuing a replacement now", st.KeyID)
-		markRevoked(ak, st.KeyID, createDrift, now)
-		st.KeyID = "" // replaced on the next pass; nothing to revoke
+		// Missing from a listing is not proof of revocation: the key is
+		// queued for revocation (a 404 counts as done), never forgotten.
+		if !hasPending(st.PendingRevocations, st.KeyID) {
+			st.PendingRevocations = append(st.PendingRevocations, v1alpha1.PendingRevocation{
+				KeyID: st.KeyID, KeyPrefix: st.KeyPrefix, RevokeAfter: *mtime(now), Reason: createDrift, Issuer: st.Issuer.DeepCopy()})
+		}
+		st.KeyID = "" // replaced on the next pass
 		st.NextRotationTime = nil
 		return 0, ctrl.Result{RequeueAfter: staleRequeue}, nil, true
 	}

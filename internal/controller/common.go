@@ -93,8 +93,11 @@ func classifyReevit(err error) *failure {
 		network *reevit.NetworkError
 		bad     *reevit.BadRequestError
 		insec   *reevit.InsecureURLError
+		config  *reevit.ConfigError
 	)
 	switch {
+	case errors.As(err, &config):
+		return &failure{Reason: v1alpha1.ReasonBadRequest, Err: err, Message: "the Reevit request cannot be sent: " + config.Error() + "; fix the issuer (orgId, actorId) or the admin-key Secret (one key, no line breaks)"}
 	case errors.As(err, &unauth):
 		return &failure{Reason: v1alpha1.ReasonUnauthorized, Err: err, Message: "Reevit rejected the admin key (401): put a valid, unrevoked key of this organisation into the admin-key Secret"}
 	case errors.As(err, &forbid):
@@ -127,8 +130,11 @@ func classifyRevio(err error) *failure {
 		server  *revio.ServerError
 		network *revio.NetworkError
 		insec   *revio.InsecureURLError
+		config  *revio.ConfigError
 	)
 	switch {
+	case errors.As(err, &config):
+		return &failure{Reason: v1alpha1.ReasonBadRequest, Err: err, Message: "the Rev.io request cannot be sent: " + config.Error() + "; fix the issuer (url, host)"}
 	case errors.As(err, &invalid):
 		return &failure{Reason: v1alpha1.ReasonInvalidAPIKey, Err: err, Message: fmt.Sprintf("Rev.io rejected the API key (%d): put a valid key into the API-key Secret; Keywarden retries when the Secret or the spec changes", invalid.StatusCode)}
 	case errors.As(err, &unauth):

@@ -1,0 +1,184 @@
+package controller
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/reevit/reevittest"
+)
+
+// hostileReevit is a loopback proxy in front of the simulator whose create
+// answers a test can spoil: fail them, or rewrite the key in them.
+type hostileReevit struct {
+	*httptest.Server
+	failCreates atomic.Int32 // status to answer creates with (0: pass)
+	keyAs       atomic.Value // string the created key is replaced with ("" : pass)
+}
+
+func newHostileReevit(t *testing.T) *hostileReevit {
+	t.Helper()
+	target, err := url.Parse(reevitSim.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostileReevit{}
+	h.keyAs.Store("")
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		repl := h.keyAs.Load().(string)
+		if repl == "" || resp.Request.Method != http.MethodPost || resp.StatusCode/100 != 2 {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if json.Unmarshal(body, &m) == nil {
+			m["key"] = repl
+			body, _ = json.Marshal(m)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return nil
+	}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code := int(h.failCreates.Load()); code != 0 && r.Method == http.MethodPost {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			_, _ = w.Write([]byte(`{"error":"forbidden","message":"not allowed"}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+// useIssuerAt points the test's issuer at u.
+func (e *akt) useIssuerAt(u string) {
+	e.t.Helper()
+	iss := &v1alpha1.ReevitIssuer{}
+	e.g.Expect(k8s.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: aktIssuer}, iss)).To(Succeed())
+	iss.Spec.URL = u
+	e.g.Expect(k8s.Update(e.ctx, iss)).To(Succeed())
+}
+
+// A failure that needs a person (MissingScope after a scope edit) does not
+// stop the previous key's revocation at the end of its grace period.
+// Before the fix the backoff returned before revocations ran.
+func TestApiKeyRevokesDuringPermanentFailure(t *testing.T) {
+	e := newAkt(t)
+	e.create("ak", aktEvery(time.Hour, 10*time.Second))
+	k1 := e.settled("ak").Status.KeyID
+	k2 := e.rotateOnce("ak", "r1").Status.KeyID
+	e.g.Expect(e.isActive(k1)).To(BeTrue(), "k1 in its grace period")
+
+	// A scope the admin key lacks: the replacement cannot be made.
+	e.update("ak", func(ak *v1alpha1.ApiKey) { ak.Spec.Scopes = append(ak.Spec.Scopes, "invoices:read") })
+	e.condition("ak", v1alpha1.ConditionReady, v1alpha1.ReasonMissingScope)
+
+	e.stepAndPoke("ak", 11*time.Second)
+	e.g.Eventually(func() bool { return e.isActive(k1) }, aktWait).Should(BeFalse(), "k1 revoked although the create path needs a person")
+	e.g.Expect(e.isActive(k2)).To(BeTrue(), "the current key stays")
+	e.g.Expect(e.get("ak").Status.PendingRevocations).To(BeEmpty())
+	e.hygiene()
+}
+
+// A compromised key is revoked at once and leaves the Secret even when no
+// replacement can be made (creates answered 403), and the condition and
+// an event say the workload now has no valid key.
+func TestApiKeyCompromisedWithoutReplacement(t *testing.T) {
+	e := newAkt(t)
+	h := newHostileReevit(t)
+	e.useIssuerAt(h.URL)
+	e.create("ak", aktEvery(time.Hour, 30*time.Minute))
+	k1 := e.settled("ak").Status.KeyID
+
+	h.failCreates.Store(http.StatusForbidden)
+	e.annotate("ak", v1alpha1.AnnotationCompromised, "incident-7")
+	e.g.Eventually(func() bool { return e.isActive(k1) }, aktWait).Should(BeFalse(), "the compromised key is revoked")
+	e.g.Eventually(func() []byte { return e.secret("ak").Data["apiKey"] }, aktWait).Should(BeEmpty(), "and removed from the Secret")
+	ev := e.event("ak", corev1.EventTypeWarning, v1alpha1.ReasonCompromised)
+	e.g.Expect(ev.Note).To(ContainSubstring("no valid key"))
+	e.condition("ak", v1alpha1.ConditionIssued, v1alpha1.ReasonMissingScope)
+	c := e.condition("ak", v1alpha1.ConditionReady, v1alpha1.ReasonRevoked)
+	e.g.Expect(c.Message).To(ContainSubstring("no valid key"))
+
+	// Once creates work again, a replacement arrives.
+	h.failCreates.Store(0)
+	e.update("ak", func(ak *v1alpha1.ApiKey) { ak.Spec.DisplayName = "after the incident" })
+	ak := e.settled("ak")
+	e.authenticates(e.secret("ak").Data["apiKey"], ak.Status.KeyID)
+	e.assertOneLiveKey("ak")
+	e.hygiene()
+}
+
+// A create answered with a key shorter than its prefix ("pfk_t") used to
+// panic the reconciler (slice out of range) and loop. Now: a condition,
+// the created key revoked, nothing of the value in status, backoff.
+func TestApiKeyMalformedKeyAnswer(t *testing.T) {
+	e := newAkt(t)
+	h := newHostileReevit(t)
+	e.useIssuerAt(h.URL)
+	h.keyAs.Store("pfk_t")
+	base := callsNow()
+	e.create("ak")
+	c := e.condition("ak", v1alpha1.ConditionReady, v1alpha1.ReasonMalformedKey)
+	e.g.Expect(c.Message).To(ContainSubstring("revoked"))
+	ak := e.get("ak")
+	e.g.Expect(ak.Status.KeyID).To(BeEmpty())
+	e.g.Expect(ak.Status.KeyPrefix).To(BeEmpty())
+	e.g.Expect(e.secret("ak")).To(BeNil(), "nothing published")
+	e.g.Eventually(func() []reevittest.KeyInfo { return e.activeKeysOf(string(ak.UID)) }, aktWait).Should(BeEmpty(), "the key made is revoked")
+	// Backoff, not a loop: a handful of creates in the quiet period.
+	e.g.Consistently(func() int { return callsNow()[0] - base[0] }, aktQuiet).Should(BeNumerically("<=", 3))
+
+	h.keyAs.Store("")
+	e.stepAndPoke("ak", time.Minute) // past the backoff
+	ak = e.settled("ak")
+	e.authenticates(e.secret("ak").Data["apiKey"], ak.Status.KeyID)
+	e.assertOneLiveKey("ak")
+	e.hygiene()
+}
+
+// deletionPolicy Retain keeps the key live and its Secret in place: the
+// owner reference goes, so the garbage collector (kube-controller-manager
+// runs in this suite) does not delete the only copy of a live key.
+func TestApiKeyRetainKeepsSecret(t *testing.T) {
+	e := newAkt(t)
+	e.create("ak", func(ak *v1alpha1.ApiKey) { ak.Spec.DeletionPolicy = v1alpha1.DeletionPolicyRetain })
+	ak := e.settled("ak")
+	e.g.Expect(k8s.Delete(e.ctx, ak)).To(Succeed())
+	e.g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(e.ctx, client.ObjectKeyFromObject(ak), &v1alpha1.ApiKey{}))
+	}, aktWait).Should(BeTrue())
+	e.g.Consistently(func() []metav1.OwnerReference {
+		s := e.secret("ak")
+		if s == nil {
+			return []metav1.OwnerReference{{Name: "the Secret is gone"}}
+		}
+		return s.OwnerReferences
+	}, 5*time.Second).Should(BeEmpty())
+	e.g.Expect(e.isActive(ak.Status.KeyID)).To(BeTrue())
+	e.authenticates(e.secret("ak").Data["apiKey"], ak.Status.KeyID)
+	e.event("ak", corev1.EventTypeNormal, v1alpha1.ReasonRetained)
+	e.hygiene()
+}
