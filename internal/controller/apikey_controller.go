@@ -452,7 +452,7 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 	if err := r.crash("after-switch"); err != nil {
 		return ctrl.Result{}, err, true
 	}
-	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, ak, ak.Spec.RolloutRestart, secretsync.Hash(data))
+	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, ak, outputSecretName(ak.Name, ak.Spec.Secret), ak.Spec.RolloutRestart, secretsync.Hash(data))
 	return ctrl.Result{}, nil, false
 }
 
@@ -566,7 +566,7 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 		return wait, ctrl.Result{}, nil, false
 	}
 	if len(ak.Spec.RolloutRestart) > 0 && existing != nil {
-		done, err := secretsync.RolloutsDone(ctx, r.APIReader, ak.Namespace, ak.Spec.RolloutRestart, existing.Annotations[secretsync.AnnotationDataHash])
+		done, err := secretsync.RolloutsDone(ctx, r.APIReader, ak.Namespace, existing.Name, ak.Spec.RolloutRestart, existing.Annotations[secretsync.AnnotationDataHash])
 		if err != nil {
 			return 0, ctrl.Result{}, err, true
 		}

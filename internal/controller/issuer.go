@@ -273,6 +273,16 @@ func readIssuerCredential(ctx context.Context, r *secretReader, ns string, ref v
 		return "", s.ResourceVersion, &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
 			"Secret %s/%s is of type %s: an issuer credential must be an Opaque Secret; create one with kubectl create secret generic", ns, ref.Name, s.Type)}
 	}
+	if err == nil && s != nil {
+		for _, o := range s.OwnerReferences {
+			if strings.HasPrefix(o.APIVersion, v1alpha1.GroupVersion.Group+"/") {
+				// An output as an input would feed the operator's own writes
+				// back to it: a token exchanged for a token, in a loop.
+				return "", s.ResourceVersion, &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
+					"Secret %s/%s is written by Keywarden (%s %s): an issuer credential cannot be an output Secret; name the Secret holding the real credential", ns, ref.Name, o.Kind, o.Name)}
+			}
+		}
+	}
 	v, version, f := readSecretKey(ctx, r, ns, ref, field)
 	return strings.TrimSpace(v), version, f
 }

@@ -332,7 +332,8 @@ func (r *RevioTokenReconciler) record(rt *v1alpha1.RevioToken) {
 
 // restart patches the rollout targets; a missing one gives a Warning event.
 func (r *RevioTokenReconciler) restart(ctx context.Context, obj client.Object, hash string) {
-	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, obj, targetsOf(obj), hash)
+	rt := obj.(*v1alpha1.RevioToken)
+	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, obj, outputSecretName(rt.Name, rt.Spec.Secret), targetsOf(obj), hash)
 }
 
 // permanentFailure reports whether the last failure needs a person: it is
@@ -371,11 +372,11 @@ func targetsOf(obj client.Object) []v1alpha1.RolloutTarget {
 }
 
 // restartTargets patches rollout targets and reports missing ones.
-func restartTargets(ctx context.Context, reader client.Reader, c client.Client, rec recorder.EventRecorder, obj client.Object, targets []v1alpha1.RolloutTarget, hash string) {
+func restartTargets(ctx context.Context, reader client.Reader, c client.Client, rec recorder.EventRecorder, obj client.Object, secretName string, targets []v1alpha1.RolloutTarget, hash string) {
 	if len(targets) == 0 {
 		return
 	}
-	outcomes, err := secretsync.Restart(ctx, reader, c, obj.GetNamespace(), targets, hash)
+	outcomes, err := secretsync.Restart(ctx, reader, c, obj.GetNamespace(), secretName, targets, hash)
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "rollout restart failed")
 		rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetMissing, "RolloutRestart", "restarting workloads failed: %v", err)
@@ -385,6 +386,10 @@ func restartTargets(ctx context.Context, reader client.Reader, c client.Client, 
 		case o.Missing:
 			rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetMissing, "RolloutRestart",
 				"%s %s not found: it was not restarted; fix spec.rolloutRestart or create it", o.Target.Kind, o.Target.Name)
+		case o.Refused:
+			rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetRefused, "RolloutRestart",
+				"%s %s does not read Secret %s (env, envFrom or a volume): not restarted; mount the Secret, or annotate the workload %s=%s to opt in",
+				o.Target.Kind, o.Target.Name, secretName, secretsync.AnnotationAllowRestart, secretName)
 		case o.Patched:
 			rec.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted, "RolloutRestart",
 				"%s %s restarted to pick up the new credential", o.Target.Kind, o.Target.Name)

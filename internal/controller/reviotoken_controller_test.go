@@ -941,11 +941,18 @@ func TestRevioTokenRolloutRestart(t *testing.T) {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example.com/web:1"}}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example.com/web:1",
+					EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "tok"}}}}}}},
 			},
 		},
 	}
 	g.Expect(k8s.Create(context.Background(), dep)).To(Succeed())
+	// A bystander that does not read the Secret: anyone who may create a
+	// RevioToken must not be able to restart it.
+	bystander := dep.DeepCopy()
+	bystander.Name = "bystander"
+	bystander.Spec.Template.Spec.Containers[0].EnvFrom = nil
+	g.Expect(k8s.Create(context.Background(), bystander)).To(Succeed())
 	getDep := func() *appsv1.Deployment {
 		d := &appsv1.Deployment{}
 		NewWithT(t).Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(dep), d)).To(Succeed())
@@ -957,6 +964,7 @@ func TestRevioTokenRolloutRestart(t *testing.T) {
 		rt.Spec.RolloutRestart = []v1alpha1.RolloutTarget{
 			{Kind: "Deployment", Name: "web"},
 			{Kind: "Deployment", Name: "ghost"},
+			{Kind: "Deployment", Name: "bystander"},
 		}
 	}))
 	rtWaitReady(t, ns, "tok", 1)
@@ -968,6 +976,11 @@ func TestRevioTokenRolloutRestart(t *testing.T) {
 	rtWaitEvent(t, ns, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted)
 	missing := rtWaitEvent(t, ns, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetMissing)
 	g.Expect(missing.Note).To(ContainSubstring("ghost"))
+	refused := rtWaitEvent(t, ns, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetRefused)
+	g.Expect(refused.Note).To(ContainSubstring("bystander"))
+	by := &appsv1.Deployment{}
+	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(bystander), by)).To(Succeed())
+	g.Expect(by.Spec.Template.Annotations).NotTo(HaveKey(v1alpha1.AnnotationSecretHash), "the bystander is not restarted")
 	g.Expect(rtCond(t, ns, "tok", v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 	tokens := []string{rtToken(t, ns, "tok")}
 

@@ -10,6 +10,10 @@ import (
 // exp - before (default: a third of its lifetime), pulled earlier by up to 10%
 // of before (at most a minute) with jitter in [0,1) so tokens issued together
 // spread out. A token without exp is refreshed after interval.
+// minExchangeInterval is the shortest time between two scheduled exchanges
+// for one RevioToken, whatever the token's lifetime.
+const minExchangeInterval = 10 * time.Second
+
 func refreshAt(now, iat, exp time.Time, spec v1alpha1.Refresh, jitter float64) time.Time {
 	if exp.IsZero() {
 		interval := time.Hour
@@ -30,10 +34,12 @@ func refreshAt(now, iat, exp time.Time, spec v1alpha1.Refresh, jitter float64) t
 	}
 	spread := min(before/10, time.Minute)
 	t := exp.Add(-before).Add(-time.Duration(jitter * float64(spread)))
-	// Never sooner than a tenth of the lifetime (at least a second) from
-	// now, so a token that arrives already near its refresh point (clock
-	// skew, a short-lived token) cannot make the refreshes spin.
-	if floor := now.Add(max(lifetime/10, time.Second)); t.Before(floor) {
+	// Never sooner than a tenth of the lifetime (at least
+	// minExchangeInterval) from now, so a token that arrives already near
+	// its refresh point (clock skew) or lives a second cannot make the
+	// refreshes spin: a server handing out one-second tokens gets one
+	// exchange per object every 10 s, not every second.
+	if floor := now.Add(max(lifetime/10, minExchangeInterval)); t.Before(floor) {
 		t = floor
 	}
 	return t

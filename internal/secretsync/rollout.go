@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,6 +23,10 @@ type RolloutOutcome struct {
 	Patched bool
 	// Missing is true when the workload does not exist.
 	Missing bool
+	// Refused is true when the workload neither consumes the Secret (env,
+	// envFrom or a volume) nor opts in with AnnotationAllowRestart: whoever
+	// may create an ApiKey must not be able to restart any workload.
+	Refused bool
 	// Done is true when the workload runs pods with the current template.
 	Done bool
 }
@@ -34,6 +41,64 @@ func newWorkload(kind string) (client.Object, error) {
 		return &appsv1.DaemonSet{}, nil
 	}
 	return nil, fmt.Errorf("unsupported rollout kind %q", kind)
+}
+
+// AnnotationAllowRestart on a workload lets Keywarden restart it for the
+// comma-separated Secret names it lists ("*": any), although its pods do not
+// read the Secret directly (a sidecar or a file the app loads, say).
+const AnnotationAllowRestart = "keywarden.dev/allow-restart-for"
+
+func podTemplate(obj client.Object) *corev1.PodTemplateSpec {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		return &w.Spec.Template
+	case *appsv1.StatefulSet:
+		return &w.Spec.Template
+	case *appsv1.DaemonSet:
+		return &w.Spec.Template
+	}
+	return nil
+}
+
+// Consumes says whether the workload reads Secret name: through env
+// (valueFrom.secretKeyRef), envFrom, a secret volume or a projected one, in
+// any container, or opts in with AnnotationAllowRestart.
+func Consumes(obj client.Object, name string) bool {
+	for _, v := range strings.Split(obj.GetAnnotations()[AnnotationAllowRestart], ",") {
+		if v = strings.TrimSpace(v); v == "*" || v == name {
+			return true
+		}
+	}
+	t := podTemplate(obj)
+	if t == nil {
+		return false
+	}
+	for _, v := range t.Spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == name {
+			return true
+		}
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil && src.Secret.Name == name {
+					return true
+				}
+			}
+		}
+	}
+	containers := append(slices.Clone(t.Spec.InitContainers), t.Spec.Containers...)
+	for _, c := range containers {
+		for _, e := range c.EnvFrom {
+			if e.SecretRef != nil && e.SecretRef.Name == name {
+				return true
+			}
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func templateAnnotations(obj client.Object) map[string]string {
@@ -78,7 +143,7 @@ func rolledOut(obj client.Object) bool {
 // of each target to hash. A target already carrying hash is not patched, so
 // the same data never restarts anything twice. Workloads are read directly
 // (reader should be an uncached reader): Keywarden does not cache workloads.
-func Restart(ctx context.Context, reader client.Reader, c client.Client, namespace string, targets []v1alpha1.RolloutTarget, hash string) ([]RolloutOutcome, error) {
+func Restart(ctx context.Context, reader client.Reader, c client.Client, namespace, secretName string, targets []v1alpha1.RolloutTarget, hash string) ([]RolloutOutcome, error) {
 	out := make([]RolloutOutcome, 0, len(targets))
 	for _, t := range targets {
 		o := RolloutOutcome{Target: t}
@@ -93,6 +158,11 @@ func Restart(ctx context.Context, reader client.Reader, c client.Client, namespa
 				continue
 			}
 			return out, fmt.Errorf("get %s %s: %w", t.Kind, t.Name, err)
+		}
+		if !Consumes(obj, secretName) {
+			o.Refused = true
+			out = append(out, o)
+			continue
 		}
 		if templateAnnotations(obj)[v1alpha1.AnnotationSecretHash] != hash {
 			patch := map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
@@ -117,7 +187,7 @@ func Restart(ctx context.Context, reader client.Reader, c client.Client, namespa
 
 // RolloutsDone reports whether every existing target carries hash on its pod
 // template and has finished rolling it out. Missing targets count as done.
-func RolloutsDone(ctx context.Context, reader client.Reader, namespace string, targets []v1alpha1.RolloutTarget, hash string) (bool, error) {
+func RolloutsDone(ctx context.Context, reader client.Reader, namespace, secretName string, targets []v1alpha1.RolloutTarget, hash string) (bool, error) {
 	for _, t := range targets {
 		obj, err := newWorkload(t.Kind)
 		if err != nil {
@@ -128,6 +198,9 @@ func RolloutsDone(ctx context.Context, reader client.Reader, namespace string, t
 				continue
 			}
 			return false, fmt.Errorf("get %s %s: %w", t.Kind, t.Name, err)
+		}
+		if !Consumes(obj, secretName) {
+			continue // never restarted: nothing to wait for
 		}
 		if templateAnnotations(obj)[v1alpha1.AnnotationSecretHash] != hash || !rolledOut(obj) {
 			return false, nil

@@ -243,6 +243,8 @@ func newFake(t *testing.T, objs ...client.Object) client.Client {
 
 func deployment(name, hash string, done bool) *appsv1.Deployment {
 	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Generation: 1}}
+	d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", EnvFrom: []corev1.EnvFromSource{
+		{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "creds"}}}}}}
 	if hash != "" {
 		d.Spec.Template.Annotations = map[string]string{v1alpha1.AnnotationSecretHash: hash}
 	}
@@ -252,20 +254,65 @@ func deployment(name, hash string, done bool) *appsv1.Deployment {
 	return d
 }
 
+// A workload is restarted only when it reads the Secret or opts in.
+func TestConsumes(t *testing.T) {
+	ref := func(n string) corev1.LocalObjectReference { return corev1.LocalObjectReference{Name: n} }
+	with := func(f func(*appsv1.Deployment)) *appsv1.Deployment {
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "w"}}
+		d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app"}}
+		f(d)
+		return d
+	}
+	for name, c := range map[string]struct {
+		d    *appsv1.Deployment
+		want bool
+	}{
+		"nothing": {with(func(*appsv1.Deployment) {}), false},
+		"envFrom": {with(func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: ref("creds")}}}
+		}), true},
+		"envFrom another Secret": {with(func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: ref("other")}}}
+		}), false},
+		"env secretKeyRef in an init container": {with(func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.InitContainers = []corev1.Container{{Name: "init", Env: []corev1.EnvVar{{Name: "K",
+				ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: ref("creds"), Key: "apiKey"}}}}}}
+		}), true},
+		"secret volume": {with(func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "creds"}}}}
+		}), true},
+		"projected volume": {with(func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{LocalObjectReference: ref("creds")}}}}}}}
+		}), true},
+		"opt-in by name": {with(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationAllowRestart: "a, creds"} }), true},
+		"opt-in for any":  {with(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationAllowRestart: "*"} }), true},
+		"opt-in for another": {with(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationAllowRestart: "credsx"} }), false},
+	} {
+		if got := Consumes(c.d, "creds"); got != c.want {
+			t.Errorf("%s: Consumes = %v, want %v", name, got, c.want)
+		}
+	}
+}
+
 func TestRestart(t *testing.T) {
 	ctx := context.Background()
-	c := newFake(t, deployment("stale", "old", true), deployment("current", "h1", true), deployment("rolling", "h1", false))
+	bystander := deployment("bystander", "old", true)
+	bystander.Spec.Template.Spec.Containers[0].EnvFrom = nil
+	c := newFake(t, deployment("stale", "old", true), deployment("current", "h1", true), deployment("rolling", "h1", false), bystander)
 	targets := []v1alpha1.RolloutTarget{
 		{Kind: "Deployment", Name: "stale"}, {Kind: "Deployment", Name: "current"},
 		{Kind: "Deployment", Name: "rolling"}, {Kind: "Deployment", Name: "gone"},
+		{Kind: "Deployment", Name: "bystander"},
 	}
-	out, err := Restart(ctx, c, c, ns, targets, "h1")
+	out, err := Restart(ctx, c, c, ns, "creds", targets, "h1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []RolloutOutcome{
 		{Target: targets[0], Patched: true}, {Target: targets[1], Done: true},
 		{Target: targets[2]}, {Target: targets[3], Missing: true},
+		{Target: targets[4], Refused: true},
 	}
 	for i := range want {
 		if out[i] != want[i] {
@@ -277,11 +324,11 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("stale deployment not patched: %v %v", d.Spec.Template.Annotations, err)
 	}
 	// The same data twice restarts nothing twice.
-	again, err := Restart(ctx, c, c, ns, targets[:1], "h1")
+	again, err := Restart(ctx, c, c, ns, "creds", targets[:1], "h1")
 	if err != nil || again[0].Patched {
 		t.Fatalf("second Restart = %+v, %v", again, err)
 	}
-	if _, err := Restart(ctx, c, c, ns, []v1alpha1.RolloutTarget{{Kind: "Pod", Name: "x"}}, "h1"); err == nil {
+	if _, err := Restart(ctx, c, c, ns, "creds", []v1alpha1.RolloutTarget{{Kind: "Pod", Name: "x"}}, "h1"); err == nil {
 		t.Fatal("an unsupported kind was accepted")
 	}
 }
@@ -306,7 +353,7 @@ func TestRolloutsDone(t *testing.T) {
 			for _, n := range tt.targets {
 				targets = append(targets, v1alpha1.RolloutTarget{Kind: "Deployment", Name: n})
 			}
-			got, err := RolloutsDone(ctx, c, ns, targets, "h1")
+			got, err := RolloutsDone(ctx, c, ns, "creds", targets, "h1")
 			if err != nil || got != tt.want {
 				t.Fatalf("RolloutsDone = %v, %v; want %v", got, err, tt.want)
 			}

@@ -18,6 +18,10 @@ type ManagerOptions struct {
 	Args []string
 	// NoLeaderElection runs without --leader-elect.
 	NoLeaderElection bool
+	// ClusterResourceNamespace is passed as --cluster-resource-namespace:
+	// where the credential Secrets of ClusterReevitIssuers and
+	// ClusterRevioIssuers live. Empty means ClusterResourceNamespace.
+	ClusterResourceNamespace string
 }
 
 // Manager is a running manager process.
@@ -29,8 +33,12 @@ type Manager struct {
 
 // StartManager runs the built manager as its ServiceAccount (the manager
 // kubeconfig: only the RBAC config/default grants), with http:// endpoints
-// allowed for apisim, leader election in keywarden-system, and metrics and
-// probes on free loopback ports. It waits until /readyz answers.
+// allowed for apisim (--allow-http-endpoints: loopback issuer URLs pass the
+// --allowed-endpoints check), the cluster issuers' Secrets in
+// keywarden-system (--cluster-resource-namespace, given explicitly: the
+// process has neither POD_NAMESPACE nor a service-account namespace file),
+// leader election in keywarden-system, and metrics and probes on free
+// loopback ports. It waits until /readyz answers.
 func (e *Env) StartManager(ctx context.Context, o ManagerOptions) (*Manager, error) {
 	if e.ManagerBin == "" {
 		return nil, fmt.Errorf("the manager is not built: call Build first")
@@ -43,6 +51,10 @@ func (e *Env) StartManager(ctx context.Context, o ManagerOptions) (*Manager, err
 	if err != nil {
 		return nil, err
 	}
+	clusterNS := o.ClusterResourceNamespace
+	if clusterNS == "" {
+		clusterNS = ClusterResourceNamespace
+	}
 	m := &Manager{
 		MetricsAddr: "127.0.0.1:" + strconv.Itoa(metricsPort),
 		ProbeAddr:   "127.0.0.1:" + strconv.Itoa(probePort),
@@ -50,6 +62,7 @@ func (e *Env) StartManager(ctx context.Context, o ManagerOptions) (*Manager, err
 	args := []string{
 		"--kubeconfig=" + e.ManagerKubeconfig,
 		"--allow-http-endpoints",
+		"--cluster-resource-namespace=" + clusterNS,
 		"--metrics-bind-address=" + m.MetricsAddr,
 		"--health-probe-bind-address=" + m.ProbeAddr,
 	}

@@ -42,6 +42,11 @@ const (
 	ManagerRole = "keywarden-manager-role"
 	// LeaderElectionID is the manager's default leader-election Lease name.
 	LeaderElectionID = "keywarden.keywarden.dev"
+	// ClusterResourceNamespace is where the managers StartManager runs look
+	// for the credential Secrets of ClusterReevitIssuers and
+	// ClusterRevioIssuers (--cluster-resource-namespace): the manager's own
+	// namespace, as in a cluster.
+	ClusterResourceNamespace = ManagerNamespace
 )
 
 // ManagerUser is the user name the API server gives the manager's
