@@ -61,7 +61,7 @@ func main() {
 	flag.IntVar(&burst, "kube-api-burst", 0, "Client-side burst towards the API server (with --kube-api-qps > 0).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 16, "Reconciles run in parallel per controller.")
 	flag.BoolVar(&allowHTTP, "allow-http-endpoints", false, "Allow http:// Reevit and Rev.io URLs (loopback simulators in tests and the demo only).")
-	flag.StringVar(&allowedEndpoints, "allowed-endpoints", strings.Join(controller.DefaultAllowedEndpoints, ","),
+	flag.StringVar(&allowedEndpoints, "allowed-endpoints", strings.Join(controller.DefaultAllowedEndpoints(), ","),
 		"Comma-separated base URLs issuers may name; the manager sends no credential anywhere else (loopback URLs also pass with --allow-http-endpoints).")
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "", "Namespace holding the credential Secrets of ClusterReevitIssuers and ClusterRevioIssuers (default: the manager's own namespace).")
 	flag.DurationVar(&driftInterval, "drift-check-interval", 15*time.Minute, "How often each organisation's keys are listed to notice keys revoked outside Keywarden and leaked keys; 0 disables.")

@@ -113,7 +113,7 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		return ctrl.Result{}, err
 	}
-	if superseded.stale(ak) {
+	if r.superseded.stale(ak) {
 		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	if !ak.DeletionTimestamp.IsZero() {
@@ -126,7 +126,7 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if err := r.Patch(ctx, ak, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
-		superseded.add(ak.UID, before)
+		r.superseded.add(ak.UID, before)
 	}
 	orig := ak.DeepCopy()
 	res, err := r.reconcile(ctx, ak, orig)
@@ -135,7 +135,7 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	ak.Status.ObservedGeneration = ak.Generation
 	summariseApiKey(ak)
-	if perr := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); perr != nil {
+	if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil {
 		if apierrors.IsConflict(perr) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
@@ -331,7 +331,7 @@ func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, false, v1alpha1.ReasonProgressing, "creating a new key ("+reason+")")
 	st.ObservedGeneration = ak.Generation
-	if err := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); err != nil {
+	if err := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil, true
 		}
@@ -753,7 +753,7 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 		if res, err, blocked := r.revokeAll(ctx, ak, now); blocked {
 			ak.Status.ObservedGeneration = ak.Generation
 			summariseApiKey(ak)
-			if perr := patchStatus(ctx, r.Client, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
+			if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
 				return ctrl.Result{}, perr
 			}
 			return res, err
@@ -773,7 +773,7 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	delete(r.nextDrift, ak.UID)
 	r.driftMu.Unlock()
 	metrics.Forget(kindApiKey, ak.Namespace, ak.Name)
-	superseded.forget(ak.UID)
+	r.superseded.forget(ak.UID)
 	return ctrl.Result{}, nil
 }
 

@@ -172,7 +172,7 @@ func setCondition(conds *[]metav1.Condition, gen int64, typ string, ok bool, rea
 
 // patchStatus writes obj's status if it differs from orig's, with
 // optimistic locking so a stale read can never overwrite newer state.
-func patchStatus(ctx context.Context, c client.Client, obj, orig client.Object, status, origStatus any) error {
+func patchStatus(ctx context.Context, c client.Client, sup *supersededSet, obj, orig client.Object, status, origStatus any) error {
 	if equality.Semantic.DeepEqual(status, origStatus) {
 		return nil
 	}
@@ -180,7 +180,7 @@ func patchStatus(ctx context.Context, c client.Client, obj, orig client.Object, 
 	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return err
 	}
-	superseded.add(obj.GetUID(), before)
+	sup.add(obj.GetUID(), before)
 	return nil
 }
 
@@ -193,7 +193,10 @@ const staleRequeue = 200 * time.Millisecond
 // has seen our status write; acting on that stale status would repeat an
 // exchange or replay a create. Such a read is recognised and retried shortly
 // instead. Status writes are filtered from the watch, hence the short requeue.
-var superseded = &supersededSet{m: map[types.UID][]string{}}
+//
+// One set per manager (Options.superseded, made by Setup), shared by its
+// reconcilers: a restarted manager starts with none, as a new process does.
+func newSupersededSet() *supersededSet { return &supersededSet{m: map[types.UID][]string{}} }
 
 type supersededSet struct {
 	mu sync.Mutex
@@ -249,7 +252,7 @@ func readSecretKey(ctx context.Context, r *secretReader, ns string, ref v1alpha1
 	if ref.Key == "" {
 		ref.Key = "apiKey"
 	}
-	s, err := r.get(ctx, ns, ref.Name)
+	s, err := r.getInput(ctx, ns, ref.Name, ref.Key)
 	if err != nil {
 		return "", "", &failure{Reason: v1alpha1.ReasonSecretReadFailed, Transient: true, Err: err, Message: "reading Secret " + ref.Name + " failed: " + err.Error() + "; check the manager's RBAC for secrets; retrying with backoff"}
 	}

@@ -21,9 +21,11 @@ import (
 	"github.com/keywarden/keywarden/internal/revio"
 )
 
-// Default base URLs issuers may name when the manager's --allowed-endpoints
-// flag is not set: the two official API hosts.
-var DefaultAllowedEndpoints = []string{"https://api.reevit.com", "https://api.psarev.io"}
+// DefaultAllowedEndpoints are the base URLs issuers may name when the
+// manager's --allowed-endpoints flag is not set: the two official API hosts.
+func DefaultAllowedEndpoints() []string {
+	return []string{"https://api.reevit.com", "https://api.psarev.io"}
+}
 
 // issuerRefsIndex indexes ApiKeys and RevioTokens by every issuer they
 // depend on ("Kind/name"): the one spec.issuerRef names and, for ApiKeys,
@@ -268,7 +270,11 @@ func endpointRefused(what, u string, allowed []string) *failure {
 // Secret, nothing else, so no issuer can make the manager send a
 // service-account token or a TLS key anywhere.
 func readIssuerCredential(ctx context.Context, r *secretReader, ns string, ref v1alpha1.SecretKeyReference, field string) (string, string, *failure) {
-	s, err := r.get(ctx, ns, ref.Name)
+	key := ref.Key
+	if key == "" {
+		key = "apiKey"
+	}
+	s, err := r.getInput(ctx, ns, ref.Name, key)
 	if err == nil && s != nil && s.Type != "" && s.Type != corev1.SecretTypeOpaque {
 		return "", s.ResourceVersion, &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
 			"Secret %s/%s is of type %s: an issuer credential must be an Opaque Secret; create one with kubectl create secret generic", ns, ref.Name, s.Type)}

@@ -280,7 +280,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			st.FailedAttempts = 0 // checked again when the issuer or its Secret changes
 		}
 	}
-	if err := patchStatus(ctx, r.Client, obj, orig, *st, origStatus); err != nil {
+	if err := patchStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
@@ -351,7 +351,7 @@ func (r *IssuerReconciler) finalize(ctx context.Context, obj, orig client.Object
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonIssuerInUse, "Delete", "%s", msg)
 		}
 		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, false, v1alpha1.ReasonIssuerInUse, msg)
-		if err := patchStatus(ctx, r.Client, obj, orig, *st, origStatus); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		if err := patchStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return ctrl.Result{}, err
 		}
 		return ctrl.Result{}, nil // ApiKey events bring it back

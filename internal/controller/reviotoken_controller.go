@@ -82,17 +82,17 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if !rt.DeletionTimestamp.IsZero() {
 		// The output Secret goes with its owner reference; nothing to revoke.
 		metrics.Forget(kindRevioToken, req.Namespace, req.Name)
-		superseded.forget(rt.UID)
+		r.superseded.forget(rt.UID)
 		return ctrl.Result{}, nil
 	}
-	if superseded.stale(rt) {
+	if r.superseded.stale(rt) {
 		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	orig := rt.DeepCopy()
 	res, err := r.reconcile(ctx, rt)
 	rt.Status.ObservedGeneration = rt.Generation
 	r.summarise(rt)
-	if perr := patchStatus(ctx, r.Client, rt, orig, rt.Status, orig.Status); perr != nil {
+	if perr := patchStatus(ctx, r.Client, r.superseded, rt, orig, rt.Status, orig.Status); perr != nil {
 		if apierrors.IsConflict(perr) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}

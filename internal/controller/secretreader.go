@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/secretsync"
 )
 
@@ -19,6 +21,10 @@ import (
 // above what a manager's resources name; past it, an arbitrary entry goes
 // (it is read again when needed).
 const maxKnownSecrets = 1 << 15
+
+// maxKnownBytes bounds the Secret data a secretReader keeps in memory; past
+// it, arbitrary entries go (they are read again when needed).
+const maxKnownBytes = 64 << 20
 
 // secretReader reads the Secrets the resources name: their input Secrets
 // (API keys) and their output Secrets. Secret data is never in the informer
@@ -39,6 +45,7 @@ type secretReader struct {
 
 	mu    sync.Mutex
 	known map[types.NamespacedName]*corev1.Secret
+	bytes int // data bytes held in known
 }
 
 func newSecretReader(api, cache client.Reader) *secretReader {
@@ -52,17 +59,32 @@ func managerSecretReader(mgr ctrl.Manager) (*secretReader, error) {
 	return r, r.forgetOnDelete(context.Background(), mgr.GetCache())
 }
 
-// get returns the Secret (nil when absent), from memory when the metadata
-// cache shows the remembered version, else from the API server.
+// get returns an output Secret (nil when absent), from memory when the
+// metadata cache shows the remembered version, else from the API server.
+// Only a Secret Keywarden writes is remembered: a foreign Secret holding an
+// output name (however large) is read, refused and dropped, so no tenant
+// can make the manager keep other Secrets in memory.
 func (r *secretReader) get(ctx context.Context, ns, name string) (*corev1.Secret, error) {
-	key := types.NamespacedName{Namespace: ns, Name: name}
-	if rv := secretVersion(ctx, r.cache, ns, name); rv != "" {
-		r.mu.Lock()
-		s := r.known[key]
-		r.mu.Unlock()
-		if s != nil && s.ResourceVersion == rv {
-			return s.DeepCopy(), nil
-		}
+	if s := r.fresh(ctx, ns, name, ""); s != nil {
+		return s, nil
+	}
+	s, err := secretsync.Get(ctx, r.api, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil || !ownedByKeywarden(s) {
+		r.forget(ns, name)
+		return s, nil
+	}
+	r.remember(s)
+	return s, nil
+}
+
+// getInput returns a credential Secret, remembering only the data key the
+// reader needs (nil when absent).
+func (r *secretReader) getInput(ctx context.Context, ns, name, key string) (*corev1.Secret, error) {
+	if s := r.fresh(ctx, ns, name, key); s != nil {
+		return s, nil
 	}
 	s, err := secretsync.Get(ctx, r.api, ns, name)
 	if err != nil {
@@ -72,8 +94,55 @@ func (r *secretReader) get(ctx context.Context, ns, name string) (*corev1.Secret
 		r.forget(ns, name)
 		return nil, nil
 	}
-	r.remember(s)
-	return s, nil
+	keep := &corev1.Secret{TypeMeta: s.TypeMeta, Type: s.Type, Data: map[string][]byte{}, ObjectMeta: metav1.ObjectMeta{
+		Namespace: s.Namespace, Name: s.Name, ResourceVersion: s.ResourceVersion, OwnerReferences: s.OwnerReferences}}
+	r.mu.Lock()
+	if prev := r.known[types.NamespacedName{Namespace: ns, Name: name}]; prev != nil && prev.ResourceVersion == s.ResourceVersion {
+		for k, v := range prev.Data {
+			keep.Data[k] = v // another issuer's key of the same Secret
+		}
+	}
+	r.mu.Unlock()
+	if v, ok := s.Data[key]; ok {
+		keep.Data[key] = v
+	}
+	r.remember(keep)
+	return keep.DeepCopy(), nil
+}
+
+// fresh is the remembered copy when the metadata cache shows its version
+// (and it holds key, when key is set).
+func (r *secretReader) fresh(ctx context.Context, ns, name, key string) *corev1.Secret {
+	rv := secretVersion(ctx, r.cache, ns, name)
+	if rv == "" {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.known[types.NamespacedName{Namespace: ns, Name: name}]
+	if s == nil || s.ResourceVersion != rv {
+		return nil
+	}
+	if key != "" {
+		if _, ok := s.Data[key]; !ok {
+			return nil
+		}
+	}
+	return s.DeepCopy()
+}
+
+// ownedByKeywarden says whether a Keywarden resource controls the Secret.
+func ownedByKeywarden(s *corev1.Secret) bool {
+	ref := metav1.GetControllerOf(s)
+	return ref != nil && strings.HasPrefix(ref.APIVersion, v1alpha1.GroupVersion.Group+"/")
+}
+
+func dataSize(s *corev1.Secret) int {
+	n := 0
+	for k, v := range s.Data {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // apply writes an output Secret (secretsync.Apply) and remembers the API
@@ -96,21 +165,35 @@ func (r *secretReader) remember(s *corev1.Secret) {
 	}
 	c := s.DeepCopy()
 	c.ManagedFields = nil
+	key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.known) >= maxKnownSecrets {
-		for k := range r.known {
-			delete(r.known, k)
+	r.dropLocked(key)
+	size := dataSize(c)
+	if size > maxKnownBytes {
+		return
+	}
+	for k := range r.known {
+		if len(r.known) < maxKnownSecrets && r.bytes+size <= maxKnownBytes {
 			break
 		}
+		r.dropLocked(k)
 	}
-	r.known[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = c
+	r.known[key] = c
+	r.bytes += size
+}
+
+func (r *secretReader) dropLocked(k types.NamespacedName) {
+	if old := r.known[k]; old != nil {
+		r.bytes -= dataSize(old)
+		delete(r.known, k)
+	}
 }
 
 // forget drops a Secret (deleted, or its resource is gone).
 func (r *secretReader) forget(ns, name string) {
 	r.mu.Lock()
-	delete(r.known, types.NamespacedName{Namespace: ns, Name: name})
+	r.dropLocked(types.NamespacedName{Namespace: ns, Name: name})
 	r.mu.Unlock()
 }
 

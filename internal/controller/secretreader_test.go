@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 	g.Eventually(func() string { return secretVersion(ctx, c, ns, "admin") }).WithTimeout(10 * time.Second).Should(Equal(s.ResourceVersion))
 
 	for range 5 {
-		got, err := r.get(ctx, ns, "admin")
+		got, err := r.getInput(ctx, ns, "admin", "apiKey")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(string(got.Data["apiKey"])).To(Equal("one"))
 		got.Data["apiKey"] = []byte("changed by a caller")
@@ -61,11 +62,11 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 	s.Data["apiKey"] = []byte("two")
 	g.Expect(k8s.Update(ctx, s)).To(Succeed())
 	g.Eventually(func() string {
-		got, err := r.get(ctx, ns, "admin")
+		got, err := r.getInput(ctx, ns, "admin", "apiKey")
 		g.Expect(err).NotTo(HaveOccurred())
 		return string(got.Data["apiKey"])
 	}).WithTimeout(10 * time.Second).Should(Equal("two"))
-	_, err = r.get(ctx, ns, "admin")
+	_, err = r.getInput(ctx, ns, "admin", "apiKey")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(api.gets.Load()).To(Equal(int32(2)), "two versions: two GETs")
 
@@ -80,10 +81,32 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 	g.Expect(string(got.Data["token"])).To(Equal("t"))
 	g.Expect(api.gets.Load()).To(Equal(int32(2)), "a written Secret needs no GET")
 
+	// An input is remembered with the data key read only.
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(s), s)).To(Succeed())
+	s.Data = map[string][]byte{"apiKey": []byte("three"), "unrelated": make([]byte, 1<<20)}
+	g.Expect(k8s.Update(ctx, s)).To(Succeed())
+	g.Eventually(func() string {
+		got, err := r.getInput(ctx, ns, "admin", "apiKey")
+		g.Expect(err).NotTo(HaveOccurred())
+		return string(got.Data["apiKey"]) + "/" + strconv.Itoa(len(got.Data))
+	}).WithTimeout(10 * time.Second).Should(Equal("three/1"))
+	g.Expect(r.bytes).To(BeNumerically("<", 1<<10), "the 1 MiB key nobody reads is not kept")
+
+	// A foreign Secret holding an output name is read and never remembered,
+	// however large: a tenant cannot make the manager hold other Secrets.
+	big := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: ns}, Data: map[string][]byte{"blob": make([]byte, 1<<20)}}
+	g.Expect(k8s.Create(ctx, big)).To(Succeed())
+	foreign, err := r.get(ctx, ns, "taken")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(foreign).NotTo(BeNil())
+	g.Expect(r.written(ns, "taken")).To(BeNil())
+	g.Expect(r.bytes).To(BeNumerically("<", 1<<10))
+	g.Expect(k8s.Delete(ctx, big)).To(Succeed())
+
 	// Deleted: absent, and forgotten.
 	g.Expect(k8s.Delete(ctx, s)).To(Succeed())
 	g.Eventually(func() bool {
-		got, err := r.get(ctx, ns, "admin")
+		got, err := r.getInput(ctx, ns, "admin", "apiKey")
 		g.Expect(err).NotTo(HaveOccurred())
 		return got == nil
 	}).WithTimeout(10 * time.Second).Should(BeTrue())

@@ -46,6 +46,9 @@ type Options struct {
 	// Jitter returns a fraction in [0,1) used to spread refreshes; nil means random.
 	Jitter func() float64
 
+	// superseded is the manager's record of replaced resourceVersions.
+	superseded *supersededSet
+
 	// crashAt, in tests only, stops an ApiKey reconcile at a named step
 	// boundary as if the process died there.
 	crashAt func(step string) bool
@@ -67,8 +70,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.RolloutWaitLimit <= 0 {
 		o.RolloutWaitLimit = 15 * time.Minute
 	}
+	o.superseded = newSupersededSet()
 	if len(o.AllowedEndpoints) == 0 {
-		o.AllowedEndpoints = DefaultAllowedEndpoints
+		o.AllowedEndpoints = DefaultAllowedEndpoints()
 	}
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
