@@ -950,7 +950,7 @@ func TestRevioTokenRolloutRestart(t *testing.T) {
 	// A bystander that does not read the Secret: anyone who may create a
 	// RevioToken must not be able to restart it.
 	bystander := dep.DeepCopy()
-	bystander.Name = "bystander"
+	bystander.Name, bystander.ResourceVersion, bystander.UID = "bystander", "", ""
 	bystander.Spec.Template.Spec.Containers[0].EnvFrom = nil
 	g.Expect(k8s.Create(context.Background(), bystander)).To(Succeed())
 	getDep := func() *appsv1.Deployment {

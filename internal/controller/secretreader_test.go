@@ -83,18 +83,18 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 
 	// An input is remembered with the data key read only.
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(s), s)).To(Succeed())
-	s.Data = map[string][]byte{"apiKey": []byte("three"), "unrelated": make([]byte, 1<<20)}
+	s.Data = map[string][]byte{"apiKey": []byte("three"), "unrelated": make([]byte, 900<<10)}
 	g.Expect(k8s.Update(ctx, s)).To(Succeed())
 	g.Eventually(func() string {
 		got, err := r.getInput(ctx, ns, "admin", "apiKey")
 		g.Expect(err).NotTo(HaveOccurred())
 		return string(got.Data["apiKey"]) + "/" + strconv.Itoa(len(got.Data))
 	}).WithTimeout(10 * time.Second).Should(Equal("three/1"))
-	g.Expect(r.bytes).To(BeNumerically("<", 1<<10), "the 1 MiB key nobody reads is not kept")
+	g.Expect(r.bytes).To(BeNumerically("<", 1<<10), "the 900 KiB key nobody reads is not kept")
 
 	// A foreign Secret holding an output name is read and never remembered,
 	// however large: a tenant cannot make the manager hold other Secrets.
-	big := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: ns}, Data: map[string][]byte{"blob": make([]byte, 1<<20)}}
+	big := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: ns}, Data: map[string][]byte{"blob": make([]byte, 900<<10)}}
 	g.Expect(k8s.Create(ctx, big)).To(Succeed())
 	foreign, err := r.get(ctx, ns, "taken")
 	g.Expect(err).NotTo(HaveOccurred())
