@@ -167,8 +167,13 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 			nsLabels = namespaceLabels(ctx, r.Client, ak.Namespace)
 		}
 		gate = reevitPolicyViolation(ak, iss, nsLabels)
+		if gate == nil && !iss.obj.GetDeletionTimestamp().IsZero() {
+			gate = &failure{Reason: v1alpha1.ReasonIssuerInUse, Message: iss.describe() +
+				" is being deleted: no new key is made through it (revocations still run); point spec.issuerRef at another issuer or delete this ApiKey"}
+		}
 	}
 	conns := r.newConns(ctx, ak.Namespace, current)
+	quarantineCompromised(ak, now)
 	// Revocations run on every pass, whatever stops the create path: a
 	// failure that needs a person, a backoff, a foreign Secret or a policy
 	// must never keep a previous or compromised key live.
@@ -311,14 +316,6 @@ func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminV
 // read fails here instead of creating a second key.
 func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.ApiKey, reason, specHash string, iss *v1alpha1.IssuerRecord) (ctrl.Result, error, bool) {
 	st := &ak.Status
-	if reason == createCompromised && st.KeyID != "" && !hasPending(st.PendingRevocations, st.KeyID) {
-		// The compromised key is revoked now, in this pass, whether or not a
-		// replacement can be made: recorded in the same write as the intent.
-		st.PendingRevocations = append(st.PendingRevocations, v1alpha1.PendingRevocation{
-			KeyID: st.KeyID, KeyPrefix: st.KeyPrefix, RevokeAfter: *mtime(r.Clock.Now()), Reason: createCompromised, Issuer: st.Issuer.DeepCopy()})
-		st.KeyID, st.KeyPrefix, st.ActiveSince, st.NextRotationTime = "", "", nil, nil
-		st.LastCompromisedRequest = ak.Annotations[v1alpha1.AnnotationCompromised]
-	}
 	st.KeyGeneration++
 	st.PendingCreate = &v1alpha1.KeyRequest{
 		IdempotencyKey: createIdempotencyKey(ak, st.KeyGeneration, specHash),
@@ -610,6 +607,10 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 		st.PendingRevocations = removePending(st.PendingRevocations, p.KeyID)
 		markRevoked(ak, p.KeyID, p.Reason, now)
 		revokedNow = append(revokedNow, p.KeyID)
+		if p.KeyID == st.KeyID {
+			// The current key itself (compromised, not replaced yet): gone.
+			st.KeyID, st.KeyPrefix, st.ActiveSince, st.NextRotationTime = "", "", nil, nil
+		}
 		if existing != nil && string(existing.Data["keyId"]) == p.KeyID {
 			reason := v1alpha1.ReasonRevoked
 			if p.Reason == createCompromised {
@@ -891,6 +892,21 @@ func keyData(rec *v1alpha1.IssuerRecord, id, key string) map[string][]byte {
 		d["orgId"], d["url"] = []byte(rec.OrgID), []byte(rec.URL)
 	}
 	return d
+}
+
+// quarantineCompromised queues the current key for revocation now when a
+// new keywarden.dev/compromised value arrives, before anything else of the
+// pass can stop: a missing issuer, a policy, a foreign Secret or a failing
+// create never keep a compromised key live. The key stays current in status
+// until it is replaced or revoked.
+func quarantineCompromised(ak *v1alpha1.ApiKey, now time.Time) {
+	st := &ak.Status
+	if st.KeyID == "" || hasPending(st.PendingRevocations, st.KeyID) ||
+		!newTrigger(ak.Annotations[v1alpha1.AnnotationCompromised], st.LastCompromisedRequest) {
+		return
+	}
+	st.PendingRevocations = append(st.PendingRevocations, v1alpha1.PendingRevocation{
+		KeyID: st.KeyID, KeyPrefix: st.KeyPrefix, RevokeAfter: *mtime(now), Reason: createCompromised, Issuer: st.Issuer.DeepCopy()})
 }
 
 // gated handles an ApiKey its issuer cannot serve (missing, or a policy

@@ -80,7 +80,7 @@ func secretNotFound(kind, ns string, ref v1alpha1.SecretKeyReference, keyMissing
 			"Secret %s/%s has no data key %q: add it, or set %s.key to the key that holds the credential", ns, ref.Name, ref.Key, kind)}
 	}
 	return &failure{Reason: v1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf(
-		"Secret %s/%s not found: create it in this namespace with the credential under data key %q", ns, ref.Name, ref.Key)}
+		"Secret %s/%s not found: create it there with the credential under data key %q", ns, ref.Name, ref.Key)}
 }
 
 // classifyReevit turns a Reevit client error into a failure.
@@ -116,7 +116,7 @@ func classifyReevit(err error) *failure {
 	case errors.As(err, &bad):
 		return &failure{Reason: v1alpha1.ReasonBadRequest, Err: err, Message: "Reevit refused the request: " + bad.Error() + "; check spec.scopes and spec.displayName"}
 	case errors.As(err, &insec):
-		return &failure{Reason: v1alpha1.ReasonInsecureEndpoint, Err: err, Message: "spec.reevit.url uses http://, which this manager refuses: use https:// (http:// needs the --allow-http-endpoints flag, meant for local simulators)"}
+		return &failure{Reason: v1alpha1.ReasonInsecureEndpoint, Err: err, Message: "the issuer's spec.url uses http://, which this manager refuses: use https:// (http:// needs the --allow-http-endpoints flag, meant for local simulators)"}
 	}
 	return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: "Reevit request failed: " + err.Error()}
 }
@@ -147,7 +147,7 @@ func classifyRevio(err error) *failure {
 	case errors.As(err, &network):
 		return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: "Rev.io could not be reached (" + network.Error() + "): retrying with backoff"}
 	case errors.As(err, &insec):
-		return &failure{Reason: v1alpha1.ReasonInsecureEndpoint, Err: err, Message: "spec.url uses http://, which this manager refuses: use https:// (http:// needs the --allow-http-endpoints flag, meant for local simulators)"}
+		return &failure{Reason: v1alpha1.ReasonInsecureEndpoint, Err: err, Message: "the issuer's spec.url uses http://, which this manager refuses: use https:// (http:// needs the --allow-http-endpoints flag, meant for local simulators)"}
 	}
 	return &failure{Reason: v1alpha1.ReasonAPIUnavailable, Err: err, Transient: true, Message: "Rev.io request failed: " + err.Error()}
 }

@@ -98,7 +98,7 @@ func TestApiKeyRevokesDuringPermanentFailure(t *testing.T) {
 	e.stepAndPoke("ak", 11*time.Second)
 	e.g.Eventually(func() bool { return e.isActive(k1) }, aktWait).Should(BeFalse(), "k1 revoked although the create path needs a person")
 	e.g.Expect(e.isActive(k2)).To(BeTrue(), "the current key stays")
-	e.g.Expect(e.get("ak").Status.PendingRevocations).To(BeEmpty())
+	e.g.Eventually(func() []v1alpha1.PendingRevocation { return e.get("ak").Status.PendingRevocations }, aktWait).Should(BeEmpty())
 	e.hygiene()
 }
 
@@ -180,5 +180,25 @@ func TestApiKeyRetainKeepsSecret(t *testing.T) {
 	e.g.Expect(e.isActive(ak.Status.KeyID)).To(BeTrue())
 	e.authenticates(e.secret("ak").Data["apiKey"], ak.Status.KeyID)
 	e.event("ak", corev1.EventTypeNormal, v1alpha1.ReasonRetained)
+	e.hygiene()
+}
+
+// A compromised key is revoked even while the issuer refuses new keys (a
+// policy tightened since): the gate stops creates, never revocations.
+func TestApiKeyCompromisedUnderPolicyViolation(t *testing.T) {
+	e := newAkt(t)
+	e.create("ak")
+	k1 := e.settled("ak").Status.KeyID
+	iss := &v1alpha1.ReevitIssuer{}
+	e.g.Expect(k8s.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: aktIssuer}, iss)).To(Succeed())
+	iss.Spec.Policy.Environments = []v1alpha1.Environment{"test"}
+	e.g.Expect(k8s.Update(e.ctx, iss)).To(Succeed())
+	e.condition("ak", v1alpha1.ConditionIssued, v1alpha1.ReasonPolicyViolation)
+	e.g.Expect(e.isActive(k1)).To(BeTrue(), "a policy change alone revokes nothing")
+
+	e.annotate("ak", v1alpha1.AnnotationCompromised, "leak")
+	e.g.Eventually(func() bool { return e.isActive(k1) }, aktWait).Should(BeFalse(), "revoked despite the policy gate")
+	e.g.Eventually(func() []byte { return e.secret("ak").Data["apiKey"] }, aktWait).Should(BeEmpty())
+	e.g.Expect(e.get("ak").Status.KeyID).To(BeEmpty())
 	e.hygiene()
 }

@@ -238,13 +238,19 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		orig = obj.DeepCopyObject().(client.Object)
 	}
 	ref := r.k.secretRef(obj)
+	secretRV := ""
 	if r.k.reevit {
-		if err := protectSecret(ctx, r.Cache, r.Client, secretNS, ref.Name); err != nil {
+		rv, err := protectSecret(ctx, r.Cache, r.Client, secretNS, ref.Name)
+		if err != nil {
 			return ctrl.Result{}, err
 		}
+		secretRV = rv
+	}
+	if secretRV == "" {
+		secretRV = secretVersion(ctx, r.Cache, secretNS, ref.Name)
 	}
 	now := r.Clock.Now()
-	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretVersion(ctx, r.Cache, secretNS, ref.Name))
+	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretRV)
 	ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
 	if st.CheckedVersion == version && ready != nil && ready.ObservedGeneration == obj.GetGeneration() {
 		if st.FailedAttempts == 0 {

@@ -27,24 +27,32 @@ import (
 const inUseFinalizer = "keywarden.dev/in-use"
 
 // protectSecret puts inUseFinalizer on a Secret. Only the metadata is read
-// (from the cache) and patched.
-func protectSecret(ctx context.Context, cache client.Reader, c client.Client, ns, name string) error {
+// (from the cache) and patched. It returns the Secret's resourceVersion
+// after its own patch ("" when it patched nothing), so that the patch is not
+// taken for a new credential.
+func protectSecret(ctx context.Context, cache client.Reader, c client.Client, ns, name string) (string, error) {
 	m := secretMetadata()
 	if err := cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
-		return client.IgnoreNotFound(err)
+		if !apierrors.IsNotFound(err) {
+			// A namespace outside --namespaces: the Secret goes unprotected
+			// (namespace deletion can then outrun revocation), which is
+			// logged, but the issuer still works.
+			ctrl.LoggerFrom(ctx).Info("cannot protect the issuer's Secret: list its namespace in --namespaces", "namespace", ns, "error", err.Error())
+		}
+		return "", nil
 	}
 	if !m.DeletionTimestamp.IsZero() || slices.Contains(m.Finalizers, inUseFinalizer) {
-		return nil
+		return "", nil
 	}
 	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	m.Finalizers = append(m.Finalizers, inUseFinalizer)
-	if err := c.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
-		if apierrors.IsConflict(err) {
-			return nil // another issuer sharing the Secret got there first
+	if err := c.Patch(ctx, m, patch); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return "", nil // another issuer sharing the Secret got there first, or it is gone
 		}
-		return fmt.Errorf("protect admin-key secret: %w", err)
+		return "", fmt.Errorf("protect admin-key secret: %w", err)
 	}
-	return nil
+	return m.ResourceVersion, nil
 }
 
 // SecretReleaseReconciler removes inUseFinalizer from an admin-key Secret
