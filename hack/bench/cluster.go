@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,6 +29,10 @@ const (
 	unrelatedNS    = "bench-unrelated"
 	adminSecret    = "reevit-admin"
 	revioKeySecret = "revio-api-key"
+	// issuerName names the one ClusterReevitIssuer and the one
+	// ClusterRevioIssuer every benchmark object uses, as a platform runs
+	// them: their Secrets in the cluster-resource namespace.
+	issuerName = "bench"
 )
 
 // cluster is the running control plane, apisim and manager, and the
@@ -179,8 +184,9 @@ func (cl *cluster) syncAudit(ctx context.Context) error { return cl.audit.sync(c
 
 // managerArgs are the manager's flags besides testenv's (kubeconfig of the
 // ServiceAccount, loopback metrics and probe addresses, http endpoints).
+// The cluster-resource namespace is given explicitly, as testenv also does.
 func (cl *cluster) managerArgs() []string {
-	args := []string{"--leader-elect=false", "--metrics-secure=false"}
+	args := []string{"--leader-elect=false", "--metrics-secure=false", "--cluster-resource-namespace=" + testenv.ClusterResourceNamespace}
 	if cl.o.qps > 0 {
 		args = append(args, fmt.Sprintf("--kube-api-qps=%g", cl.o.qps), fmt.Sprintf("--kube-api-burst=%d", max(cl.o.burst, int(cl.o.qps))))
 	}
@@ -286,20 +292,97 @@ func (cl *cluster) createNamespace(ctx context.Context, name string) error {
 	return client.IgnoreAlreadyExists(cl.c.Create(ctx, ns))
 }
 
-// createInputSecrets creates the admin-key and API-key Secrets every
-// benchmark object refers to (one of each, as one SecretStore serves ESO's
-// ExternalSecrets in the peer figures).
-func (cl *cluster) createInputSecrets(ctx context.Context) error {
+// createIssuers creates the platform's issuers every benchmark object
+// names, one of each kind (as one ClusterSecretStore serves ESO's
+// ExternalSecrets in the peer figures): a ClusterReevitIssuer and a
+// ClusterRevioIssuer, their admin-key and API-key Secrets in the manager's
+// cluster-resource namespace. The Reevit issuer has a policy and a
+// namespace selector, so every ApiKey goes through the checks a platform
+// would have.
+func (cl *cluster) createIssuers(ctx context.Context) error {
 	for name, key := range map[string]string{adminSecret: cl.sim.Credentials.AdminKey, revioKeySecret: cl.sim.Credentials.RevioAPIKey} {
 		s := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testenv.ClusterResourceNamespace},
+			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{"apiKey": []byte(key)},
 		}
 		if err := cl.c.Create(ctx, s); err != nil {
 			return fmt.Errorf("create input secret %s: %w", name, err)
 		}
 	}
+	ri := &v1alpha1.ClusterReevitIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: issuerName},
+		Spec: v1alpha1.ReevitIssuerSpec{
+			URL: cl.sim.Credentials.ReevitURL, OrgID: cl.sim.Credentials.OrgID,
+			AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: adminSecret, Key: "apiKey"},
+			Policy: v1alpha1.ReevitIssuerPolicy{
+				AllowedScopes: []v1alpha1.Scope{"payments:read"},
+				Environments:  []v1alpha1.Environment{v1alpha1.Environment(cl.environment())},
+				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+					Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{benchNS, sameFloorNS},
+				}}},
+				MaxKeyAge:      &metav1.Duration{Duration: 720 * time.Hour},
+				MaxGracePeriod: &metav1.Duration{Duration: cl.o.grace},
+			},
+		},
+	}
+	if err := cl.c.Create(ctx, ri); err != nil {
+		return fmt.Errorf("create ClusterReevitIssuer: %w", err)
+	}
+	rvi := &v1alpha1.ClusterRevioIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: issuerName},
+		Spec: v1alpha1.RevioIssuerSpec{
+			URL: cl.sim.Credentials.RevioURL, Host: cl.sim.Credentials.RevioHost,
+			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: revioKeySecret, Key: "apiKey"},
+		},
+	}
+	if err := cl.c.Create(ctx, rvi); err != nil {
+		return fmt.Errorf("create ClusterRevioIssuer: %w", err)
+	}
 	return nil
+}
+
+// waitIssuers waits until both issuers are Ready (their credentials
+// checked), so that the create path measured afterwards is the objects'.
+func (cl *cluster) waitIssuers(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ri, rvi := &v1alpha1.ClusterReevitIssuer{}, &v1alpha1.ClusterRevioIssuer{}
+		err := cl.c.Get(ctx, client.ObjectKey{Name: issuerName}, ri)
+		if err == nil {
+			err = cl.c.Get(ctx, client.ObjectKey{Name: issuerName}, rvi)
+		}
+		if err == nil && issuerReady(ri.Status, ri.Generation) && issuerReady(rvi.Status, rvi.Generation) {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("ClusterReevitIssuer: %s; ClusterRevioIssuer: %s", describeIssuer(ri.Status), describeIssuer(rvi.Status))
+		}
+		if aerr := cl.alive(); aerr != nil {
+			return aerr
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("issuers not Ready within %s: %w", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func issuerReady(st v1alpha1.IssuerStatus, gen int64) bool {
+	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == gen
+}
+
+func describeIssuer(st v1alpha1.IssuerStatus) string {
+	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+	if c == nil {
+		return "no Ready condition"
+	}
+	return fmt.Sprintf("Ready=%s %s: %s", c.Status, c.Reason, c.Message)
 }
 
 // environment is the Reevit environment of apisim's admin key: Reevit
@@ -314,16 +397,14 @@ func (cl *cluster) environment() string {
 func apiKeyName(i int) string     { return fmt.Sprintf("ak-%05d", i) }
 func revioTokenName(i int) string { return fmt.Sprintf("rt-%05d", i) }
 
-// newApiKey is the benchmark's ApiKey: one scope, rotation every 720h with
-// a short grace period, so a rotation's revocation can be measured.
+// newApiKey is the benchmark's ApiKey of the ClusterReevitIssuer: one scope,
+// rotation every 720h with a short grace period, so a rotation's revocation
+// can be measured.
 func (cl *cluster) newApiKey(name string) *v1alpha1.ApiKey {
 	return &v1alpha1.ApiKey{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
 		Spec: v1alpha1.ApiKeySpec{
-			Reevit: v1alpha1.ReevitEndpoint{
-				URL: cl.sim.Credentials.ReevitURL, OrgID: cl.sim.Credentials.OrgID,
-				AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: adminSecret, Key: "apiKey"},
-			},
+			IssuerRef:   v1alpha1.ReevitIssuerReference{Kind: v1alpha1.KindClusterReevitIssuer, Name: issuerName},
 			Scopes:      []v1alpha1.Scope{"payments:read"},
 			Environment: cl.environment(),
 			Rotation: &v1alpha1.Rotation{
@@ -334,15 +415,13 @@ func (cl *cluster) newApiKey(name string) *v1alpha1.ApiKey {
 	}
 }
 
-// newRevioToken is the benchmark's RevioToken, refreshed at the default
-// third of the token's lifetime before it expires.
+// newRevioToken is the benchmark's RevioToken of the ClusterRevioIssuer,
+// refreshed at the default third of the token's lifetime before it expires.
 func (cl *cluster) newRevioToken(name string) *v1alpha1.RevioToken {
 	return &v1alpha1.RevioToken{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
 		Spec: v1alpha1.RevioTokenSpec{
-			URL:             cl.sim.Credentials.RevioURL,
-			Host:            cl.sim.Credentials.RevioHost,
-			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: revioKeySecret, Key: "apiKey"},
+			IssuerRef: v1alpha1.RevioIssuerReference{Kind: v1alpha1.KindClusterRevioIssuer, Name: issuerName},
 		},
 	}
 }

@@ -159,7 +159,7 @@ func (b *bench) latencies(t0 time.Time) {
 func (b *bench) controllerStats(dm metricSample) {
 	r := b.res
 	r.convergeStats = map[string]controllerStats{}
-	for _, c := range []string{"apikey", "reviotoken", "adminsecret"} {
+	for _, c := range []string{"apikey", "reviotoken", "clusterreevitissuer", "clusterrevioissuer", "secretrelease"} {
 		r.convergeStats[c] = dm.controller(c)
 	}
 	r.convergeExtMean = map[string]time.Duration{}

@@ -214,7 +214,7 @@ func (b *bench) measure(ctx context.Context) error {
 	if err := cl.createNamespace(ctx, benchNS); err != nil {
 		return err
 	}
-	if err := cl.createInputSecrets(ctx); err != nil {
+	if err := cl.createIssuers(ctx); err != nil {
 		return err
 	}
 	var err error
@@ -222,6 +222,15 @@ func (b *bench) measure(ctx context.Context) error {
 		return err
 	}
 	if _, err := cl.startManager(ctx); err != nil {
+		return err
+	}
+	// The issuers are checked once (a key listing, an exchange) before any
+	// object exists: converge measures the objects, the issuers read from
+	// the manager's cache.
+	if err := cl.waitIssuers(ctx, time.Minute); err != nil {
+		return err
+	}
+	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
 		return err
 	}
 	if err := b.converge(ctx); err != nil {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/testenv"
 )
 
 // row is one line of the table.
@@ -169,13 +171,13 @@ func (b *bench) reportEconomy(t *table) {
 	} else {
 		t.add(subRow+"RevioToken", fmt.Sprintf("%s: %s", ratio(rtW, r.n), rt.perObject(r.n, true)), "≤ 4", met(rtW <= 4*r.n))
 	}
-	t.add(subRow+"shared (input Secrets; totals, not per object)", totals(shared, true), "", "")
+	t.add(subRow+"shared (issuers and their Secrets; totals, not per object)", totals(shared, true), "", "")
 	t.add("kube API reads per object on create", "", "", "")
 	if r.nAK > 0 {
 		t.add(subRow+"ApiKey", fmt.Sprintf("%s: %s", ratio(ak.reads(), r.nAK), ak.perObject(r.nAK, false)), "", "")
 	}
 	t.add(subRow+"RevioToken", fmt.Sprintf("%s: %s", ratio(rt.reads(), r.n), rt.perObject(r.n, false)), "", "")
-	t.add(subRow+"shared (lists, watches, input Secrets; totals)", totals(shared, false), "", "")
+	t.add(subRow+"shared (lists, watches, issuers and their Secrets; totals)", totals(shared, false), "", "")
 	ext := "RevioToken: " + r.createExt.api("revio").perObject(r.n)
 	if r.nAK > 0 {
 		ext = "ApiKey: " + r.createExt.api("reevit").perObject(r.nAK) + "; " + ext
@@ -309,6 +311,7 @@ func (b *bench) header(w io.Writer, took time.Duration) {
 	_, _ = fmt.Fprintf(w, "- command: `%s` (%s, run time %s)\n", args, makeTarget(b.o), took.Round(time.Second))
 	_, _ = fmt.Fprintf(w, "- control plane: %s (hack/controlplane.sh), local, audit log at Metadata level\n", server)
 	_, _ = fmt.Fprintf(w, "- manager: `%s %s` (and testenv's --kubeconfig, loopback metrics and probe addresses, --allow-http-endpoints) as system:serviceaccount:keywarden-system:keywarden-controller-manager with config/default's RBAC\n", mgr, strings.Join(b.cl.mgrArgs, " "))
+	_, _ = fmt.Fprintf(w, "- issuers: one ClusterReevitIssuer (with a policy and a namespace selector) and one ClusterRevioIssuer serve every object, their Secrets in %s; checked before the objects are created\n", testenv.ClusterResourceNamespace)
 	lat := "no added latency"
 	if b.o.externalLatency > 0 {
 		lat = b.o.externalLatency.String() + " added latency"

@@ -86,6 +86,7 @@ func (b *bench) sameWritesFloor(ctx context.Context) error {
 		PendingCreate: &v1alpha1.KeyRequest{
 			IdempotencyKey: fmt.Sprintf("%064d", 0), Name: akT.Namespace + "/" + akT.Name + " [kw:" + string(akT.UID) + ":1]",
 			Reason: "Initial", StartedAt: metav1.Now(),
+			Scopes: akT.Spec.Scopes, Issuer: akT.Status.Issuer,
 		},
 		KeyGeneration: 1, KeySpecHash: akT.Status.KeySpecHash, AdminKeySecretVersion: akT.Status.AdminKeySecretVersion,
 		Conditions: akT.Status.Conditions,

@@ -1,8 +1,11 @@
 // Command demo shows Keywarden at work without a cluster (`make demo`): a
 // local control plane, both API simulators (apisim), the CRDs and RBAC
 // installed with kubectl from config/default, and the built manager running
-// as its ServiceAccount. It applies an ApiKey that rotates every minute and a
-// RevioToken whose tokens live a minute, then shows them changing, live:
+// as its ServiceAccount. As a platform team would, it makes a
+// ClusterReevitIssuer and a ClusterRevioIssuer whose credentials live in
+// keywarden-system; in the namespace demo, a team's ApiKey that rotates every
+// minute and RevioToken whose tokens live a minute name them and hold no
+// credential of their own. It then shows them changing, live:
 // key prefixes and ids, rotations, pending revocations, token expiry, and
 // events. It never prints a full key or token.
 //
@@ -98,7 +101,7 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	if _, err := env.Install(ctx); err != nil {
 		return err
 	}
-	mgr, err := env.StartManager(ctx, testenv.ManagerOptions{})
+	mgr, err := env.StartManager(ctx, testenv.ManagerOptions{ClusterResourceNamespace: testenv.ClusterResourceNamespace})
 	if err != nil {
 		return err
 	}
@@ -109,18 +112,21 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	manifest := fmt.Sprintf(demoManifest, demoNamespace,
 		c.AdminKey, c.RevioAPIKey,
 		c.ReevitURL, c.OrgID, environmentOf(c.AdminKey), o.every, o.grace,
-		c.RevioURL, c.RevioHost)
+		c.RevioURL, c.RevioHost, testenv.ClusterResourceNamespace, issuerName)
 	// The manifest carries the simulators' keys: it goes through stdin only.
 	if _, err := env.AdminKubectl(ctx, []byte(manifest), "apply", "-f", "-"); err != nil {
 		return err
 	}
 	say("")
-	say("applied in namespace %s: Secrets reevit-admin and revio-api-key (apisim's credentials),", demoNamespace)
-	say("  ApiKey payments (rotation.every %s, gracePeriod %s) and RevioToken billing (tokens live %s)", o.every, o.grace, o.tokenLifetime)
+	say("applied: ClusterReevitIssuer and ClusterRevioIssuer %s, their Secrets reevit-admin and revio-api-key", issuerName)
+	say("  (apisim's credentials) in %s, the manager's --cluster-resource-namespace;", testenv.ClusterResourceNamespace)
+	say("  in namespace %s: ApiKey payments (rotation.every %s, gracePeriod %s) and RevioToken billing", demoNamespace, o.every, o.grace)
+	say("  (tokens live %s), naming the issuers and holding no credential of their own", o.tokenLifetime)
 	say("manager log: %s", mgr.LogPath)
 	say("")
 	say("Run kubectl beside the demo:")
 	say("  export KUBECONFIG=%s", env.AdminKubeconfig)
+	say("  kubectl get clusterreevitissuers,clusterrevioissuers")
 	say("  kubectl get apikeys,reviotokens -n %s -o wide", demoNamespace)
 	say("  kubectl get events -n %s --watch", demoNamespace)
 	say("  kubectl annotate apikey payments -n %s keywarden.dev/rotate=$(date +%%s)   # rotate now", demoNamespace)
@@ -137,17 +143,18 @@ func environmentOf(key string) string {
 	return "test"
 }
 
-// demoManifest: namespace; the two input Secrets; the ApiKey; the RevioToken.
+// issuerName names the demo's two cluster issuers.
+const issuerName = "demo"
+
+// demoManifest: the platform's part (the two credential Secrets in the
+// cluster-resource namespace, the two cluster issuers, a policy bounding
+// what the team may ask for) and the team's (namespace, ApiKey, RevioToken).
 const demoManifest = `apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
----
-apiVersion: v1
 kind: Secret
 metadata:
   name: reevit-admin
-  namespace: %[1]s
+  namespace: %[11]s
+type: Opaque
 stringData:
   apiKey: %[2]q
 ---
@@ -155,9 +162,42 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: revio-api-key
-  namespace: %[1]s
+  namespace: %[11]s
+type: Opaque
 stringData:
   apiKey: %[3]q
+---
+apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ClusterReevitIssuer
+metadata:
+  name: %[12]s
+spec:
+  url: %[4]s
+  orgId: %[5]s
+  actorId: keywarden-demo
+  adminKeySecretRef:
+    name: reevit-admin
+  policy:
+    allowedScopes: [payments:read, payments:write]
+    environments: [%[6]s]
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: %[1]s
+---
+apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ClusterRevioIssuer
+metadata:
+  name: %[12]s
+spec:
+  url: %[9]s
+  host: %[10]s
+  apiKeySecretRef:
+    name: revio-api-key
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: %[1]s
 ---
 apiVersion: credentials.keywarden.dev/v1alpha1
 kind: ApiKey
@@ -165,11 +205,9 @@ metadata:
   name: payments
   namespace: %[1]s
 spec:
-  reevit:
-    url: %[4]s
-    orgId: %[5]s
-    adminKeySecretRef:
-      name: reevit-admin
+  issuerRef:
+    kind: ClusterReevitIssuer
+    name: %[12]s
   scopes: [payments:read, payments:write]
   environment: %[6]s
   rotation:
@@ -182,10 +220,9 @@ metadata:
   name: billing
   namespace: %[1]s
 spec:
-  url: %[9]s
-  host: %[10]s
-  apiKeySecretRef:
-    name: revio-api-key
+  issuerRef:
+    kind: ClusterRevioIssuer
+    name: %[12]s
   verify:
     path: /billing/api/v1/customers
 `

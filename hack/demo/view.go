@@ -66,9 +66,17 @@ func (v *view) draw(ctx context.Context) {
 	var rts v1alpha1.RevioTokenList
 	var secrets corev1.SecretList
 	var evs eventsv1.EventList
+	var ris v1alpha1.ClusterReevitIssuerList
+	var rvis v1alpha1.ClusterRevioIssuerList
 	c := v.env.Client
 	in := client.InNamespace(demoNamespace)
 	err := c.List(ctx, &aks, in)
+	if err == nil {
+		err = c.List(ctx, &ris)
+	}
+	if err == nil {
+		err = c.List(ctx, &rvis)
+	}
 	if err == nil {
 		err = c.List(ctx, &rts, in)
 	}
@@ -89,6 +97,8 @@ func (v *view) draw(ctx context.Context) {
 	// The snapshot without the clock decides, off a terminal, whether to print.
 	tables := func(now time.Time, relative bool) string {
 		var b strings.Builder
+		writeIssuers(&b, ris.Items, rvis.Items)
+		b.WriteString("\n")
 		writeApiKeys(&b, aks.Items, now, relative)
 		b.WriteString("\n")
 		writeRevioTokens(&b, rts.Items, now, relative)
@@ -118,6 +128,27 @@ func (v *view) draw(ctx context.Context) {
 		v.lastSnap = snap
 		_, _ = fmt.Fprintf(v.out, "\n=== %s (running %s)\n%s\n", now.Format(time.TimeOnly), now.Sub(v.start).Round(time.Second), tables(now, true))
 	}
+}
+
+// writeIssuers prints the cluster issuers: whether their credential works.
+func writeIssuers(w io.Writer, ris []v1alpha1.ClusterReevitIssuer, rvis []v1alpha1.ClusterRevioIssuer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "ISSUER\tREADY\tREASON\tFOR")
+	ready := func(conds []metav1.Condition) (string, string) {
+		if c := meta.FindStatusCondition(conds, v1alpha1.ConditionReady); c != nil {
+			return string(c.Status), c.Reason
+		}
+		return "-", "-"
+	}
+	for _, i := range ris {
+		st, reason := ready(i.Status.Conditions)
+		_, _ = fmt.Fprintf(tw, "%s/%s\t%s\t%s\torg %s\n", v1alpha1.KindClusterReevitIssuer, i.Name, st, reason, i.Spec.OrgID)
+	}
+	for _, i := range rvis {
+		st, reason := ready(i.Status.Conditions)
+		_, _ = fmt.Fprintf(tw, "%s/%s\t%s\t%s\thost %s\n", v1alpha1.KindClusterRevioIssuer, i.Name, st, reason, i.Spec.Host)
+	}
+	_ = tw.Flush()
 }
 
 // collectEvents records events not shown yet (or whose series grew) and

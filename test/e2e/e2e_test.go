@@ -22,6 +22,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -110,9 +111,13 @@ func runSuite(m *testing.M) int {
 	return code
 }
 
-// TestSamples applies config/samples with kubectl as a user would, with the
-// placeholder credentials replaced by apisim's and the URLs pointing at
-// apisim, and expects every resource Ready with its Secret.
+// TestSamples applies config/samples with kubectl as a user would: the
+// platform's cluster issuers (config/samples/platform, their Secrets in the
+// manager's cluster-resource namespace) as a platform admin, then the team
+// samples into a namespace of their own, with the placeholder credentials
+// replaced by apisim's and the issuers' URLs pointing at apisim. Every
+// issuer must become Ready, and every ApiKey and RevioToken Ready with its
+// Secret.
 func TestSamples(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
@@ -120,13 +125,25 @@ func TestSamples(t *testing.T) {
 	ns := newNamespace(t, "samples")
 	c := sim.Credentials
 
-	rendered, err := env.Kustomize(ctx, "config/samples")
-	g.Expect(err).NotTo(HaveOccurred())
-	objs, err := testenv.SplitDocuments(rendered)
-	g.Expect(err).NotTo(HaveOccurred())
-	var apiKeys, tokens []*unstructured.Unstructured
+	var platform, team []*unstructured.Unstructured
+	for _, x := range []struct {
+		dir  string
+		objs *[]*unstructured.Unstructured
+	}{{"config/samples/platform", &platform}, {"config/samples", &team}} {
+		rendered, err := env.Kustomize(ctx, x.dir)
+		g.Expect(err).NotTo(HaveOccurred())
+		objs, err := testenv.SplitDocuments(rendered)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(objs).NotTo(BeEmpty(), "%s renders nothing", x.dir)
+		*x.objs = objs
+	}
+	var apiKeys, tokens, issuers []*unstructured.Unstructured
 	var targets []string
-	for _, o := range objs {
+	// reads: the output Secrets each rollout target reads.
+	reads := map[string][]string{}
+	// issuerKeys are the issuers the samples define, as kind/name.
+	issuerKeys := map[string]bool{}
+	for _, o := range append(append([]*unstructured.Unstructured{}, platform...), team...) {
 		set := func(v string, path ...string) {
 			g.Expect(unstructured.SetNestedField(o.Object, v, path...)).To(Succeed())
 		}
@@ -140,36 +157,91 @@ func TestSamples(t *testing.T) {
 			default:
 				t.Fatalf("sample Secret %s: the suite does not know which credential it stands for", o.GetName())
 			}
-		case "ApiKey":
-			set(c.ReevitURL, "spec", "reevit", "url")
-			set(c.OrgID, "spec", "reevit", "orgId")
-			apiKeys = append(apiKeys, o)
-		case "RevioToken":
+		case v1alpha1.KindReevitIssuer, v1alpha1.KindClusterReevitIssuer:
+			set(c.ReevitURL, "spec", "url")
+			set(c.OrgID, "spec", "orgId")
+			issuers = append(issuers, o)
+			issuerKeys[o.GetKind()+"/"+o.GetName()] = true
+		case v1alpha1.KindRevioIssuer, v1alpha1.KindClusterRevioIssuer:
 			set(c.RevioURL, "spec", "url")
 			set(c.RevioHost, "spec", "host")
+			issuers = append(issuers, o)
+			issuerKeys[o.GetKind()+"/"+o.GetName()] = true
+		case "ApiKey":
+			apiKeys = append(apiKeys, o)
+		case "RevioToken":
 			tokens = append(tokens, o)
 		default:
 			t.Fatalf("sample %s %s: unexpected kind", o.GetKind(), o.GetName())
 		}
 		ts, _, _ := unstructured.NestedSlice(o.Object, "spec", "rolloutRestart")
+		out := o.GetName()
+		if s, ok, _ := unstructured.NestedString(o.Object, "spec", "secret", "name"); ok && s != "" {
+			out = s
+		}
 		for _, x := range ts {
 			m := x.(map[string]any)
 			g.Expect(m["kind"]).To(Equal("Deployment"), "sample rollout target kind")
-			targets = append(targets, m["name"].(string))
+			name := m["name"].(string)
+			if _, ok := reads[name]; !ok {
+				targets = append(targets, name)
+			}
+			reads[name] = append(reads[name], out)
 		}
 	}
 	g.Expect(apiKeys).NotTo(BeEmpty())
 	g.Expect(tokens).NotTo(BeEmpty())
-
-	// The workloads the samples restart, as the user would have them (no
-	// kubelet runs their pods; the pod template annotation is what counts).
-	for _, name := range targets {
-		g.Expect(k8s.Create(ctx, consumer(ns, name))).To(Succeed())
+	// The platform samples are cluster issuers and their Secrets, in the
+	// namespace the manager reads cluster issuers' Secrets from; the team
+	// samples name no namespace (kubectl apply -n picks it).
+	for _, o := range platform {
+		switch o.GetKind() {
+		case "Secret":
+			g.Expect(o.GetNamespace()).To(Equal(testenv.ClusterResourceNamespace),
+				"platform sample Secret %s is not in the manager's cluster-resource namespace", o.GetName())
+		case v1alpha1.KindClusterReevitIssuer, v1alpha1.KindClusterRevioIssuer:
+		default:
+			t.Fatalf("platform sample %s %s: not a cluster issuer or its Secret", o.GetKind(), o.GetName())
+		}
 	}
-	manifest, err := testenv.JoinDocuments(objs)
+	for _, o := range team {
+		g.Expect(o.GetNamespace()).To(BeEmpty(), "team sample %s %s names a namespace", o.GetKind(), o.GetName())
+	}
+	// Every ApiKey and RevioToken names an issuer the samples define.
+	for _, o := range append(append([]*unstructured.Unstructured{}, apiKeys...), tokens...) {
+		kind, _, _ := unstructured.NestedString(o.Object, "spec", "issuerRef", "kind")
+		name, _, _ := unstructured.NestedString(o.Object, "spec", "issuerRef", "name")
+		if kind == "" {
+			kind = map[string]string{"ApiKey": v1alpha1.KindReevitIssuer, "RevioToken": v1alpha1.KindRevioIssuer}[o.GetKind()]
+		}
+		g.Expect(issuerKeys).To(HaveKey(kind+"/"+name), "sample %s %s names %s %s, which no sample defines", o.GetKind(), o.GetName(), kind, name)
+	}
+
+	// The workloads the samples restart, as the user would have them, reading
+	// their Secret (no kubelet runs their pods; the pod template annotation
+	// is what counts).
+	for _, name := range targets {
+		g.Expect(k8s.Create(ctx, consumer(ns, name, reads[name]...))).To(Succeed())
+	}
+	manifest, err := testenv.JoinDocuments(platform)
+	g.Expect(err).NotTo(HaveOccurred())
+	apply(t, "", manifest)
+	manifest, err = testenv.JoinDocuments(team)
 	g.Expect(err).NotTo(HaveOccurred())
 	apply(t, ns, manifest)
 
+	for _, o := range issuers {
+		kind, name, where := o.GetKind(), o.GetName(), ""
+		if !strings.HasPrefix(kind, "Cluster") {
+			where = ns
+		}
+		t.Run(kind+" "+name, func(t *testing.T) {
+			NewWithT(t).Eventually(func(g Gomega) {
+				conds, gen := issuerConditions(g, kind, where, name)
+				expectReady(g, conds, gen)
+			}).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
+		})
+	}
 	for _, o := range apiKeys {
 		name := o.GetName()
 		environment, _, _ := unstructured.NestedString(o.Object, "spec", "environment")
@@ -180,9 +252,10 @@ func TestSamples(t *testing.T) {
 		t.Run("ApiKey "+name, func(t *testing.T) {
 			g := NewWithT(t)
 			if environment != adminEnvironment() {
-				// One admin Secret serves both samples, but Reevit issues keys in
-				// the admin key's environment: the other sample must fail
-				// visibly, leak nothing, and recover once its spec is fixed.
+				// Every issuer holds apisim's admin key, and Reevit issues keys in
+				// the admin key's environment: the sample of the other
+				// environment must fail visibly, leak nothing, and recover once
+				// its spec is fixed (the issuers' policies allow both).
 				expectEnvironmentMismatch(t, ns, name, secretName)
 				patch := fmt.Sprintf(`{"spec":{"environment":%q}}`, adminEnvironment())
 				if _, err := env.AdminKubectl(ctx, nil, "patch", "apikey", name, "-n", ns, "--type=merge", "-p", patch); err != nil {
@@ -206,7 +279,8 @@ func TestSamples(t *testing.T) {
 	}
 	for _, o := range tokens {
 		name := o.GetName()
-		host, _, _ := unstructured.NestedString(o.Object, "spec", "host")
+		// Every Rev.io issuer of the samples now names apisim's host.
+		host := c.RevioHost
 		secretName := name
 		if s, ok, _ := unstructured.NestedString(o.Object, "spec", "secret", "name"); ok && s != "" {
 			secretName = s
@@ -279,9 +353,15 @@ func keysOf(t *testing.T, uid string) []apisim.KeyInfo {
 	return out
 }
 
-// consumer is a Deployment standing for a workload that reads a Secret.
-func consumer(ns, name string) *appsv1.Deployment {
+// consumer is a Deployment standing for a workload that reads the given
+// Secrets (envFrom): Keywarden restarts only workloads that read its output
+// Secret.
+func consumer(ns, name string, secrets ...string) *appsv1.Deployment {
 	labels := map[string]string{"app": name}
+	var from []corev1.EnvFromSource
+	for _, s := range secrets {
+		from = append(from, corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: s}}})
+	}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: appsv1.DeploymentSpec{
@@ -289,7 +369,7 @@ func consumer(ns, name string) *appsv1.Deployment {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/" + name + ":1"}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/" + name + ":1", EnvFrom: from}}},
 			},
 		},
 	}
@@ -601,6 +681,7 @@ func TestManagerLogHasNoSecrets(t *testing.T) {
 	}
 	var aks v1alpha1.ApiKeyList
 	var rts v1alpha1.RevioTokenList
+	issuers := 0
 	if err := k8s.List(ctx, &aks); err != nil {
 		t.Fatal(err)
 	}
@@ -615,6 +696,25 @@ func TestManagerLogHasNoSecrets(t *testing.T) {
 		b, _ := json.Marshal(o)
 		haystacks["RevioToken "+o.Namespace+"/"+o.Name] = string(b)
 	}
+	// The issuers: their status says whether a credential works, never what it is.
+	for kind, l := range map[string]client.ObjectList{
+		v1alpha1.KindReevitIssuer: &v1alpha1.ReevitIssuerList{}, v1alpha1.KindClusterReevitIssuer: &v1alpha1.ClusterReevitIssuerList{},
+		v1alpha1.KindRevioIssuer: &v1alpha1.RevioIssuerList{}, v1alpha1.KindClusterRevioIssuer: &v1alpha1.ClusterRevioIssuerList{},
+	} {
+		if err := k8s.List(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		items, err := meta.ExtractList(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			o := it.(client.Object)
+			b, _ := json.Marshal(o)
+			haystacks[kind+" "+o.GetNamespace()+"/"+o.GetName()] = string(b)
+			issuers++
+		}
+	}
 	for hay, text := range haystacks {
 		for needle, where := range needles {
 			if strings.Contains(text, needle) {
@@ -622,6 +722,9 @@ func TestManagerLogHasNoSecrets(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("checked %d credential values against the manager log (%d bytes), %d events and %d resources",
-		len(needles), len(haystacks["the manager log"]), len(evs.Items), len(aks.Items)+len(rts.Items))
+	if issuers == 0 {
+		t.Errorf("no issuer to check: run this test with the whole suite")
+	}
+	t.Logf("checked %d credential values against the manager log (%d bytes), %d events and %d resources (%d of them issuers)",
+		len(needles), len(haystacks["the manager log"]), len(evs.Items), len(aks.Items)+len(rts.Items)+issuers, issuers)
 }

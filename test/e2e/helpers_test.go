@@ -135,6 +135,31 @@ func getRevioToken(g Gomega, ns, name string) *v1alpha1.RevioToken {
 	return rt
 }
 
+// issuerConditions reads an issuer of any of the four kinds (ns empty for
+// the cluster kinds) and returns its conditions and generation.
+func issuerConditions(g Gomega, kind, ns, name string) ([]metav1.Condition, int64) {
+	var obj client.Object
+	var st *v1alpha1.IssuerStatus
+	switch kind {
+	case v1alpha1.KindReevitIssuer:
+		o := &v1alpha1.ReevitIssuer{}
+		obj, st = o, &o.Status
+	case v1alpha1.KindClusterReevitIssuer:
+		o := &v1alpha1.ClusterReevitIssuer{}
+		obj, st = o, &o.Status
+	case v1alpha1.KindRevioIssuer:
+		o := &v1alpha1.RevioIssuer{}
+		obj, st = o, &o.Status
+	case v1alpha1.KindClusterRevioIssuer:
+		o := &v1alpha1.ClusterRevioIssuer{}
+		obj, st = o, &o.Status
+	default:
+		g.Expect(kind).To(BeElementOf(v1alpha1.KindReevitIssuer, v1alpha1.KindClusterReevitIssuer, v1alpha1.KindRevioIssuer, v1alpha1.KindClusterRevioIssuer), "not an issuer kind")
+	}
+	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)).To(Succeed())
+	return st.Conditions, obj.GetGeneration()
+}
+
 // adminEnvironment is the Reevit environment of apisim's admin key: Reevit
 // issues keys in the environment of the key that asks.
 func adminEnvironment() string {
@@ -144,32 +169,51 @@ func adminEnvironment() string {
 	return "test"
 }
 
-// apiKeyManifest is an ApiKey against apisim with an every rotation.
+// The namespaced issuers apiKeyManifest and revioTokenManifest bring: in
+// the namespace of the manifest, naming the Secrets reevit-admin and
+// revio-api-key there (createSecret).
+const (
+	reevitIssuerName = "reevit"
+	revioIssuerName  = "revio"
+)
+
+// apiKeyManifest is an ApiKey against apisim with an every rotation, and the
+// ReevitIssuer it names (reevitIssuerName, naming the Secret reevit-admin of
+// the namespace). Applying it for a second ApiKey of a namespace leaves the
+// issuer as it is.
 func apiKeyManifest(name string, every, grace time.Duration) []byte {
 	c := sim.Credentials
 	return fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ReevitIssuer
+metadata:
+  name: %s
+spec:
+  url: %s
+  orgId: %s
+  adminKeySecretRef:
+    name: reevit-admin
+---
+apiVersion: credentials.keywarden.dev/v1alpha1
 kind: ApiKey
 metadata:
   name: %s
 spec:
-  reevit:
-    url: %s
-    orgId: %s
-    adminKeySecretRef:
-      name: reevit-admin
+  issuerRef:
+    name: %s
   scopes: [payments:read]
   environment: %s
   rotation:
     every: %s
     gracePeriod: %s
-`, name, c.ReevitURL, c.OrgID, adminEnvironment(), every, grace)
+`, reevitIssuerName, c.ReevitURL, c.OrgID, name, reevitIssuerName, adminEnvironment(), every, grace)
 }
 
-// revioTokenManifest is a RevioToken against apisim.
+// revioTokenManifest is a RevioToken against apisim, and the RevioIssuer it
+// names (revioIssuerName, naming the Secret revio-api-key of the namespace).
 func revioTokenManifest(name string) []byte {
 	c := sim.Credentials
 	return fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
-kind: RevioToken
+kind: RevioIssuer
 metadata:
   name: %s
 spec:
@@ -177,7 +221,15 @@ spec:
   host: %s
   apiKeySecretRef:
     name: revio-api-key
-`, name, c.RevioURL, c.RevioHost)
+---
+apiVersion: credentials.keywarden.dev/v1alpha1
+kind: RevioToken
+metadata:
+  name: %s
+spec:
+  issuerRef:
+    name: %s
+`, revioIssuerName, c.RevioURL, c.RevioHost, name, revioIssuerName)
 }
 
 // canI asks the API server whether the manager's identity may do verb on

@@ -58,6 +58,10 @@ func TestInstallComplete(t *testing.T) {
 		{"Namespace", testenv.ManagerNamespace},
 		{"CustomResourceDefinition", "apikeys.credentials.keywarden.dev"},
 		{"CustomResourceDefinition", "reviotokens.credentials.keywarden.dev"},
+		{"CustomResourceDefinition", "reevitissuers.credentials.keywarden.dev"},
+		{"CustomResourceDefinition", "clusterreevitissuers.credentials.keywarden.dev"},
+		{"CustomResourceDefinition", "revioissuers.credentials.keywarden.dev"},
+		{"CustomResourceDefinition", "clusterrevioissuers.credentials.keywarden.dev"},
 		{"ServiceAccount", testenv.ManagerServiceAccount},
 		{"ClusterRole", testenv.ManagerRole},
 		{"ClusterRoleBinding", "keywarden-manager-rolebinding"},
@@ -205,8 +209,10 @@ func shellWords(s string) []string {
 // missing rule fails the positive tests (the manager runs with nothing else).
 var rbacAllowList = map[string]map[string][]string{
 	"": {
-		"secrets": {"get", "list", "watch", "create", "update", "patch"},
+		"secrets": {"get", "list", "watch", "create", "patch"},
 		"events":  {"create", "patch"},
+		// Namespace labels, for the cluster issuers' namespaceSelector.
+		"namespaces": {"get", "list", "watch"},
 	},
 	"events.k8s.io": {"events": {"create", "patch"}},
 	"apps": {
@@ -215,11 +221,27 @@ var rbacAllowList = map[string]map[string][]string{
 		"daemonsets":   {"get", "patch"},
 	},
 	"credentials.keywarden.dev": {
-		"apikeys":            {"get", "list", "watch", "update", "patch"},
-		"apikeys/status":     {"get", "update", "patch"},
+		"apikeys":            {"get", "list", "watch", "patch"},
+		"apikeys/status":     {"get", "patch"},
 		"apikeys/finalizers": {"update"},
 		"reviotokens":        {"get", "list", "watch"},
-		"reviotokens/status": {"get", "update", "patch"},
+		"reviotokens/status": {"get", "patch"},
+		// The owner reference (blockOwnerDeletion) of a RevioToken's Secret.
+		"reviotokens/finalizers": {"update"},
+		// Issuers: read them, hold the Reevit ones with a finalizer while
+		// keys made through them live (patch, and update of /finalizers),
+		// and write their status. Rev.io issuers hold no key, so no
+		// finalizer. Never create, update or delete one: people do.
+		"reevitissuers":                   {"get", "list", "watch", "patch"},
+		"clusterreevitissuers":            {"get", "list", "watch", "patch"},
+		"revioissuers":                    {"get", "list", "watch"},
+		"clusterrevioissuers":             {"get", "list", "watch"},
+		"reevitissuers/status":            {"get", "patch"},
+		"clusterreevitissuers/status":     {"get", "patch"},
+		"revioissuers/status":             {"get", "patch"},
+		"clusterrevioissuers/status":      {"get", "patch"},
+		"reevitissuers/finalizers":        {"update"},
+		"clusterreevitissuers/finalizers": {"update"},
 	},
 	// The metrics endpoint checks its callers.
 	"authentication.k8s.io": {"tokenreviews": {"create"}},
@@ -290,11 +312,20 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{"create", "secrets", "", true},
 		{"patch", "secrets", "", true},
 		{"watch", "apikeys.credentials.keywarden.dev", "", true},
+		{"watch", "clusterreevitissuers.credentials.keywarden.dev", "", true},
+		{"patch", "reevitissuers.credentials.keywarden.dev", "", true},
+		{"list", "namespaces", "", true},
 		{"create", "leases.coordination.k8s.io", testenv.ManagerNamespace, true},
 		{"delete", "secrets", "", false},
 		{"deletecollection", "secrets", "", false},
 		{"create", "apikeys.credentials.keywarden.dev", "", false},
 		{"delete", "apikeys.credentials.keywarden.dev", "", false},
+		// The manager never makes or removes an issuer: people do.
+		{"create", "clusterreevitissuers.credentials.keywarden.dev", "", false},
+		{"create", "reevitissuers.credentials.keywarden.dev", "", false},
+		{"update", "clusterrevioissuers.credentials.keywarden.dev", "", false},
+		{"delete", "revioissuers.credentials.keywarden.dev", "", false},
+		{"patch", "namespaces", "", false},
 		{"create", "leases.coordination.k8s.io", "default", false},
 		{"list", "pods", "", false},
 		{"list", "configmaps", "", false},

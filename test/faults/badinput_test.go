@@ -55,16 +55,15 @@ func mut(what, field string, apply ...func(map[string]any)) mutation {
 	return mutation{what: what, field: field, apply: apply}
 }
 
-// validApiKey and validRevioToken use every field, so every rule has
-// something to break.
+// validApiKey, validRevioToken and the valid issuers use every field, so
+// every rule has something to break.
 func validApiKey() *v1alpha1.ApiKey {
 	limit := int32(10)
 	return &v1alpha1.ApiKey{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ApiKey"},
 		ObjectMeta: metav1.ObjectMeta{Name: "sweep"},
 		Spec: v1alpha1.ApiKeySpec{
-			Reevit: v1alpha1.ReevitEndpoint{URL: "https://api.reevit.com", OrgID: "org_acme", ActorID: "keywarden",
-				AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "reevit-admin", Key: "apiKey"}},
+			IssuerRef:      v1alpha1.ReevitIssuerReference{Kind: v1alpha1.KindClusterReevitIssuer, Name: "acme"},
 			DisplayName:    "payments service",
 			Scopes:         []v1alpha1.Scope{"payments:read", "payments:write"},
 			Environment:    "live",
@@ -82,12 +81,65 @@ func validRevioToken() *v1alpha1.RevioToken {
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "RevioToken"},
 		ObjectMeta: metav1.ObjectMeta{Name: "sweep"},
 		Spec: v1alpha1.RevioTokenSpec{
+			IssuerRef:      v1alpha1.RevioIssuerReference{Kind: v1alpha1.KindClusterRevioIssuer, Name: "acme"},
+			Refresh:        v1alpha1.Refresh{Before: &metav1.Duration{Duration: 10 * time.Minute}, Interval: &metav1.Duration{Duration: time.Hour}},
+			Verify:         &v1alpha1.Verify{Path: "/billing/api/v1/customers"},
+			Secret:         v1alpha1.SecretTemplate{Name: "billing-token"},
+			RolloutRestart: []v1alpha1.RolloutTarget{{Kind: "StatefulSet", Name: "billing"}},
+		},
+	}
+}
+
+func validReevitIssuerSpec() v1alpha1.ReevitIssuerSpec {
+	return v1alpha1.ReevitIssuerSpec{
+		URL: "https://api.reevit.com", OrgID: "org_acme", ActorID: "keywarden",
+		AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "reevit-admin", Key: "apiKey"},
+		Policy: v1alpha1.ReevitIssuerPolicy{
+			AllowedScopes:  []v1alpha1.Scope{"payments:read", "payments:write"},
+			Environments:   []v1alpha1.Environment{"live", "test"},
+			MaxKeyAge:      &metav1.Duration{Duration: 720 * time.Hour},
+			MaxGracePeriod: &metav1.Duration{Duration: time.Hour},
+		},
+	}
+}
+
+func validReevitIssuer() *v1alpha1.ReevitIssuer {
+	return &v1alpha1.ReevitIssuer{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.KindReevitIssuer},
+		ObjectMeta: metav1.ObjectMeta{Name: "sweep"},
+		Spec:       validReevitIssuerSpec(),
+	}
+}
+
+func validClusterReevitIssuer() *v1alpha1.ClusterReevitIssuer {
+	spec := validReevitIssuerSpec()
+	spec.Policy.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "payments"}}
+	return &v1alpha1.ClusterReevitIssuer{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.KindClusterReevitIssuer},
+		ObjectMeta: metav1.ObjectMeta{Name: "sweep"},
+		Spec:       spec,
+	}
+}
+
+func validRevioIssuer() *v1alpha1.RevioIssuer {
+	return &v1alpha1.RevioIssuer{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.KindRevioIssuer},
+		ObjectMeta: metav1.ObjectMeta{Name: "sweep"},
+		Spec: v1alpha1.RevioIssuerSpec{
 			URL: "https://api.psarev.io", Host: "acme.psarev.io",
 			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "revio-api-key", Key: "apiKey"},
-			Refresh:         v1alpha1.Refresh{Before: &metav1.Duration{Duration: 10 * time.Minute}, Interval: &metav1.Duration{Duration: time.Hour}},
-			Verify:          &v1alpha1.Verify{Path: "/billing/api/v1/customers"},
-			Secret:          v1alpha1.SecretTemplate{Name: "billing-token"},
-			RolloutRestart:  []v1alpha1.RolloutTarget{{Kind: "StatefulSet", Name: "billing"}},
+		},
+	}
+}
+
+func validClusterRevioIssuer() *v1alpha1.ClusterRevioIssuer {
+	return &v1alpha1.ClusterRevioIssuer{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.KindClusterRevioIssuer},
+		ObjectMeta: metav1.ObjectMeta{Name: "sweep"},
+		Spec: v1alpha1.RevioIssuerSpec{
+			URL: "https://api.psarev.io", Host: "acme.psarev.io",
+			APIKeySecretRef:   v1alpha1.SecretKeyReference{Name: "revio-api-key", Key: "apiKey"},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "billing"}},
 		},
 	}
 }
@@ -106,20 +158,14 @@ func apiKeyMutations() []mutation {
 		mut("scopes missing", "spec.scopes", del("spec.scopes")),
 		mut("unknown scope", "spec.scopes", set("spec.scopes", []any{"payments:admin"})),
 		mut("duplicate scope", "spec.scopes", set("spec.scopes", []any{"payments:read", "payments:read"})),
-		mut("orgId empty", "spec.reevit.orgId", set("spec.reevit.orgId", "")),
-		mut("orgId missing", "spec.reevit.orgId", del("spec.reevit.orgId")),
-		mut("orgId with a space", "spec.reevit.orgId", set("spec.reevit.orgId", "org acme")),
-		mut("orgId starting with a dash", "spec.reevit.orgId", set("spec.reevit.orgId", "-acme")),
-		mut("orgId too long", "spec.reevit.orgId", set("spec.reevit.orgId", long(129))),
-		mut("http:// URL to a remote host", "spec.reevit.url", set("spec.reevit.url", "http://api.reevit.com")),
-		mut("ftp:// URL", "spec.reevit.url", set("spec.reevit.url", "ftp://127.0.0.1/")),
-		mut("URL without a host", "spec.reevit.url", set("spec.reevit.url", "https://")),
-		mut("URL not a URL", "spec.reevit.url", set("spec.reevit.url", "api.reevit.com")),
-		mut("admin Secret name with capitals", "spec.reevit.adminKeySecretRef.name", set("spec.reevit.adminKeySecretRef.name", "Reevit_Admin")),
-		mut("admin Secret name empty", "spec.reevit.adminKeySecretRef.name", set("spec.reevit.adminKeySecretRef.name", "")),
-		mut("admin Secret key with a space", "spec.reevit.adminKeySecretRef.key", set("spec.reevit.adminKeySecretRef.key", "api key")),
-		mut("admin Secret reference missing", "spec.reevit.adminKeySecretRef", del("spec.reevit.adminKeySecretRef")),
-		mut("actorId too long", "spec.reevit.actorId", set("spec.reevit.actorId", long(129))),
+		mut("issuerRef missing", "spec.issuerRef", del("spec.issuerRef")),
+		mut("issuerRef kind of the other API", "spec.issuerRef.kind", set("spec.issuerRef.kind", v1alpha1.KindRevioIssuer)),
+		mut("issuerRef kind of another project", "spec.issuerRef.kind", set("spec.issuerRef.kind", "ClusterIssuer")),
+		mut("issuerRef name empty", "spec.issuerRef.name", set("spec.issuerRef.name", "")),
+		mut("issuerRef name missing", "spec.issuerRef.name", del("spec.issuerRef.name")),
+		mut("issuerRef name with capitals", "spec.issuerRef.name", set("spec.issuerRef.name", "Reevit_Admin")),
+		mut("issuerRef name too long", "spec.issuerRef.name", set("spec.issuerRef.name", long(254))),
+		mut("the removed inline endpoint", "spec.reevit", set("spec.reevit", map[string]any{"orgId": "org_acme", "adminKeySecretRef": map[string]any{"name": "reevit-admin"}})),
 		mut("displayName too long", "spec.displayName", set("spec.displayName", long(201))),
 		mut("rotation.every below 1m", "spec.rotation.every", set("spec.rotation.every", "30s")),
 		mut("rotation.every in days", "spec.rotation.every", set("spec.rotation.every", "30d")),
@@ -143,14 +189,11 @@ func apiKeyMutations() []mutation {
 
 func revioTokenMutations() []mutation {
 	return []mutation{
-		mut("host with capitals", "spec.host", set("spec.host", "Acme.psarev.io")),
-		mut("host with a port", "spec.host", set("spec.host", "acme.psarev.io:443")),
-		mut("host with a scheme", "spec.host", set("spec.host", "https://acme.psarev.io")),
-		mut("host empty", "spec.host", set("spec.host", "")),
-		mut("host missing", "spec.host", del("spec.host")),
-		mut("API-key Secret reference missing", "spec.apiKeySecretRef", del("spec.apiKeySecretRef")),
-		mut("API-key Secret name with a slash", "spec.apiKeySecretRef.name", set("spec.apiKeySecretRef.name", "a/b")),
-		mut("http:// URL to a remote host", "spec.url", set("spec.url", "http://api.psarev.io")),
+		mut("issuerRef missing", "spec.issuerRef", del("spec.issuerRef")),
+		mut("issuerRef kind of the other API", "spec.issuerRef.kind", set("spec.issuerRef.kind", v1alpha1.KindClusterReevitIssuer)),
+		mut("issuerRef name with a slash", "spec.issuerRef.name", set("spec.issuerRef.name", "a/b")),
+		mut("issuerRef name empty", "spec.issuerRef.name", set("spec.issuerRef.name", "")),
+		mut("the removed inline API-key reference", "spec.apiKeySecretRef", set("spec.apiKeySecretRef", map[string]any{"name": "revio-api-key"})),
 		mut("refresh.interval below 10s", "spec.refresh.interval", set("spec.refresh.interval", "5s")),
 		mut("refresh.before in words", "spec.refresh.before", set("spec.refresh.before", "ten minutes")),
 		mut("verify.path without a leading slash", "spec.verify.path", set("spec.verify.path", "billing/api")),
@@ -160,46 +203,123 @@ func revioTokenMutations() []mutation {
 	}
 }
 
+// reevitIssuerMutations break either Reevit issuer kind: the endpoint,
+// credential and policy rules that moved from ApiKey.spec.reevit.
+func reevitIssuerMutations() []mutation {
+	long := func(n int) string { return strings.Repeat("a", n) }
+	return []mutation{
+		mut("orgId empty", "spec.orgId", set("spec.orgId", "")),
+		mut("orgId missing", "spec.orgId", del("spec.orgId")),
+		mut("orgId with a space", "spec.orgId", set("spec.orgId", "org acme")),
+		mut("orgId starting with a dash", "spec.orgId", set("spec.orgId", "-acme")),
+		mut("orgId too long", "spec.orgId", set("spec.orgId", long(129))),
+		mut("http:// URL to a remote host", "spec.url", set("spec.url", "http://api.reevit.com")),
+		mut("ftp:// URL", "spec.url", set("spec.url", "ftp://127.0.0.1/")),
+		mut("URL without a host", "spec.url", set("spec.url", "https://")),
+		mut("URL not a URL", "spec.url", set("spec.url", "api.reevit.com")),
+		mut("admin Secret name with capitals", "spec.adminKeySecretRef.name", set("spec.adminKeySecretRef.name", "Reevit_Admin")),
+		mut("admin Secret name empty", "spec.adminKeySecretRef.name", set("spec.adminKeySecretRef.name", "")),
+		mut("admin Secret key with a space", "spec.adminKeySecretRef.key", set("spec.adminKeySecretRef.key", "api key")),
+		mut("admin Secret reference missing", "spec.adminKeySecretRef", del("spec.adminKeySecretRef")),
+		mut("actorId too long", "spec.actorId", set("spec.actorId", long(129))),
+		mut("actorId with a space", "spec.actorId", set("spec.actorId", "key warden")),
+		mut("policy scope unknown", "spec.policy.allowedScopes", set("spec.policy.allowedScopes", []any{"payments:admin"})),
+		mut("policy scope twice", "spec.policy.allowedScopes", set("spec.policy.allowedScopes", []any{"payments:read", "payments:read"})),
+		mut("policy environment not in the enum", "spec.policy.environments", set("spec.policy.environments", []any{"prod"})),
+		mut("policy maxKeyAge in days", "spec.policy.maxKeyAge", set("spec.policy.maxKeyAge", "90d")),
+		mut("policy maxGracePeriod in words", "spec.policy.maxGracePeriod", set("spec.policy.maxGracePeriod", "one hour")),
+	}
+}
+
+// revioIssuerMutations break either Rev.io issuer kind: the rules that moved
+// from RevioToken.spec.
+func revioIssuerMutations() []mutation {
+	return []mutation{
+		mut("host with capitals", "spec.host", set("spec.host", "Acme.psarev.io")),
+		mut("host with a port", "spec.host", set("spec.host", "acme.psarev.io:443")),
+		mut("host with a scheme", "spec.host", set("spec.host", "https://acme.psarev.io")),
+		mut("host empty", "spec.host", set("spec.host", "")),
+		mut("host missing", "spec.host", del("spec.host")),
+		mut("API-key Secret reference missing", "spec.apiKeySecretRef", del("spec.apiKeySecretRef")),
+		mut("API-key Secret name with a slash", "spec.apiKeySecretRef.name", set("spec.apiKeySecretRef.name", "a/b")),
+		mut("http:// URL to a remote host", "spec.url", set("spec.url", "http://api.psarev.io")),
+	}
+}
+
+// A namespaced issuer serves its own namespace: a namespace selector is
+// refused on it (the message names the field).
+var (
+	reevitIssuerOnlyMutations = []mutation{
+		mut("namespaceSelector on a namespaced issuer", "spec.policy.namespaceSelector",
+			set("spec.policy.namespaceSelector", map[string]any{"matchLabels": map[string]any{"team": "payments"}})),
+	}
+	revioIssuerOnlyMutations = []mutation{
+		mut("namespaceSelector on a namespaced issuer", "spec.namespaceSelector",
+			set("spec.namespaceSelector", map[string]any{"matchLabels": map[string]any{"team": "billing"}})),
+	}
+)
+
 // schemaSweep creates (server-side dry run, so admission and validation run
-// in full) every mutation of a valid ApiKey and RevioToken; the valid ones
-// must pass and every mutation must be rejected naming its field.
+// in full; strict field validation, so a field that no longer exists is
+// refused instead of pruned) every mutation of a valid ApiKey, RevioToken
+// and issuer of each kind; the valid ones must pass and every mutation must
+// be rejected naming its field.
 func schemaSweep(t *testing.T, s *suite) {
 	ctx := context.Background()
 	ns := s.newNamespace(t, "schema")
-	sweep := func(base client.Object, muts []mutation) int {
+	sweep := func(base client.Object, cluster bool, muts []mutation) int {
+		kind := base.GetObjectKind().GroupVersionKind().Kind
 		raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		valid := &unstructured.Unstructured{Object: runtime.DeepCopyJSON(raw)}
-		valid.SetNamespace(ns)
-		if err := s.env.Client.Create(ctx, valid, client.DryRunAll); err != nil {
-			t.Fatalf("the valid %s is rejected: %v", base.GetObjectKind().GroupVersionKind().Kind, err)
+		if !cluster {
+			valid.SetNamespace(ns)
+		}
+		if err := s.env.Client.Create(ctx, valid, client.DryRunAll, client.FieldValidation("Strict")); err != nil {
+			t.Fatalf("the valid %s is rejected: %v", kind, err)
 		}
 		rejected := 0
 		for i, m := range muts {
 			u := &unstructured.Unstructured{Object: runtime.DeepCopyJSON(raw)}
-			u.SetNamespace(ns)
+			if !cluster {
+				u.SetNamespace(ns)
+			}
 			u.SetName(fmt.Sprintf("sweep-%d", i))
 			for _, f := range m.apply {
 				f(u.Object)
 			}
-			err := s.env.Client.Create(ctx, u, client.DryRunAll)
+			err := s.env.Client.Create(ctx, u, client.DryRunAll, client.FieldValidation("Strict"))
 			switch {
 			case err == nil:
-				t.Errorf("%s %q: accepted", u.GetKind(), m.what)
+				t.Errorf("%s %q: accepted", kind, m.what)
 			case !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err):
-				t.Errorf("%s %q: rejected, but not as invalid: %v", u.GetKind(), m.what, err)
+				t.Errorf("%s %q: rejected, but not as invalid: %v", kind, m.what, err)
 			case !strings.Contains(err.Error(), m.field):
-				t.Errorf("%s %q: rejected without naming %s: %v", u.GetKind(), m.what, m.field, err)
+				t.Errorf("%s %q: rejected without naming %s: %v", kind, m.what, m.field, err)
 			default:
 				rejected++
 			}
 		}
 		return rejected
 	}
-	n := sweep(validApiKey(), apiKeyMutations()) + sweep(validRevioToken(), revioTokenMutations())
-	total := len(apiKeyMutations()) + len(revioTokenMutations())
+	n, total := 0, 0
+	for _, x := range []struct {
+		base    client.Object
+		cluster bool
+		muts    []mutation
+	}{
+		{validApiKey(), false, apiKeyMutations()},
+		{validRevioToken(), false, revioTokenMutations()},
+		{validReevitIssuer(), false, append(reevitIssuerMutations(), reevitIssuerOnlyMutations...)},
+		{validClusterReevitIssuer(), true, reevitIssuerMutations()},
+		{validRevioIssuer(), false, append(revioIssuerMutations(), revioIssuerOnlyMutations...)},
+		{validClusterRevioIssuer(), true, revioIssuerMutations()},
+	} {
+		n += sweep(x.base, x.cluster, x.muts)
+		total += len(x.muts)
+	}
 	s.sum.fault("invalid objects (schema sweep), rejected", n)
 	t.Logf("schema sweep: %d of %d invalid objects rejected naming their field", n, total)
 	if total < 30 {
@@ -215,9 +335,10 @@ type wrongCase struct {
 	mgr     int    // 0: the manager allowing http://, 1: the one refusing it
 }
 
-// wrongObjects creates valid objects that point at something wrong and
-// checks each one's Ready reason, message and Warning event, then that the
-// managers stay quiet, then that fixing the input is noticed.
+// wrongObjects creates valid objects that point at something wrong (most of
+// them through an issuer naming a wrong credential) and checks each one's
+// Ready reason, message and Warning event, and the issuers' own, then that
+// the managers stay quiet, then that fixing the input is noticed.
 func wrongObjects(t *testing.T, s *suite) {
 	ctx := context.Background()
 	sim := s.startApisim(t, 10*time.Minute)
@@ -240,51 +361,116 @@ func wrongObjects(t *testing.T, s *suite) {
 	s.createSecret(t, ns, "bogus-revio", "apiKey", "rvk_"+randomHex(20))
 	s.createSecret(t, ns, "taken-ak", "note", "a Secret someone else owns")
 	s.createSecret(t, ns, "taken-rt", "note", "a Secret someone else owns")
+	// The working credentials in Secrets of another type (the confused
+	// deputy of issue 14: a service-account token sent as an admin key):
+	// refused for the type alone.
+	for name, value := range map[string]string{"sa-token-admin": sim.Credentials.AdminKey, "sa-token-revio": sim.Credentials.RevioAPIKey} {
+		sec := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{corev1.ServiceAccountNameKey: "default"}},
+			Type:       corev1.SecretTypeServiceAccountToken,
+			Data:       map[string][]byte{"apiKey": []byte(value)},
+		}
+		if err := s.env.Client.Create(ctx, sec); err != nil {
+			t.Fatalf("create Secret %s/%s: %v", ns, name, err)
+		}
+	}
 
-	ak := func(name string, edit func(*v1alpha1.ApiKey)) *v1alpha1.ApiKey {
+	// The issuers the wrong objects name, each wrong in one way.
+	ref := func(name, key string) v1alpha1.SecretKeyReference {
+		return v1alpha1.SecretKeyReference{Name: name, Key: key}
+	}
+	reevitIssuers := map[string]*v1alpha1.ReevitIssuer{
+		"absent-admin":   newReevitIssuer(ns, "absent-admin", sim, ref("absent-admin", "apiKey")),
+		"wrong-key":      newReevitIssuer(ns, "wrong-key", sim, ref(adminSecret, "token")),
+		"limited-admin":  newReevitIssuer(ns, "limited-admin", sim, ref("limited-admin", "apiKey")),
+		"readonly-admin": newReevitIssuer(ns, "readonly-admin", sim, ref("readonly-admin", "apiKey")),
+		"bogus-admin":    newReevitIssuer(ns, "bogus-admin", sim, ref("bogus-admin", "apiKey")),
+		"sa-token":       newReevitIssuer(ns, "sa-token", sim, ref("sa-token-admin", "apiKey")),
+		"read-only":      newReevitIssuer(ns, "read-only", sim, ref(adminSecret, "apiKey")),
+		"elsewhere":      newReevitIssuer(ns, "elsewhere", sim, ref(adminSecret, "apiKey")),
+	}
+	reevitIssuers["read-only"].Spec.Policy.AllowedScopes = []v1alpha1.Scope{"payments:read"}
+	// Outside --allowed-endpoints: the manager must not send the admin key there.
+	reevitIssuers["elsewhere"].Spec.URL = "https://keys.example.com"
+	revioIssuers := map[string]*v1alpha1.RevioIssuer{
+		"absent-revio": newRevioIssuer(ns, "absent-revio", sim, ref("absent-revio", "apiKey")),
+		"wrong-key":    newRevioIssuer(ns, "wrong-key", sim, ref(revioSecret, "key")),
+		"bogus-revio":  newRevioIssuer(ns, "bogus-revio", sim, ref("bogus-revio", "apiKey")),
+		"sa-token":     newRevioIssuer(ns, "sa-token", sim, ref("sa-token-revio", "apiKey")),
+	}
+	for _, i := range reevitIssuers {
+		s.createIssuer(t, i)
+	}
+	for _, i := range revioIssuers {
+		s.createIssuer(t, i)
+	}
+
+	ak := func(name, issuer string, edit func(*v1alpha1.ApiKey)) *v1alpha1.ApiKey {
 		o := newApiKey(ns, name, sim, 0, 0)
-		edit(o)
+		o.Spec.IssuerRef.Name = issuer
+		if edit != nil {
+			edit(o)
+		}
 		return o
 	}
-	rt := func(name string, edit func(*v1alpha1.RevioToken)) *v1alpha1.RevioToken {
+	rt := func(name, issuer string, edit func(*v1alpha1.RevioToken)) *v1alpha1.RevioToken {
 		o := newRevioToken(ns, name, sim)
-		edit(o)
+		o.Spec.IssuerRef.Name = issuer
+		if edit != nil {
+			edit(o)
+		}
 		return o
 	}
 	cases := []wrongCase{
-		{obj: ak("ak-missing-secret", func(o *v1alpha1.ApiKey) { o.Spec.Reevit.AdminKeySecretRef.Name = "absent-admin" }),
-			reason: v1alpha1.ReasonSecretNotFound, mention: "absent-admin"},
-		{obj: ak("ak-wrong-key", func(o *v1alpha1.ApiKey) { o.Spec.Reevit.AdminKeySecretRef.Key = "token" }),
-			reason: v1alpha1.ReasonSecretNotFound, mention: `"token"`},
-		{obj: ak("ak-missing-scope", func(o *v1alpha1.ApiKey) {
-			o.Spec.Reevit.AdminKeySecretRef.Name = "limited-admin"
+		{obj: ak("ak-missing-secret", "absent-admin", nil), reason: v1alpha1.ReasonSecretNotFound, mention: "absent-admin"},
+		{obj: ak("ak-wrong-key", "wrong-key", nil), reason: v1alpha1.ReasonSecretNotFound, mention: `"token"`},
+		{obj: ak("ak-missing-scope", "limited-admin", func(o *v1alpha1.ApiKey) {
 			o.Spec.Scopes = []v1alpha1.Scope{"payments:read", "invoices:write"}
 		}), reason: v1alpha1.ReasonMissingScope, mention: "invoices:write"},
-		{obj: ak("ak-missing-write", func(o *v1alpha1.ApiKey) { o.Spec.Reevit.AdminKeySecretRef.Name = "readonly-admin" }),
-			reason: v1alpha1.ReasonMissingScope, mention: "api_keys:write"},
-		{obj: ak("ak-unauthorized", func(o *v1alpha1.ApiKey) { o.Spec.Reevit.AdminKeySecretRef.Name = "bogus-admin" }),
-			reason: v1alpha1.ReasonUnauthorized, mention: "admin key"},
-		{obj: ak("ak-conflict", func(o *v1alpha1.ApiKey) { o.Spec.Secret.Name = "taken-ak" }),
+		{obj: ak("ak-missing-write", "readonly-admin", nil), reason: v1alpha1.ReasonMissingScope, mention: "api_keys:write"},
+		{obj: ak("ak-unauthorized", "bogus-admin", nil), reason: v1alpha1.ReasonUnauthorized, mention: "admin key"},
+		{obj: ak("ak-conflict", reevitIssuer, func(o *v1alpha1.ApiKey) { o.Spec.Secret.Name = "taken-ak" }),
 			reason: v1alpha1.ReasonSecretConflict, mention: "taken-ak"},
-		{obj: rt("rt-missing-secret", func(o *v1alpha1.RevioToken) { o.Spec.APIKeySecretRef.Name = "absent-revio" }),
-			reason: v1alpha1.ReasonSecretNotFound, mention: "absent-revio"},
-		{obj: rt("rt-wrong-key", func(o *v1alpha1.RevioToken) { o.Spec.APIKeySecretRef.Key = "key" }),
-			reason: v1alpha1.ReasonSecretNotFound, mention: `"key"`},
-		{obj: rt("rt-invalid-key", func(o *v1alpha1.RevioToken) { o.Spec.APIKeySecretRef.Name = "bogus-revio" }),
-			reason: v1alpha1.ReasonInvalidAPIKey, mention: "valid key"},
-		{obj: rt("rt-conflict", func(o *v1alpha1.RevioToken) { o.Spec.Secret.Name = "taken-rt" }),
+		{obj: ak("ak-no-issuer", "absent", nil), reason: v1alpha1.ReasonIssuerNotFound, mention: "absent"},
+		{obj: ak("ak-secret-type", "sa-token", nil), reason: v1alpha1.ReasonSecretTypeNotAllowed, mention: "Opaque"},
+		{obj: ak("ak-policy", "read-only", func(o *v1alpha1.ApiKey) {
+			o.Spec.Scopes = []v1alpha1.Scope{"payments:read", "payments:write"}
+		}), reason: v1alpha1.ReasonPolicyViolation, mention: "payments:write"},
+		{obj: ak("ak-endpoint", "elsewhere", nil), reason: v1alpha1.ReasonEndpointNotAllowed, mention: "https://keys.example.com"},
+		{obj: rt("rt-missing-secret", "absent-revio", nil), reason: v1alpha1.ReasonSecretNotFound, mention: "absent-revio"},
+		{obj: rt("rt-wrong-key", "wrong-key", nil), reason: v1alpha1.ReasonSecretNotFound, mention: `"key"`},
+		{obj: rt("rt-invalid-key", "bogus-revio", nil), reason: v1alpha1.ReasonInvalidAPIKey, mention: "valid key"},
+		{obj: rt("rt-conflict", revioIssuer, func(o *v1alpha1.RevioToken) { o.Spec.Secret.Name = "taken-rt" }),
 			reason: v1alpha1.ReasonSecretConflict, mention: "taken-rt"},
+		{obj: rt("rt-no-issuer", "absent", nil), reason: v1alpha1.ReasonIssuerNotFound, mention: "absent"},
+		{obj: rt("rt-secret-type", "sa-token", nil), reason: v1alpha1.ReasonSecretTypeNotAllowed, mention: "Opaque"},
 	}
 	httpAK := newApiKey(nsHTTP, "ak-http", sim, 0, 0)
 	httpRT := newRevioToken(nsHTTP, "rt-http", sim)
 	cases = append(cases,
 		wrongCase{obj: httpAK, reason: v1alpha1.ReasonInsecureEndpoint, mention: "https://", mgr: 1},
 		wrongCase{obj: httpRT, reason: v1alpha1.ReasonInsecureEndpoint, mention: "https://", mgr: 1})
+	// The issuers report what is wrong with their credential themselves (a
+	// Rev.io issuer makes no exchange of its own: the key of bogus-revio is
+	// found invalid by the RevioToken's exchange alone).
+	issuerCases := []wrongCase{
+		{obj: reevitIssuers["absent-admin"], reason: v1alpha1.ReasonSecretNotFound, mention: "absent-admin"},
+		{obj: reevitIssuers["wrong-key"], reason: v1alpha1.ReasonSecretNotFound, mention: `"token"`},
+		{obj: reevitIssuers["bogus-admin"], reason: v1alpha1.ReasonUnauthorized, mention: "admin key"},
+		{obj: reevitIssuers["sa-token"], reason: v1alpha1.ReasonSecretTypeNotAllowed, mention: "Opaque"},
+		{obj: reevitIssuers["elsewhere"], reason: v1alpha1.ReasonEndpointNotAllowed, mention: "https://keys.example.com"},
+		{obj: revioIssuers["absent-revio"], reason: v1alpha1.ReasonSecretNotFound, mention: "absent-revio"},
+		{obj: revioIssuers["wrong-key"], reason: v1alpha1.ReasonSecretNotFound, mention: `"key"`},
+		{obj: revioIssuers["sa-token"], reason: v1alpha1.ReasonSecretTypeNotAllowed, mention: "Opaque"},
+	}
 
 	mgrs := []*testenv.Manager{
 		s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns)}),
-		// testenv passes --allow-http-endpoints; the last value wins.
-		s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(nsHTTP, "--allow-http-endpoints=false")}),
+		// testenv passes --allow-http-endpoints; the last value wins. apisim's
+		// URLs are listed as allowed endpoints, so what refuses them is
+		// http:// itself.
+		s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(nsHTTP, "--allow-http-endpoints=false",
+			"--allowed-endpoints="+sim.Credentials.ReevitURL+","+sim.Credentials.RevioURL)}),
 	}
 	defer func() {
 		for _, m := range mgrs {
@@ -304,40 +490,52 @@ func wrongObjects(t *testing.T, s *suite) {
 			t.Fatalf("create %s: %v", c.obj.GetName(), err)
 		}
 	}
-	for _, c := range cases {
+	for _, c := range append(append([]wrongCase{}, cases...), issuerCases...) {
 		err := poll(ctx, time.Minute, 500*time.Millisecond, func() (bool, string) {
 			return reportsReason(ctx, s, c)
 		})
 		if err != nil {
-			t.Errorf("%s: %v", c.obj.GetName(), err)
+			t.Errorf("%s %s: %v", kindOf(c.obj), c.obj.GetName(), err)
 		}
 	}
 	s.sum.fault("valid but wrong objects, each with its reason", len(cases))
+	s.sum.fault("issuers with a wrong credential or endpoint, each with its reason", len(issuerCases))
 
 	// Quiet: nothing retries what needs a person.
-	counts := func() (r [2]float64, api apisim.Counts) {
+	counts := func() (r, ri [2]float64, api apisim.Counts) {
 		for i, m := range mgrs {
 			a, b, err := reconcileCounts(ctx, m)
 			if err != nil {
 				t.Fatal(err)
 			}
 			r[i] = a + b
+			for _, k := range []string{v1alpha1.KindReevitIssuer, v1alpha1.KindRevioIssuer} {
+				n, err := reconciles(ctx, m, strings.ToLower(k))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ri[i] += n
+			}
 		}
 		api, err := sim.Control.Counts(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return r, api
+		return r, ri, api
 	}
-	r0, api0 := counts()
+	r0, ri0, api0 := counts()
 	sleep(ctx, s.mode.badQuiet)
-	r1, api1 := counts()
+	r1, ri1, api1 := counts()
 	d := countDelta(api1, api0)
-	t.Logf("wrong objects: %v reconciles in total, %v during a %s quiet window; API calls in total: Reevit %d, Rev.io %d; during the window: %d",
-		r1, [2]float64{r1[0] - r0[0], r1[1] - r0[1]}, s.mode.badQuiet, countStatus(api1.Reevit), countStatus(api1.Revio), countStatus(d.Reevit)+countStatus(d.Revio))
+	t.Logf("wrong objects: %v reconciles in total, %v during a %s quiet window (issuers: %v, %v during the window); API calls in total: Reevit %d, Rev.io %d; during the window: %d",
+		r1, [2]float64{r1[0] - r0[0], r1[1] - r0[1]}, s.mode.badQuiet, ri1, [2]float64{ri1[0] - ri0[0], ri1[1] - ri0[1]},
+		countStatus(api1.Reevit), countStatus(api1.Revio), countStatus(d.Reevit)+countStatus(d.Revio))
 	for i := range mgrs {
 		if r1[i]-r0[i] > 2 {
 			t.Errorf("manager %d reconciled %.0f times in a %s quiet window: objects that need a person must not spin", i, r1[i]-r0[i], s.mode.badQuiet)
+		}
+		if ri1[i]-ri0[i] > 2 {
+			t.Errorf("manager %d reconciled issuers %.0f times in a %s quiet window: issuers that need a person must not spin", i, ri1[i]-ri0[i], s.mode.badQuiet)
 		}
 	}
 	if r1[0] > float64(15*len(cases)) {
@@ -363,48 +561,91 @@ func wrongObjects(t *testing.T, s *suite) {
 	}
 
 	// Fixing the input is noticed without a restart: the missing Secret
-	// created, the key name corrected, the foreign Secrets deleted.
+	// created, the key name corrected (on the issuer, where it lives now),
+	// the missing issuers created, the foreign Secrets deleted.
 	byName := map[string]client.Object{}
 	for _, c := range cases {
 		byName[c.obj.GetName()] = c.obj
 	}
 	s.createSecret(t, ns, "absent-admin", "apiKey", sim.Credentials.AdminKey)
 	fixKey := []byte(`{"spec":{"apiKeySecretRef":{"key":"apiKey"}}}`)
-	if err := s.env.Client.Patch(ctx, byName["rt-wrong-key"], client.RawPatch(types.MergePatchType, fixKey)); err != nil {
+	if err := s.env.Client.Patch(ctx, revioIssuers["wrong-key"], client.RawPatch(types.MergePatchType, fixKey)); err != nil {
 		t.Fatal(err)
 	}
+	s.createIssuer(t, newReevitIssuer(ns, "absent", sim, ref(adminSecret, "apiKey")))
+	s.createIssuer(t, newRevioIssuer(ns, "absent", sim, ref(revioSecret, "apiKey")))
 	for _, name := range []string{"taken-ak", "taken-rt"} {
 		if err := s.env.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, name := range []string{"ak-missing-secret", "rt-wrong-key", "ak-conflict", "rt-conflict"} {
+	for _, name := range []string{"ak-missing-secret", "rt-wrong-key", "ak-conflict", "rt-conflict", "ak-no-issuer", "rt-no-issuer"} {
 		if err := poll(ctx, time.Minute, 500*time.Millisecond, func() (bool, string) { return isReady(ctx, s, byName[name]) }); err != nil {
 			t.Errorf("%s after the fix: %v", name, err)
 		}
 	}
+	for _, i := range []client.Object{reevitIssuers["absent-admin"], revioIssuers["wrong-key"]} {
+		if err := poll(ctx, time.Minute, 500*time.Millisecond, func() (bool, string) { return isReady(ctx, s, i) }); err != nil {
+			t.Errorf("%s %s after the fix: %v", kindOf(i), i.GetName(), err)
+		}
+	}
+}
+
+// kindOf names the kind of one of Keywarden's objects.
+func kindOf(obj client.Object) string {
+	switch obj.(type) {
+	case *v1alpha1.ApiKey:
+		return "ApiKey"
+	case *v1alpha1.RevioToken:
+		return "RevioToken"
+	case *v1alpha1.ReevitIssuer:
+		return v1alpha1.KindReevitIssuer
+	case *v1alpha1.ClusterReevitIssuer:
+		return v1alpha1.KindClusterReevitIssuer
+	case *v1alpha1.RevioIssuer:
+		return v1alpha1.KindRevioIssuer
+	case *v1alpha1.ClusterRevioIssuer:
+		return v1alpha1.KindClusterRevioIssuer
+	}
+	return fmt.Sprintf("%T", obj)
+}
+
+// currentConditions reads obj (any of Keywarden's kinds) and returns its
+// conditions and generation; the status is kept for the hygiene scan.
+func currentConditions(ctx context.Context, s *suite, obj client.Object) ([]metav1.Condition, int64, error) {
+	cur := obj.DeepCopyObject().(client.Object)
+	if err := s.env.Client.Get(ctx, client.ObjectKeyFromObject(obj), cur); err != nil {
+		return nil, 0, err
+	}
+	switch o := cur.(type) {
+	case *v1alpha1.ApiKey:
+		s.statuses.add(o, o.Status)
+		return o.Status.Conditions, o.Generation, nil
+	case *v1alpha1.RevioToken:
+		s.statuses.add(o, o.Status)
+		return o.Status.Conditions, o.Generation, nil
+	case *v1alpha1.ReevitIssuer:
+		s.statuses.add(o, o.Status)
+		return o.Status.Conditions, o.Generation, nil
+	case *v1alpha1.ClusterReevitIssuer:
+		s.statuses.add(o, o.Status)
+		return o.Status.Conditions, o.Generation, nil
+	case *v1alpha1.RevioIssuer:
+		s.statuses.add(o, o.Status)
+		return o.Status.Conditions, o.Generation, nil
+	case *v1alpha1.ClusterRevioIssuer:
+		s.statuses.add(o, o.Status)
+		return o.Status.Conditions, o.Generation, nil
+	}
+	return nil, 0, fmt.Errorf("%T is not one of Keywarden's kinds", obj)
 }
 
 // reportsReason checks the Ready condition (False, reason, message naming
 // the problem, current generation) and a Warning event with the reason.
 func reportsReason(ctx context.Context, s *suite, c wrongCase) (bool, string) {
-	var conds []metav1.Condition
-	var gen int64
-	switch o := c.obj.(type) {
-	case *v1alpha1.ApiKey:
-		cur := &v1alpha1.ApiKey{}
-		if err := s.env.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
-			return false, err.Error()
-		}
-		s.statuses.add(cur, cur.Status)
-		conds, gen = cur.Status.Conditions, cur.Generation
-	case *v1alpha1.RevioToken:
-		cur := &v1alpha1.RevioToken{}
-		if err := s.env.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
-			return false, err.Error()
-		}
-		s.statuses.add(cur, cur.Status)
-		conds, gen = cur.Status.Conditions, cur.Generation
+	conds, gen, err := currentConditions(ctx, s, c.obj)
+	if err != nil {
+		return false, err.Error()
 	}
 	r := condition(conds, v1alpha1.ConditionReady)
 	switch {
@@ -419,8 +660,9 @@ func reportsReason(ctx context.Context, s *suite, c wrongCase) (bool, string) {
 	if err := s.env.Client.List(ctx, &evs, client.InNamespace(c.obj.GetNamespace())); err != nil {
 		return false, err.Error()
 	}
+	kind := kindOf(c.obj)
 	for _, e := range evs.Items {
-		if e.Regarding.Name == c.obj.GetName() && e.Reason == c.reason && e.Type == corev1.EventTypeWarning && e.Note != "" {
+		if e.Regarding.Name == c.obj.GetName() && e.Regarding.Kind == kind && e.Reason == c.reason && e.Type == corev1.EventTypeWarning && e.Note != "" {
 			return true, ""
 		}
 	}
@@ -429,21 +671,9 @@ func reportsReason(ctx context.Context, s *suite, c wrongCase) (bool, string) {
 
 // isReady reports whether obj is Ready for its generation.
 func isReady(ctx context.Context, s *suite, obj client.Object) (bool, string) {
-	var conds []metav1.Condition
-	var gen int64
-	switch o := obj.(type) {
-	case *v1alpha1.ApiKey:
-		cur := &v1alpha1.ApiKey{}
-		if err := s.env.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
-			return false, err.Error()
-		}
-		conds, gen = cur.Status.Conditions, cur.Generation
-	case *v1alpha1.RevioToken:
-		cur := &v1alpha1.RevioToken{}
-		if err := s.env.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
-			return false, err.Error()
-		}
-		conds, gen = cur.Status.Conditions, cur.Generation
+	conds, gen, err := currentConditions(ctx, s, obj)
+	if err != nil {
+		return false, err.Error()
 	}
 	return readyFor(conds, gen), describeReady(conds)
 }

@@ -284,7 +284,8 @@ func (c *checker) keyValid(ctx context.Context, sec *corev1.Secret) error {
 // not excused by the policy; "" when all is well.
 func (c *checker) tokenProblem(ctx context.Context, rt *v1alpha1.RevioToken, sec *corev1.Secret) string {
 	tok := string(sec.Data["token"])
-	ok, err := c.sim.Control.ValidateTokenForHost(ctx, tok, rt.Spec.Host)
+	// The namespace's issuers name sim's host.
+	ok, err := c.sim.Control.ValidateTokenForHost(ctx, tok, c.sim.Credentials.RevioHost)
 	if err != nil || ok {
 		return ""
 	}
@@ -405,7 +406,7 @@ func (c *checker) converged(ctx context.Context) (bool, string) {
 			continue
 		}
 		c.s.needles.addSecret(sec)
-		if ok, err := c.sim.Control.ValidateTokenForHost(ctx, string(sec.Data["token"]), rt.Spec.Host); err != nil || !ok {
+		if ok, err := c.sim.Control.ValidateTokenForHost(ctx, string(sec.Data["token"]), c.sim.Credentials.RevioHost); err != nil || !ok {
 			waiting = append(waiting, fmt.Sprintf("RevioToken %s: token in the Secret does not validate (%v)", rt.Name, err))
 		}
 	}

@@ -120,26 +120,64 @@ func (s *suite) newNamespace(t *testing.T, prefix string) string {
 	return ns.Name
 }
 
-// Input Secrets every scenario namespace holds.
+// Input Secrets and issuers every scenario namespace holds: each scenario
+// has its own apisim, so its issuers are namespaced (a ReevitIssuer and a
+// RevioIssuer naming the Secrets of the namespace).
 const (
-	adminSecret = "reevit-admin"
-	revioSecret = "revio-api-key"
+	adminSecret  = "reevit-admin"
+	revioSecret  = "revio-api-key"
+	reevitIssuer = "reevit"
+	revioIssuer  = "revio"
 )
 
 // createSecret creates an Opaque Secret with one data key.
 func (s *suite) createSecret(t *testing.T, ns, name, key, value string) {
 	t.Helper()
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{key: []byte(value)}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{key: []byte(value)}}
 	if err := s.env.Client.Create(context.Background(), sec); err != nil {
 		t.Fatalf("create Secret %s/%s: %v", ns, name, err)
 	}
 }
 
-// createInputSecrets creates the admin-key and Rev.io API-key Secrets of sim.
+// createInputSecrets creates the admin-key and Rev.io API-key Secrets of sim
+// and the issuers naming them (reevitIssuer, revioIssuer).
 func (s *suite) createInputSecrets(t *testing.T, ns string, sim *testenv.Apisim) {
 	t.Helper()
 	s.createSecret(t, ns, adminSecret, "apiKey", sim.Credentials.AdminKey)
 	s.createSecret(t, ns, revioSecret, "apiKey", sim.Credentials.RevioAPIKey)
+	s.createIssuer(t, newReevitIssuer(ns, reevitIssuer, sim, v1alpha1.SecretKeyReference{Name: adminSecret, Key: "apiKey"}))
+	s.createIssuer(t, newRevioIssuer(ns, revioIssuer, sim, v1alpha1.SecretKeyReference{Name: revioSecret, Key: "apiKey"}))
+}
+
+// newReevitIssuer is a ReevitIssuer for sim's organisation with the admin
+// key in ref.
+func newReevitIssuer(ns, name string, sim *testenv.Apisim, ref v1alpha1.SecretKeyReference) *v1alpha1.ReevitIssuer {
+	return &v1alpha1.ReevitIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ReevitIssuerSpec{
+			URL: sim.Credentials.ReevitURL, OrgID: sim.Credentials.OrgID, ActorID: "keywarden-faults",
+			AdminKeySecretRef: ref,
+		},
+	}
+}
+
+// newRevioIssuer is a RevioIssuer for sim's host with the API key in ref.
+func newRevioIssuer(ns, name string, sim *testenv.Apisim, ref v1alpha1.SecretKeyReference) *v1alpha1.RevioIssuer {
+	return &v1alpha1.RevioIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.RevioIssuerSpec{
+			URL: sim.Credentials.RevioURL, Host: sim.Credentials.RevioHost,
+			APIKeySecretRef: ref,
+		},
+	}
+}
+
+// createIssuer creates an issuer, retrying while the API server is unavailable.
+func (s *suite) createIssuer(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := s.create(context.Background(), obj); err != nil {
+		t.Fatalf("create %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
+	}
 }
 
 // adminEnv is the Reevit environment of sim's admin key: Reevit issues keys
@@ -151,15 +189,13 @@ func adminEnv(sim *testenv.Apisim) string {
 	return "test"
 }
 
-// newApiKey is an ApiKey against sim rotating every `every` with grace.
+// newApiKey is an ApiKey of the namespace's ReevitIssuer (reevitIssuer,
+// for sim) rotating every `every` with grace.
 func newApiKey(ns, name string, sim *testenv.Apisim, every, grace time.Duration) *v1alpha1.ApiKey {
 	ak := &v1alpha1.ApiKey{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: v1alpha1.ApiKeySpec{
-			Reevit: v1alpha1.ReevitEndpoint{
-				URL: sim.Credentials.ReevitURL, OrgID: sim.Credentials.OrgID,
-				AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: adminSecret, Key: "apiKey"},
-			},
+			IssuerRef:   v1alpha1.ReevitIssuerReference{Kind: v1alpha1.KindReevitIssuer, Name: reevitIssuer},
 			Scopes:      []v1alpha1.Scope{"payments:read"},
 			Environment: adminEnv(sim),
 		},
@@ -170,13 +206,13 @@ func newApiKey(ns, name string, sim *testenv.Apisim, every, grace time.Duration)
 	return ak
 }
 
-// newRevioToken is a RevioToken against sim.
+// newRevioToken is a RevioToken of the namespace's RevioIssuer (revioIssuer,
+// which names sim: the argument says which apisim a fixture uses).
 func newRevioToken(ns, name string, sim *testenv.Apisim) *v1alpha1.RevioToken {
 	return &v1alpha1.RevioToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: v1alpha1.RevioTokenSpec{
-			URL: sim.Credentials.RevioURL, Host: sim.Credentials.RevioHost,
-			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: revioSecret, Key: "apiKey"},
+			IssuerRef: v1alpha1.RevioIssuerReference{Kind: v1alpha1.KindRevioIssuer, Name: revioIssuer},
 		},
 	}
 }
