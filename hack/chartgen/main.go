@@ -51,7 +51,20 @@ func main() {
 	}
 }
 
+// configRoot is the -config directory; files are named in headers as
+// config/<path below it>, wherever it is.
+var configRoot string
+
+// sourceName is how a header names a file of config/.
+func sourceName(p string) string {
+	if rel, err := filepath.Rel(configRoot, p); err == nil {
+		return "config/" + filepath.ToSlash(rel)
+	}
+	return filepath.ToSlash(p)
+}
+
 func run(configDir, chartDir string) error {
+	configRoot = configDir
 	if err := copyCRDs(configDir, chartDir); err != nil {
 		return err
 	}
@@ -121,7 +134,7 @@ func copyFile(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(dst, append(fmt.Appendf(nil, header, filepath.ToSlash(src)), b...), 0o644)
+	return os.WriteFile(dst, append(fmt.Appendf(nil, header, sourceName(src)), b...), 0o644)
 }
 
 // objects parses the YAML documents of a file.
@@ -215,14 +228,14 @@ func writeRBAC(configDir, chartDir string) error {
 	var buf bytes.Buffer
 	// A template comment: a YAML one before the condition would render as
 	// a document of its own.
-	fmt.Fprintf(&buf, "{{- /*\n%s*/}}\n", fmt.Sprintf(header, filepath.ToSlash(dir)))
+	fmt.Fprintf(&buf, "{{- /*\n%s*/}}\n", fmt.Sprintf(header, sourceName(dir)))
 	buf.WriteString("{{- if .Values.rbac.create }}\n")
 	for _, s := range rbac {
 		doc, err := templated(s.obj, serviceAccount)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.file, err)
 		}
-		fmt.Fprintf(&buf, "---\n# From %s.\n%s%s", filepath.ToSlash(s.file), leadingComment(s.file), doc)
+		fmt.Fprintf(&buf, "---\n# From %s.\n%s%s", sourceName(s.file), leadingComment(s.file), doc)
 	}
 	buf.WriteString("{{- end }}\n")
 	out := filepath.Join(chartDir, "templates", "rbac.yaml")
