@@ -187,16 +187,16 @@ func promqlMetricNames(expr string) ([]string, error) {
 		open, shut := s[i], map[byte]byte{'(': ')', '[': ']', '{': '}'}[s[i]]
 		depth := 0
 		for j := i; j < len(s); j++ {
-			switch c := s[j]; {
-			case c == '"' || c == '\'' || c == '`':
+			switch s[j] {
+			case '"', '\'', '`':
 				k, _, err := skipString(s, j)
 				if err != nil {
 					return 0, err
 				}
 				j = k - 1
-			case c == open:
+			case open:
 				depth++
-			case c == shut:
+			case shut:
 				depth--
 				if depth == 0 {
 					return j + 1, nil
