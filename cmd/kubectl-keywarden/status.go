@@ -342,8 +342,18 @@ func renderFailure(w io.Writer, conds []metav1.Condition, attempts int32, last, 
 		}
 		return
 	}
-	for _, c := range failing {
-		fmt.Fprintf(w, "  %s=%s %s: %s\n", c.Type, c.Status, c.Reason, oneLine(c.Message))
+	// The summary and the step that failed usually say the same: once.
+	for i := 0; i < len(failing); i++ {
+		c := failing[i]
+		types := []string{c.Type + "=" + string(c.Status)}
+		for j := i + 1; j < len(failing); j++ {
+			if d := failing[j]; d.Reason == c.Reason && d.Message == c.Message {
+				types = append(types, d.Type+"="+string(d.Status))
+				failing = slices.Delete(failing, j, j+1)
+				j--
+			}
+		}
+		fmt.Fprintf(w, "  %s %s: %s\n", strings.Join(types, ", "), c.Reason, oneLine(c.Message))
 		fmt.Fprintf(w, "    what to do: %s\n", adviceFor(c.Reason))
 	}
 	if attempts > 0 {
