@@ -197,32 +197,45 @@ func (o *options) request(ctx context.Context, a action, args []string, f *reque
 		}
 	}
 	value := o.now().UTC().Format(time.RFC3339Nano)
-	var failed []string
-	for _, obj := range objs {
-		name := string(a.kind) + "/" + obj.GetName()
+	display := func(obj client.Object) string {
 		if f.allNamespaces {
-			name = obj.GetNamespace() + "/" + name
+			return obj.GetNamespace() + "/" + string(a.kind) + "/" + obj.GetName()
 		}
+		return string(a.kind) + "/" + obj.GetName()
+	}
+	// Annotate every object first, then wait: the manager works on them
+	// side by side.
+	var failed []string
+	requested := map[client.Object]string{}
+	for _, obj := range objs {
 		v := value
 		if obj.GetAnnotations()[a.annotation] == v {
 			v += "-1" // the same instant twice: still a new value
 		}
 		if err := patchAnnotation(ctx, c, obj, a.annotation, v); err != nil {
-			fmt.Fprintf(o.errOut, "%s: %v\n", name, err)
-			failed = append(failed, name)
+			fmt.Fprintf(o.errOut, "%s: %v\n", display(obj), err)
+			failed = append(failed, display(obj))
 			continue
 		}
-		fmt.Fprintf(o.out, "%s: %s requested (%s=%s)\n", name, a.verb, a.annotation, v)
-		if !f.wait {
-			continue
+		requested[obj] = v
+		fmt.Fprintf(o.out, "%s: %s requested (%s=%s)\n", display(obj), a.verb, a.annotation, v)
+	}
+	if f.wait {
+		deadline, cancel := context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+		for _, obj := range objs {
+			v, ok := requested[obj]
+			if !ok {
+				continue
+			}
+			after, err := waitDone(deadline, c, obj, a, v, f.timeout)
+			if err != nil {
+				fmt.Fprintf(o.errOut, "%s: %v\n", display(obj), err)
+				failed = append(failed, display(obj))
+				continue
+			}
+			fmt.Fprintf(o.out, "%s: done: %s\n", display(obj), a.result(obj, after, o.now()))
 		}
-		after, err := waitDone(ctx, c, obj, a, v, f.timeout)
-		if err != nil {
-			fmt.Fprintf(o.errOut, "%s: %v\n", name, err)
-			failed = append(failed, name)
-			continue
-		}
-		fmt.Fprintf(o.out, "%s: done: %s\n", name, a.result(obj, after, o.now()))
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%s failed for %s", a.verb, strings.Join(failed, ", "))

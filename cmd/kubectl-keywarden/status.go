@@ -321,13 +321,17 @@ func readySummary(conds []metav1.Condition, generation int64, now time.Time) str
 	return s
 }
 
+// inProgress are reasons of a False condition that are no failure: work
+// under way that needs nobody.
+var inProgress = map[string]bool{v1alpha1.ReasonRevocationPending: true, v1alpha1.ReasonProgressing: true}
+
 // renderFailure shows every condition that is not True, Ready first, with
 // what to do about it.
 func renderFailure(w io.Writer, conds []metav1.Condition, attempts int32, last, retry *metav1.Time, now time.Time) {
 	fmt.Fprintln(w, "Last failure:")
 	var failing []metav1.Condition
 	for _, c := range conds {
-		if c.Status != metav1.ConditionTrue {
+		if c.Status != metav1.ConditionTrue && !inProgress[c.Reason] {
 			failing = append(failing, c)
 		}
 	}
