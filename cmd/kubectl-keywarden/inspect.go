@@ -186,10 +186,10 @@ func renderSecret(w io.Writer, in secretInfo, now time.Time) {
 	case *v1alpha1.ApiKey:
 		ak = o
 		id := string(s.Data["keyId"])
-		switch {
-		case id == "":
+		switch id {
+		case "":
 			t.add("Holds", "no key id")
-		case id == o.Status.KeyID:
+		case o.Status.KeyID:
 			t.add("Holds", "the active key %s (%s) of apikey/%s", id, orDash(o.Status.KeyPrefix), o.Name)
 		default:
 			t.add("Holds", "key %s, but apikey/%s reports %s as active: the manager has not caught up", id, o.Name, orDash(o.Status.KeyID))

@@ -29,7 +29,9 @@ import (
 // fieldManager names the plugin in managedFields of what it patches.
 const fieldManager = "kubectl-keywarden"
 
-func main() {
+func main() { os.Exit(runMain()) }
+
+func runMain() int {
 	// controller-runtime's client would otherwise warn that no logger is set.
 	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -37,8 +39,9 @@ func main() {
 	o := &options{in: os.Stdin, out: os.Stdout, errOut: os.Stderr, now: time.Now}
 	if err := newRootCommand(o).ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // options are the global flags and the plugin's doors to the world; tests

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -461,7 +462,8 @@ func indent(s string) string {
 
 // shortErr is an API error's message without the request details.
 func shortErr(err error) string {
-	if s, ok := err.(apierrors.APIStatus); ok {
+	var s apierrors.APIStatus
+	if errors.As(err, &s) {
 		return string(s.Status().Reason) + ": " + s.Status().Message
 	}
 	return err.Error()
