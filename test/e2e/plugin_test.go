@@ -108,7 +108,11 @@ func TestPlugin(t *testing.T) {
 	seen.add("apisim's Rev.io API key", sim.Credentials.RevioAPIKey)
 	const grace = 30 * time.Second
 	apply(t, ns, withLabels(apiKeyManifest("plugin-a", 720*time.Hour, grace), "plugin-a", "{team: a, plugin-test: "+ns+"}"))
-	apply(t, ns, withLabels(apiKeyManifest("plugin-b", 720*time.Hour, grace), "plugin-b", "{team: b, plugin-test: "+ns+"}"))
+	// plugin-b restarts a workload (no kubelet runs it: the pod template
+	// annotation is what counts).
+	g.Expect(k8s.Create(ctx, consumer(ns, "plugin-b-app"))).To(Succeed())
+	manifestB := withLabels(apiKeyManifest("plugin-b", 720*time.Hour, grace), "plugin-b", "{team: b, plugin-test: "+ns+"}")
+	apply(t, ns, append(manifestB, "  rolloutRestart: [{kind: Deployment, name: plugin-b-app}]\n"...))
 	apply(t, ns, revioTokenManifest("plugin-rt"))
 
 	ready := func(g Gomega, names ...string) {
@@ -184,6 +188,9 @@ func TestPlugin(t *testing.T) {
 		g.Expect(out).NotTo(ContainSubstring("plugin-a"))
 		g.Expect(rotations(g, "plugin-b")).To(Equal(b + 1))
 		g.Expect(rotations(g, "plugin-a")).To(Equal(a), "-l team=b rotated plugin-a")
+		out = p.must(t, "", "status", "ak/plugin-b", "-n", ns)
+		g.Expect(out).To(MatchRegexp(`Rollout restarts:\n  Deployment plugin-b-app: restarted for the current Secret \(\d+/1 updated, \d+ available\)`))
+		g.Expect(out).To(MatchRegexp(`Recent events:\n(.*\n)*.*RolloutRestarted\s+Deployment plugin-b-app restarted`))
 
 		out = p.must(t, "", "rotate", "-A", "-l", "team=b,plugin-test="+ns, "--wait", "--timeout=60s")
 		g.Expect(out).To(ContainSubstring(ns + "/apikey/plugin-b: done"))
