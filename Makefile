@@ -70,6 +70,11 @@ test-faults: ## The full fault-tolerance suite.
 build: ## Build the manager and the API simulator into bin/.
 	go build $(GO_BUILD_FLAGS) -o bin/manager ./cmd/manager
 	go build $(GO_BUILD_FLAGS) -o bin/apisim ./cmd/apisim
+	go build $(GO_BUILD_FLAGS) -o bin/kubectl-keywarden ./cmd/kubectl-keywarden
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-keywarden (put it on PATH: kubectl keywarden).
+	go build $(GO_BUILD_FLAGS) -o bin/kubectl-keywarden ./cmd/kubectl-keywarden
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.
