@@ -76,6 +76,10 @@ func releaseRelevant() predicate.Predicate {
 type AdminSecretReconciler struct {
 	client.Client
 	Cache client.Reader
+	// AllShards, when set, is read before a release: with a sharded cache
+	// (--watch-label-selector) ApiKeys of other shards may need the Secret
+	// too, and this shard's cache does not show them.
+	AllShards client.Reader
 }
 
 // SetupWithManager watches Secrets carrying the finalizer (metadata only) and
@@ -122,10 +126,23 @@ func (r *AdminSecretReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.List(ctx, list, client.InNamespace(req.Namespace), client.MatchingFields{secretNamesIndex: req.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
-	for _, ak := range list.Items {
-		if ak.Spec.Reevit.AdminKeySecretRef.Name == req.Name && ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain &&
-			(ak.DeletionTimestamp.IsZero() || slices.Contains(ak.Finalizers, finalizer)) {
-			return ctrl.Result{}, nil
+	if needsAdminSecret(list.Items, req.Name) {
+		return ctrl.Result{}, nil
+	}
+	if r.AllShards != nil {
+		// Rare: only when no ApiKey of this shard needs the Secret. Pages,
+		// so a namespace of thousands is never held in memory at once.
+		all := &v1alpha1.ApiKeyList{}
+		for {
+			if err := r.AllShards.List(ctx, all, client.InNamespace(req.Namespace), client.Limit(500), client.Continue(all.Continue)); err != nil {
+				return ctrl.Result{}, fmt.Errorf("list ApiKeys of every shard: %w", err)
+			}
+			if needsAdminSecret(all.Items, req.Name) {
+				return ctrl.Result{}, nil
+			}
+			if all.Continue == "" {
+				break
+			}
 		}
 	}
 	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
@@ -134,4 +151,16 @@ func (r *AdminSecretReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, fmt.Errorf("release admin-key secret: %w", err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// needsAdminSecret reports whether any of the ApiKeys may still have to
+// revoke keys with the admin-key Secret name.
+func needsAdminSecret(aks []v1alpha1.ApiKey, name string) bool {
+	for _, ak := range aks {
+		if ak.Spec.Reevit.AdminKeySecretRef.Name == name && ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain &&
+			(ak.DeletionTimestamp.IsZero() || slices.Contains(ak.Finalizers, finalizer)) {
+			return true
+		}
+	}
+	return false
 }

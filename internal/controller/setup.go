@@ -39,6 +39,11 @@ type Options struct {
 	RolloutWaitLimit time.Duration
 	// Jitter returns a fraction in [0,1) used to spread refreshes; nil means random.
 	Jitter func() float64
+	// Sharded says the cache holds only this shard's ApiKeys and RevioTokens
+	// (ShardCache). A decision about the objects of every shard (releasing
+	// an admin-key Secret that ApiKeys of several shards share) is then
+	// confirmed on the API server.
+	Sharded bool
 
 	// crashAt, in tests only, stops an ApiKey reconcile at a named step
 	// boundary as if the process died there.
@@ -100,7 +105,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := ak.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&AdminSecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	as := &AdminSecretReconciler{Client: mgr.GetClient()}
+	if o.Sharded {
+		as.AllShards = mgr.GetAPIReader()
+	}
+	return as.SetupWithManager(mgr)
 }
 
 // outputSecretName is the name of the Secret a resource writes.
@@ -158,11 +167,19 @@ func primaryPredicate() predicate.Predicate {
 		}})
 }
 
+// lastApplied is the annotation kubectl apply keeps a copy of the object in.
+const lastApplied = corev1.LastAppliedConfigAnnotation
+
 // secretWatch is the builder option for the metadata-only Secret watch.
 var secretWatch = builder.OnlyMetadata
 
 // TrimForCache is the cache's transform: it drops managed fields from every
-// object. Metadata-only objects (Secrets, thousands of them unrelated to
+// object, and kubectl's last-applied-configuration annotation (a second
+// copy of the spec that no reconciler reads) from the typed ones, the
+// ApiKeys and RevioTokens. That is safe because the reconcilers write them
+// with patches computed between two cached copies, never with an update of
+// a whole cached object, which would drop the annotation on the server.
+// Metadata-only objects (Secrets, thousands of them unrelated to
 // Keywarden) keep only what the controllers read from the cache: name,
 // namespace, resourceVersion (to know whether a remembered copy is current),
 // deletion timestamp and finalizers (the admin-key Secret's in-use
@@ -177,6 +194,12 @@ func TrimForCache(obj any) (any, error) {
 	m.SetManagedFields(nil)
 	p, isMeta := obj.(*metav1.PartialObjectMetadata)
 	if !isMeta {
+		if ann := m.GetAnnotations(); ann != nil {
+			delete(ann, lastApplied)
+			if len(ann) == 0 {
+				m.SetAnnotations(nil)
+			}
+		}
 		return obj, nil
 	}
 	var keep map[string]string
