@@ -12,10 +12,13 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -399,6 +402,45 @@ func expectNoCredentialsInLogs(t *testing.T, ms ...*testenv.Manager) {
 		for needle, where := range seen.needles() {
 			if strings.Contains(string(b), needle) {
 				t.Errorf("shard manager log %s contains a credential: %s", m.LogPath, where)
+			}
+		}
+	}
+}
+
+// TestShardOverlay renders config/shards (docs/sharding.md) and applies it
+// as a server-side dry run: the main instance and shard1 each run with
+// their selector, and neither Deployment's selector takes the other's pods.
+func TestShardOverlay(t *testing.T) {
+	ctx := context.Background()
+	g := NewWithT(t)
+	rendered, err := env.Kustomize(ctx, "config/shards")
+	g.Expect(err).NotTo(HaveOccurred())
+	res, err := env.AdminKubectl(ctx, rendered, "apply", "--server-side", "--dry-run=server", "-f", "-")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(res.Stderr)).NotTo(ContainSubstring("Warning"))
+	objs, err := testenv.SplitDocuments(rendered)
+	g.Expect(err).NotTo(HaveOccurred())
+	selectors := map[string]map[string]string{}
+	podLabels := map[string]map[string]string{}
+	args := map[string][]string{}
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		var d appsv1.Deployment
+		g.Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d)).To(Succeed())
+		selectors[d.Name] = d.Spec.Selector.MatchLabels
+		podLabels[d.Name] = d.Spec.Template.Labels
+		args[d.Name] = d.Spec.Template.Spec.Containers[0].Args
+	}
+	g.Expect(args).To(HaveLen(2))
+	g.Expect(args["keywarden-controller-manager"]).To(ContainElement("--watch-label-selector=" + mainSelector))
+	g.Expect(args["keywarden-controller-manager-shard1"]).To(ContainElement("--watch-label-selector=" + shard1Selector))
+	for d, sel := range selectors {
+		g.Expect(labels.SelectorFromSet(sel).Matches(labels.Set(podLabels[d]))).To(BeTrue(), "%s does not select its own pods", d)
+		for other, pl := range podLabels {
+			if other != d {
+				g.Expect(labels.SelectorFromSet(sel).Matches(labels.Set(pl))).To(BeFalse(), "%s selects the pods of %s", d, other)
 			}
 		}
 	}
