@@ -153,12 +153,12 @@ func main() {
 	if err := controller.Setup(mgr, controller.Options{
 		AllowedEndpoints:         allowed,
 		ClusterResourceNamespace: clusterNS,
-		Clock:                   clock.RealClock{},
-		AllowHTTP:               allowHTTP,
-		MaxConcurrentReconciles: maxConcurrent,
-		DriftCheckInterval:      driftInterval,
-		RolloutWaitLimit:        rolloutLimit,
-		Sharded:                 shard != nil,
+		Clock:                    clock.RealClock{},
+		AllowHTTP:                allowHTTP,
+		MaxConcurrentReconciles:  maxConcurrent,
+		DriftCheckInterval:       driftInterval,
+		RolloutWaitLimit:         rolloutLimit,
+		Sharded:                  shard != nil,
 	}); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)
