@@ -1,7 +1,7 @@
 # Keywarden. `make test` and `make demo` install what they need by themselves:
 # the control plane (kube-apiserver, etcd) is built once from Go modules by
-# hack/controlplane.sh and cached outside the repository; controller-gen and
-# golangci-lint are Go tools of the hack/tools module.
+# hack/controlplane.sh and cached outside the repository; controller-gen,
+# golangci-lint and helm are Go tools of the hack/tools module.
 
 IMG ?= keywarden/manager:dev
 # One source of truth for the build flags: the Dockerfile, internal/testenv and
@@ -12,6 +12,7 @@ export CGO_ENABLED ?= 0
 TOOLS := go tool -modfile=hack/tools/go.mod
 CONTROLLER_GEN := $(TOOLS) controller-gen
 GOLANGCI_LINT := $(TOOLS) golangci-lint
+HELM := $(TOOLS) helm
 ASSETS = $$(hack/controlplane.sh)
 TEST_FLAGS ?=
 BENCH_FLAGS ?=
@@ -22,8 +23,18 @@ all: build
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Generate CRDs and RBAC from the kubebuilder markers.
+manifests: ## Generate CRDs and RBAC from the kubebuilder markers, the Helm chart's copies of them, and the dashboard.
 	$(CONTROLLER_GEN) rbac:roleName=keywarden-manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	go run ./hack/chartgen -config config -chart charts/keywarden
+	@$(MAKE) --no-print-directory dashboard
+
+.PHONY: dashboard
+dashboard: ## Generate the Grafana dashboard config/grafana/keywarden.json (hack/dashboard).
+	cd hack/dashboard && go run . -o ../../config/grafana/keywarden.json
+
+.PHONY: helm-lint
+helm-lint: manifests ## helm lint the chart (Helm is a Go tool of hack/tools).
+	$(HELM) lint --strict charts/keywarden
 
 .PHONY: generate
 generate: ## Generate deepcopy code.
@@ -59,6 +70,11 @@ test-faults: ## The full fault-tolerance suite.
 build: ## Build the manager and the API simulator into bin/.
 	go build $(GO_BUILD_FLAGS) -o bin/manager ./cmd/manager
 	go build $(GO_BUILD_FLAGS) -o bin/apisim ./cmd/apisim
+	go build $(GO_BUILD_FLAGS) -o bin/kubectl-keywarden ./cmd/kubectl-keywarden
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-keywarden (put it on PATH: kubectl keywarden).
+	go build $(GO_BUILD_FLAGS) -o bin/kubectl-keywarden ./cmd/kubectl-keywarden
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.

@@ -38,7 +38,7 @@ func main() {
 		pprofAddr                    string
 		leaderElect                  bool
 		leaderElectionID, leaderNS   string
-		namespaces                   string
+		namespaces, watchSelector    string
 		qps                          float64
 		burst                        int
 		maxConcurrent                int
@@ -57,6 +57,7 @@ func main() {
 	flag.DurationVar(&leaseDuration, "leader-election-lease-duration", 15*time.Second, "Leader-election lease duration.")
 	flag.DurationVar(&renewDeadline, "leader-election-renew-deadline", 10*time.Second, "Leader-election renew deadline.")
 	flag.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to watch (default: all).")
+	flag.StringVar(&watchSelector, "watch-label-selector", "", "Reconcile only the ApiKeys and RevioTokens this label selector matches (sharding, docs/sharding.md), e.g. 'keywarden.dev/shard in (shard1)' or '!keywarden.dev/shard'; the leader-election ID gets a suffix derived from it unless --leader-election-id is set.")
 	flag.Float64Var(&qps, "kube-api-qps", -1, "Client-side QPS limit towards the API server; negative leaves throttling to the API server's priority and fairness.")
 	flag.IntVar(&burst, "kube-api-burst", 0, "Client-side burst towards the API server (with --kube-api-qps > 0).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 16, "Reconciles run in parallel per controller.")
@@ -72,6 +73,18 @@ func main() {
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	memLimit := setDefaultMemoryLimit()
+
+	shard, err := controller.ParseWatchSelector(watchSelector)
+	if err != nil {
+		log.Error(err, "invalid --watch-label-selector")
+		os.Exit(1)
+	}
+	explicitID := false
+	flag.Visit(func(f *flag.Flag) { explicitID = explicitID || f.Name == "leader-election-id" })
+	if !explicitID {
+		leaderElectionID = controller.LeaderElectionID(leaderElectionID, shard)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -83,6 +96,11 @@ func main() {
 		cfg.Burst = max(burst, int(qps))
 	}
 	cfg.UserAgent = "keywarden-manager"
+	if shard != nil {
+		// Tells the shards apart in the audit log; the API server's field
+		// manager is the part before the slash, the same for every shard.
+		cfg.UserAgent += "/shard-" + controller.ShardID(shard)
+	}
 
 	cacheOpts := cache.Options{DefaultTransform: controller.TrimForCache}
 	if namespaces != "" {
@@ -93,6 +111,7 @@ func main() {
 			}
 		}
 	}
+	controller.ShardCache(&cacheOpts, shard)
 
 	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: metricsSecure}
 	if metricsSecure {
@@ -134,11 +153,12 @@ func main() {
 	if err := controller.Setup(mgr, controller.Options{
 		AllowedEndpoints:         allowed,
 		ClusterResourceNamespace: clusterNS,
-		Clock:                   clock.RealClock{},
-		AllowHTTP:               allowHTTP,
-		MaxConcurrentReconciles: maxConcurrent,
-		DriftCheckInterval:      driftInterval,
-		RolloutWaitLimit:        rolloutLimit,
+		Clock:                    clock.RealClock{},
+		AllowHTTP:                allowHTTP,
+		MaxConcurrentReconciles:  maxConcurrent,
+		DriftCheckInterval:       driftInterval,
+		RolloutWaitLimit:         rolloutLimit,
+		Sharded:                  shard != nil,
 	}); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)
@@ -153,7 +173,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("starting manager", "allowHTTPEndpoints", allowHTTP, "allowedEndpoints", allowed, "clusterResourceNamespace", clusterNS, "namespaces", namespaces, "startedAt", metav1.Now().UTC().Format(time.RFC3339))
+	log.Info("starting manager", "allowHTTPEndpoints", allowHTTP, "allowedEndpoints", allowed, "clusterResourceNamespace", clusterNS, "namespaces", namespaces, "watchLabelSelector", watchSelector,
+		"leaderElectionID", leaderElectionID, "memoryLimit", memLimit, "startedAt", metav1.Now().UTC().Format(time.RFC3339))
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager exited with an error")
 		os.Exit(1)

@@ -63,5 +63,5 @@ func TestCapRetryAfter(t *testing.T) {
 	g.Expect(capRetryAfter(0)).To(Equal(backoffBase))
 	g.Expect(capRetryAfter(-time.Second)).To(Equal(backoffBase))
 	g.Expect(capRetryAfter(time.Minute)).To(Equal(time.Minute))
-	g.Expect(capRetryAfter(time.Duration(1<<62))).To(Equal(maxRetryAfter))
+	g.Expect(capRetryAfter(time.Duration(1 << 62))).To(Equal(maxRetryAfter))
 }

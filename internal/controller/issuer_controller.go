@@ -88,6 +88,10 @@ type IssuerReconciler struct {
 	Options
 	secrets *secretReader
 	k       issuerKind
+	// AllShards, when set (a sharded manager), lists ApiKeys on the API
+	// server: this shard's cache does not hold the other shards' ApiKeys,
+	// and an issuer must not be let go while any of them holds keys.
+	AllShards client.Reader
 }
 
 // SetupWithManager watches the issuers, their credential Secrets (metadata)
@@ -374,12 +378,18 @@ func (r *IssuerReconciler) finalize(ctx context.Context, obj, orig client.Object
 // keys to revoke.
 func (r *IssuerReconciler) dependents(ctx context.Context, obj client.Object) (int, error) {
 	list := &v1alpha1.ApiKeyList{}
-	opts := []client.ListOption{client.MatchingFields{issuerRefsIndex: issuerKey(r.k.kind, obj.GetName())}, client.UnsafeDisableDeepCopy}
-	if !r.k.cluster {
-		opts = append(opts, client.InNamespace(obj.GetNamespace()))
-	}
-	if err := r.List(ctx, list, opts...); err != nil {
-		return 0, err
+	if r.AllShards != nil {
+		if err := r.listAllShards(ctx, obj, list); err != nil {
+			return 0, err
+		}
+	} else {
+		opts := []client.ListOption{client.MatchingFields{issuerRefsIndex: issuerKey(r.k.kind, obj.GetName())}, client.UnsafeDisableDeepCopy}
+		if !r.k.cluster {
+			opts = append(opts, client.InNamespace(obj.GetNamespace()))
+		}
+		if err := r.List(ctx, list, opts...); err != nil {
+			return 0, err
+		}
 	}
 	n := 0
 	for i := range list.Items {
@@ -389,6 +399,25 @@ func (r *IssuerReconciler) dependents(ctx context.Context, obj client.Object) (i
 		}
 	}
 	return n, nil
+}
+
+// listAllShards lists, in pages, every ApiKey that may depend on the issuer.
+func (r *IssuerReconciler) listAllShards(ctx context.Context, obj client.Object, out *v1alpha1.ApiKeyList) error {
+	opts := []client.ListOption{client.Limit(500)}
+	if !r.k.cluster {
+		opts = append(opts, client.InNamespace(obj.GetNamespace()))
+	}
+	for {
+		page := &v1alpha1.ApiKeyList{}
+		if err := r.AllShards.List(ctx, page, opts...); err != nil {
+			return fmt.Errorf("list ApiKeys of every shard: %w", err)
+		}
+		out.Items = append(out.Items, page.Items...)
+		if page.Continue == "" {
+			return nil
+		}
+		opts = append(opts[:len(opts):len(opts)], client.Continue(page.Continue))
+	}
 }
 
 // holdsKeysOf says whether status records a key (active, pending

@@ -45,6 +45,11 @@ type Options struct {
 	ClusterResourceNamespace string
 	// Jitter returns a fraction in [0,1) used to spread refreshes; nil means random.
 	Jitter func() float64
+	// Sharded says the cache holds only this shard's ApiKeys and RevioTokens
+	// (ShardCache). A decision about the objects of every shard (releasing
+	// an issuer that ApiKeys of several shards depend on) is then made on
+	// the API server.
+	Sharded bool
 
 	// superseded is the manager's record of replaced resourceVersions.
 	superseded *supersededSet
@@ -141,6 +146,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	for _, k := range issuerKinds {
 		ir := &IssuerReconciler{Client: mgr.GetClient(), Cache: mgr.GetCache(), Recorder: mgr.GetEventRecorder("keywarden"),
 			Options: o, secrets: secrets, k: k}
+		if o.Sharded {
+			// The cache holds this shard's ApiKeys only: an issuer's
+			// dependents are counted over every shard, on the API server.
+			ir.AllShards = mgr.GetAPIReader()
+		}
 		if err := ir.SetupWithManager(mgr); err != nil {
 			return err
 		}
@@ -254,11 +264,19 @@ func primaryPredicate() predicate.Predicate {
 		}})
 }
 
+// lastApplied is the annotation kubectl apply keeps a copy of the object in.
+const lastApplied = corev1.LastAppliedConfigAnnotation
+
 // secretWatch is the builder option for the metadata-only Secret watch.
 var secretWatch = builder.OnlyMetadata
 
 // TrimForCache is the cache's transform: it drops managed fields from every
-// object. Metadata-only objects (Secrets, thousands of them unrelated to
+// object, and kubectl's last-applied-configuration annotation (a second
+// copy of the spec that no reconciler reads) from the typed ones, the
+// ApiKeys and RevioTokens. That is safe because the reconcilers write them
+// with patches computed between two cached copies, never with an update of
+// a whole cached object, which would drop the annotation on the server.
+// Metadata-only objects (Secrets, thousands of them unrelated to
 // Keywarden) keep only what the controllers read from the cache: name,
 // namespace, resourceVersion (to know whether a remembered copy is current),
 // deletion timestamp and finalizers (the admin-key Secret's in-use
@@ -273,6 +291,12 @@ func TrimForCache(obj any) (any, error) {
 	m.SetManagedFields(nil)
 	p, isMeta := obj.(*metav1.PartialObjectMetadata)
 	if !isMeta {
+		if ann := m.GetAnnotations(); ann != nil {
+			delete(ann, lastApplied)
+			if len(ann) == 0 {
+				m.SetAnnotations(nil)
+			}
+		}
 		return obj, nil
 	}
 	var keep map[string]string

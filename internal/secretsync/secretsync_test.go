@@ -285,8 +285,8 @@ func TestConsumes(t *testing.T) {
 			d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				Sources: []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{LocalObjectReference: ref("creds")}}}}}}}
 		}), true},
-		"opt-in by name": {with(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationAllowRestart: "a, creds"} }), true},
-		"opt-in for any":  {with(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationAllowRestart: "*"} }), true},
+		"opt-in by name":     {with(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationAllowRestart: "a, creds"} }), true},
+		"opt-in for any":     {with(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationAllowRestart: "*"} }), true},
 		"opt-in for another": {with(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationAllowRestart: "credsx"} }), false},
 	} {
 		if got := Consumes(c.d, "creds"); got != c.want {

@@ -17,14 +17,15 @@ import (
 // the three agree.
 var BuildFlags = []string{"-trimpath", "-ldflags=-s -w"}
 
-// Build compiles cmd/manager and cmd/apisim into the Env's directory with
-// BuildFlags and sets ManagerBin and ApisimBin.
+// Build compiles cmd/manager, cmd/apisim and cmd/kubectl-keywarden into the
+// Env's directory with BuildFlags and sets ManagerBin, ApisimBin and
+// PluginBin.
 func (e *Env) Build(ctx context.Context) error {
 	start := time.Now()
 	bin := filepath.Join(e.Dir, "bin")
 	args := append([]string{"build"}, BuildFlags...)
-	args = append(args, "-o", bin+string(filepath.Separator), "./cmd/manager", "./cmd/apisim")
-	e.logf("building the manager and apisim (go %s)", strings.Join(args, " "))
+	args = append(args, "-o", bin+string(filepath.Separator), "./cmd/manager", "./cmd/apisim", "./cmd/kubectl-keywarden")
+	e.logf("building the manager, apisim and the kubectl plugin (go %s)", strings.Join(args, " "))
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = e.RepoRoot
@@ -35,6 +36,7 @@ func (e *Env) Build(ctx context.Context) error {
 	}
 	e.ManagerBin = filepath.Join(bin, "manager")
 	e.ApisimBin = filepath.Join(bin, "apisim")
+	e.PluginBin = filepath.Join(bin, "kubectl-keywarden")
 	e.logf("built in %s", time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

@@ -22,6 +22,10 @@ type ManagerOptions struct {
 	// where the credential Secrets of ClusterReevitIssuers and
 	// ClusterRevioIssuers live. Empty means ClusterResourceNamespace.
 	ClusterResourceNamespace string
+	// Kubeconfig is who the manager runs as; empty: ManagerKubeconfig (the
+	// ServiceAccount config/default installs). ServiceAccountKubeconfig
+	// makes one for another ServiceAccount, such as a Helm release's.
+	Kubeconfig string
 }
 
 // Manager is a running manager process.
@@ -59,8 +63,12 @@ func (e *Env) StartManager(ctx context.Context, o ManagerOptions) (*Manager, err
 		MetricsAddr: "127.0.0.1:" + strconv.Itoa(metricsPort),
 		ProbeAddr:   "127.0.0.1:" + strconv.Itoa(probePort),
 	}
+	kubeconfig := e.ManagerKubeconfig
+	if o.Kubeconfig != "" {
+		kubeconfig = o.Kubeconfig
+	}
 	args := []string{
-		"--kubeconfig=" + e.ManagerKubeconfig,
+		"--kubeconfig=" + kubeconfig,
 		"--allow-http-endpoints",
 		"--cluster-resource-namespace=" + clusterNS,
 		"--metrics-bind-address=" + m.MetricsAddr,

@@ -85,6 +85,8 @@ type Env struct {
 	Client client.Client
 	// ManagerBin and ApisimBin are set by Build.
 	ManagerBin, ApisimBin string
+	// PluginBin is the kubectl plugin (kubectl-keywarden), set by Build.
+	PluginBin string
 
 	log      io.Writer
 	env      *envtest.Environment

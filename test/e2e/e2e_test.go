@@ -78,7 +78,10 @@ func runSuite(m *testing.M) int {
 		return fail(err)
 	}
 	// Debug logging: the log check should see everything the manager says.
-	if mgr, err = env.StartManager(ctx, testenv.ManagerOptions{Args: []string{"--zap-log-level=debug"}}); err != nil {
+	// It is the main instance of a sharded install (shard_test.go), under
+	// the default Lease name, given explicitly.
+	if mgr, err = env.StartManager(ctx, testenv.ManagerOptions{Args: []string{"--zap-log-level=debug",
+		"--watch-label-selector=" + mainSelector, "--leader-election-id=" + testenv.LeaderElectionID}}); err != nil {
 		return fail(err)
 	}
 	holder, err := env.WaitLeader(ctx, time.Minute)

@@ -1,0 +1,470 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/secretsync"
+)
+
+// maxEvents is how many recent events status shows.
+const maxEvents = 8
+
+func newStatusCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status KIND/NAME...",
+		Short: "Show what an ApiKey or a RevioToken is doing and what to do about a failure",
+		Long: `Show the active key (id and prefix) or token (issued, expires), previous keys
+waiting for revocation, the next rotation or refresh, the last failure with
+what to do about it, the rollout restarts and recent events.
+
+KIND is apikey (ak) or reviotoken (rt).`,
+		Example: `  kubectl keywarden status apikey/payments-reevit -n payments
+  kubectl keywarden status rt/billing-revio`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			refs, err := parseRefs(args, "")
+			if err != nil {
+				return err
+			}
+			c, ns, err := o.connect()
+			if err != nil {
+				return err
+			}
+			for i, r := range refs {
+				if i > 0 {
+					fmt.Fprintln(o.out)
+				}
+				if err := o.status(cmd.Context(), c, ns, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func (o *options) status(ctx context.Context, c client.Client, ns string, r ref) error {
+	obj := r.kind.newObject()
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: r.name}, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("%s not found in namespace %s", r, ns)
+		}
+		return fmt.Errorf("get %s: %w", r, err)
+	}
+	x := gatherExtra(ctx, c, obj)
+	now := o.now()
+	switch obj := obj.(type) {
+	case *v1alpha1.ApiKey:
+		renderApiKey(o.out, obj, x, now)
+	case *v1alpha1.RevioToken:
+		renderRevioToken(o.out, obj, x, now)
+	}
+	return nil
+}
+
+// rolloutState is what status knows of one rollout target.
+type rolloutState struct {
+	target   v1alpha1.RolloutTarget
+	missing  bool
+	err      error
+	hash     string // the pod template's keywarden.dev/secret-hash
+	progress string
+}
+
+// statusExtra is what status reads beside the object itself. Reading it may
+// fail (RBAC): each part then says so instead of failing the command.
+type statusExtra struct {
+	secretName    string
+	secretHash    string
+	secretMissing bool
+	secretErr     error
+	rollouts      []rolloutState
+	events        []eventsv1.Event
+	eventsErr     error
+}
+
+func outputSecretName(obj client.Object) string {
+	var statusName, specName string
+	switch o := obj.(type) {
+	case *v1alpha1.ApiKey:
+		statusName, specName = o.Status.SecretName, o.Spec.Secret.Name
+	case *v1alpha1.RevioToken:
+		statusName, specName = o.Status.SecretName, o.Spec.Secret.Name
+	}
+	switch {
+	case statusName != "":
+		return statusName
+	case specName != "":
+		return specName
+	}
+	return obj.GetName()
+}
+
+func rolloutTargets(obj client.Object) []v1alpha1.RolloutTarget {
+	switch o := obj.(type) {
+	case *v1alpha1.ApiKey:
+		return o.Spec.RolloutRestart
+	case *v1alpha1.RevioToken:
+		return o.Spec.RolloutRestart
+	}
+	return nil
+}
+
+func gatherExtra(ctx context.Context, c client.Client, obj client.Object) statusExtra {
+	ns := obj.GetNamespace()
+	x := statusExtra{secretName: outputSecretName(obj)}
+	// Metadata only: status has no business with the Secret's data.
+	sm := &metav1.PartialObjectMetadata{}
+	sm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	switch err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: x.secretName}, sm); {
+	case apierrors.IsNotFound(err):
+		x.secretMissing = true
+	case err != nil:
+		x.secretErr = err
+	default:
+		x.secretHash = sm.Annotations[secretsync.AnnotationDataHash]
+	}
+	for _, t := range rolloutTargets(obj) {
+		x.rollouts = append(x.rollouts, readRollout(ctx, c, ns, t))
+	}
+	var evs eventsv1.EventList
+	if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+		x.eventsErr = err
+	} else {
+		for _, e := range evs.Items {
+			if e.Regarding.UID == obj.GetUID() || (e.Regarding.UID == "" && e.Regarding.Name == obj.GetName() && e.Regarding.Kind == kindOf(obj)) {
+				x.events = append(x.events, e)
+			}
+		}
+		x.events = recentEvents(x.events, maxEvents)
+	}
+	return x
+}
+
+func kindOf(obj client.Object) string {
+	if _, ok := obj.(*v1alpha1.RevioToken); ok {
+		return "RevioToken"
+	}
+	return "ApiKey"
+}
+
+func readRollout(ctx context.Context, c client.Client, ns string, t v1alpha1.RolloutTarget) rolloutState {
+	s := rolloutState{target: t}
+	var obj client.Object
+	switch t.Kind {
+	case "Deployment":
+		obj = &appsv1.Deployment{}
+	case "StatefulSet":
+		obj = &appsv1.StatefulSet{}
+	case "DaemonSet":
+		obj = &appsv1.DaemonSet{}
+	default:
+		s.err = fmt.Errorf("unknown kind %q", t.Kind)
+		return s
+	}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: t.Name}, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			s.missing = true
+		} else {
+			s.err = err
+		}
+		return s
+	}
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		s.hash = w.Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
+		s.progress = fmt.Sprintf("%d/%d updated, %d available", w.Status.UpdatedReplicas, ptrOr(w.Spec.Replicas, 1), w.Status.AvailableReplicas)
+	case *appsv1.StatefulSet:
+		s.hash = w.Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
+		s.progress = fmt.Sprintf("%d/%d updated, %d ready", w.Status.UpdatedReplicas, ptrOr(w.Spec.Replicas, 1), w.Status.ReadyReplicas)
+	case *appsv1.DaemonSet:
+		s.hash = w.Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
+		s.progress = fmt.Sprintf("%d/%d updated, %d available", w.Status.UpdatedNumberScheduled, w.Status.DesiredNumberScheduled, w.Status.NumberAvailable)
+	}
+	return s
+}
+
+func ptrOr(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// recentEvents returns the last n events, oldest first.
+func recentEvents(evs []eventsv1.Event, n int) []eventsv1.Event {
+	slices.SortStableFunc(evs, func(a, b eventsv1.Event) int { return eventTime(a).Compare(eventTime(b)) })
+	if len(evs) > n {
+		evs = evs[len(evs)-n:]
+	}
+	return evs
+}
+
+func eventTime(e eventsv1.Event) time.Time {
+	switch {
+	case e.Series != nil && !e.Series.LastObservedTime.IsZero():
+		return e.Series.LastObservedTime.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	case !e.DeprecatedLastTimestamp.IsZero():
+		return e.DeprecatedLastTimestamp.Time
+	}
+	return e.CreationTimestamp.Time
+}
+
+func renderApiKey(w io.Writer, ak *v1alpha1.ApiKey, x statusExtra, now time.Time) {
+	st := ak.Status
+	fmt.Fprintf(w, "ApiKey %s/%s\n", ak.Namespace, ak.Name)
+	t := &table{}
+	t.add("Ready", "%s", readySummary(st.Conditions, ak.Generation, now))
+	t.add("Key ID", "%s", orDash(st.KeyID))
+	t.add("Key prefix", "%s", orDash(st.KeyPrefix))
+	t.add("Environment", "%s", ak.Spec.Environment)
+	t.add("Active since", "%s", when(st.ActiveSince, now))
+	t.add("Last rotation", "%s", when(st.LastRotationTime, now))
+	t.add("Next rotation", "%s", nextRotation(ak, now))
+	t.add("Rotations", "%d", st.Rotations)
+	t.add("Secret", "%s", secretLine(x))
+	if p := st.PendingCreate; p != nil {
+		t.add("Key creation", "in progress since %s (reason %s)", when(&p.StartedAt, now), p.Reason)
+	}
+	fmt.Fprint(w, indent(t.String()))
+
+	fmt.Fprintln(w, "Previous keys (valid until revoked):")
+	if len(st.PendingRevocations) == 0 {
+		fmt.Fprintln(w, "  none")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  KEY ID\tPREFIX\tREVOKE AFTER\tREASON")
+		for _, p := range st.PendingRevocations {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.KeyID, orDash(p.KeyPrefix), when(&p.RevokeAfter, now), orDash(p.Reason))
+		}
+		_ = tw.Flush()
+	}
+	renderFailure(w, st.Conditions, st.FailedAttempts, st.LastFailureTime, st.NextRetryTime, now)
+	renderConditions(w, st.Conditions, now)
+	renderRollouts(w, x)
+	renderEvents(w, x, now)
+}
+
+func renderRevioToken(w io.Writer, rt *v1alpha1.RevioToken, x statusExtra, now time.Time) {
+	st := rt.Status
+	fmt.Fprintf(w, "RevioToken %s/%s\n", rt.Namespace, rt.Name)
+	t := &table{}
+	t.add("Ready", "%s", readySummary(st.Conditions, rt.Generation, now))
+	t.add("Host", "%s", rt.Spec.Host)
+	t.add("Token issued", "%s", when(st.IssuedAt, now))
+	expires := when(st.ExpiresAt, now)
+	if st.ExpiresAt == nil && st.IssuedAt != nil {
+		expires = "never (the token has no exp claim)"
+	} else if st.ExpiresAt != nil && !now.Before(st.ExpiresAt.Time) {
+		expires += " EXPIRED"
+	}
+	t.add("Token expires", "%s", expires)
+	t.add("Last refresh", "%s", when(st.LastRefreshTime, now))
+	t.add("Next refresh", "%s", when(st.NextRefreshTime, now))
+	t.add("Refreshes", "%d", st.Refreshes)
+	t.add("Secret", "%s", secretLine(x))
+	fmt.Fprint(w, indent(t.String()))
+	renderFailure(w, st.Conditions, st.FailedAttempts, st.LastFailureTime, nil, now)
+	renderConditions(w, st.Conditions, now)
+	renderRollouts(w, x)
+	renderEvents(w, x, now)
+}
+
+func nextRotation(ak *v1alpha1.ApiKey, now time.Time) string {
+	if ak.Status.NextRotationTime != nil {
+		return when(ak.Status.NextRotationTime, now)
+	}
+	if ak.Spec.Rotation == nil || (ak.Spec.Rotation.Every == nil && ak.Spec.Rotation.Schedule == "") {
+		return "none scheduled (no spec.rotation; `kubectl keywarden rotate` rotates now)"
+	}
+	return "-"
+}
+
+func secretLine(x statusExtra) string {
+	switch {
+	case x.secretMissing:
+		return x.secretName + " (not written yet)"
+	case x.secretErr != nil:
+		return x.secretName + " (cannot read: " + shortErr(x.secretErr) + ")"
+	}
+	return x.secretName
+}
+
+// readySummary is the Ready condition on one line.
+func readySummary(conds []metav1.Condition, generation int64, now time.Time) string {
+	c := meta.FindStatusCondition(conds, v1alpha1.ConditionReady)
+	if c == nil {
+		return "Unknown (the manager has not reported yet)"
+	}
+	s := fmt.Sprintf("%s (%s) since %s", c.Status, c.Reason, when(&c.LastTransitionTime, now))
+	if c.ObservedGeneration != generation {
+		s += fmt.Sprintf("; describes generation %d, the spec is at %d: the manager has not caught up", c.ObservedGeneration, generation)
+	}
+	return s
+}
+
+// inProgress are reasons of a False condition that are no failure: work
+// under way that needs nobody.
+var inProgress = map[string]bool{v1alpha1.ReasonRevocationPending: true, v1alpha1.ReasonProgressing: true}
+
+// renderFailure shows every condition that is not True, Ready first, with
+// what to do about it.
+func renderFailure(w io.Writer, conds []metav1.Condition, attempts int32, last, retry *metav1.Time, now time.Time) {
+	fmt.Fprintln(w, "Last failure:")
+	var failing []metav1.Condition
+	for _, c := range conds {
+		if c.Status != metav1.ConditionTrue && !inProgress[c.Reason] {
+			failing = append(failing, c)
+		}
+	}
+	slices.SortStableFunc(failing, func(a, b metav1.Condition) int {
+		return boolCmp(b.Type == v1alpha1.ConditionReady, a.Type == v1alpha1.ConditionReady)
+	})
+	if len(failing) == 0 {
+		if last != nil {
+			fmt.Fprintf(w, "  none now (the last one was at %s)\n", when(last, now))
+		} else {
+			fmt.Fprintln(w, "  none")
+		}
+		return
+	}
+	// The summary and the step that failed usually say the same: once.
+	for i := 0; i < len(failing); i++ {
+		c := failing[i]
+		types := []string{c.Type + "=" + string(c.Status)}
+		for j := i + 1; j < len(failing); j++ {
+			if d := failing[j]; d.Reason == c.Reason && d.Message == c.Message {
+				types = append(types, d.Type+"="+string(d.Status))
+				failing = slices.Delete(failing, j, j+1)
+				j--
+			}
+		}
+		fmt.Fprintf(w, "  %s %s: %s\n", strings.Join(types, ", "), c.Reason, oneLine(c.Message))
+		fmt.Fprintf(w, "    what to do: %s\n", adviceFor(c.Reason))
+	}
+	if attempts > 0 {
+		fmt.Fprintf(w, "  failed attempts: %d, last at %s\n", attempts, when(last, now))
+	}
+	if retry != nil {
+		fmt.Fprintf(w, "  next retry: %s\n", when(retry, now))
+	}
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+func renderConditions(w io.Writer, conds []metav1.Condition, now time.Time) {
+	fmt.Fprintln(w, "Conditions:")
+	if len(conds) == 0 {
+		fmt.Fprintln(w, "  none")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TYPE\tSTATUS\tREASON\tSINCE\tMESSAGE")
+	for _, c := range conds {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, relative(c.LastTransitionTime.Time, now), oneLine(c.Message))
+	}
+	_ = tw.Flush()
+}
+
+func renderRollouts(w io.Writer, x statusExtra) {
+	fmt.Fprintln(w, "Rollout restarts:")
+	if len(x.rollouts) == 0 {
+		fmt.Fprintln(w, "  none configured (spec.rolloutRestart)")
+		return
+	}
+	for _, r := range x.rollouts {
+		fmt.Fprintf(w, "  %s %s: %s\n", r.target.Kind, r.target.Name, rolloutLine(r, x))
+	}
+}
+
+// rolloutLine says whether a target was restarted for the Secret's current
+// data: Keywarden puts the Secret's data hash on its pod template.
+func rolloutLine(r rolloutState, x statusExtra) string {
+	switch {
+	case r.missing:
+		return "not found: " + adviceFor(v1alpha1.ReasonRolloutTargetMissing)
+	case r.err != nil:
+		return "cannot read: " + shortErr(r.err)
+	case r.hash == "":
+		return "not restarted by Keywarden yet (" + r.progress + ")"
+	case x.secretHash == "":
+		return "restarted (current Secret unknown; " + r.progress + ")"
+	case r.hash == x.secretHash:
+		return "restarted for the current Secret (" + r.progress + ")"
+	}
+	return "restarted for an earlier Secret; the restart for the current one is pending (" + r.progress + ")"
+}
+
+func renderEvents(w io.Writer, x statusExtra, now time.Time) {
+	fmt.Fprintln(w, "Recent events:")
+	switch {
+	case x.eventsErr != nil:
+		fmt.Fprintf(w, "  cannot list events: %s\n", shortErr(x.eventsErr))
+		return
+	case len(x.events) == 0:
+		fmt.Fprintln(w, "  none")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, e := range x.events {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", relative(eventTime(e), now), e.Type, e.Reason, oneLine(e.Note))
+	}
+	_ = tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func indent(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = "  " + l
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// shortErr is an API error's message without the request details.
+func shortErr(err error) string {
+	var s apierrors.APIStatus
+	if errors.As(err, &s) {
+		return string(s.Status().Reason) + ": " + s.Status().Message
+	}
+	return err.Error()
+}

@@ -1,0 +1,319 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+)
+
+// pluginRun is one run of the built kubectl-keywarden.
+type pluginRun struct {
+	args           []string
+	stdout, stderr string
+	err            error
+}
+
+// pluginRuns keeps every output of the plugin, for the check that no
+// credential ever appears in one.
+type pluginRuns struct {
+	mu   sync.Mutex
+	runs []pluginRun
+}
+
+// run runs the built plugin as the cluster administrator, with a kubeconfig
+// given by flag, a HOME of its own (no ~/.kube/config of the machine) and
+// stdin as its input.
+func (p *pluginRuns) run(t *testing.T, stdin string, args ...string) pluginRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	full := append([]string{"--kubeconfig=" + env.AdminKubeconfig}, args...)
+	cmd := exec.CommandContext(ctx, env.PluginBin, full...)
+	cmd.Env = pluginEnviron(t)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	r := pluginRun{args: args, err: cmd.Run(), stdout: out.String(), stderr: errb.String()}
+	p.mu.Lock()
+	p.runs = append(p.runs, r)
+	p.mu.Unlock()
+	t.Logf("kubectl keywarden %s: exit %v\n%s%s", strings.Join(args, " "), r.err, r.stdout, r.stderr)
+	return r
+}
+
+// must runs the plugin and fails the test unless it exits 0.
+func (p *pluginRuns) must(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	r := p.run(t, stdin, args...)
+	if r.err != nil {
+		t.Fatalf("kubectl keywarden %s: %v\n%s", strings.Join(args, " "), r.err, r.stderr)
+	}
+	return r.stdout
+}
+
+func pluginEnviron(t *testing.T) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "KUBECONFIG", "HOME", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "HOME="+t.TempDir())
+}
+
+// sha16 is the plugin's fingerprint, computed independently.
+func sha16(v []byte) string {
+	sum := sha256.Sum256(v)
+	return "sha256:" + hex.EncodeToString(sum[:])[:16]
+}
+
+// withLabels adds labels to a manifest made by apiKeyManifest.
+func withLabels(manifest []byte, name string, labels string) []byte {
+	return bytes.Replace(manifest, []byte("  name: "+name+"\n"), []byte("  name: "+name+"\n  labels: "+labels+"\n"), 1)
+}
+
+// TestPlugin runs the built kubectl-keywarden against the real control plane
+// and the running manager: status shows the key, rotate (by name, -l, -A,
+// --all) leads to new keys, compromised does nothing without confirmation
+// and revokes at once with it, inspect secret shows fingerprints and JWT
+// claims, refresh brings a new token, and no output ever holds a key or a
+// token.
+func TestPlugin(t *testing.T) {
+	credentialTests.Add(1)
+	t.Cleanup(credentialTests.Done)
+	t.Parallel()
+	ctx := context.Background()
+	g := NewWithT(t)
+	p := &pluginRuns{}
+	ns := newNamespace(t, "plugin")
+	createSecret(t, ns, "reevit-admin", sim.Credentials.AdminKey)
+	createSecret(t, ns, "revio-api-key", sim.Credentials.RevioAPIKey)
+	seen.add("apisim's admin key", sim.Credentials.AdminKey)
+	seen.add("apisim's Rev.io API key", sim.Credentials.RevioAPIKey)
+	const grace = 30 * time.Second
+	apply(t, ns, withLabels(apiKeyManifest("plugin-a", 720*time.Hour, grace), "plugin-a", "{team: a, plugin-test: "+ns+"}"))
+	// plugin-b restarts a workload (no kubelet runs it: the pod template
+	// annotation is what counts).
+	g.Expect(k8s.Create(ctx, consumer(ns, "plugin-b-app"))).To(Succeed())
+	manifestB := withLabels(apiKeyManifest("plugin-b", 720*time.Hour, grace), "plugin-b", "{team: b, plugin-test: "+ns+"}")
+	apply(t, ns, append(manifestB, "  rolloutRestart: [{kind: Deployment, name: plugin-b-app}]\n"...))
+	apply(t, ns, revioTokenManifest("plugin-rt"))
+
+	ready := func(g Gomega, names ...string) {
+		g.Eventually(func(g Gomega) {
+			for _, n := range names {
+				ak := getApiKey(g, ns, n)
+				expectReady(g, ak.Status.Conditions, ak.Generation)
+				g.Expect(ak.Status.PendingCreate).To(BeNil())
+			}
+			rt := getRevioToken(g, ns, "plugin-rt")
+			expectReady(g, rt.Status.Conditions, rt.Generation)
+		}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+	}
+	ready(g, "plugin-a", "plugin-b")
+	rotations := func(g Gomega, name string) int64 { return getApiKey(g, ns, name).Status.Rotations }
+	keyID := func(g Gomega, name string) string { return getApiKey(g, ns, name).Status.KeyID }
+
+	t.Run("status", func(t *testing.T) {
+		g := NewWithT(t)
+		ak := getApiKey(g, ns, "plugin-a")
+		out := p.must(t, "", "status", "apikey/plugin-a", "-n", ns)
+		g.Expect(out).To(ContainSubstring("ApiKey " + ns + "/plugin-a"))
+		g.Expect(out).To(ContainSubstring(ak.Status.KeyPrefix))
+		g.Expect(out).To(ContainSubstring(ak.Status.KeyID))
+		g.Expect(out).To(ContainSubstring("True (Succeeded)"))
+		g.Expect(out).To(MatchRegexp(`Next rotation:\s+` + ak.Status.NextRotationTime.UTC().Format(time.RFC3339) + ` \(in 29d\)`))
+		g.Expect(out).To(MatchRegexp(`Active since:\s+\S+Z \((\S+ ago|now)\)`))
+		g.Expect(out).To(MatchRegexp(`Previous keys \(valid until revoked\):\n  none`))
+		g.Expect(out).To(MatchRegexp(`Last failure:\n  none`))
+
+		// The other spellings kubectl users know, and --context.
+		cfg, err := clientcmd.LoadFromFile(env.AdminKubeconfig)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(p.must(t, "", "status", "ak", "plugin-a", "--namespace="+ns, "--context="+cfg.CurrentContext)).To(ContainSubstring(ak.Status.KeyPrefix))
+		r := p.run(t, "", "status", "ak/plugin-a", "-n", ns, "--context=no-such-context")
+		g.Expect(r.err).To(HaveOccurred())
+
+		rt := getRevioToken(g, ns, "plugin-rt")
+		out = p.must(t, "", "status", "rt/plugin-rt", "-n", ns)
+		g.Expect(out).To(MatchRegexp(`Token expires:\s+` + rt.Status.ExpiresAt.UTC().Format(time.RFC3339) + ` \(in \d+m\)`))
+		g.Expect(out).To(MatchRegexp(`Next refresh:\s+` + rt.Status.NextRefreshTime.UTC().Format(time.RFC3339) + ` \(in `))
+		g.Expect(out).To(ContainSubstring(sim.Credentials.RevioHost))
+
+		r = p.run(t, "", "status", "apikey/absent", "-n", ns)
+		g.Expect(r.err).To(HaveOccurred())
+		g.Expect(r.stderr).To(ContainSubstring("apikey/absent not found in namespace " + ns))
+	})
+
+	t.Run("rotate by name", func(t *testing.T) {
+		g := NewWithT(t)
+		before, id1 := rotations(g, "plugin-a"), keyID(g, "plugin-a")
+		otherBefore := rotations(g, "plugin-b")
+		out := p.must(t, "", "rotate", "apikey/plugin-a", "-n", ns, "--wait", "--timeout=60s")
+		g.Expect(out).To(ContainSubstring("apikey/plugin-a: rotate requested (keywarden.dev/rotate="))
+		g.Expect(out).To(ContainSubstring("apikey/plugin-a: done: key " + id1))
+		g.Expect(rotations(g, "plugin-a")).To(Equal(before+1), "status.rotations")
+		g.Expect(keyID(g, "plugin-a")).NotTo(Equal(id1))
+		g.Expect(rotations(g, "plugin-b")).To(Equal(otherBefore), "rotate plugin-a rotated plugin-b")
+		// The previous key waits for its grace period, and status says until when.
+		ak := getApiKey(g, ns, "plugin-a")
+		g.Expect(ak.Status.PendingRevocations).To(ContainElement(HaveField("KeyID", id1)))
+		out = p.must(t, "", "status", "ak/plugin-a", "-n", ns)
+		g.Expect(out).To(MatchRegexp(id1 + `\s+pfk_\S+\s+` + ak.Status.PendingRevocations[0].RevokeAfter.UTC().Format(time.RFC3339) + ` \((in \d+s|now|\d+s ago)\)\s+\S*Rotation`))
+		g.Expect(out).To(MatchRegexp(`Last failure:\n  none`), "a revocation waiting for its grace period is no failure")
+	})
+
+	t.Run("rotate -l and -A", func(t *testing.T) {
+		g := NewWithT(t)
+		a := rotations(g, "plugin-a")
+		b, idB := rotations(g, "plugin-b"), keyID(g, "plugin-b")
+		out := p.must(t, "", "rotate", "-l", "team=b", "-n", ns, "--wait", "--timeout=60s")
+		g.Expect(out).To(ContainSubstring("apikey/plugin-b: done: key " + idB))
+		g.Expect(out).NotTo(ContainSubstring("plugin-a"))
+		g.Expect(rotations(g, "plugin-b")).To(Equal(b + 1))
+		g.Expect(rotations(g, "plugin-a")).To(Equal(a), "-l team=b rotated plugin-a")
+		out = p.must(t, "", "status", "ak/plugin-b", "-n", ns)
+		g.Expect(out).To(MatchRegexp(`Rollout restarts:\n  Deployment plugin-b-app: restarted for the current Secret \(\d+/1 updated, \d+ available\)`))
+		g.Expect(out).To(MatchRegexp(`Recent events:\n(.*\n)*.*RolloutRestarted\s+Deployment plugin-b-app restarted`))
+
+		out = p.must(t, "", "rotate", "-A", "-l", "team=b,plugin-test="+ns, "--wait", "--timeout=60s")
+		g.Expect(out).To(ContainSubstring(ns + "/apikey/plugin-b: done"))
+		g.Expect(rotations(g, "plugin-b")).To(Equal(b + 2))
+
+		r := p.run(t, "", "rotate", "-l", "team=nobody", "-n", ns)
+		g.Expect(r.err).To(HaveOccurred())
+		g.Expect(r.stderr).To(ContainSubstring("no ApiKey in namespace " + ns + " matching team=nobody"))
+	})
+
+	t.Run("compromised needs a yes", func(t *testing.T) {
+		g := NewWithT(t)
+		id := keyID(g, "plugin-a")
+		for _, answer := range []string{"n\n", ""} {
+			r := p.run(t, answer, "compromised", "apikey/plugin-a", "-n", ns)
+			g.Expect(r.err).To(HaveOccurred(), "compromised without a yes exited 0")
+			g.Expect(r.stderr).To(ContainSubstring("Revoke now? [y/N]"))
+			g.Expect(r.stderr).To(ContainSubstring("not confirmed: nothing changed"))
+		}
+		g.Consistently(func(g Gomega) {
+			ak := getApiKey(g, ns, "plugin-a")
+			g.Expect(ak.Annotations).NotTo(HaveKey(v1alpha1.AnnotationCompromised))
+			g.Expect(ak.Status.KeyID).To(Equal(id))
+			g.Expect(ak.Status.LastCompromisedRequest).To(BeEmpty())
+		}).WithTimeout(3 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+
+		// With a yes, the key is replaced and revoked at once.
+		uid := string(getApiKey(g, ns, "plugin-a").UID)
+		out := p.must(t, "y\n", "compromised", "plugin-a", "-n", ns, "--wait", "--timeout=60s")
+		g.Expect(out).To(ContainSubstring("apikey/plugin-a: done: key " + id))
+		g.Expect(keyID(g, "plugin-a")).NotTo(Equal(id))
+		g.Eventually(func(g Gomega) {
+			var revoked bool
+			for _, k := range keysOf(t, uid) {
+				if k.ID == id {
+					revoked = k.Revoked
+				}
+			}
+			g.Expect(revoked).To(BeTrue(), "the compromised key %s is still active", id)
+		}).WithTimeout(20 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+	})
+
+	t.Run("inspect secret", func(t *testing.T) {
+		g := NewWithT(t)
+		ready(g, "plugin-a")
+		ak := getApiKey(g, ns, "plugin-a")
+		data, err := secretData(ctx, ns, "plugin-a")
+		g.Expect(err).NotTo(HaveOccurred())
+		out := p.must(t, "", "inspect", "secret", "plugin-a", "-n", ns)
+		g.Expect(out).To(ContainSubstring("Keywarden, for ApiKey plugin-a"))
+		g.Expect(out).To(ContainSubstring("the active key " + ak.Status.KeyID + " (" + ak.Status.KeyPrefix + ")"))
+		g.Expect(out).To(MatchRegexp(`apiKey\s+\d+\s+` + sha16(data["apiKey"]) + `\s+Reevit key, prefix ` + ak.Status.KeyPrefix + ` \(status.keyPrefix\)`))
+		if prev := data["previousApiKey"]; prev != nil {
+			g.Expect(out).To(ContainSubstring(sha16(prev)))
+		}
+
+		rt := getRevioToken(g, ns, "plugin-rt")
+		data, err = secretData(ctx, ns, "plugin-rt")
+		g.Expect(err).NotTo(HaveOccurred())
+		out = p.must(t, "", "inspect", "secret", "plugin-rt", "-n", ns)
+		g.Expect(out).To(ContainSubstring("Keywarden, for RevioToken plugin-rt"))
+		g.Expect(out).To(MatchRegexp(`token\s+\d+\s+` + sha16(data["token"]) + `\s+JWT, iat ` + rt.Status.IssuedAt.UTC().Format(time.RFC3339) +
+			` \((\S+ ago|now)\), exp ` + rt.Status.ExpiresAt.UTC().Format(time.RFC3339) + ` \(in \S+\) \(status.expiresAt\)`))
+		g.Expect(out).To(ContainSubstring(sha16(data["authorization"])))
+
+		out = p.must(t, "", "inspect", "secret", "reevit-admin", "-n", ns)
+		g.Expect(out).To(ContainSubstring("not Keywarden"))
+		g.Expect(out).To(ContainSubstring("apikey/plugin-a (spec.reevit.adminKeySecretRef"))
+		g.Expect(out).To(ContainSubstring(sha16([]byte(sim.Credentials.AdminKey))))
+	})
+
+	t.Run("refresh", func(t *testing.T) {
+		g := NewWithT(t)
+		before := getRevioToken(g, ns, "plugin-rt").Status.Refreshes
+		data, err := secretData(ctx, ns, "plugin-rt")
+		g.Expect(err).NotTo(HaveOccurred())
+		token1 := string(data["token"])
+		out := p.must(t, "", "refresh", "reviotoken/plugin-rt", "-n", ns, "--wait", "--timeout=60s")
+		g.Expect(out).To(ContainSubstring("reviotoken/plugin-rt: done: new token issued"))
+		rt := getRevioToken(g, ns, "plugin-rt")
+		g.Expect(rt.Status.Refreshes).To(BeNumerically(">", before))
+		g.Expect(rt.Status.LastRefreshRequest).To(Equal(rt.Annotations[v1alpha1.AnnotationRefresh]))
+		data, err = secretData(ctx, ns, "plugin-rt")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(string(data["token"]) != token1).To(BeTrue(), "the Secret holds the same token after refresh")
+		ok, err := sim.Control.ValidateToken(ctx, string(data["token"]))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(ok).To(BeTrue(), "the refreshed token is not valid at apisim")
+	})
+
+	t.Run("rotate --all", func(t *testing.T) {
+		g := NewWithT(t)
+		ready(g, "plugin-a", "plugin-b")
+		a, b := rotations(g, "plugin-a"), rotations(g, "plugin-b")
+		p.must(t, "", "rotate", "--all", "-n", ns, "--wait", "--timeout=60s")
+		g.Expect(rotations(g, "plugin-a")).To(Equal(a + 1))
+		g.Expect(rotations(g, "plugin-b")).To(Equal(b + 1))
+	})
+
+	t.Run("as a kubectl plugin", func(t *testing.T) {
+		g := NewWithT(t)
+		path := filepath.Dir(env.PluginBin) + string(os.PathListSeparator) + os.Getenv("PATH")
+		cmd := exec.Command("kubectl", "keywarden", "version")
+		cmd.Env = append(pluginEnviron(t), "PATH="+path)
+		out, err := cmd.CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		g.Expect(string(out)).To(ContainSubstring("kubectl-keywarden "))
+		g.Expect(string(out)).To(ContainSubstring("API credentials.keywarden.dev/v1alpha1"))
+	})
+
+	// Every credential the test saw, and every other the suite saw so far:
+	// none in any output of the plugin.
+	for _, n := range []string{"plugin-a", "plugin-b", "plugin-rt"} {
+		_, _ = secretData(ctx, ns, n)
+	}
+	needles := seen.needles()
+	g.Expect(len(needles)).To(BeNumerically(">=", 6))
+	for _, r := range p.runs {
+		for needle, where := range needles {
+			if strings.Contains(r.stdout, needle) || strings.Contains(r.stderr, needle) {
+				t.Errorf("kubectl keywarden %s printed a credential: %s", strings.Join(r.args, " "), where)
+			}
+		}
+	}
+	t.Logf("%d plugin runs checked against %d credential values", len(p.runs), len(needles))
+}
