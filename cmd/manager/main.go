@@ -110,6 +110,10 @@ func main() {
 				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
 			}
 		}
+		// The cluster issuers' Secrets live in the cluster-resource
+		// namespace: watched too, so their changes are seen and they are
+		// protected by the in-use finalizer.
+		cacheOpts.DefaultNamespaces[clusterResourceNamespace(clusterNS)] = cache.Config{}
 	}
 	controller.ShardCache(&cacheOpts, shard)
 
@@ -141,9 +145,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	if clusterNS == "" {
-		clusterNS = ownNamespace()
-	}
+	clusterNS = clusterResourceNamespace(clusterNS)
 	var allowed []string
 	for _, u := range strings.Split(allowedEndpoints, ",") {
 		if u = strings.TrimSpace(u); u != "" {
@@ -179,6 +181,14 @@ func main() {
 		log.Error(err, "manager exited with an error")
 		os.Exit(1)
 	}
+}
+
+// clusterResourceNamespace is the flag's value, or the manager's own namespace.
+func clusterResourceNamespace(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return ownNamespace()
 }
 
 // ownNamespace is the namespace the manager runs in: POD_NAMESPACE, the

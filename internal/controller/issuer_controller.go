@@ -271,7 +271,11 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	var res ctrl.Result
 	if f == nil {
 		st.FailedAttempts = 0
-		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, true, v1alpha1.ReasonSucceeded, "the credential works")
+		msg := "the admin key lists this organisation's keys"
+		if !r.k.reevit {
+			msg = "the endpoint is allowed and the API-key Secret holds a key; the first RevioToken exchange proves the key itself"
+		}
+		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, true, v1alpha1.ReasonSucceeded, msg)
 		metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(1)
 	} else {
 		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, false, f.Reason, f.Message)
