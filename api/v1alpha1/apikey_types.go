@@ -53,10 +53,12 @@ type Rotation struct {
 
 	// GracePeriod is how long the previous key stays valid after the Secret
 	// holds the new one, so running workloads can pick the new key up.
-	// Defaults to 10m, or to Every when Every is shorter.
+	// Defaults to 10m, or to Every when Every is shorter. At most 720h,
+	// with a schedule too.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="rotation.gracePeriod must be a Go duration such as 10m or 1h30m (units h, m, s, ms, us, ns; no days)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) <= duration('720h')",message="rotation.gracePeriod must be at most 720h: a previous key stays valid no longer than 30 days"
 	// +optional
 	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
 }
@@ -202,7 +204,10 @@ type ApiKeyStatus struct {
 	// Idempotency-Keys unique and deterministic.
 	// +optional
 	KeyGeneration int64 `json:"keyGeneration,omitempty"`
-	// PendingRevocations are previous keys still valid until their grace period ends.
+	// PendingRevocations are previous keys still valid until their grace
+	// period ends. At most 32: past that, no new key is made until
+	// revocations catch up (RevocationBacklog).
+	// +kubebuilder:validation:MaxItems=64
 	// +listType=map
 	// +listMapKey=keyId
 	// +optional

@@ -58,6 +58,8 @@ const (
 	ReasonRolloutTargetRefused = "RolloutTargetRefused"
 	// ReasonRetained: an ApiKey deleted with deletionPolicy Retain left its key live and its Secret in place.
 	ReasonRetained = "Retained"
+	// ReasonRevocationBacklog: too many previous keys wait for revocation; no new key until they go.
+	ReasonRevocationBacklog = "RevocationBacklog"
 	// ReasonIssuerInUse: an issuer's deletion waits for the keys made through it.
 	ReasonIssuerInUse = "IssuerInUse"
 )

@@ -126,6 +126,10 @@ func TestParseRefs(t *testing.T) {
 		{[]string{"apikeys.example.com/a"}, "", "error"},
 		{[]string{"ak/"}, "", "error"},
 		{[]string{"ak", "x/y"}, "", "error"},
+		{[]string{"ri/a", "cri/b", "rvi/c", "crvi/d"}, "", "reevitissuer/a clusterreevitissuer/b revioissuer/c clusterrevioissuer/d"},
+		{[]string{"ReevitIssuers/a", "clusterrevioissuer.credentials.keywarden.dev/b"}, "", "reevitissuer/a clusterrevioissuer/b"},
+		{[]string{"cri", "a", "b"}, "", "clusterreevitissuer/a clusterreevitissuer/b"},
+		{[]string{"ri/a"}, kindApiKey, "error"},
 	} {
 		refs, err := parseRefs(tc.args, tc.only)
 		got := "error"

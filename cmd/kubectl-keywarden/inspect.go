@@ -31,13 +31,17 @@ func newInspectCommand(o *options) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "secret NAME",
 		Short: "Tell which key or token a Secret holds, without printing it",
-		Long: `Show which ApiKey or RevioToken owns the Secret (or which ones read it),
-which key id and prefix it holds, a SHA-256 fingerprint of each credential
-(the first 16 hex characters: enough to compare two copies, useless to recover
-a value) and, for tokens, the JWT's iat and exp claims (decoded, not verified).
-It never prints a key or a token.`,
-		Example: `  kubectl keywarden inspect secret payments-reevit -n payments`,
-		Args:    cobra.ExactArgs(1),
+		Long: `Show which ApiKey or RevioToken owns the Secret, or which issuers name it
+as their credential (ReevitIssuers and RevioIssuers of the namespace and, in
+the manager's --cluster-resource-namespace, ClusterReevitIssuers and
+ClusterRevioIssuers) with the ApiKeys or RevioTokens they serve; which key id
+and prefix it holds and which issuer made the key; a SHA-256 fingerprint of
+each credential (the first 16 hex characters: enough to compare two copies,
+useless to recover a value) and, for tokens, the JWT's iat and exp claims
+(decoded, not verified). It never prints a key or a token.`,
+		Example: `  kubectl keywarden inspect secret payments-reevit -n payments
+  kubectl keywarden inspect secret reevit-admin -n keywarden-system`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := o.connect()
 			if err != nil {
@@ -73,7 +77,7 @@ func (o *options) inspectSecret(ctx context.Context, c client.Client, ns, name s
 			in.owner = owner
 		}
 	}
-	in.readers, in.readersErr = secretReaders(ctx, c, ns, name)
+	in.readers, in.readersErr = secretReaders(ctx, c, ns, name, o.clusterResourceNamespace)
 	renderSecret(o.out, in, o.now())
 	return nil
 }
@@ -92,37 +96,9 @@ func keywardenOwner(s *corev1.Secret) *metav1.OwnerReference {
 	return ref
 }
 
-// secretReaders lists the objects that read the Secret as an input (the
-// admin key of ApiKeys, the API key of RevioTokens).
-func secretReaders(ctx context.Context, c client.Client, ns, name string) ([]string, error) {
-	var out []string
-	var aks v1alpha1.ApiKeyList
-	if err := c.List(ctx, &aks, client.InNamespace(ns)); err != nil {
-		return nil, err
-	}
-	for _, ak := range aks.Items {
-		if r := ak.Spec.Reevit.AdminKeySecretRef; r.Name == name {
-			out = append(out, fmt.Sprintf("apikey/%s (spec.reevit.adminKeySecretRef, data key %s)", ak.Name, keyOr(r.Key)))
-		}
-	}
-	var rts v1alpha1.RevioTokenList
-	if err := c.List(ctx, &rts, client.InNamespace(ns)); err != nil {
-		return out, err
-	}
-	for _, rt := range rts.Items {
-		if r := rt.Spec.APIKeySecretRef; r.Name == name {
-			out = append(out, fmt.Sprintf("reviotoken/%s (spec.apiKeySecretRef, data key %s)", rt.Name, keyOr(r.Key)))
-		}
-	}
-	return out, nil
-}
-
-func keyOr(k string) string {
-	if k == "" {
-		return "apiKey"
-	}
-	return k
-}
+// inUseFinalizer is the manager's finalizer on the credential Secret of a
+// Reevit issuer.
+const inUseFinalizer = "keywarden.dev/in-use"
 
 // secretInfo is what inspect secret shows.
 type secretInfo struct {
@@ -194,21 +170,35 @@ func renderSecret(w io.Writer, in secretInfo, now time.Time) {
 		default:
 			t.add("Holds", "key %s, but apikey/%s reports %s as active: the manager has not caught up", id, o.Name, orDash(o.Status.KeyID))
 		}
+		if r := o.Status.Issuer; r != nil {
+			t.add("Made by", "%s %s, org %s, %s (status.issuer)", r.Kind, r.Name, r.OrgID, r.URL)
+		}
 		if prev := string(s.Data["previousKeyId"]); prev != "" {
 			t.add("Previous key", "%s, %s", prev, revocationOf(o, prev, now))
 		}
 	case *v1alpha1.RevioToken:
 		rt = o
-		t.add("Holds", "the token of reviotoken/%s for host %s", o.Name, o.Spec.Host)
+		host := oneLine(string(s.Data["host"]))
+		if len(host) > 253 {
+			host = host[:253] + "..."
+		}
+		t.add("Holds", "the token of reviotoken/%s for host %s", o.Name, orDash(host))
+		k, n := issuerRefOf(o)
+		t.add("Issuer", "%s %s (spec.issuerRef)", k.Kind(), n)
 	}
 	if in.owner != nil && outputSecretName(in.owner) != s.Name {
 		t.add("Note", "%s now writes Secret %s, not this one", in.owner.GetName(), outputSecretName(in.owner))
 	}
 	switch {
+	case in.readersErr != nil && len(in.readers) > 0:
+		t.add("Read by", "%s; and cannot list the others: %s", strings.Join(in.readers, "; "), shortErr(in.readersErr))
 	case in.readersErr != nil:
-		t.add("Read by", "cannot list ApiKeys and RevioTokens: %s", shortErr(in.readersErr))
+		t.add("Read by", "cannot list the issuers: %s", shortErr(in.readersErr))
 	case len(in.readers) > 0:
 		t.add("Read by", "%s", strings.Join(in.readers, "; "))
+	}
+	if slices.Contains(s.Finalizers, inUseFinalizer) {
+		t.add("Protected", "finalizer %s: the manager keeps the Secret while a Reevit issuer names it", inUseFinalizer)
 	}
 	fmt.Fprint(w, indent(t.String()))
 

@@ -1,8 +1,9 @@
 // Command kubectl-keywarden is Keywarden's kubectl plugin: with the binary
-// on PATH, `kubectl keywarden status apikey/NAME` shows what an ApiKey or a
-// RevioToken is doing, rotate, refresh and compromised ask the manager for
-// a new credential through the annotations it acts on, and inspect secret
-// tells what an output Secret holds without ever printing a credential.
+// on PATH, `kubectl keywarden status apikey/NAME` shows what an ApiKey, a
+// RevioToken or an issuer is doing, rotate, refresh and compromised ask the
+// manager for a new credential through the annotations it acts on, and
+// inspect secret tells what a Secret holds (and which issuers name it)
+// without ever printing a credential.
 package main
 
 import (
@@ -29,6 +30,10 @@ import (
 // fieldManager names the plugin in managedFields of what it patches.
 const fieldManager = "kubectl-keywarden"
 
+// defaultClusterResourceNamespace is the manager's default
+// --cluster-resource-namespace (its own namespace in the standard install).
+const defaultClusterResourceNamespace = "keywarden-system"
+
 func main() { os.Exit(runMain()) }
 
 func runMain() int {
@@ -50,6 +55,9 @@ type options struct {
 	kubeconfig string
 	context    string
 	namespace  string
+	// clusterResourceNamespace is the manager's --cluster-resource-namespace:
+	// where the credential Secrets of cluster issuers live.
+	clusterResourceNamespace string
 
 	in          io.Reader
 	out, errOut io.Writer
@@ -63,11 +71,12 @@ type options struct {
 func newRootCommand(o *options) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-keywarden",
-		Short: "Look at and act on Keywarden's ApiKeys and RevioTokens",
-		Long: `kubectl-keywarden shows the state of Keywarden's ApiKeys (short name ak) and
-RevioTokens (rt), asks the manager to rotate, refresh or replace a compromised
-credential, and inspects the Secrets Keywarden writes. It never prints a key
-or a token.
+		Short: "Look at and act on Keywarden's ApiKeys, RevioTokens and issuers",
+		Long: `kubectl-keywarden shows the state of Keywarden's ApiKeys (short name ak),
+RevioTokens (rt) and issuers (ReevitIssuer ri, ClusterReevitIssuer cri,
+RevioIssuer rvi, ClusterRevioIssuer crvi), asks the manager to rotate, refresh
+or replace a compromised credential, and inspects the Secrets Keywarden writes
+and the issuers' credential Secrets. It never prints a key or a token.
 
 Installed on PATH as kubectl-keywarden, it runs as "kubectl keywarden".`,
 		SilenceUsage:  true,
@@ -80,6 +89,8 @@ Installed on PATH as kubectl-keywarden, it runs as "kubectl keywarden".`,
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&o.context, "context", "", "the kubeconfig context to use")
 	f.StringVarP(&o.namespace, "namespace", "n", "", "the namespace (default: the context's namespace)")
+	f.StringVar(&o.clusterResourceNamespace, "cluster-resource-namespace", defaultClusterResourceNamespace,
+		"the manager's --cluster-resource-namespace, where the credential Secrets of ClusterReevitIssuers and ClusterRevioIssuers live")
 	root.AddCommand(
 		newStatusCommand(o),
 		newRotateCommand(o),

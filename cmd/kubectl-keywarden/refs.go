@@ -9,13 +9,29 @@ import (
 	"github.com/keywarden/keywarden/api/v1alpha1"
 )
 
-// kind is one of Keywarden's two resource kinds.
+// kind is one of Keywarden's resource kinds: the two that hold credentials
+// and the four issuers.
 type kind string
 
 const (
-	kindApiKey     kind = "apikey"
-	kindRevioToken kind = "reviotoken"
+	kindApiKey              kind = "apikey"
+	kindRevioToken          kind = "reviotoken"
+	kindReevitIssuer        kind = "reevitissuer"
+	kindClusterReevitIssuer kind = "clusterreevitissuer"
+	kindRevioIssuer         kind = "revioissuer"
+	kindClusterRevioIssuer  kind = "clusterrevioissuer"
 )
+
+// kindNames are the spellings kubectl accepts for each kind besides the
+// singular: the plural and the short name.
+var kindNames = map[kind][]string{
+	kindApiKey:              {"apikeys", "ak"},
+	kindRevioToken:          {"reviotokens", "rt"},
+	kindReevitIssuer:        {"reevitissuers", "ri"},
+	kindClusterReevitIssuer: {"clusterreevitissuers", "cri"},
+	kindRevioIssuer:         {"revioissuers", "rvi"},
+	kindClusterRevioIssuer:  {"clusterrevioissuers", "crvi"},
+}
 
 // parseKind accepts what kubectl accepts: singular, plural, short name and
 // the group-qualified forms.
@@ -27,34 +43,80 @@ func parseKind(s string) (kind, bool) {
 		}
 		s = base
 	}
-	switch s {
-	case "apikey", "apikeys", "ak":
-		return kindApiKey, true
-	case "reviotoken", "reviotokens", "rt":
-		return kindRevioToken, true
+	for k, names := range kindNames {
+		if s == string(k) || s == names[0] || s == names[1] {
+			return k, true
+		}
 	}
 	return "", false
 }
 
 // Kind is the API kind's name.
 func (k kind) Kind() string {
-	if k == kindRevioToken {
+	switch k {
+	case kindRevioToken:
 		return "RevioToken"
+	case kindReevitIssuer:
+		return v1alpha1.KindReevitIssuer
+	case kindClusterReevitIssuer:
+		return v1alpha1.KindClusterReevitIssuer
+	case kindRevioIssuer:
+		return v1alpha1.KindRevioIssuer
+	case kindClusterRevioIssuer:
+		return v1alpha1.KindClusterRevioIssuer
 	}
 	return "ApiKey"
 }
 
+// kindOfAPI is the kind of an API kind name such as ClusterRevioIssuer.
+func kindOfAPI(apiKind string) (kind, bool) {
+	for k := range kindNames {
+		if k.Kind() == apiKind {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// clusterScoped is true for the cluster issuers.
+func (k kind) clusterScoped() bool {
+	return k == kindClusterReevitIssuer || k == kindClusterRevioIssuer
+}
+
+// issuer is true for the four issuer kinds.
+func (k kind) issuer() bool {
+	return k != kindApiKey && k != kindRevioToken
+}
+
 // newObject and newList return empty objects of the kind.
 func (k kind) newObject() client.Object {
-	if k == kindRevioToken {
+	switch k {
+	case kindRevioToken:
 		return &v1alpha1.RevioToken{}
+	case kindReevitIssuer:
+		return &v1alpha1.ReevitIssuer{}
+	case kindClusterReevitIssuer:
+		return &v1alpha1.ClusterReevitIssuer{}
+	case kindRevioIssuer:
+		return &v1alpha1.RevioIssuer{}
+	case kindClusterRevioIssuer:
+		return &v1alpha1.ClusterRevioIssuer{}
 	}
 	return &v1alpha1.ApiKey{}
 }
 
 func (k kind) newList() client.ObjectList {
-	if k == kindRevioToken {
+	switch k {
+	case kindRevioToken:
 		return &v1alpha1.RevioTokenList{}
+	case kindReevitIssuer:
+		return &v1alpha1.ReevitIssuerList{}
+	case kindClusterReevitIssuer:
+		return &v1alpha1.ClusterReevitIssuerList{}
+	case kindRevioIssuer:
+		return &v1alpha1.RevioIssuerList{}
+	case kindClusterRevioIssuer:
+		return &v1alpha1.ClusterRevioIssuerList{}
 	}
 	return &v1alpha1.ApiKeyList{}
 }
@@ -66,6 +128,9 @@ type ref struct {
 }
 
 func (r ref) String() string { return string(r.kind) + "/" + r.name }
+
+// kindsHelp lists the kinds with their short names, for error messages.
+const kindsHelp = "apikey (ak), reviotoken (rt), reevitissuer (ri), clusterreevitissuer (cri), revioissuer (rvi) or clusterrevioissuer (crvi)"
 
 // parseRefs reads the object arguments of a command, in kubectl's forms:
 // "KIND/NAME ...", "KIND NAME ..." or, when the command acts on one kind
@@ -93,14 +158,14 @@ func parseRefs(args []string, only kind) ([]ref, error) {
 		k, name, ok := strings.Cut(a, "/")
 		if !ok {
 			if only == "" {
-				return nil, fmt.Errorf("%q: name the object as apikey/NAME (ak/NAME) or reviotoken/NAME (rt/NAME)", a)
+				return nil, fmt.Errorf("%q: name the object as KIND/NAME, KIND being %s", a, kindsHelp)
 			}
 			refs = append(refs, ref{only, a})
 			continue
 		}
 		kk, known := parseKind(k)
 		if !known {
-			return nil, fmt.Errorf("%q: unknown kind %q: use apikey (ak) or reviotoken (rt)", a, k)
+			return nil, fmt.Errorf("%q: unknown kind %q: use %s", a, k, kindsHelp)
 		}
 		if name == "" || strings.Contains(name, "/") {
 			return nil, fmt.Errorf("%q: expected KIND/NAME", a)

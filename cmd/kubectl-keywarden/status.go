@@ -29,14 +29,20 @@ const maxEvents = 8
 func newStatusCommand(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status KIND/NAME...",
-		Short: "Show what an ApiKey or a RevioToken is doing and what to do about a failure",
-		Long: `Show the active key (id and prefix) or token (issued, expires), previous keys
-waiting for revocation, the next rotation or refresh, the last failure with
-what to do about it, the rollout restarts and recent events.
+		Short: "Show what an ApiKey, a RevioToken or an issuer is doing and what to do about a failure",
+		Long: `Show the active key (id and prefix) or token (issued, expires), the issuer
+that makes it, previous keys waiting for revocation, the next rotation or
+refresh, the last failure with what to do about it, the rollout restarts and
+recent events. For an issuer: whether its credential works (Ready, reason,
+message), the version last checked, its endpoint, credential Secret and
+policy, and the ApiKeys or RevioTokens using it.
 
-KIND is apikey (ak) or reviotoken (rt).`,
+KIND is apikey (ak), reviotoken (rt), reevitissuer (ri), clusterreevitissuer
+(cri), revioissuer (rvi) or clusterrevioissuer (crvi). The cluster issuers
+take no namespace; their Secrets live in --cluster-resource-namespace.`,
 		Example: `  kubectl keywarden status apikey/payments-reevit -n payments
-  kubectl keywarden status rt/billing-revio`,
+  kubectl keywarden status rt/billing-revio
+  kubectl keywarden status ri/reevit cri/acme`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			refs, err := parseRefs(args, "")
@@ -62,14 +68,23 @@ KIND is apikey (ak) or reviotoken (rt).`,
 
 func (o *options) status(ctx context.Context, c client.Client, ns string, r ref) error {
 	obj := r.kind.newObject()
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: r.name}, obj); err != nil {
+	key := client.ObjectKey{Namespace: ns, Name: r.name}
+	where := " in namespace " + ns
+	if r.kind.clusterScoped() {
+		key.Namespace, where = "", ""
+	}
+	if err := c.Get(ctx, key, obj); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("%s not found in namespace %s", r, ns)
+			return fmt.Errorf("%s not found%s", r, where)
 		}
 		return fmt.Errorf("get %s: %w", r, err)
 	}
-	x := gatherExtra(ctx, c, obj)
 	now := o.now()
+	if v, ok := viewIssuer(obj); ok {
+		renderIssuer(o.out, v, o.gatherIssuerExtra(ctx, c, v), now)
+		return nil
+	}
+	x := gatherExtra(ctx, c, obj)
 	switch obj := obj.(type) {
 	case *v1alpha1.ApiKey:
 		renderApiKey(o.out, obj, x, now)
@@ -81,9 +96,12 @@ func (o *options) status(ctx context.Context, c client.Client, ns string, r ref)
 
 // rolloutState is what status knows of one rollout target.
 type rolloutState struct {
-	target   v1alpha1.RolloutTarget
-	missing  bool
-	err      error
+	target  v1alpha1.RolloutTarget
+	missing bool
+	err     error
+	// refused: the workload neither reads the output Secret nor opts in
+	// with keywarden.dev/allow-restart-for, so the manager does not restart it.
+	refused  bool
 	hash     string // the pod template's keywarden.dev/secret-hash
 	progress string
 }
@@ -96,6 +114,7 @@ type statusExtra struct {
 	secretMissing bool
 	secretErr     error
 	rollouts      []rolloutState
+	issuer        issuerState
 	events        []eventsv1.Event
 	eventsErr     error
 }
@@ -142,30 +161,51 @@ func gatherExtra(ctx context.Context, c client.Client, obj client.Object) status
 		x.secretHash = sm.Annotations[secretsync.AnnotationDataHash]
 	}
 	for _, t := range rolloutTargets(obj) {
-		x.rollouts = append(x.rollouts, readRollout(ctx, c, ns, t))
+		x.rollouts = append(x.rollouts, readRollout(ctx, c, ns, x.secretName, t))
 	}
-	var evs eventsv1.EventList
-	if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
-		x.eventsErr = err
-	} else {
-		for _, e := range evs.Items {
-			if e.Regarding.UID == obj.GetUID() || (e.Regarding.UID == "" && e.Regarding.Name == obj.GetName() && e.Regarding.Kind == kindOf(obj)) {
-				x.events = append(x.events, e)
-			}
-		}
-		x.events = recentEvents(x.events, maxEvents)
-	}
+	x.issuer = readIssuer(ctx, c, obj)
+	x.events, x.eventsErr = eventsOf(ctx, c, obj)
 	return x
 }
 
+// eventsOf lists the recent events regarding obj. Events about a
+// cluster-scoped object are recorded in the default namespace.
+func eventsOf(ctx context.Context, c client.Client, obj client.Object) ([]eventsv1.Event, error) {
+	ns := obj.GetNamespace()
+	if ns == "" {
+		ns = metav1.NamespaceDefault
+	}
+	var evs eventsv1.EventList
+	if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	var out []eventsv1.Event
+	for _, e := range evs.Items {
+		if e.Regarding.UID == obj.GetUID() || (e.Regarding.UID == "" && e.Regarding.Name == obj.GetName() && e.Regarding.Kind == kindOf(obj)) {
+			out = append(out, e)
+		}
+	}
+	return recentEvents(out, maxEvents), nil
+}
+
+// kindOf is the API kind of one of Keywarden's objects.
 func kindOf(obj client.Object) string {
-	if _, ok := obj.(*v1alpha1.RevioToken); ok {
+	switch obj.(type) {
+	case *v1alpha1.RevioToken:
 		return "RevioToken"
+	case *v1alpha1.ReevitIssuer:
+		return v1alpha1.KindReevitIssuer
+	case *v1alpha1.ClusterReevitIssuer:
+		return v1alpha1.KindClusterReevitIssuer
+	case *v1alpha1.RevioIssuer:
+		return v1alpha1.KindRevioIssuer
+	case *v1alpha1.ClusterRevioIssuer:
+		return v1alpha1.KindClusterRevioIssuer
 	}
 	return "ApiKey"
 }
 
-func readRollout(ctx context.Context, c client.Client, ns string, t v1alpha1.RolloutTarget) rolloutState {
+func readRollout(ctx context.Context, c client.Client, ns, secretName string, t v1alpha1.RolloutTarget) rolloutState {
 	s := rolloutState{target: t}
 	var obj client.Object
 	switch t.Kind {
@@ -187,6 +227,7 @@ func readRollout(ctx context.Context, c client.Client, ns string, t v1alpha1.Rol
 		}
 		return s
 	}
+	s.refused = !secretsync.Consumes(obj, secretName)
 	switch w := obj.(type) {
 	case *appsv1.Deployment:
 		s.hash = w.Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
@@ -236,6 +277,8 @@ func renderApiKey(w io.Writer, ak *v1alpha1.ApiKey, x statusExtra, now time.Time
 	t.add("Ready", "%s", readySummary(st.Conditions, ak.Generation, now))
 	t.add("Key ID", "%s", orDash(st.KeyID))
 	t.add("Key prefix", "%s", orDash(st.KeyPrefix))
+	t.add("Issuer", "%s", x.issuer.line())
+	t.add("Key made by", "%s", keyMadeBy(ak, x.issuer))
 	t.add("Environment", "%s", ak.Spec.Environment)
 	t.add("Active since", "%s", when(st.ActiveSince, now))
 	t.add("Last rotation", "%s", when(st.LastRotationTime, now))
@@ -252,9 +295,9 @@ func renderApiKey(w io.Writer, ak *v1alpha1.ApiKey, x statusExtra, now time.Time
 		fmt.Fprintln(w, "  none")
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  KEY ID\tPREFIX\tREVOKE AFTER\tREASON")
+		fmt.Fprintln(tw, "  KEY ID\tPREFIX\tREVOKE AFTER\tREASON\tISSUER")
 		for _, p := range st.PendingRevocations {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.KeyID, orDash(p.KeyPrefix), when(&p.RevokeAfter, now), orDash(p.Reason))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", p.KeyID, orDash(p.KeyPrefix), when(&p.RevokeAfter, now), orDash(p.Reason), issuerRecordShort(p.Issuer))
 		}
 		_ = tw.Flush()
 	}
@@ -269,7 +312,14 @@ func renderRevioToken(w io.Writer, rt *v1alpha1.RevioToken, x statusExtra, now t
 	fmt.Fprintf(w, "RevioToken %s/%s\n", rt.Namespace, rt.Name)
 	t := &table{}
 	t.add("Ready", "%s", readySummary(st.Conditions, rt.Generation, now))
-	t.add("Host", "%s", rt.Spec.Host)
+	t.add("Issuer", "%s", x.issuer.line())
+	switch {
+	case x.issuer.read:
+		t.add("Host", "%s (spec.host of the issuer)", x.issuer.view.revio.Host)
+		t.add("URL", "%s", x.issuer.view.url())
+	default:
+		t.add("Host", "unknown (the issuer cannot be read)")
+	}
 	t.add("Token issued", "%s", when(st.IssuedAt, now))
 	expires := when(st.ExpiresAt, now)
 	if st.ExpiresAt == nil && st.IssuedAt != nil {
@@ -361,8 +411,11 @@ func renderFailure(w io.Writer, conds []metav1.Condition, attempts int32, last, 
 		fmt.Fprintf(w, "  %s %s: %s\n", strings.Join(types, ", "), c.Reason, oneLine(c.Message))
 		fmt.Fprintf(w, "    what to do: %s\n", adviceFor(c.Reason))
 	}
-	if attempts > 0 {
+	switch {
+	case attempts > 0 && last != nil:
 		fmt.Fprintf(w, "  failed attempts: %d, last at %s\n", attempts, when(last, now))
+	case attempts > 0:
+		fmt.Fprintf(w, "  failed attempts: %d\n", attempts)
 	}
 	if retry != nil {
 		fmt.Fprintf(w, "  next retry: %s\n", when(retry, now))
@@ -412,6 +465,8 @@ func rolloutLine(r rolloutState, x statusExtra) string {
 		return "not found: " + adviceFor(v1alpha1.ReasonRolloutTargetMissing)
 	case r.err != nil:
 		return "cannot read: " + shortErr(r.err)
+	case r.refused:
+		return "refused: it does not read Secret " + x.secretName + " (RolloutTargetRefused); " + adviceFor(v1alpha1.ReasonRolloutTargetRefused)
 	case r.hash == "":
 		return "not restarted by Keywarden yet (" + r.progress + ")"
 	case x.secretHash == "":

@@ -7,7 +7,10 @@
 //   - every Role, ClusterRole, RoleBinding and ClusterRoleBinding that
 //     config/rbac/kustomization.yaml lists (the ClusterRole controller-gen
 //     makes from the kubebuilder markers among them) becomes a template in
-//     charts/keywarden/templates/rbac.yaml, named after the release;
+//     charts/keywarden/templates/rbac.yaml, named after the release; a
+//     binding's subject that is the manager's ServiceAccount becomes the
+//     release's, a Group or User (system:authenticated, for the cluster
+//     issuer viewer role) stays as it is;
 //   - config/prometheus/alerts.yaml is copied to
 //     charts/keywarden/files/prometheus/alerts.yaml (templates/prometheusrule.yaml
 //     renders its spec: the alerts hold Prometheus templates that Helm must
@@ -137,13 +140,20 @@ func copyFile(src, dst string) error {
 	return os.WriteFile(dst, append(fmt.Appendf(nil, header, sourceName(src)), b...), 0o644)
 }
 
+// object is one YAML document of a file and the comment block it opens
+// with (it says why the object exists, and the chart keeps it).
+type object struct {
+	*unstructured.Unstructured
+	comment string
+}
+
 // objects parses the YAML documents of a file.
-func objects(path string) ([]*unstructured.Unstructured, error) {
+func objects(path string) ([]object, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var out []*unstructured.Unstructured
+	var out []object
 	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(b), -1) {
 		j, err := yaml.YAMLToJSON([]byte(doc))
 		if err != nil {
@@ -156,17 +166,16 @@ func objects(path string) ([]*unstructured.Unstructured, error) {
 		if err := u.UnmarshalJSON(j); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		out = append(out, u)
+		out = append(out, object{u, leadingComment(doc)})
 	}
 	return out, nil
 }
 
-// leadingComment is the comment block a file opens with: it says why the
-// object exists, and the chart keeps it.
-func leadingComment(path string) string {
-	b, _ := os.ReadFile(path)
+// leadingComment is the comment block a document opens with (blank lines
+// before it aside).
+func leadingComment(doc string) string {
 	var sb strings.Builder
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(strings.TrimLeft(doc, "\n"), "\n") {
 		if !strings.HasPrefix(l, "#") {
 			break
 		}
@@ -196,7 +205,7 @@ func writeRBAC(configDir, chartDir string) error {
 	}
 	type source struct {
 		file string
-		obj  *unstructured.Unstructured
+		obj  object
 	}
 	var rbac []source
 	serviceAccount := ""
@@ -231,11 +240,11 @@ func writeRBAC(configDir, chartDir string) error {
 	fmt.Fprintf(&buf, "{{- /*\n%s*/}}\n", fmt.Sprintf(header, sourceName(dir)))
 	buf.WriteString("{{- if .Values.rbac.create }}\n")
 	for _, s := range rbac {
-		doc, err := templated(s.obj, serviceAccount)
+		doc, err := templated(s.obj.Unstructured, serviceAccount)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.file, err)
 		}
-		fmt.Fprintf(&buf, "---\n# From %s.\n%s%s", sourceName(s.file), leadingComment(s.file), doc)
+		fmt.Fprintf(&buf, "---\n# From %s.\n%s%s", sourceName(s.file), s.obj.comment, doc)
 	}
 	buf.WriteString("{{- end }}\n")
 	out := filepath.Join(chartDir, "templates", "rbac.yaml")
@@ -297,9 +306,20 @@ func templated(o *unstructured.Unstructured, serviceAccount string) (string, err
 		var subs []any
 		for _, s := range subjects {
 			sub := deepCopy(s.(map[string]any))
-			if sub["kind"] == "ServiceAccount" && sub["name"] == serviceAccount {
+			switch sub["kind"] {
+			case "ServiceAccount":
+				// The manager's: the release's ServiceAccount. Another one
+				// would be a ServiceAccount the chart does not make.
+				if sub["name"] != serviceAccount {
+					return "", fmt.Errorf("%s %s: subject ServiceAccount %v is not the manager's (%s); the chart makes no other", o.GetKind(), o.GetName(), sub["name"], serviceAccount)
+				}
 				sub["name"] = phServiceAccount
 				sub["namespace"] = phNamespace
+			case "Group", "User":
+				// Identities of the cluster (system:authenticated, say), not
+				// of the release: kept as they are.
+			default:
+				return "", fmt.Errorf("%s %s: subject kind %v; teach hack/chartgen", o.GetKind(), o.GetName(), sub["kind"])
 			}
 			subs = append(subs, sub)
 		}

@@ -34,6 +34,9 @@ const (
 	// replayWindow is how long Reevit replays a mutation for an
 	// Idempotency-Key (24 h), with a safety margin.
 	replayWindow = 23 * time.Hour
+	// maxPendingRevocations bounds the previous keys waiting for revocation:
+	// past it no rotation starts (status stays far below its size limit).
+	maxPendingRevocations = 32
 	// rolloutPoll is how often a revocation waiting for rollouts looks again.
 	rolloutPoll = 15 * time.Second
 )
@@ -236,6 +239,12 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	}
 	if st.PendingCreate == nil {
 		if reason := newKeyReason(ak, existing, specHash, now); reason != "" {
+			if len(st.PendingRevocations) >= maxPendingRevocations && reason != createCompromised && reason != createInitial {
+				// Revocations are failing: making more keys would only grow
+				// the number live. Wait for them (they run in finish).
+				return finish(r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonRevocationBacklog, Transient: true, Message: fmt.Sprintf(
+					"%d previous keys still wait for revocation: no new key (%s) until they are revoked; see RevocationsComplete", len(st.PendingRevocations), reason)}, v1alpha1.ConditionIssued))
+			}
 			if res, err, done := r.recordIntent(ctx, ak, orig, reason, specHash, current); done {
 				return finish(res, err)
 			}
@@ -375,7 +384,14 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 	if err != nil {
 		f := classifyReevit(err)
 		if !f.Transient {
-			// A 4xx has no effect at Reevit: nothing to remember.
+			// This answer made nothing, but an earlier attempt of the same
+			// record may have (a crash after the POST, then a refused
+			// replay): find such a key by its marker name and revoke it
+			// before the record goes, so no key is left live untracked.
+			if sf := r.sweepByName(ctx, ak, c, req.Name); sf != nil {
+				res, ferr := r.failResult(ak, now, sf, v1alpha1.ConditionIssued)
+				return res, ferr, true
+			}
 			st.PendingCreate = nil
 		}
 		res, ferr := r.failResult(ak, now, f, v1alpha1.ConditionIssued)
@@ -451,6 +467,29 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 	}
 	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, ak, outputSecretName(ak.Name, ak.Spec.Secret), ak.Spec.RolloutRestart, secretsync.Hash(data))
 	return ctrl.Result{}, nil, false
+}
+
+// sweepByName revokes every key named name (the marker of one creation).
+func (r *ApiKeyReconciler) sweepByName(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, name string) *failure {
+	keys, err := c.ListKeys(ctx)
+	if err != nil {
+		f := classifyReevit(err)
+		f.Transient = true // the record stays until the sweep succeeds
+		return f
+	}
+	for _, k := range keys {
+		if k.Name != name {
+			continue
+		}
+		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
+			f := classifyReevit(err)
+			f.Transient = true
+			return f
+		}
+		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Recover",
+			"revoked key %s: made by an earlier attempt of a creation Reevit now refuses", k.ID)
+	}
+	return nil
 }
 
 // discardMalformed revokes a created key whose value cannot be used and

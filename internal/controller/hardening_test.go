@@ -202,3 +202,28 @@ func TestApiKeyCompromisedUnderPolicyViolation(t *testing.T) {
 	e.g.Expect(e.get("ak").Status.KeyID).To(BeEmpty())
 	e.hygiene()
 }
+
+// A replay Reevit refuses (here 403, as after a scope edit or a changed
+// admin key) used to clear the record and leave the key the first attempt
+// made live and untracked. Now the key is found by its marker name and
+// revoked before the record goes.
+func TestApiKeyRefusedReplayRevokesFirstAttempt(t *testing.T) {
+	e := newAkt(t)
+	h := newHostileReevit(t)
+	e.useIssuerAt(h.URL)
+	reevitSim.Faults().DropAfterCommit(1)
+	e.create("ak")
+	// The POST committed at Reevit; its answer was lost (transient).
+	e.g.Eventually(func() int { return reevitSim.Counts().CountStatus(reevittest.EndpointCreate, 0) }, aktWait).Should(BeNumerically(">=", 1))
+	e.condition("ak", v1alpha1.ConditionIssued, v1alpha1.ReasonAPIUnavailable)
+	uid := string(e.get("ak").UID)
+	e.g.Expect(e.activeKeysOf(uid)).To(HaveLen(1), "the first attempt made a key")
+
+	h.failCreates.Store(http.StatusForbidden)
+	e.stepAndPoke("ak", time.Minute) // past the backoff: the replay is refused
+	e.condition("ak", v1alpha1.ConditionIssued, v1alpha1.ReasonMissingScope)
+	e.g.Eventually(func() []reevittest.KeyInfo { return e.activeKeysOf(uid) }, aktWait).Should(BeEmpty(), "the orphan is revoked")
+	e.g.Expect(e.get("ak").Status.PendingCreate).To(BeNil())
+	e.event("ak", corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked)
+	e.hygiene()
+}

@@ -77,8 +77,8 @@ func TestTrimForCachePrimaryKinds(t *testing.T) {
 	ak := &v1alpha1.ApiKey{
 		ObjectMeta: meta(),
 		Spec: v1alpha1.ApiKeySpec{
-			Reevit: v1alpha1.ReevitEndpoint{URL: "https://reevit.invalid", OrgID: "org", AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "admin"}},
-			Scopes: []v1alpha1.Scope{"payments:read"}, Environment: "test",
+			IssuerRef: v1alpha1.ReevitIssuerReference{Kind: v1alpha1.KindClusterReevitIssuer, Name: "platform"},
+			Scopes:    []v1alpha1.Scope{"payments:read"}, Environment: "test",
 		},
 		Status: v1alpha1.ApiKeyStatus{
 			KeyID: "key_1", KeyGeneration: 2, ObservedGeneration: 3,
@@ -94,7 +94,7 @@ func TestTrimForCachePrimaryKinds(t *testing.T) {
 
 	rt := &v1alpha1.RevioToken{
 		ObjectMeta: meta(),
-		Spec:       v1alpha1.RevioTokenSpec{URL: "https://revio.invalid", Host: "h", APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "k"}},
+		Spec:       v1alpha1.RevioTokenSpec{IssuerRef: v1alpha1.RevioIssuerReference{Name: "revio"}},
 		Status:     v1alpha1.RevioTokenStatus{ExpiresAt: &now, Refreshes: 4, SecretName: "s"},
 	}
 	wantRT := rt.DeepCopy()

@@ -212,7 +212,7 @@ func (e *Env) startControllerManager() error {
 	}
 	_, err = e.startProcess("kube-controller-manager", bin, []string{
 		"--kubeconfig=" + e.AdminKubeconfig,
-		"--controllers=namespace,garbagecollector",
+		"--controllers=namespace,garbagecollector,clusterrole-aggregation",
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),

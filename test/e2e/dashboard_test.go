@@ -399,7 +399,8 @@ func TestDashboardPanels(t *testing.T) {
 		}
 	}
 	g.Expect(titles).To(ContainElements("Credentials expiring soon", "Renewals by result", "External API latency",
-		"External API errors by code", "Pending revocations", "Live keys per ApiKey", "Reconcile errors"))
+		"External API errors by code", "Pending revocations", "Live keys per ApiKey", "Reconcile errors",
+		"Issuers not Ready", "Issuers", "Policy violations", "Refused by policy"))
 	qs, err := dashboardQueries(filepath.Join(env.RepoRoot, dashboardFile))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(len(qs)).To(BeNumerically(">=", len(titles)))
@@ -458,7 +459,9 @@ func scrapeAs(ctx context.Context, addr, token string) (exposition, error) {
 }
 
 // dashboardAgainst checks the dashboard's queries against what mgr, a
-// manager of e that has reconciled an ApiKey and a RevioToken, exports:
+// manager of e that has checked issuers (keywarden_issuer_ready), reconciled
+// an ApiKey and a RevioToken, and refused an ApiKey by its issuer's policy
+// (keywarden_policy_violation), exports:
 // scraped as a ServiceAccount bound to the release's metrics-reader
 // ClusterRole (what the chart tells Prometheus users to do), every series a
 // query names is served, and every Keywarden series served is on the
@@ -496,7 +499,9 @@ func dashboardAgainst(t *testing.T, e *testenv.Env, mgr *testenv.Manager) {
 	})).To(Succeed())
 
 	// Every Keywarden family appears once it has a value: the drift check
-	// (keywarden_live_keys) runs within seconds under the test's flags.
+	// (keywarden_live_keys) runs within seconds under the test's flags;
+	// keywarden_policy_violation exists only while an object violates its
+	// issuer's policy, which the caller arranged.
 	var ex exposition
 	g.Eventually(func(g Gomega) {
 		var err error
@@ -530,7 +535,8 @@ func dashboardAgainst(t *testing.T, e *testenv.Env, mgr *testenv.Manager) {
 		}
 	}
 	sort.Strings(keywarden)
-	g.Expect(len(keywarden)).To(BeNumerically(">=", 9), "the manager serves too few Keywarden series to judge: %v", keywarden)
+	g.Expect(len(keywarden)).To(BeNumerically(">=", 11), "the manager serves too few Keywarden series to judge: %v", keywarden)
+	g.Expect(keywarden).To(ContainElements("keywarden_issuer_ready", "keywarden_policy_violation"))
 	for _, n := range keywarden {
 		g.Expect(used).To(HaveKey(n), "the manager exports %s but no dashboard panel shows it", n)
 	}

@@ -18,6 +18,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -112,7 +113,10 @@ func kustomizeOverlay(t *testing.T, kustomization, base string) []*unstructured.
 func TestHelmLint(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
-	for _, set := range []string{"", "prometheus.serviceMonitor.enabled=true,prometheus.prometheusRule.enabled=true,metrics.secure=false,logLevel=debug"} {
+	for _, set := range []string{"",
+		"prometheus.serviceMonitor.enabled=true,prometheus.prometheusRule.enabled=true,metrics.secure=false,logLevel=debug",
+		"allowedEndpoints[0]=https://api.reevit.com,allowedEndpoints[1]=https://reevit.example.com/v1,clusterResourceNamespace=platform,watchLabelSelector=!keywarden.dev/shard",
+	} {
 		args := []string{"lint", "--strict", chartDir}
 		if set != "" {
 			args = append(args, "--set", set)
@@ -128,6 +132,10 @@ func TestHelmLint(t *testing.T) {
 		"namespaces[0]=Not_A_Name":    "/namespaces/0",
 		"leaderElection.enabled=nope": "/leaderElection/enabled",
 		"metircs.port=8443":           "metircs",
+		// An endpoint is a base URL, and the namespace a namespace name.
+		"allowedEndpoints[0]=api.reevit.com":  "/allowedEndpoints/0",
+		"clusterResourceNamespace=Platform_1": "/clusterResourceNamespace",
+		"watchLabelSelector=true":             "/watchLabelSelector",
 	} {
 		_, err := helm(ctx, env, "template", "keywarden", chartDir, "--set", set)
 		g.Expect(err).To(MatchError(ContainSubstring(want)), "values.schema.json accepts %s", set)
@@ -169,6 +177,9 @@ patches:
       - --metrics-bind-address=:8443
       - --leader-election-lease-duration=30s
       - --namespaces=team-a,team-b
+      - --watch-label-selector=keywarden.dev/shard in (shard1)
+      - --allowed-endpoints=https://api.reevit.com,https://reevit.example.com
+      - --cluster-resource-namespace=platform-credentials
       - --zap-log-level=debug
       - --drift-check-interval=5m
     - op: replace
@@ -179,6 +190,9 @@ patches:
 replicaCount: 2
 leaderElection: {enabled: false, leaseDuration: 30s}
 namespaces: [team-a, team-b]
+watchLabelSelector: keywarden.dev/shard in (shard1)
+allowedEndpoints: [https://api.reevit.com, https://reevit.example.com]
+clusterResourceNamespace: platform-credentials
 logLevel: debug
 extraArgs: [--drift-check-interval=5m]
 resources: {requests: {cpu: 50m, memory: 128Mi}, limits: {cpu: "1", memory: 512Mi}}
@@ -242,18 +256,36 @@ resources: {requests: {cpu: 50m, memory: 128Mi}, limits: {cpu: "1", memory: 512M
 			}
 		}
 		g.Expect(sa).NotTo(BeEmpty())
+		manager := rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: "ops"}
+		// Everyone may see the cluster issuers (config/rbac binds their
+		// viewer role to system:authenticated); every other binding is
+		// the manager's.
+		authenticated := rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: "Group", Name: "system:authenticated"}
+		var bindings []string
 		for _, o := range objs {
 			switch o.GetKind() {
 			case "RoleBinding", "ClusterRoleBinding":
 				var rb rbacv1.RoleBinding
 				g.Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &rb)).To(Succeed())
 				g.Expect(testenv.Find(objs, rb.RoleRef.Kind, rb.RoleRef.Name)).NotTo(BeNil(), "%s %s refers to %s %s, which the chart does not render", o.GetKind(), o.GetName(), rb.RoleRef.Kind, rb.RoleRef.Name)
-				g.Expect(rb.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: "ops"}))
+				want := manager
+				if rb.RoleRef.Name == "creds-keywarden-cluster-issuer-viewer-role" {
+					want = authenticated
+				}
+				g.Expect(rb.Subjects).To(ConsistOf(want), "%s %s", o.GetKind(), o.GetName())
+				bindings = append(bindings, o.GetKind()+" "+o.GetName())
 			case "Deployment":
-				name, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "serviceAccountName")
-				g.Expect(name).To(Equal(sa))
+				var d appsv1.Deployment
+				g.Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d)).To(Succeed())
+				g.Expect(d.Spec.Template.Spec.ServiceAccountName).To(Equal(sa))
+				// No --cluster-resource-namespace by default: the manager
+				// takes its own namespace, the release's (ops), for the
+				// cluster issuers' Secrets.
+				g.Expect(d.Spec.Template.Spec.Containers[0].Args).NotTo(ContainElement(HavePrefix("--cluster-resource-namespace")))
 			}
 		}
+		g.Expect(bindings).To(ConsistOf("ClusterRoleBinding creds-keywarden-manager-rolebinding", "RoleBinding creds-keywarden-leader-election-rolebinding",
+			"ClusterRoleBinding creds-keywarden-cluster-issuer-viewer"))
 	})
 }
 
@@ -372,8 +404,13 @@ const (
 // own (the suite's manager watches every namespace of the shared one) and
 // runs the manager binary with the release's Deployment args, as the
 // release's ServiceAccount (a token from the API server): only the RBAC the
-// chart installed. The manager converges an ApiKey and a RevioToken in the
-// namespace the values name and leaves another namespace alone; the
+// chart installed. The platform's ClusterReevitIssuer, its admin-key Secret in
+// the release namespace (the cluster-resource namespace by default), and a
+// team's RevioIssuer become Ready; the manager converges an ApiKey naming the
+// cluster issuer and a RevioToken naming the team's issuer in the namespace
+// the values name, refuses an ApiKey outside the issuer's policy and an
+// issuer naming an endpoint outside the values' allowedEndpoints, and leaves
+// another namespace alone; the
 // Dashboard subtest then scrapes it, authenticated as a Prometheus bound to
 // the chart's metrics-reader role, and checks the dashboard's queries.
 func TestHelmInstall(t *testing.T) {
@@ -409,6 +446,9 @@ metadata:
 	g.Expect(err).NotTo(HaveOccurred())
 	values := filepath.Join(e.Dir, "values.yaml")
 	g.Expect(os.WriteFile(values, []byte(`namespaces: [`+helmWatched+`]
+# apisim's two endpoints only: the official hosts (the manager's default)
+# are then refused.
+allowedEndpoints: [`+apis.Credentials.ReevitURL+`, `+apis.Credentials.RevioURL+`]
 logLevel: debug
 # The drift check (and with it keywarden_live_keys) within the test's time.
 extraArgs: [--drift-check-interval=5s]
@@ -427,14 +467,19 @@ prometheus: {serviceMonitor: {enabled: false}}
 			crds = append(crds, "crd/"+o.GetName())
 		}
 	}
-	g.Expect(crds).To(HaveLen(2))
+	// ApiKey, RevioToken and the four issuer kinds.
+	g.Expect(crds).To(ConsistOf("crd/apikeys.credentials.keywarden.dev", "crd/reviotokens.credentials.keywarden.dev",
+		"crd/reevitissuers.credentials.keywarden.dev", "crd/clusterreevitissuers.credentials.keywarden.dev",
+		"crd/revioissuers.credentials.keywarden.dev", "crd/clusterrevioissuers.credentials.keywarden.dev"))
 	_, err = e.AdminKubectl(ctx, nil, append([]string{"wait", "--for=condition=Established", "--timeout=60s"}, crds...)...)
 	g.Expect(err).NotTo(HaveOccurred())
 
 	// The installed Deployment says how the manager runs and as whom. No
 	// kubelet runs its pod: the binary runs as a process with its args,
-	// less the bind addresses (loopback ports here) and with the Lease in
-	// the release namespace (a pod's own namespace by default).
+	// less the bind addresses (loopback ports here) and with the Lease and
+	// the cluster issuers' Secrets in the release namespace (a pod's own
+	// namespace, which the manager takes by default: the chart passes no
+	// --cluster-resource-namespace unless the values set one).
 	var d appsv1.Deployment
 	g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: helmNamespace, Name: helmRelease + "-keywarden-controller-manager"}, &d)).To(Succeed())
 	sa := d.Spec.Template.Spec.ServiceAccountName
@@ -445,11 +490,13 @@ prometheus: {serviceMonitor: {enabled: false}}
 			args = append(args, a)
 		}
 	}
-	g.Expect(args).To(ContainElements("--leader-elect", "--namespaces="+helmWatched, "--zap-log-level=debug"))
+	g.Expect(args).To(ContainElements("--leader-elect", "--namespaces="+helmWatched, "--zap-log-level=debug",
+		"--allowed-endpoints="+apis.Credentials.ReevitURL+","+apis.Credentials.RevioURL))
+	g.Expect(args).NotTo(ContainElement(HavePrefix("--cluster-resource-namespace")))
 	args = append(args, "--leader-election-namespace="+helmNamespace)
 	kubeconfig, err := e.ServiceAccountKubeconfig(ctx, helmNamespace, sa)
 	g.Expect(err).NotTo(HaveOccurred())
-	mgr, err := e.StartManager(ctx, testenv.ManagerOptions{Kubeconfig: kubeconfig, NoLeaderElection: true, Args: args})
+	mgr, err := e.StartManager(ctx, testenv.ManagerOptions{Kubeconfig: kubeconfig, NoLeaderElection: true, Args: args, ClusterResourceNamespace: helmNamespace})
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Logf("installed with helm and manager ready after %s", time.Since(start).Round(100*time.Millisecond))
 
@@ -467,7 +514,13 @@ prometheus: {serviceMonitor: {enabled: false}}
 			want               bool
 		}{
 			{"create", "secrets", helmWatched, true},
+			{"get", "secrets", helmNamespace, true},
 			{"watch", "apikeys.credentials.keywarden.dev", "", true},
+			{"watch", "clusterreevitissuers.credentials.keywarden.dev", "", true},
+			{"patch", "clusterreevitissuers.credentials.keywarden.dev/status", "", true},
+			{"patch", "revioissuers.credentials.keywarden.dev/status", helmWatched, true},
+			{"create", "clusterreevitissuers.credentials.keywarden.dev", "", false},
+			{"create", "revioissuers.credentials.keywarden.dev", helmWatched, false},
 			{"patch", "reviotokens.credentials.keywarden.dev/status", helmWatched, true},
 			{"patch", "reviotokens.credentials.keywarden.dev", helmWatched, false},
 			{"create", "leases.coordination.k8s.io", helmNamespace, true},
@@ -491,6 +544,25 @@ prometheus: {serviceMonitor: {enabled: false}}
 			g.Expect(strings.TrimSpace(string(res.Stdout))).To(Equal(map[bool]string{true: "yes", false: "no"}[c.want]),
 				"can the release's ServiceAccount %s %s (namespace %q)?", c.verb, c.resource, c.ns)
 		}
+		// Any authenticated user sees the cluster issuers (the chart's
+		// binding to system:authenticated), and nothing more of them.
+		for _, c := range []struct {
+			verb, resource, ns string
+			want               bool
+		}{
+			{"list", "clusterreevitissuers.credentials.keywarden.dev", "", true},
+			{"get", "clusterrevioissuers.credentials.keywarden.dev", "", true},
+			{"create", "clusterreevitissuers.credentials.keywarden.dev", "", false},
+			{"get", "secrets", helmNamespace, false},
+		} {
+			args := []string{"auth", "can-i", c.verb, c.resource, "--as=jane", "--as-group=system:authenticated"}
+			if c.ns != "" {
+				args = append(args, "-n", c.ns)
+			}
+			res, _ := e.AdminKubectl(ctx, nil, args...)
+			g.Expect(strings.TrimSpace(string(res.Stdout))).To(Equal(map[bool]string{true: "yes", false: "no"}[c.want]),
+				"can an authenticated user %s %s (namespace %q)?", c.verb, c.resource, c.ns)
+		}
 		// The manager holds the Lease in the release namespace, as itself.
 		g.Eventually(func(g Gomega) {
 			var l coordinationv1.Lease
@@ -507,20 +579,48 @@ prometheus: {serviceMonitor: {enabled: false}}
 		if strings.HasPrefix(c.AdminKey, "pfk_live_") {
 			environment = "live"
 		}
+		// The platform's: the admin key in the cluster-resource namespace
+		// (the release's), and a ClusterReevitIssuer whose policy allows
+		// payments:read only.
+		g.Expect(e.Client.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: helmNamespace, Name: "reevit-admin"},
+			StringData: map[string]string{"apiKey": c.AdminKey},
+		})).To(Succeed())
+		_, err := e.AdminKubectl(ctx, []byte(fmt.Sprintf(`apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ClusterReevitIssuer
+metadata:
+  name: platform
+spec:
+  url: %s
+  orgId: %s
+  adminKeySecretRef: {name: reevit-admin}
+  policy: {allowedScopes: [payments:read]}
+`, c.ReevitURL, c.OrgID)), "apply", "-f", "-")
+		g.Expect(err).NotTo(HaveOccurred())
+		// A team's: the Rev.io API key and a RevioIssuer in its namespace,
+		// and the ApiKey and RevioToken naming the issuers; in the watched
+		// namespace and in one the values leave out.
 		for _, ns := range []string{helmWatched, "elsewhere"} {
 			g.Expect(e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-			for name, value := range map[string]string{"reevit-admin": c.AdminKey, "revio-api-key": c.RevioAPIKey} {
-				g.Expect(e.Client.Create(ctx, &corev1.Secret{
-					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-					StringData: map[string]string{"apiKey": value},
-				})).To(Succeed())
-			}
+			g.Expect(e.Client.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "revio-api-key"},
+				StringData: map[string]string{"apiKey": c.RevioAPIKey},
+			})).To(Succeed())
 			manifest := fmt.Sprintf(`apiVersion: credentials.keywarden.dev/v1alpha1
+kind: RevioIssuer
+metadata:
+  name: revio
+spec:
+  url: %s
+  host: %s
+  apiKeySecretRef: {name: revio-api-key}
+---
+apiVersion: credentials.keywarden.dev/v1alpha1
 kind: ApiKey
 metadata:
   name: payments
 spec:
-  reevit: {url: %s, orgId: %s, adminKeySecretRef: {name: reevit-admin}}
+  issuerRef: {kind: ClusterReevitIssuer, name: platform}
   scopes: [payments:read]
   environment: %s
   rotation: {every: 1h}
@@ -530,14 +630,41 @@ kind: RevioToken
 metadata:
   name: billing
 spec:
-  url: %s
-  host: %s
-  apiKeySecretRef: {name: revio-api-key}
-`, c.ReevitURL, c.OrgID, environment, c.RevioURL, c.RevioHost)
+  issuerRef: {name: revio}
+`, c.RevioURL, c.RevioHost, environment)
 			_, err := e.AdminKubectl(ctx, []byte(manifest), "apply", "-n", ns, "-f", "-")
 			g.Expect(err).NotTo(HaveOccurred())
 		}
+		// What the manager must refuse: an ApiKey asking for more than the
+		// issuer's policy allows, and an issuer naming the official Rev.io
+		// host, which the values' allowedEndpoints leave out.
+		_, err = e.AdminKubectl(ctx, []byte(fmt.Sprintf(`apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ApiKey
+metadata:
+  name: too-broad
+spec:
+  issuerRef: {kind: ClusterReevitIssuer, name: platform}
+  scopes: [payments:read, payments:write]
+  environment: %s
+  rotation: {every: 1h}
+---
+apiVersion: credentials.keywarden.dev/v1alpha1
+kind: RevioIssuer
+metadata:
+  name: official
+spec:
+  url: https://api.psarev.io
+  host: %s
+  apiKeySecretRef: {name: revio-api-key}
+`, environment, c.RevioHost)), "apply", "-n", helmWatched, "-f", "-")
+		g.Expect(err).NotTo(HaveOccurred())
 		g.Eventually(func(g Gomega) {
+			var ci v1alpha1.ClusterReevitIssuer
+			g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "platform"}, &ci)).To(Succeed())
+			expectReady(g, ci.Status.Conditions, ci.Generation)
+			var ri v1alpha1.RevioIssuer
+			g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: helmWatched, Name: "revio"}, &ri)).To(Succeed())
+			expectReady(g, ri.Status.Conditions, ri.Generation)
 			var ak v1alpha1.ApiKey
 			g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: helmWatched, Name: "payments"}, &ak)).To(Succeed())
 			expectReady(g, ak.Status.Conditions, ak.Generation)
@@ -549,8 +676,21 @@ spec:
 				g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: helmWatched, Name: name}, &s)).To(Succeed())
 				g.Expect(s.Data[key]).NotTo(BeEmpty())
 			}
+			var refused v1alpha1.ApiKey
+			g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: helmWatched, Name: "too-broad"}, &refused)).To(Succeed())
+			ready := condition(refused.Status.Conditions, v1alpha1.ConditionReady)
+			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(ready.Reason).To(Equal(v1alpha1.ReasonPolicyViolation), ready.Message)
+			var official v1alpha1.RevioIssuer
+			g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: helmWatched, Name: "official"}, &official)).To(Succeed())
+			ready = condition(official.Status.Conditions, v1alpha1.ConditionReady)
+			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(ready.Reason).To(Equal(v1alpha1.ReasonEndpointNotAllowed), ready.Message)
 		}).WithTimeout(90 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
-		t.Logf("ApiKey and RevioToken Ready under the chart's RBAC %s after the install", time.Since(start).Round(100*time.Millisecond))
+		// Nothing was issued for the ApiKey the policy refuses.
+		err = e.Client.Get(ctx, client.ObjectKey{Namespace: helmWatched, Name: "too-broad"}, &corev1.Secret{})
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a Secret for the ApiKey the policy refuses: %v", err)
+		t.Logf("issuers, ApiKey and RevioToken Ready under the chart's RBAC %s after the install", time.Since(start).Round(100*time.Millisecond))
 	})
 
 	t.Run("DashboardQueriesNameExportedSeries", func(t *testing.T) {
@@ -569,6 +709,9 @@ spec:
 		var rt v1alpha1.RevioToken
 		g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: "elsewhere", Name: "billing"}, &rt)).To(Succeed())
 		g.Expect(rt.Status.Conditions).To(BeEmpty(), "the manager reconciled a namespace the chart's values do not name")
+		var ri v1alpha1.RevioIssuer
+		g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: "elsewhere", Name: "revio"}, &ri)).To(Succeed())
+		g.Expect(ri.Status.Conditions).To(BeEmpty(), "the manager checked an issuer in a namespace the chart's values do not name")
 		g.Expect(time.Since(ak.CreationTimestamp.Time)).To(BeNumerically(">", 3*time.Second), "too soon to tell")
 	})
 
@@ -594,16 +737,22 @@ spec:
 	})
 
 	// helm uninstall keeps the CRDs (helm.sh/resource-policy: keep), and so
-	// every ApiKey and RevioToken, and removes the rest.
+	// every ApiKey, RevioToken and issuer, and removes the rest.
 	g.Expect(mgr.Stop(10 * time.Second)).To(Succeed())
 	_, err = helm(ctx, e, "uninstall", helmRelease, "--namespace", helmNamespace, "--kubeconfig", e.AdminKubeconfig)
 	g.Expect(err).NotTo(HaveOccurred())
-	_, err = e.AdminKubectl(ctx, nil, "get", "crd/apikeys.credentials.keywarden.dev", "crd/reviotokens.credentials.keywarden.dev")
+	_, err = e.AdminKubectl(ctx, nil, append([]string{"get"}, crds...)...)
 	g.Expect(err).NotTo(HaveOccurred(), "helm uninstall removed the CRDs")
+	var ci v1alpha1.ClusterReevitIssuer
+	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "platform"}, &ci)).To(Succeed(), "helm uninstall removed a ClusterReevitIssuer")
 	var left rbacv1.ClusterRoleList
 	g.Expect(e.Client.List(ctx, &left)).To(Succeed())
 	g.Expect(slices.ContainsFunc(left.Items, func(r rbacv1.ClusterRole) bool { return strings.HasPrefix(r.Name, helmRelease+"-keywarden-") })).
 		To(BeFalse(), "helm uninstall left the release's ClusterRoles")
+	var leftBindings rbacv1.ClusterRoleBindingList
+	g.Expect(e.Client.List(ctx, &leftBindings)).To(Succeed())
+	g.Expect(slices.ContainsFunc(leftBindings.Items, func(b rbacv1.ClusterRoleBinding) bool { return strings.HasPrefix(b.Name, helmRelease+"-keywarden-") })).
+		To(BeFalse(), "helm uninstall left the release's ClusterRoleBindings (the one to system:authenticated among them)")
 }
 
 func firstLine(b []byte) string {

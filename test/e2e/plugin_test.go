@@ -5,18 +5,24 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/testenv"
 )
 
 // pluginRun is one run of the built kubectl-keywarden.
@@ -88,12 +94,44 @@ func withLabels(manifest []byte, name string, labels string) []byte {
 	return bytes.Replace(manifest, []byte("  name: "+name+"\n"), []byte("  name: "+name+"\n  labels: "+labels+"\n"), 1)
 }
 
+// clusterRevioTokenManifest is a ClusterRevioIssuer against apisim, its
+// Secret named secretName in the manager's cluster-resource namespace and
+// selecting namespace ns only, and a RevioToken of ns using it.
+func clusterRevioTokenManifest(issuer, secretName, ns, name string) []byte {
+	c := sim.Credentials
+	return fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ClusterRevioIssuer
+metadata:
+  name: %s
+spec:
+  url: %s
+  host: %s
+  apiKeySecretRef:
+    name: %s
+  namespaceSelector:
+    matchLabels: {kubernetes.io/metadata.name: %s}
+---
+apiVersion: credentials.keywarden.dev/v1alpha1
+kind: RevioToken
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  issuerRef:
+    kind: ClusterRevioIssuer
+    name: %s
+`, issuer, c.RevioURL, c.RevioHost, secretName, ns, name, ns, issuer)
+}
+
 // TestPlugin runs the built kubectl-keywarden against the real control plane
-// and the running manager: status shows the key, rotate (by name, -l, -A,
-// --all) leads to new keys, compromised does nothing without confirmation
-// and revokes at once with it, inspect secret shows fingerprints and JWT
-// claims, refresh brings a new token, and no output ever holds a key or a
-// token.
+// and the running manager: status shows the key and the issuer that made it,
+// status of the issuers shows whether their credential works, rotate (by
+// name, -l, -A, --all) leads to new keys, compromised does nothing without
+// confirmation and revokes at once with it, inspect secret shows
+// fingerprints and JWT claims and, for an issuer's credential Secret (a
+// namespace's or, in the cluster-resource namespace, a cluster issuer's),
+// which issuers name it; refresh brings a new token, and no output ever
+// holds a key or a token.
 func TestPlugin(t *testing.T) {
 	credentialTests.Add(1)
 	t.Cleanup(credentialTests.Done)
@@ -108,12 +146,23 @@ func TestPlugin(t *testing.T) {
 	seen.add("apisim's Rev.io API key", sim.Credentials.RevioAPIKey)
 	const grace = 30 * time.Second
 	apply(t, ns, withLabels(apiKeyManifest("plugin-a", 720*time.Hour, grace), "plugin-a", "{team: a, plugin-test: "+ns+"}"))
-	// plugin-b restarts a workload (no kubelet runs it: the pod template
-	// annotation is what counts).
-	g.Expect(k8s.Create(ctx, consumer(ns, "plugin-b-app"))).To(Succeed())
+	// plugin-b restarts a workload reading its Secret (no kubelet runs it:
+	// the pod template annotation is what counts); the manager restarts
+	// only workloads that read the output Secret.
+	g.Expect(k8s.Create(ctx, consumer(ns, "plugin-b-app", "plugin-b"))).To(Succeed())
 	manifestB := withLabels(apiKeyManifest("plugin-b", 720*time.Hour, grace), "plugin-b", "{team: b, plugin-test: "+ns+"}")
 	apply(t, ns, append(manifestB, "  rolloutRestart: [{kind: Deployment, name: plugin-b-app}]\n"...))
 	apply(t, ns, revioTokenManifest("plugin-rt"))
+	// A cluster issuer of this test only (named after the namespace), its
+	// Secret in the manager's cluster-resource namespace.
+	clusterIssuer, clusterSecret := ns, ns+"-revio"
+	createSecret(t, testenv.ClusterResourceNamespace, clusterSecret, sim.Credentials.RevioAPIKey)
+	t.Cleanup(func() {
+		_ = k8s.Delete(ctx, &v1alpha1.RevioToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plugin-crt"}})
+		_ = k8s.Delete(ctx, &v1alpha1.ClusterRevioIssuer{ObjectMeta: metav1.ObjectMeta{Name: clusterIssuer}})
+		_ = k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testenv.ClusterResourceNamespace, Name: clusterSecret}})
+	})
+	apply(t, "", clusterRevioTokenManifest(clusterIssuer, clusterSecret, ns, "plugin-crt"))
 
 	ready := func(g Gomega, names ...string) {
 		g.Eventually(func(g Gomega) {
@@ -142,6 +191,10 @@ func TestPlugin(t *testing.T) {
 		g.Expect(out).To(MatchRegexp(`Active since:\s+\S+Z \((\S+ ago|now)\)`))
 		g.Expect(out).To(MatchRegexp(`Previous keys \(valid until revoked\):\n  none`))
 		g.Expect(out).To(MatchRegexp(`Last failure:\n  none`))
+		// The issuer spec.issuerRef names, and the one status.issuer records.
+		g.Expect(out).To(MatchRegexp(`Issuer:\s+ReevitIssuer ` + reevitIssuerName + ` \(Ready True\)`))
+		g.Expect(ak.Status.Issuer).NotTo(BeNil())
+		g.Expect(out).To(MatchRegexp(`Key made by:\s+ReevitIssuer ` + reevitIssuerName + `, org ` + regexp.QuoteMeta(sim.Credentials.OrgID+", "+ak.Status.Issuer.URL) + ` \(status.issuer\)\n`))
 
 		// The other spellings kubectl users know, and --context.
 		cfg, err := clientcmd.LoadFromFile(env.AdminKubeconfig)
@@ -154,11 +207,61 @@ func TestPlugin(t *testing.T) {
 		out = p.must(t, "", "status", "rt/plugin-rt", "-n", ns)
 		g.Expect(out).To(MatchRegexp(`Token expires:\s+` + rt.Status.ExpiresAt.UTC().Format(time.RFC3339) + ` \(in \d+m\)`))
 		g.Expect(out).To(MatchRegexp(`Next refresh:\s+` + rt.Status.NextRefreshTime.UTC().Format(time.RFC3339) + ` \(in `))
-		g.Expect(out).To(ContainSubstring(sim.Credentials.RevioHost))
+		// The host is the RevioIssuer's.
+		g.Expect(out).To(MatchRegexp(`Issuer:\s+RevioIssuer ` + revioIssuerName + ` \(Ready True\)`))
+		g.Expect(out).To(MatchRegexp(`Host:\s+` + regexp.QuoteMeta(sim.Credentials.RevioHost) + ` \(spec.host of the issuer\)`))
 
 		r = p.run(t, "", "status", "apikey/absent", "-n", ns)
 		g.Expect(r.err).To(HaveOccurred())
 		g.Expect(r.stderr).To(ContainSubstring("apikey/absent not found in namespace " + ns))
+	})
+
+	t.Run("status of issuers", func(t *testing.T) {
+		g := NewWithT(t)
+		ri := &v1alpha1.ReevitIssuer{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: reevitIssuerName}, ri)).To(Succeed())
+		expectReady(g, ri.Status.Conditions, ri.Generation)
+		g.Expect(ri.Status.CheckedVersion).NotTo(BeEmpty())
+		g.Expect(ri.Status.LastCheckTime).NotTo(BeNil())
+		out := p.must(t, "", "status", "ri/"+reevitIssuerName, "-n", ns)
+		g.Expect(out).To(ContainSubstring("ReevitIssuer " + ns + "/" + reevitIssuerName + "\n"))
+		g.Expect(out).To(MatchRegexp(`Ready:\s+True \(Succeeded\) since `))
+		g.Expect(out).To(MatchRegexp(`Reason:\s+Succeeded\n`))
+		g.Expect(out).To(MatchRegexp(`Message:\s+\S`))
+		g.Expect(out).To(MatchRegexp(`Checked version:\s+` + regexp.QuoteMeta(ri.Status.CheckedVersion) + `\n`))
+		g.Expect(out).To(MatchRegexp(`Last check:\s+` + ri.Status.LastCheckTime.UTC().Format(time.RFC3339) + ` \((\S+ ago|now)\)`))
+		g.Expect(out).To(MatchRegexp(`Org:\s+` + regexp.QuoteMeta(sim.Credentials.OrgID) + `\n`))
+		g.Expect(out).To(ContainSubstring("Secret " + ns + "/reevit-admin, data key apiKey (spec.adminKeySecretRef)\n"))
+		g.Expect(out).To(MatchRegexp(`Used by \(ApiKeys\):\n  apikey/plugin-a\n  apikey/plugin-b\n`))
+
+		out = p.must(t, "", "status", "revioissuer", revioIssuerName, "-n", ns)
+		g.Expect(out).To(ContainSubstring("RevioIssuer " + ns + "/" + revioIssuerName + "\n"))
+		g.Expect(out).To(MatchRegexp(`Ready:\s+True \(Succeeded\)`))
+		g.Expect(out).To(MatchRegexp(`Host:\s+` + regexp.QuoteMeta(sim.Credentials.RevioHost) + `\n`))
+		g.Expect(out).To(MatchRegexp(`Used by \(RevioTokens\):\n  reviotoken/plugin-rt\n`))
+
+		// The cluster issuer takes no namespace; its Secret is in the
+		// cluster-resource namespace; its users are named with theirs.
+		g.Eventually(func(g Gomega) {
+			conds, gen := issuerConditions(g, v1alpha1.KindClusterRevioIssuer, "", clusterIssuer)
+			expectReady(g, conds, gen)
+			rt := getRevioToken(g, ns, "plugin-crt")
+			expectReady(g, rt.Status.Conditions, rt.Generation)
+		}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+		out = p.must(t, "", "status", "crvi/"+clusterIssuer)
+		g.Expect(out).To(ContainSubstring("ClusterRevioIssuer " + clusterIssuer + "\n"))
+		g.Expect(out).To(MatchRegexp(`Ready:\s+True \(Succeeded\)`))
+		g.Expect(out).To(MatchRegexp(`Checked version:\s+\S+\n`))
+		g.Expect(out).To(ContainSubstring("Secret " + testenv.ClusterResourceNamespace + "/" + clusterSecret + ", data key apiKey (spec.apiKeySecretRef)\n"))
+		g.Expect(out).To(ContainSubstring("those matching kubernetes.io/metadata.name=" + ns))
+		g.Expect(out).To(MatchRegexp(`Used by \(RevioTokens\):\n  ` + ns + `/reviotoken/plugin-crt\n`))
+		out = p.must(t, "", "status", "rt/plugin-crt", "-n", ns)
+		g.Expect(out).To(MatchRegexp(`Issuer:\s+ClusterRevioIssuer ` + clusterIssuer + ` \(Ready True\)`))
+		g.Expect(out).To(ContainSubstring(sim.Credentials.RevioHost + " (spec.host of the issuer)"))
+
+		r := p.run(t, "", "status", "cri/absent-"+ns)
+		g.Expect(r.err).To(HaveOccurred())
+		g.Expect(r.stderr).To(ContainSubstring("clusterreevitissuer/absent-" + ns + " not found"))
 	})
 
 	t.Run("rotate by name", func(t *testing.T) {
@@ -256,10 +359,22 @@ func TestPlugin(t *testing.T) {
 			` \((\S+ ago|now)\), exp ` + rt.Status.ExpiresAt.UTC().Format(time.RFC3339) + ` \(in \S+\) \(status.expiresAt\)`))
 		g.Expect(out).To(ContainSubstring(sha16(data["authorization"])))
 
+		// An issuer's credential Secret: which issuers name it, and whom
+		// they serve.
 		out = p.must(t, "", "inspect", "secret", "reevit-admin", "-n", ns)
 		g.Expect(out).To(ContainSubstring("not Keywarden"))
-		g.Expect(out).To(ContainSubstring("apikey/plugin-a (spec.reevit.adminKeySecretRef"))
+		g.Expect(out).To(ContainSubstring("reevitissuer/" + reevitIssuerName + " (spec.adminKeySecretRef, data key apiKey; used by apikey/plugin-a, apikey/plugin-b)"))
 		g.Expect(out).To(ContainSubstring(sha16([]byte(sim.Credentials.AdminKey))))
+		out = p.must(t, "", "inspect", "secret", "revio-api-key", "-n", ns)
+		g.Expect(out).To(ContainSubstring("revioissuer/" + revioIssuerName + " (spec.apiKeySecretRef, data key apiKey; used by reviotoken/plugin-rt)"))
+		g.Expect(out).To(ContainSubstring(sha16([]byte(sim.Credentials.RevioAPIKey))))
+		out = p.must(t, "", "inspect", "secret", clusterSecret, "-n", testenv.ClusterResourceNamespace)
+		g.Expect(out).To(ContainSubstring("clusterrevioissuer/" + clusterIssuer + " (spec.apiKeySecretRef, data key apiKey; used by " + ns + "/reviotoken/plugin-crt)"))
+		g.Expect(out).To(ContainSubstring(sha16([]byte(sim.Credentials.RevioAPIKey))))
+		// Told another cluster-resource namespace, the plugin finds no
+		// cluster issuer naming it.
+		out = p.must(t, "", "inspect", "secret", clusterSecret, "-n", testenv.ClusterResourceNamespace, "--cluster-resource-namespace=elsewhere")
+		g.Expect(out).NotTo(ContainSubstring("clusterrevioissuer/"))
 	})
 
 	t.Run("refresh", func(t *testing.T) {
@@ -303,7 +418,7 @@ func TestPlugin(t *testing.T) {
 
 	// Every credential the test saw, and every other the suite saw so far:
 	// none in any output of the plugin.
-	for _, n := range []string{"plugin-a", "plugin-b", "plugin-rt"} {
+	for _, n := range []string{"plugin-a", "plugin-b", "plugin-rt", "plugin-crt"} {
 		_, _ = secretData(ctx, ns, n)
 	}
 	needles := seen.needles()

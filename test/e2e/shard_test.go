@@ -15,12 +15,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/controller"
@@ -108,13 +110,76 @@ func reevitCreates(metrics string) int {
 	return n
 }
 
-// withShard puts a manifest's object into a shard ("" leaves it to the main
-// instance).
-func withShard(manifest []byte, shard string) []byte {
-	if shard == "" {
-		return manifest
+// splitIssuer splits a manifest of apiKeyManifest or revioTokenManifest into
+// the issuer it brings and its ApiKey or RevioToken.
+func splitIssuer(t *testing.T, manifest []byte) (issuer, obj *unstructured.Unstructured) {
+	t.Helper()
+	objs, err := testenv.SplitDocuments(manifest)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return []byte(strings.Replace(string(manifest), "metadata:\n", "metadata:\n  labels:\n    "+controller.ShardLabel+": "+shard+"\n", 1))
+	if len(objs) != 2 || !strings.HasSuffix(objs[0].GetKind(), "Issuer") {
+		t.Fatalf("want an issuer and one object, got %d documents", len(objs))
+	}
+	return objs[0], objs[1]
+}
+
+// setShard puts an object into a shard ("" leaves it to the main instance).
+func setShard(o *unstructured.Unstructured, shard string) *unstructured.Unstructured {
+	if shard != "" {
+		l := o.GetLabels()
+		if l == nil {
+			l = map[string]string{}
+		}
+		l[controller.ShardLabel] = shard
+		o.SetLabels(l)
+	}
+	return o
+}
+
+// shardKey is an ApiKey of apiKeyManifest in shard, naming the ReevitIssuer
+// issuer of its namespace.
+func shardKey(t *testing.T, name, shard, issuer string) *unstructured.Unstructured {
+	t.Helper()
+	_, ak := splitIssuer(t, apiKeyManifest(name, 720*time.Hour, time.Hour))
+	if err := unstructured.SetNestedField(ak.Object, issuer, "spec", "issuerRef", "name"); err != nil {
+		t.Fatal(err)
+	}
+	return setShard(ak, shard)
+}
+
+// shardToken is a RevioToken of revioTokenManifest in shard, naming the
+// RevioIssuer revioIssuerName.
+func shardToken(t *testing.T, name, shard string) *unstructured.Unstructured {
+	t.Helper()
+	_, rt := splitIssuer(t, revioTokenManifest(name))
+	return setShard(rt, shard)
+}
+
+// namedReevitIssuer is the ReevitIssuer of apiKeyManifest, named name and naming
+// the admin-key Secret secret.
+func namedReevitIssuer(t *testing.T, name, secret string) *unstructured.Unstructured {
+	t.Helper()
+	iss, _ := splitIssuer(t, apiKeyManifest("unused", time.Hour, time.Minute))
+	iss.SetName(name)
+	if err := unstructured.SetNestedField(iss.Object, secret, "spec", "adminKeySecretRef", "name"); err != nil {
+		t.Fatal(err)
+	}
+	return iss
+}
+
+// joinManifest joins objects into one multi-document manifest for kubectl.
+func joinManifest(t *testing.T, objs ...*unstructured.Unstructured) []byte {
+	t.Helper()
+	var docs []string
+	for _, o := range objs {
+		b, err := yaml.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(b))
+	}
+	return []byte(strings.Join(docs, "---\n"))
 }
 
 // moveTo relabels an object into shard ("" removes the label: the main
@@ -147,13 +212,33 @@ func expectOneLiveKey(g Gomega, t *testing.T, ns, name string) *v1alpha1.ApiKey 
 	return ak
 }
 
+// The finalizers of the issuer model (internal/controller): a Reevit issuer
+// holds its own while ApiKeys hold keys made through it, and its admin-key
+// Secret holds the in-use finalizer while an issuer names it.
+const (
+	issuerInUseFinalizer = "credentials.keywarden.dev/issuer-in-use"
+	secretInUseFinalizer = "keywarden.dev/in-use"
+)
+
+// getIssuer reads an issuer of kind (see issuerConditions) as it is.
+func getIssuer(g Gomega, kind, ns, name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kind))
+	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u)).To(Succeed())
+	return u
+}
+
 // TestShards runs the suite's manager as the main instance (mainSelector)
-// and two shard managers: each reconciles its own objects and nothing else
-// (its metrics name only them; an object no running shard claims is never
-// touched, even when a Secret it names changes), each holds a Lease of its
-// own, an admin-key Secret only one shard's ApiKey uses keeps its in-use
-// finalizer (the other shards cannot see that ApiKey), and an object moved
-// between shards is taken over without a second key.
+// and two shard managers: each reconciles its own ApiKeys and RevioTokens
+// and nothing else (its metrics name only them; an object no running shard
+// claims is never touched, even when a Secret it names changes), each holds
+// a Lease of its own, and an object moved between shards is taken over
+// without a second key. Issuers are not sharded: every instance checks them,
+// whatever their labels, and they do not fight over an issuer's status or
+// over its Secret's in-use finalizer. A ReevitIssuer whose only dependents
+// are shard1's ApiKeys stays, when deleted, while those ApiKeys hold keys,
+// although the main instance and shard2 see none of them; it goes once they
+// are deleted and their keys revoked.
 func TestShards(t *testing.T) {
 	ctx := context.Background()
 	shard1 := startShard(t, shard1Selector)
@@ -164,20 +249,32 @@ func TestShards(t *testing.T) {
 	createSecret(t, ns, "reevit-admin-shard1", c.AdminKey)
 	createSecret(t, ns, "revio-api-key", c.RevioAPIKey)
 
-	key := func(name string) []byte { return apiKeyManifest(name, 720*time.Hour, time.Hour) }
-	shard1Key := strings.Replace(string(key("shard1-key")), "name: reevit-admin\n", "name: reevit-admin-shard1\n", 1)
-	var docs []string
-	for _, d := range [][]byte{
-		key("main-key"), withShard([]byte(shard1Key), "shard1"), withShard(key("shard2-key"), "shard2"), withShard(key("shard3-key"), "shard3"),
-		revioTokenManifest("main-token"), withShard(revioTokenManifest("shard1-token"), "shard1"), withShard(revioTokenManifest("shard3-token"), "shard3"),
-	} {
-		docs = append(docs, string(d))
+	// reevitIssuerName serves ApiKeys of every instance; shard1Issuer only
+	// shard1's held-1 and held-2. The RevioIssuer carries the label of
+	// shard3, which no instance runs: a shard label on an issuer changes
+	// nothing.
+	const shard1Issuer = "reevit-shard1"
+	revio, _ := splitIssuer(t, revioTokenManifest("unused"))
+	apply(t, ns, joinManifest(t,
+		namedReevitIssuer(t, reevitIssuerName, "reevit-admin"), namedReevitIssuer(t, shard1Issuer, "reevit-admin-shard1"), setShard(revio, "shard3"),
+		shardKey(t, "main-key", "", reevitIssuerName), shardKey(t, "shard1-key", "shard1", reevitIssuerName),
+		shardKey(t, "shard2-key", "shard2", reevitIssuerName), shardKey(t, "shard3-key", "shard3", reevitIssuerName),
+		shardKey(t, "held-1", "shard1", shard1Issuer), shardKey(t, "held-2", "shard1", shard1Issuer),
+		shardToken(t, "main-token", ""), shardToken(t, "shard1-token", "shard1"), shardToken(t, "shard3-token", "shard3"),
+	))
+	issuers := []struct{ kind, name, secret string }{
+		{v1alpha1.KindReevitIssuer, reevitIssuerName, "reevit-admin"},
+		{v1alpha1.KindReevitIssuer, shard1Issuer, "reevit-admin-shard1"},
+		{v1alpha1.KindRevioIssuer, revioIssuerName, "revio-api-key"},
 	}
-	apply(t, ns, []byte(strings.Join(docs, "---\n")))
 
 	g := NewWithT(t)
 	g.Eventually(func(g Gomega) {
-		for _, name := range []string{"main-key", "shard1-key", "shard2-key"} {
+		for _, i := range issuers {
+			conds, gen := issuerConditions(g, i.kind, ns, i.name)
+			expectReady(g, conds, gen)
+		}
+		for _, name := range []string{"main-key", "shard1-key", "shard2-key", "held-1", "held-2"} {
 			expectOneLiveKey(g, t, ns, name)
 		}
 		for _, name := range []string{"main-token", "shard1-token"} {
@@ -186,8 +283,9 @@ func TestShards(t *testing.T) {
 		}
 	}).WithTimeout(time.Minute).WithPolling(500 * time.Millisecond).Should(Succeed())
 
-	// Each manager reconciled exactly its shard's objects.
-	owners := map[string]string{"main-key": "main", "shard1-key": "shard1", "shard2-key": "shard2", "main-token": "main", "shard1-token": "shard1"}
+	// Each manager reconciled exactly its shard's ApiKeys and RevioTokens.
+	owners := map[string]string{"main-key": "main", "shard1-key": "shard1", "shard2-key": "shard2", "held-1": "shard1", "held-2": "shard1",
+		"main-token": "main", "shard1-token": "shard1"}
 	expectOwners := func(g Gomega) {
 		m1, m2 := scrape(g, shard1), scrape(g, shard2)
 		for name, owner := range owners {
@@ -200,15 +298,30 @@ func TestShards(t *testing.T) {
 	}
 	g.Eventually(expectOwners).WithTimeout(10 * time.Second).Should(Succeed())
 
-	// A change of every Secret the resources name reaches only the shard
-	// that holds each resource: shard3's objects stay untouched (the main
-	// instance does not see them, nor do the other shards).
-	for _, s := range []string{"reevit-admin", "reevit-admin-shard1", "revio-api-key"} {
-		if _, err := env.AdminKubectl(ctx, nil, "annotate", "secret", s, "-n", ns, "touched=1"); err != nil {
+	// A change of every Secret the issuers name reaches only the shard that
+	// holds each resource: shard3's objects stay untouched (the main
+	// instance does not see them, nor do the other shards). Every instance
+	// sees the new credential version of each issuer; one check each is
+	// recorded, after which the instances leave the issuer alone.
+	secretRVs := map[string]string{}
+	for _, i := range issuers {
+		if _, err := env.AdminKubectl(ctx, nil, "annotate", "secret", i.secret, "-n", ns, "touched=1"); err != nil {
 			t.Fatal(err)
 		}
+		var s corev1.Secret
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: i.secret}, &s)).To(Succeed())
+		secretRVs[i.secret] = s.ResourceVersion
 	}
-	adminRV := ""
+	g.Eventually(func(g Gomega) {
+		for _, i := range issuers {
+			u := getIssuer(g, i.kind, ns, i.name)
+			checked, _, _ := unstructured.NestedString(u.Object, "status", "checkedVersion")
+			g.Expect(checked).To(Equal(fmt.Sprintf("%d/%s", u.GetGeneration(), secretRVs[i.secret])), "%s %s: the new Secret version is not checked", i.kind, i.name)
+			conds, gen := issuerConditions(g, i.kind, ns, i.name)
+			expectReady(g, conds, gen)
+		}
+	}).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+	rvs := map[string]string{}
 	g.Consistently(func(g Gomega) {
 		for _, name := range []string{"shard3-key", "shard3-token"} {
 			var u unstructured.Unstructured
@@ -220,18 +333,25 @@ func TestShards(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(data).To(BeNil(), "%s has a Secret: something reconciled it", name)
 		}
-		// Only shard1's ApiKey needs this Secret: the main instance and
-		// shard2, which do not see that ApiKey, must not release it (and
-		// shard1 then put it back, and so on).
-		var s corev1.Secret
-		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "reevit-admin-shard1"}, &s)).To(Succeed())
-		g.Expect(s.Finalizers).To(ContainElement("keywarden.dev/in-use"), "the in-use finalizer is gone from a Secret shard1's ApiKey needs")
-		if adminRV == "" {
-			adminRV = s.ResourceVersion
+		// Every instance runs the issuer reconcilers and the release of
+		// admin-key Secrets: none of them may drop a finalizer another puts
+		// back, or rewrite an issuer's status another wrote.
+		for _, i := range issuers {
+			u := getIssuer(g, i.kind, ns, i.name)
+			if i.kind == v1alpha1.KindReevitIssuer {
+				g.Expect(u.GetFinalizers()).To(ContainElement(issuerInUseFinalizer), "%s lost its finalizer", i.name)
+				var s corev1.Secret
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: i.secret}, &s)).To(Succeed())
+				g.Expect(s.Finalizers).To(ContainElement(secretInUseFinalizer), "the in-use finalizer is gone from %s, which %s names", i.secret, i.name)
+				g.Expect(s.ResourceVersion).To(Equal(secretRVs[i.secret]), "Secret %s keeps changing: instances fight over its finalizer", i.secret)
+			}
+			key := i.kind + "/" + i.name
+			if rvs[key] == "" {
+				rvs[key] = u.GetResourceVersion()
+			}
+			g.Expect(u.GetResourceVersion()).To(Equal(rvs[key]), "%s keeps changing: instances fight over it", key)
 		}
-		g.Expect(s.ResourceVersion).To(Equal(adminRV), "the admin-key Secret keeps changing: shards fight over its finalizer")
 	}).WithTimeout(5 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
-
 	// Three Leases, one per instance, each held.
 	var leases coordinationv1.LeaseList
 	g.Expect(k8s.List(ctx, &leases, client.InNamespace(testenv.ManagerNamespace))).To(Succeed())
@@ -244,6 +364,62 @@ func TestShards(t *testing.T) {
 		g.Expect(held).To(HaveKeyWithValue(controller.LeaderElectionID(testenv.LeaderElectionID, sel), true), "no held Lease for %q", s)
 	}
 	g.Expect(held).To(HaveKeyWithValue(testenv.LeaderElectionID, true), "the main instance's explicit --leader-election-id")
+
+	// Deleting shard1Issuer, whose only dependents are shard1's held-1 and
+	// held-2: every instance reconciles the deletion, and the main instance
+	// and shard2, whose caches hold neither ApiKey, count them on the API
+	// server. The issuer stays, held by its finalizer, while they hold
+	// keys, and so does its Secret's in-use finalizer.
+	heldKeys := map[string]string{} // ApiKey UID -> its key
+	for _, name := range []string{"held-1", "held-2"} {
+		ak := getApiKey(g, ns, name)
+		heldKeys[string(ak.UID)] = ak.Status.KeyID
+	}
+	if _, err := env.AdminKubectl(ctx, nil, "delete", "reevitissuer", shard1Issuer, "-n", ns, "--wait=false"); err != nil {
+		t.Fatal(err)
+	}
+	expectHeld := func(g Gomega) {
+		u := getIssuer(g, v1alpha1.KindReevitIssuer, ns, shard1Issuer)
+		g.Expect(u.GetDeletionTimestamp()).NotTo(BeNil())
+		g.Expect(u.GetFinalizers()).To(ContainElement(issuerInUseFinalizer), "the issuer was let go while shard1's ApiKeys hold its keys")
+		conds, _ := issuerConditions(g, v1alpha1.KindReevitIssuer, ns, shard1Issuer)
+		c := condition(conds, v1alpha1.ConditionReady)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse), "Ready of the deleting issuer")
+		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonIssuerInUse), "Ready of the deleting issuer: %s", c.Message)
+		g.Expect(c.Message).To(ContainSubstring(" 2 ApiKey(s) "), "the issuer does not count both of shard1's ApiKeys")
+		for uid, id := range heldKeys {
+			g.Expect(keysOf(t, uid)).To(ContainElement(And(HaveField("ID", id), HaveField("Revoked", false))), "key %s revoked while its ApiKey lives", id)
+		}
+		var s corev1.Secret
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "reevit-admin-shard1"}, &s)).To(Succeed())
+		g.Expect(s.Finalizers).To(ContainElement(secretInUseFinalizer), "the Secret of the deleting issuer lost its in-use finalizer")
+	}
+	g.Eventually(expectHeld).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+	g.Consistently(expectHeld).WithTimeout(5 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+
+	// Deleting the ApiKeys revokes their keys through the deleting issuer;
+	// then the issuer goes, and its Secret is released.
+	if _, err := env.AdminKubectl(ctx, nil, "delete", "apikey", "held-1", "held-2", "-n", ns, "--timeout=60s"); err != nil {
+		t.Fatal(err)
+	}
+	for uid := range heldKeys {
+		keys := keysOf(t, uid)
+		g.Expect(keys).NotTo(BeEmpty())
+		for _, k := range keys {
+			g.Expect(k.Revoked).To(BeTrue(), "key %s still active after its ApiKey was deleted", k.ID)
+		}
+	}
+	g.Eventually(func(g Gomega) {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(v1alpha1.KindReevitIssuer))
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: shard1Issuer}, u)
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the issuer is still there (finalizers %v, error %v) after its ApiKeys went", u.GetFinalizers(), err)
+		var s corev1.Secret
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "reevit-admin-shard1"}, &s)).To(Succeed())
+		g.Expect(s.Finalizers).NotTo(ContainElement(secretInUseFinalizer), "no issuer names the Secret any more")
+	}).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+	delete(owners, "held-1")
+	delete(owners, "held-2")
 
 	// Moves: an unclaimed object into a running shard is reconciled there;
 	// Ready objects moved to another instance are taken over as they are
@@ -278,9 +454,14 @@ func TestShards(t *testing.T) {
 		g.Expect(ak.UID).To(Equal(uids[name]))
 		g.Expect(ak.Status.KeyID).To(Equal(id), "%s got a new key when it moved", name)
 	}
+	// The issuer the moved ApiKeys use, now with dependents in every
+	// instance, is untouched by the moves.
+	u := getIssuer(g, v1alpha1.KindReevitIssuer, ns, reevitIssuerName)
+	g.Expect(u.GetFinalizers()).To(ContainElement(issuerInUseFinalizer))
+	g.Expect(u.GetResourceVersion()).To(Equal(rvs[v1alpha1.KindReevitIssuer+"/"+reevitIssuerName]), "the moves rewrote the issuer")
 	var s corev1.Secret
-	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "reevit-admin-shard1"}, &s)).To(Succeed())
-	g.Expect(s.Finalizers).To(ContainElement("keywarden.dev/in-use"), "shard1-key moved to the main instance still needs its admin-key Secret")
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "reevit-admin"}, &s)).To(Succeed())
+	g.Expect(s.Finalizers).To(ContainElement(secretInUseFinalizer), "the issuer's Secret lost its in-use finalizer")
 
 	expectNoCredentialsInLogs(t, shard1, shard2)
 }
@@ -297,6 +478,13 @@ func TestShardMove(t *testing.T) {
 	shard2 := startShard(t, shard2Selector)
 	ns := newNamespace(t, "shard-move")
 	createSecret(t, ns, "reevit-admin", sim.Credentials.AdminKey)
+	// The issuer is checked before Reevit slows down, so that the ApiKeys'
+	// first reconciles are what the moves race with.
+	apply(t, ns, joinManifest(t, namedReevitIssuer(t, reevitIssuerName, "reevit-admin")))
+	NewWithT(t).Eventually(func(g Gomega) {
+		conds, gen := issuerConditions(g, v1alpha1.KindReevitIssuer, ns, reevitIssuerName)
+		expectReady(g, conds, gen)
+	}).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
 
 	faults, err := sim.Control.ReevitFaults(ctx)
 	if err != nil {
@@ -316,12 +504,9 @@ func TestShardMove(t *testing.T) {
 
 	create := func(name string) *v1alpha1.ApiKey {
 		t.Helper()
-		objs, err := testenv.SplitDocuments(withShard(apiKeyManifest(name, 720*time.Hour, time.Hour), "shard1"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs[0].SetNamespace(ns)
-		if err := k8s.Create(ctx, objs[0]); err != nil {
+		ak := shardKey(t, name, "shard1", reevitIssuerName)
+		ak.SetNamespace(ns)
+		if err := k8s.Create(ctx, ak); err != nil {
 			t.Fatalf("create %s: %v", name, err)
 		}
 		return &v1alpha1.ApiKey{ObjectMeta: objectMeta(ns, name)}
@@ -409,7 +594,8 @@ func expectNoCredentialsInLogs(t *testing.T, ms ...*testenv.Manager) {
 
 // TestShardOverlay renders config/shards (docs/sharding.md) and applies it
 // as a server-side dry run: the main instance and shard1 each run with
-// their selector, and neither Deployment's selector takes the other's pods.
+// their selector, neither Deployment's selector takes the other's pods, and
+// both check issuers with the same settings.
 func TestShardOverlay(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
@@ -423,6 +609,9 @@ func TestShardOverlay(t *testing.T) {
 	selectors := map[string]map[string]string{}
 	podLabels := map[string]map[string]string{}
 	args := map[string][]string{}
+	// issuerSettings: what decides an issuer's check (the namespace is the
+	// default --cluster-resource-namespace).
+	issuerSettings := map[string][]string{}
 	for _, o := range objs {
 		if o.GetKind() != "Deployment" {
 			continue
@@ -432,10 +621,29 @@ func TestShardOverlay(t *testing.T) {
 		selectors[d.Name] = d.Spec.Selector.MatchLabels
 		podLabels[d.Name] = d.Spec.Template.Labels
 		args[d.Name] = d.Spec.Template.Spec.Containers[0].Args
+		settings := []string{"namespace=" + d.Namespace}
+		for _, a := range args[d.Name] {
+			for _, f := range []string{"--allowed-endpoints", "--allow-http-endpoints", "--cluster-resource-namespace", "--namespaces"} {
+				if a == f || strings.HasPrefix(a, f+"=") {
+					settings = append(settings, a)
+				}
+			}
+		}
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "POD_NAMESPACE" {
+				settings = append(settings, fmt.Sprintf("POD_NAMESPACE=%s%v", e.Value, e.ValueFrom))
+			}
+		}
+		issuerSettings[d.Name] = settings
 	}
 	g.Expect(args).To(HaveLen(2))
 	g.Expect(args["keywarden-controller-manager"]).To(ContainElement("--watch-label-selector=" + mainSelector))
 	g.Expect(args["keywarden-controller-manager-shard1"]).To(ContainElement("--watch-label-selector=" + shard1Selector))
+	// Every instance checks every issuer: they must agree on what an
+	// issuer may name and where cluster issuers' Secrets are, or they
+	// would write different Ready conditions on the same issuer in turn.
+	g.Expect(issuerSettings["keywarden-controller-manager-shard1"]).To(Equal(issuerSettings["keywarden-controller-manager"]),
+		"the instances check issuers with different settings")
 	for d, sel := range selectors {
 		g.Expect(labels.SelectorFromSet(sel).Matches(labels.Set(podLabels[d]))).To(BeTrue(), "%s does not select its own pods", d)
 		for other, pl := range podLabels {

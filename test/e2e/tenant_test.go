@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/testenv"
+)
+
+// teamMember makes a ServiceAccount in ns bound to the built-in "edit"
+// ClusterRole there (Keywarden's roles aggregate into it through
+// kube-controller-manager's aggregation controller) and returns a
+// kubeconfig acting as it: the rights an app team has, nothing more.
+func teamMember(t *testing.T, ns string) string {
+	t.Helper()
+	ctx := context.Background()
+	g := NewWithT(t)
+	g.Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dev"}})).To(Succeed())
+	g.Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dev-edit"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edit"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: "dev"}},
+	})).To(Succeed())
+	kc, err := env.ServiceAccountKubeconfig(ctx, ns, "dev")
+	g.Expect(err).NotTo(HaveOccurred())
+	return kc
+}
+
+// asTeam runs kubectl as the team member; it returns the combined output
+// and whether kubectl succeeded.
+func asTeam(kubeconfig string, stdin []byte, args ...string) (string, bool) {
+	res, err := env.Kubectl(context.Background(), kubeconfig, stdin, args...)
+	return string(res.Stdout) + string(res.Stderr), err == nil
+}
+
+// TestTenantsUnderIssuers plays two app teams holding only the aggregated
+// edit role, against a ClusterReevitIssuer that selects team A's namespace
+// and allows payments:read. Team A gets a working key without ever seeing
+// the admin key; team B's namespace is refused; a scope outside the policy
+// is refused; neither team can create issuers, read the admin Secret, or
+// make the manager send a credential to a URL of its choosing.
+func TestTenantsUnderIssuers(t *testing.T) {
+	credentialTests.Add(1)
+	t.Cleanup(credentialTests.Done)
+	t.Parallel()
+	ctx := context.Background()
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(60 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
+
+	// A listener standing for a host an attacker controls.
+	var stolen atomic.Int32
+	trap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen.Add(1)
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	defer trap.Close()
+
+	// The platform team: the admin key in the cluster-resource namespace,
+	// one ClusterReevitIssuer selecting team A.
+	suffix := strings.ToLower(fmt.Sprintf("%d", time.Now().UnixNano()%100000))
+	adminSecret := "tenant-admin-" + suffix
+	createSecret(t, testenv.ManagerNamespace, adminSecret, sim.Credentials.AdminKey)
+	issuer := "platform-" + suffix
+	apply(t, "", fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ClusterReevitIssuer
+metadata:
+  name: %s
+spec:
+  url: %s
+  orgId: %s
+  adminKeySecretRef: {name: %s}
+  policy:
+    allowedScopes: [payments:read]
+    namespaceSelector:
+      matchLabels: {keywarden.dev/tenant: %s}
+`, issuer, sim.Credentials.ReevitURL, sim.Credentials.OrgID, adminSecret, suffix))
+	g.Eventually(func(g Gomega) {
+		conds, gen := issuerConditions(g, v1alpha1.KindClusterReevitIssuer, "", issuer)
+		expectReady(g, conds, gen)
+	}).Should(Succeed())
+
+	nsA, nsB := newNamespace(t, "team-a"), newNamespace(t, "team-b")
+	nsObj := &corev1.Namespace{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nsA}, nsObj)).To(Succeed())
+	nsObj.Labels["keywarden.dev/tenant"] = suffix
+	g.Expect(k8s.Update(ctx, nsObj)).To(Succeed())
+	devA, devB := teamMember(t, nsA), teamMember(t, nsB)
+
+	apiKey := func(name, scope string) []byte {
+		return fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ApiKey
+metadata:
+  name: %s
+spec:
+  issuerRef: {kind: ClusterReevitIssuer, name: %s}
+  scopes: [%s]
+  environment: %s
+`, name, issuer, scope, adminEnvironment())
+	}
+
+	// The aggregation controller gives edit the Keywarden rules: wait for it.
+	g.Eventually(func() string {
+		out, _ := asTeam(devA, nil, "auth", "can-i", "create", "apikeys.credentials.keywarden.dev", "-n", nsA)
+		return strings.TrimSpace(out)
+	}).Should(Equal("yes"), "the aggregated edit role lets a team create ApiKeys")
+
+	// Team A: a working key, and the Secret readable by the team.
+	out, ok := asTeam(devA, apiKey("payments", "payments:read"), "apply", "-n", nsA, "-f", "-")
+	g.Expect(ok).To(BeTrue(), out)
+	var keyID string
+	g.Eventually(func(g Gomega) {
+		ak := getApiKey(g, nsA, "payments")
+		expectReady(g, ak.Status.Conditions, ak.Generation)
+		keyID = ak.Status.KeyID
+		g.Expect(ak.Status.Issuer).NotTo(BeNil())
+		g.Expect(ak.Status.Issuer.Kind).To(Equal(v1alpha1.KindClusterReevitIssuer))
+	}).Should(Succeed())
+	data, err := secretData(ctx, nsA, "payments")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(data["keyId"])).To(Equal(keyID))
+	out, ok = asTeam(devA, nil, "get", "secret", "payments", "-n", nsA, "-o", "jsonpath={.data.keyId}")
+	g.Expect(ok).To(BeTrue(), "team A reads its own output Secret: %s", out)
+
+	// Team A, a scope outside the policy: PolicyViolation, nothing created.
+	out, ok = asTeam(devA, apiKey("greedy", "payments:write"), "apply", "-n", nsA, "-f", "-")
+	g.Expect(ok).To(BeTrue(), out)
+	g.Eventually(func(g Gomega) {
+		c := condition(getApiKey(g, nsA, "greedy").Status.Conditions, v1alpha1.ConditionReady)
+		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonPolicyViolation), c.Message)
+		g.Expect(c.Message).To(ContainSubstring("payments:write"))
+	}).Should(Succeed())
+
+	// Team B, a namespace the issuer does not select: PolicyViolation.
+	out, ok = asTeam(devB, apiKey("payments", "payments:read"), "apply", "-n", nsB, "-f", "-")
+	g.Expect(ok).To(BeTrue(), out)
+	g.Eventually(func(g Gomega) {
+		c := condition(getApiKey(g, nsB, "payments").Status.Conditions, v1alpha1.ConditionReady)
+		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonPolicyViolation), c.Message)
+		g.Expect(c.Message).To(ContainSubstring("not selected"))
+	}).Should(Succeed())
+	g.Consistently(func(g Gomega) string {
+		return getApiKey(g, nsB, "payments").Status.KeyID
+	}, 3*time.Second, 250*time.Millisecond).Should(BeEmpty(), "no key for a namespace not selected")
+
+	// What a team cannot do: make or change issuers, read the admin key.
+	for _, c := range []struct{ verb, resource, ns string }{
+		{"create", "reevitissuers.credentials.keywarden.dev", nsA},
+		{"create", "revioissuers.credentials.keywarden.dev", nsA},
+		{"create", "clusterreevitissuers.credentials.keywarden.dev", ""},
+		{"patch", "clusterreevitissuers.credentials.keywarden.dev", ""},
+		{"get", "secrets", testenv.ManagerNamespace},
+		{"list", "secrets", testenv.ManagerNamespace},
+		{"patch", "apikeys.credentials.keywarden.dev/status", nsA},
+	} {
+		args := []string{"auth", "can-i", c.verb, c.resource}
+		if c.ns != "" {
+			args = append(args, "-n", c.ns)
+		}
+		out, _ := asTeam(devA, nil, args...)
+		g.Expect(strings.TrimSpace(out)).To(Equal("no"), "team A may not %s %s in %q", c.verb, c.resource, c.ns)
+	}
+	out, ok = asTeam(devA, nil, "get", "secret", adminSecret, "-n", testenv.ManagerNamespace)
+	g.Expect(ok).To(BeFalse(), "team A read the admin Secret: %s", out)
+	g.Expect(out).To(ContainSubstring("forbidden"))
+
+	// The confused deputy: a team points an issuer at its listener (refused
+	// by RBAC), or names an issuer that is not there (IssuerNotFound): no
+	// spec it can write makes the manager send anything to its host.
+	out, ok = asTeam(devA, fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ReevitIssuer
+metadata: {name: mine}
+spec:
+  url: %s
+  orgId: org_x
+  adminKeySecretRef: {name: payments, key: apiKey}
+`, trap.URL), "apply", "-n", nsA, "-f", "-")
+	g.Expect(ok).To(BeFalse(), "a team created an issuer: %s", out)
+	out, ok = asTeam(devA, fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
+kind: ApiKey
+metadata: {name: deputy}
+spec:
+  issuerRef: {name: mine}
+  scopes: [payments:read]
+  environment: %s
+`, adminEnvironment()), "apply", "-n", nsA, "-f", "-")
+	g.Expect(ok).To(BeTrue(), out)
+	g.Eventually(func(g Gomega) string {
+		return condition(getApiKey(g, nsA, "deputy").Status.Conditions, v1alpha1.ConditionReady).Reason
+	}).Should(Equal(v1alpha1.ReasonIssuerNotFound))
+	g.Consistently(stolen.Load, 2*time.Second, 250*time.Millisecond).Should(BeZero(), "nothing reached the team's listener")
+}
