@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -257,6 +258,9 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretRV)
 	ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
 	if st.CheckedVersion == version && ready != nil && ready.ObservedGeneration == obj.GetGeneration() {
+		// Checked already (by this process or another): the gauge still
+		// says so, for a restarted manager or a new shard.
+		metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(map[bool]float64{true: 1}[ready.Status == metav1.ConditionTrue])
 		if st.FailedAttempts == 0 {
 			return ctrl.Result{}, nil
 		}

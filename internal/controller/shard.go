@@ -52,9 +52,12 @@ func LeaderElectionID(base string, sel labels.Selector) string {
 
 // ShardCache narrows the cache of the primary kinds (ApiKey, RevioToken) to
 // the objects sel matches. Every watch that enqueues them works from this
-// cache: the primary watches, the ApiKey watch of the admin-Secret
-// controller, and the Secret watches, which map a Secret to resources by a
-// list on the cache, so a Secret event only reaches this shard's objects.
+// cache: the primary watches, the issuer watches (an issuer maps to its
+// ApiKeys and RevioTokens by a list on the cache) and the Secret watches,
+// which map a Secret to resources the same way, so an event only reaches
+// this shard's objects. Issuers themselves are not sharded: every shard
+// checks them, and counts an issuer's dependents over every shard on the
+// API server (IssuerReconciler.AllShards).
 //
 // The Secret metadata cache cannot be narrowed the same way: an input
 // Secret (an admin key, a Rev.io API key) is the user's, carries no shard

@@ -379,7 +379,11 @@ func TestShards(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectHeld := func(g Gomega) {
-		u := getIssuer(g, v1alpha1.KindReevitIssuer, ns, shard1Issuer)
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(v1alpha1.KindReevitIssuer))
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: shard1Issuer}, u)
+		g.Expect(apierrors.IsNotFound(err)).To(BeFalse(), "the issuer is gone while shard1's ApiKeys hold keys made through it")
+		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(u.GetDeletionTimestamp()).NotTo(BeNil())
 		g.Expect(u.GetFinalizers()).To(ContainElement(issuerInUseFinalizer), "the issuer was let go while shard1's ApiKeys hold its keys")
 		conds, _ := issuerConditions(g, v1alpha1.KindReevitIssuer, ns, shard1Issuer)

@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+)
+
+// TestPrinterColumns reads every kind as a person does, with kubectl get
+// and -o wide: future times (next rotation, expiry, next refresh) print as
+// RFC 3339 times, not <invalid>, and no column is empty when its value is
+// known.
+func TestPrinterColumns(t *testing.T) {
+	credentialTests.Add(1)
+	t.Cleanup(credentialTests.Done)
+	t.Parallel()
+	ctx := context.Background()
+	g := NewWithT(t)
+	ns := newNamespace(t, "columns")
+	createSecret(t, ns, "reevit-admin", sim.Credentials.AdminKey)
+	createSecret(t, ns, "revio-api-key", sim.Credentials.RevioAPIKey)
+	apply(t, ns, apiKeyManifest("cols", 24*time.Hour, time.Hour))
+	apply(t, ns, revioTokenManifest("cols-token"))
+	g.Eventually(func(g Gomega) {
+		ak := getApiKey(g, ns, "cols")
+		expectReady(g, ak.Status.Conditions, ak.Generation)
+		rt := getRevioToken(g, ns, "cols-token")
+		expectReady(g, rt.Status.Conditions, rt.Generation)
+	}, time.Minute, 250*time.Millisecond).Should(Succeed())
+	ak := getApiKey(g, ns, "cols")
+	rt := getRevioToken(g, ns, "cols-token")
+	_, _ = secretData(ctx, ns, "cols")
+	_, _ = secretData(ctx, ns, "cols-token")
+
+	for _, c := range []struct {
+		resource string
+		want     []string
+	}{
+		{"apikeys", []string{"True", ak.Status.KeyPrefix, reevitIssuerName, ak.Status.NextRotationTime.UTC().Format(time.RFC3339)}},
+		{"reviotokens", []string{"True", rt.Status.ExpiresAt.UTC().Format(time.RFC3339), rt.Status.NextRefreshTime.UTC().Format(time.RFC3339)}},
+		{"reevitissuers", []string{"True", sim.Credentials.OrgID, "Succeeded"}},
+		{"revioissuers", []string{"True", sim.Credentials.RevioHost, "Succeeded"}},
+	} {
+		for _, wide := range []bool{false, true} {
+			args := []string{"get", c.resource, "-n", ns}
+			if wide {
+				args = append(args, "-o", "wide")
+			}
+			res, err := env.AdminKubectl(ctx, nil, args...)
+			g.Expect(err).NotTo(HaveOccurred())
+			out := string(res.Stdout)
+			t.Logf("kubectl %s:\n%s", strings.Join(args, " "), out)
+			g.Expect(out).NotTo(ContainSubstring("<invalid>"), c.resource)
+			g.Expect(out).NotTo(ContainSubstring("<none>"), "%s: a known value is missing", c.resource)
+			for _, w := range c.want {
+				g.Expect(out).To(ContainSubstring(w), c.resource)
+			}
+		}
+	}
+}
