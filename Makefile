@@ -27,6 +27,7 @@ manifests: ## Generate CRDs and RBAC from the kubebuilder markers, the Helm char
 	$(CONTROLLER_GEN) rbac:roleName=keywarden-manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	go run ./hack/chartgen -config config -chart charts/keywarden
 	@$(MAKE) --no-print-directory dashboard
+	go run ./hack/apidocs
 
 .PHONY: dashboard
 dashboard: ## Generate the Grafana dashboard config/grafana/keywarden.json (hack/dashboard).
