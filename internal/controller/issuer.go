@@ -116,27 +116,41 @@ func issuerNotFound(kind, name, ns string) *failure {
 		"%s %s not found %s: ask the platform team for an issuer, or fix spec.issuerRef", kind, name, where)}
 }
 
-// getReevitIssuer reads an issuer from the cache.
+// getIssuer reads a namespaced or cluster issuer from the cache: obj and
+// spec are the cluster kind's when cluster, else the namespaced kind's.
+// It returns where the issuer's credential Secret lives.
+func getIssuer(ctx context.Context, c client.Reader, obj client.Object, cluster bool, ns, kind, name, clusterNS string) (string, *failure) {
+	key, secretNS := client.ObjectKey{Name: name, Namespace: ns}, ns
+	if cluster {
+		key.Namespace, secretNS = "", clusterNS
+	}
+	if err := c.Get(ctx, key, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", issuerNotFound(kind, name, ns)
+		}
+		return "", &failure{Reason: v1alpha1.ReasonIssuerNotFound, Transient: true, Err: err, Message: "reading " + kind + " " + name + " failed: " + err.Error()}
+	}
+	return secretNS, nil
+}
+
+// getReevitIssuer reads a ReevitIssuer or ClusterReevitIssuer.
 func getReevitIssuer(ctx context.Context, c client.Reader, ns, kind, name, clusterNS string) (*reevitIssuer, *failure) {
 	kind = reevitKind(kind)
 	var (
 		obj  client.Object
 		spec *v1alpha1.ReevitIssuerSpec
-		key  = client.ObjectKey{Name: name}
 	)
-	secretNS := ns
-	if kind == v1alpha1.KindClusterReevitIssuer {
+	cluster := kind == v1alpha1.KindClusterReevitIssuer
+	if cluster {
 		ci := &v1alpha1.ClusterReevitIssuer{}
-		obj, spec, secretNS = ci, &ci.Spec, clusterNS
+		obj, spec = ci, &ci.Spec
 	} else {
 		ni := &v1alpha1.ReevitIssuer{}
-		obj, spec, key.Namespace = ni, &ni.Spec, ns
+		obj, spec = ni, &ni.Spec
 	}
-	if err := c.Get(ctx, key, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, issuerNotFound(kind, name, ns)
-		}
-		return nil, &failure{Reason: v1alpha1.ReasonIssuerNotFound, Transient: true, Err: err, Message: "reading " + kind + " " + name + " failed: " + err.Error()}
+	secretNS, f := getIssuer(ctx, c, obj, cluster, ns, kind, name, clusterNS)
+	if f != nil {
+		return nil, f
 	}
 	return &reevitIssuer{obj: obj, kind: kind, spec: *spec, secretNS: secretNS}, nil
 }
@@ -387,21 +401,18 @@ func getRevioIssuer(ctx context.Context, c client.Reader, ns, kind, name, cluste
 	var (
 		obj  client.Object
 		spec *v1alpha1.RevioIssuerSpec
-		key  = client.ObjectKey{Name: name}
 	)
-	secretNS := ns
-	if kind == v1alpha1.KindClusterRevioIssuer {
+	cluster := kind == v1alpha1.KindClusterRevioIssuer
+	if cluster {
 		ci := &v1alpha1.ClusterRevioIssuer{}
-		obj, spec, secretNS = ci, &ci.Spec, clusterNS
+		obj, spec = ci, &ci.Spec
 	} else {
 		ni := &v1alpha1.RevioIssuer{}
-		obj, spec, key.Namespace = ni, &ni.Spec, ns
+		obj, spec = ni, &ni.Spec
 	}
-	if err := c.Get(ctx, key, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, issuerNotFound(kind, name, ns)
-		}
-		return nil, &failure{Reason: v1alpha1.ReasonIssuerNotFound, Transient: true, Err: err, Message: "reading " + kind + " " + name + " failed: " + err.Error()}
+	secretNS, f := getIssuer(ctx, c, obj, cluster, ns, kind, name, clusterNS)
+	if f != nil {
+		return nil, f
 	}
 	return &revioIssuer{obj: obj, kind: kind, spec: *spec, secretNS: secretNS}, nil
 }
