@@ -156,6 +156,11 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
+	// OwnerReferencesPermissionEnforcement refuses an owner reference with
+	// blockOwnerDeletion from a client that may not update the owner's
+	// finalizers: the output Secrets carry such references, so the suite
+	// proves the manager's RBAC grants exactly that.
+	e.env.ControlPlane.GetAPIServer().Configure().Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
 	cfg, err := e.env.Start()
 	// etcd and kube-apiserver are children of this process, each leading
 	// its own process group: hand them to the watchdog.

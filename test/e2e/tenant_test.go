@@ -182,6 +182,22 @@ spec:
 	g.Expect(ok).To(BeFalse(), "team A read the admin Secret: %s", out)
 	g.Expect(out).To(ContainSubstring("forbidden"))
 
+	// The test control plane enforces OwnerReferencesPermissionEnforcement:
+	// an owner reference with blockOwnerDeletion needs the right to update
+	// the owner's finalizers, which the team lacks and the manager holds
+	// (every output Secret the manager wrote above carries one).
+	owner := getApiKey(g, nsA, "payments")
+	out, ok = asTeam(devA, fmt.Appendf(nil, `apiVersion: v1
+kind: Secret
+metadata:
+  name: blocking
+  ownerReferences:
+  - {apiVersion: credentials.keywarden.dev/v1alpha1, kind: ApiKey, name: payments, uid: %s, controller: true, blockOwnerDeletion: true}
+stringData: {x: "z"}
+`, owner.UID), "apply", "-n", nsA, "-f", "-")
+	g.Expect(ok).To(BeFalse(), "blockOwnerDeletion without the finalizers right was admitted: %s", out)
+	g.Expect(out).To(ContainSubstring("blockOwnerDeletion"))
+
 	// The confused deputy: a team points an issuer at its listener (refused
 	// by RBAC), or names an issuer that is not there (IssuerNotFound): no
 	// spec it can write makes the manager send anything to its host.
