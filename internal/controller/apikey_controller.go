@@ -401,18 +401,11 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 		return ctrl.Result{}, err, true
 	}
 	if !wellFormedKey(key.Key) {
-		// An odd answer (too short, unknown prefix, odd characters) is
-		// never published: revoke what was made and back off. The message
-		// carries the key's length only, never a part of it.
-		if key.ID != "" {
-			if err := c.RevokeKey(ctx, key.ID, revokeIdempotencyKey(key.ID)); err != nil {
-				res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
-				return res, ferr, true
-			}
-		}
-		st.PendingCreate = nil
-		res, ferr := r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonMalformedKey, Transient: true, Message: fmt.Sprintf(
-			"Reevit answered the create with a key that is not pfk_live_ or pfk_test_ followed by at least 16 letters and digits (%d characters); it was revoked (id %q) and is retried with backoff: report this to Reevit", len(key.Key), key.ID)}, v1alpha1.ConditionIssued)
+		// Stricter than the client's own check (the status prefix must
+		// leave most of the key unseen): the same handling as its
+		// MalformedKeyError, never published, revoked, asked for anew.
+		res, ferr := r.discardMalformed(ctx, ak, c, &reevit.MalformedKeyError{ID: key.ID,
+			Reason: fmt.Sprintf("%d characters, not pfk_live_ or pfk_test_ and at least 16 letters and digits", len(key.Key))}, now)
 		return res, ferr, true
 	}
 	if !strings.HasPrefix(key.Key, "pfk_"+ak.Spec.Environment+"_") {
