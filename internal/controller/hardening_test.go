@@ -75,10 +75,7 @@ func newHostileReevit(t *testing.T) *hostileReevit {
 // useIssuerAt points the test's issuer at u.
 func (e *akt) useIssuerAt(u string) {
 	e.t.Helper()
-	iss := &v1alpha1.ReevitIssuer{}
-	e.g.Expect(k8s.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: aktIssuer}, iss)).To(Succeed())
-	iss.Spec.URL = u
-	e.g.Expect(k8s.Update(e.ctx, iss)).To(Succeed())
+	updateReevitIssuer(e.t, e.ns, aktIssuer, func(s *v1alpha1.ReevitIssuerSpec) { s.URL = u })
 }
 
 // A failure that needs a person (MissingScope after a scope edit) does not
@@ -189,10 +186,7 @@ func TestApiKeyCompromisedUnderPolicyViolation(t *testing.T) {
 	e := newAkt(t)
 	e.create("ak")
 	k1 := e.settled("ak").Status.KeyID
-	iss := &v1alpha1.ReevitIssuer{}
-	e.g.Expect(k8s.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: aktIssuer}, iss)).To(Succeed())
-	iss.Spec.Policy.Environments = []v1alpha1.Environment{"test"}
-	e.g.Expect(k8s.Update(e.ctx, iss)).To(Succeed())
+	updateReevitIssuer(e.t, e.ns, aktIssuer, func(s *v1alpha1.ReevitIssuerSpec) { s.Policy.Environments = []v1alpha1.Environment{"test"} })
 	e.condition("ak", v1alpha1.ConditionIssued, v1alpha1.ReasonPolicyViolation)
 	e.g.Expect(e.isActive(k1)).To(BeTrue(), "a policy change alone revokes nothing")
 

@@ -166,10 +166,7 @@ func TestIssuerAdminSecretFinalizerFollowsReference(t *testing.T) {
 	waitApiKeyReady(g, ns, "key")
 	g.Eventually(func(g Gomega) []string { return adminFinalizers(g, ns) }, 10*time.Second).Should(ContainElement(inUseFinalizer))
 
-	iss := &v1alpha1.ReevitIssuer{}
-	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "reevit"}, iss)).To(Succeed())
-	iss.Spec.AdminKeySecretRef.Name = "admin2"
-	g.Expect(k8s.Update(ctx, iss)).To(Succeed())
+	updateReevitIssuer(t, ns, "reevit", func(s *v1alpha1.ReevitIssuerSpec) { s.AdminKeySecretRef.Name = "admin2" })
 	g.Eventually(func(g Gomega) {
 		s := &corev1.Secret{}
 		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "admin2"}, s)).To(Succeed())

@@ -11,10 +11,25 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/reevit/reevittest"
 )
+
+// updateReevitIssuer changes an issuer's spec, retrying on conflicts with
+// the issuer reconciler's status writes.
+func updateReevitIssuer(t *testing.T, ns, name string, mut func(*v1alpha1.ReevitIssuerSpec)) {
+	t.Helper()
+	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		iss := &v1alpha1.ReevitIssuer{}
+		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, iss); err != nil {
+			return err
+		}
+		mut(&iss.Spec)
+		return k8s.Update(context.Background(), iss)
+	})).To(Succeed())
+}
 
 // issuerCondition waits until the ReevitIssuer's Ready has reason.
 func issuerCondition(t *testing.T, ns, name, reason string) metav1.Condition {
@@ -153,10 +168,7 @@ func TestApiKeyPolicyViolation(t *testing.T) {
 	e.g.Expect(string(ak.Status.Issuer.UID)).NotTo(BeEmpty())
 
 	// Tightened later: flagged, not silently changed or revoked.
-	iss := &v1alpha1.ReevitIssuer{}
-	e.g.Expect(k8s.Get(e.ctx, types.NamespacedName{Namespace: e.ns, Name: "bounded"}, iss)).To(Succeed())
-	iss.Spec.Policy.Environments = []v1alpha1.Environment{"test"}
-	e.g.Expect(k8s.Update(e.ctx, iss)).To(Succeed())
+	updateReevitIssuer(t, e.ns, "bounded", func(s *v1alpha1.ReevitIssuerSpec) { s.Policy.Environments = []v1alpha1.Environment{"test"} })
 	c = e.condition("key", v1alpha1.ConditionReady, v1alpha1.ReasonPolicyViolation)
 	e.g.Expect(c.Message).To(ContainSubstring(`spec.environment "live" is not allowed: allowed test`))
 	e.g.Expect(e.isActive(id)).To(BeTrue(), "the existing key is not revoked by a policy change")
