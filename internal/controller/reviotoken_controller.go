@@ -98,28 +98,73 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
 	}
+	if becameExpired(orig, rt) {
+		r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenExpired, "Refresh", "the token in the Secret expired and refreshes keep failing")
+	}
 	r.record(rt)
 	return res, err
 }
 
-// reconcile runs the steps: read the output Secret, decide, exchange,
-// verify, publish, restart consumers.
-func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.RevioToken) (ctrl.Result, error) {
-	now := r.Clock.Now()
-	st := &rt.Status
-	secretName := outputSecretName(rt.Name, rt.Spec.Secret)
+// becameExpired reports whether this pass turned Ready to TokenExpired (told
+// once per outage, by an event).
+func becameExpired(before, after *v1alpha1.RevioToken) bool {
+	return !hasReason(before.Status.Conditions, v1alpha1.ConditionReady, v1alpha1.ReasonTokenExpired) &&
+		hasReason(after.Status.Conditions, v1alpha1.ConditionReady, v1alpha1.ReasonTokenExpired)
+}
 
-	existing, err := r.secrets.get(ctx, rt.Namespace, secretName)
+// revioTokenPass is what one pass of the RevioToken reconciler knows.
+type revioTokenPass struct {
+	rt         *v1alpha1.RevioToken
+	now        time.Time
+	secretName string
+	existing   *corev1.Secret
+	iss        *revioIssuer
+	// inputVersion is the issuer's and its API-key Secret's version.
+	inputVersion string
+	client       *revio.Client
+	apiKey       string
+	tok          *revio.Token
+	data         map[string][]byte
+}
+
+// revioTokenSteps is the RevioToken reconcile, in order: check the output
+// Secret and the issuer, decide, exchange, verify, publish, restart consumers.
+func (r *RevioTokenReconciler) revioTokenSteps() []step[*revioTokenPass] {
+	return []step[*revioTokenPass]{
+		{name: "ownership", run: r.stepOwnership},
+		{name: "issuer", run: r.stepIssuer},
+		{name: "due", run: r.stepDue},
+		{name: "connect", run: r.stepConnect},
+		{name: "exchange", run: r.stepExchange},
+		{name: "publish", run: r.stepPublish},
+		{name: "restart", run: r.stepRestart},
+	}
+}
+
+// reconcile reads the output Secret and runs the steps.
+func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.RevioToken) (ctrl.Result, error) {
+	p := &revioTokenPass{rt: rt, now: r.Clock.Now(), secretName: outputSecretName(rt.Name, rt.Spec.Secret)}
+	existing, err := r.secrets.get(ctx, rt.Namespace, p.secretName)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
 	}
-	if existing != nil && !secretsync.Controlled(existing, rt) {
-		f := classifySecretWrite(&secretsync.ConflictError{Namespace: rt.Namespace, Name: secretName})
-		r.fail(rt, now, f, v1alpha1.ConditionSecretSynced)
-		// Reconciled again when that Secret is deleted or renamed away (watch).
-		return ctrl.Result{}, nil
-	}
+	p.existing = existing
+	return runSteps(ctx, p, r.revioTokenSteps())
+}
 
+// stepOwnership stops at an output name taken by a foreign Secret: reconciled
+// again when that Secret is deleted or renamed away (watch).
+func (r *RevioTokenReconciler) stepOwnership(_ context.Context, p *revioTokenPass) (stepResult, error) {
+	if p.existing == nil || secretsync.Controlled(p.existing, p.rt) {
+		return next(0)
+	}
+	r.fail(p.rt, p.now, classifySecretWrite(&secretsync.ConflictError{Namespace: p.rt.Namespace, Name: p.secretName}), v1alpha1.ConditionSecretSynced)
+	return stop(ctrl.Result{}, nil)
+}
+
+// stepIssuer resolves the issuer and checks its namespace selector.
+func (r *RevioTokenReconciler) stepIssuer(ctx context.Context, p *revioTokenPass) (stepResult, error) {
+	rt := p.rt
 	iss, f := getRevioIssuer(ctx, r.Client, rt.Namespace, rt.Spec.IssuerRef.Kind, rt.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
 	if f == nil && iss.kind == v1alpha1.KindClusterRevioIssuer && iss.spec.NamespaceSelector != nil {
 		f = revioNamespaceViolation(rt.Namespace, iss, namespaceLabels(ctx, r.Client, rt.Namespace))
@@ -128,13 +173,32 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 		if f.Reason == v1alpha1.ReasonPolicyViolation {
 			metrics.PolicyViolations.WithLabelValues(kindRevioToken, rt.Namespace, rt.Name).Set(1)
 		}
-		if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionIssued); c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient {
-			return ctrl.Result{}, nil // told once; the issuer and spec watches bring it back
+		if c := meta.FindStatusCondition(rt.Status.Conditions, v1alpha1.ConditionIssued); c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient {
+			return stop(ctrl.Result{}, nil) // told once; the issuer and spec watches bring it back
 		}
-		return r.failResult(rt, now, f, v1alpha1.ConditionIssued)
+		return stop(r.failResult(rt, p.now, f, v1alpha1.ConditionIssued))
 	}
 	metrics.PolicyViolations.DeleteLabelValues(kindRevioToken, rt.Namespace, rt.Name)
-	inputVersion := iss.version(ctx, r.Cache)
+	p.iss, p.inputVersion = iss, iss.version(ctx, r.Cache)
+	return next(0)
+}
+
+// stepDue decides whether to exchange now (refreshDue, a pure function).
+func (r *RevioTokenReconciler) stepDue(_ context.Context, p *revioTokenPass) (stepResult, error) {
+	rt, st := p.rt, &p.rt.Status
+	due, wait := refreshDue(r.refreshState(p))
+	if !due {
+		return stepResult{RequeueAfter: wait, Stop: true}, nil
+	}
+	// From here on this attempt answers the current spec, Secret and annotation.
+	st.APIKeySecretVersion = p.inputVersion
+	st.LastRefreshRequest = rt.Annotations[v1alpha1.AnnotationRefresh]
+	return next(0)
+}
+
+// refreshState gathers what the refresh decision looks at.
+func (r *RevioTokenReconciler) refreshState(p *revioTokenPass) refreshState {
+	rt, st := p.rt, &p.rt.Status
 	// A SecretConflict recorded earlier is gone by now (the foreign Secret was
 	// deleted): that is a change to act on, not a failure that needs a person.
 	conflictGone := false
@@ -144,13 +208,13 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	}
 	changed := rt.Generation != st.ObservedGeneration ||
 		newTrigger(rt.Annotations[v1alpha1.AnnotationRefresh], st.LastRefreshRequest) ||
-		(inputVersion != "" && inputVersion != st.APIKeySecretVersion) || conflictGone
+		(p.inputVersion != "" && p.inputVersion != st.APIKeySecretVersion) || conflictGone
 	state := refreshState{
-		Now:          now,
-		SecretIntact: existing != nil && secretsync.Intact(existing) && st.SecretName == secretName,
+		Now:          p.now,
+		SecretIntact: p.existing != nil && secretsync.Intact(p.existing) && st.SecretName == p.secretName,
 		Changed:      changed,
 		Attempts:     st.FailedAttempts,
-		Permanent:    permanentFailure(st.Conditions),
+		Permanent:    st.NeedsAttention,
 	}
 	if st.NextRefreshTime != nil {
 		state.NextRefresh = st.NextRefreshTime.Time
@@ -167,53 +231,60 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 			state.RetryAfter = st.NextRefreshTime.Sub(state.LastFailure)
 		}
 	}
-	due, wait := refreshDue(state)
-	r.checkExpiry(rt, now)
-	if !due {
-		return ctrl.Result{RequeueAfter: wait}, nil
-	}
+	return state
+}
 
-	// From here on this attempt answers the current spec, Secret and annotation.
-	st.APIKeySecretVersion = inputVersion
-	st.LastRefreshRequest = rt.Annotations[v1alpha1.AnnotationRefresh]
-
-	c, apiKey, version, f := r.connectRevio(ctx, r.secrets, iss)
+// stepConnect reads the API key and builds the Rev.io client for the pass.
+func (r *RevioTokenReconciler) stepConnect(ctx context.Context, p *revioTokenPass) (stepResult, error) {
+	c, apiKey, version, f := r.connectRevio(ctx, r.secrets, p.iss)
 	if version != "" {
 		// The version read may be newer than the one the cache showed.
-		st.APIKeySecretVersion = fmt.Sprintf("%s/%d/%s", iss.obj.GetUID(), iss.obj.GetGeneration(), version)
+		p.rt.Status.APIKeySecretVersion = fmt.Sprintf("%s/%d/%s", p.iss.obj.GetUID(), p.iss.obj.GetGeneration(), version)
 	}
 	if f != nil {
 		// A missing Secret waits for the Secret watch; a failed read backs off.
-		return r.failResult(rt, now, f, v1alpha1.ConditionIssued)
+		return stop(r.failResult(p.rt, p.now, f, v1alpha1.ConditionIssued))
 	}
-	tok, err := c.Exchange(ctx, apiKey)
+	p.client, p.apiKey = c, apiKey
+	return next(0)
+}
+
+// stepExchange exchanges the API key for a token and verifies it.
+func (r *RevioTokenReconciler) stepExchange(ctx context.Context, p *revioTokenPass) (stepResult, error) {
+	rt := p.rt
+	tok, err := p.client.Exchange(ctx, p.apiKey)
 	if err != nil {
-		return r.failResult(rt, now, classifyRevio(err), v1alpha1.ConditionIssued)
+		return stop(r.failResult(rt, p.now, classifyRevio(err), v1alpha1.ConditionIssued))
 	}
 	if rt.Spec.Verify != nil {
-		if f := r.verify(ctx, c, tok, rt.Spec.Verify.Path); f != nil {
-			return r.failResult(rt, now, f, v1alpha1.ConditionIssued)
+		if f := r.verify(ctx, p.client, tok, rt.Spec.Verify.Path); f != nil {
+			return stop(r.failResult(rt, p.now, f, v1alpha1.ConditionIssued))
 		}
 	}
-	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "token obtained from Rev.io")
+	setCondition(&rt.Status.Conditions, rt.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "token obtained from Rev.io")
+	p.tok = tok
+	return next(0)
+}
 
-	data := tokenData(iss, tok)
-	if _, err := r.secrets.apply(ctx, r.Client, existing, secretsync.Desired{
-		Namespace: rt.Namespace, Name: secretName, Owner: rt,
+// stepPublish writes the token into the Secret and schedules the next refresh.
+func (r *RevioTokenReconciler) stepPublish(ctx context.Context, p *revioTokenPass) (stepResult, error) {
+	rt, st, tok := p.rt, &p.rt.Status, p.tok
+	p.data = tokenData(p.iss, tok)
+	if _, err := r.secrets.apply(ctx, r.Client, p.existing, secretsync.Desired{
+		Namespace: rt.Namespace, Name: p.secretName, Owner: rt,
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindRevioToken,
-		Labels: rt.Spec.Secret.Labels, Annotations: rt.Spec.Secret.Annotations, Data: data,
+		Labels: rt.Spec.Secret.Labels, Annotations: rt.Spec.Secret.Annotations, Data: p.data,
 	}); err != nil {
-		return r.failResult(rt, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+		return stop(r.failResult(rt, p.now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced))
 	}
-	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+secretName+" holds the current token")
-
-	next := refreshAt(now, tok.IssuedAt, tok.ExpiresAt, rt.Spec.Refresh, r.jitter())
-	st.SecretName = secretName
+	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+p.secretName+" holds the current token")
+	at := refreshAt(p.now, tok.IssuedAt, tok.ExpiresAt, rt.Spec.Refresh, r.jitter())
+	st.SecretName = p.secretName
 	st.IssuedAt, st.ExpiresAt = optTime(tok.IssuedAt), optTime(tok.ExpiresAt)
-	st.LastRefreshTime = mtime(now)
-	st.NextRefreshTime = mtime(next)
+	st.LastRefreshTime = mtime(p.now)
+	st.NextRefreshTime = mtime(at)
 	st.Refreshes++
-	st.FailedAttempts, st.LastFailureTime = 0, nil
+	st.FailedAttempts, st.LastFailureTime, st.NeedsAttention = 0, nil, false
 	metrics.Renewals.WithLabelValues(kindRevioToken, "success").Inc()
 	expiry := "no expiry claim"
 	if !tok.ExpiresAt.IsZero() {
@@ -222,11 +293,15 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 	if st.Refreshes > 1 {
 		// The first token is told by the conditions alone (one write less
 		// per created object).
-		r.Recorder.Eventf(rt, nil, corev1.EventTypeNormal, v1alpha1.ReasonRefreshed, "Refresh", "token refreshed (%s); next refresh %s", expiry, next.UTC().Format(time.RFC3339))
+		r.Recorder.Eventf(rt, nil, corev1.EventTypeNormal, v1alpha1.ReasonRefreshed, "Refresh", "token refreshed (%s); next refresh %s", expiry, at.UTC().Format(time.RFC3339))
 	}
+	return next(until(p.now, at))
+}
 
-	r.restart(ctx, rt, secretsync.Hash(data))
-	return ctrl.Result{RequeueAfter: until(now, next)}, nil
+// stepRestart restarts the workloads that consume the Secret.
+func (r *RevioTokenReconciler) stepRestart(ctx context.Context, p *revioTokenPass) (stepResult, error) {
+	r.restart(ctx, p.rt, secretsync.Hash(p.data))
+	return next(0)
 }
 
 // tokenData is the output Secret's data.
@@ -264,6 +339,7 @@ func (r *RevioTokenReconciler) fail(rt *v1alpha1.RevioToken, now time.Time, f *f
 	setCondition(&st.Conditions, rt.Generation, condType, false, f.Reason, f.Message)
 	st.FailedAttempts++
 	st.LastFailureTime = mtime(now)
+	st.NeedsAttention = needsPerson(f)
 	metrics.Renewals.WithLabelValues(kindRevioToken, "failure").Inc()
 	r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, f.Reason, "Refresh", "%s", f.Message)
 }
@@ -281,20 +357,6 @@ func (r *RevioTokenReconciler) failResult(rt *v1alpha1.RevioToken, now time.Time
 	d := retryDelay(rt.Status.FailedAttempts, f.RetryAfter, now, exp)
 	rt.Status.NextRefreshTime = mtime(now.Add(d))
 	return ctrl.Result{RequeueAfter: d}, nil
-}
-
-// checkExpiry flags a token that expired in the Secret while refreshes fail.
-func (r *RevioTokenReconciler) checkExpiry(rt *v1alpha1.RevioToken, now time.Time) {
-	st := &rt.Status
-	if st.ExpiresAt == nil || now.Before(st.ExpiresAt.Time) || st.FailedAttempts == 0 {
-		return
-	}
-	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == v1alpha1.ReasonTokenExpired {
-		return
-	}
-	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonTokenExpired,
-		"the token in the Secret expired at "+st.ExpiresAt.UTC().Format(time.RFC3339)+" and refreshes keep failing: see the Issued condition")
-	r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenExpired, "Refresh", "the token in the Secret expired and refreshes keep failing")
 }
 
 // summarise derives Ready from the narrower conditions.
@@ -336,14 +398,14 @@ func (r *RevioTokenReconciler) restart(ctx context.Context, obj client.Object, h
 	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, obj, outputSecretName(rt.Name, rt.Spec.Secret), targetsOf(obj), hash)
 }
 
-// permanentFailure reports whether the last failure needs a person: it is
-// not retried until the spec or the referenced Secret changes.
-func permanentFailure(conds []metav1.Condition) bool {
-	c := meta.FindStatusCondition(conds, v1alpha1.ConditionReady)
-	if c == nil || c.Status != metav1.ConditionFalse {
+// needsPerson reports whether a failure is one no retry fixes: the object
+// waits for a change of its spec, its issuer, the credential Secret or an
+// annotation (status.needsAttention).
+func needsPerson(f *failure) bool {
+	if f.Transient {
 		return false
 	}
-	switch c.Reason {
+	switch f.Reason {
 	case v1alpha1.ReasonInvalidAPIKey, v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonInsecureEndpoint,
 		v1alpha1.ReasonSecretConflict, v1alpha1.ReasonUnauthorized, v1alpha1.ReasonMissingScope,
 		v1alpha1.ReasonBadRequest, v1alpha1.ReasonEnvironmentMismatch, v1alpha1.ReasonEndpointNotAllowed,

@@ -1,0 +1,165 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/metrics"
+	"github.com/keywarden/keywarden/internal/secretsync"
+)
+
+// finalize revokes keys per deletionPolicy and releases the finalizer.
+func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(ak, finalizer) {
+		return ctrl.Result{}, nil
+	}
+	now := r.Clock.Now()
+	orig := ak.DeepCopy()
+	if ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain {
+		if wait, held := r.deletionHeld(ctx, ak, now); held {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+		if res, err, blocked := r.revokeAll(ctx, ak, now); blocked {
+			ak.Status.ObservedGeneration = ak.Generation
+			summariseApiKey(ak)
+			if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
+				return ctrl.Result{}, perr
+			}
+			return res, err
+		}
+	}
+	if ak.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetain {
+		if err := r.orphanSecret(ctx, ak); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	patch := client.MergeFrom(ak.DeepCopy())
+	controllerutil.RemoveFinalizer(ak, finalizer)
+	if err := r.Patch(ctx, ak, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+	}
+	r.driftMu.Lock()
+	delete(r.nextDrift, ak.UID)
+	r.driftMu.Unlock()
+	metrics.Forget(kindApiKey, ak.Namespace, ak.Name)
+	r.superseded.forget(ak.UID)
+	return ctrl.Result{}, nil
+}
+
+// orphanSecret keeps a retained key's Secret: without its owner reference
+// the garbage collector would delete the only copy of a key left live.
+func (r *ApiKeyReconciler) orphanSecret(ctx context.Context, ak *v1alpha1.ApiKey) error {
+	s, err := r.secrets.get(ctx, ak.Namespace, outputSecretName(ak.Name, ak.Spec.Secret))
+	if err != nil {
+		return fmt.Errorf("read output secret: %w", err)
+	}
+	if s == nil || !secretsync.Controlled(s, ak) {
+		return nil
+	}
+	m := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: *s.ObjectMeta.DeepCopy()}
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	m.OwnerReferences = slices.DeleteFunc(m.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == ak.UID })
+	if err := r.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("release output secret: %w", err)
+	}
+	r.secrets.forget(ak.Namespace, s.Name)
+	r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRetained, "Delete",
+		"deletionPolicy Retain: key %s stays live at Reevit and Secret %s is kept, no longer owned by this ApiKey", ak.Status.KeyID, s.Name)
+	return nil
+}
+
+// revokeAll revokes the active key, every pending one and any key an
+// interrupted creation made. blocked is true while that is not possible.
+func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (ctrl.Result, error, bool) {
+	st := &ak.Status
+	type target struct {
+		id  string
+		rec *v1alpha1.IssuerRecord
+	}
+	var targets []target
+	ids := []string{}
+	if st.KeyID != "" {
+		targets, ids = append(targets, target{st.KeyID, st.Issuer}), append(ids, st.KeyID)
+	}
+	for _, p := range st.PendingRevocations {
+		rec := p.Issuer
+		if rec == nil {
+			rec = st.Issuer
+		}
+		targets, ids = append(targets, target{p.KeyID, rec}), append(ids, p.KeyID)
+	}
+	if len(targets) == 0 && st.PendingCreate == nil {
+		return ctrl.Result{}, nil, false
+	}
+	iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
+	var current *v1alpha1.IssuerRecord
+	if iss != nil {
+		current = iss.record()
+	}
+	conns := r.newConns(ctx, ak.Namespace, current)
+	if st.PendingCreate != nil {
+		c, f := conns.get(st.PendingCreate.Issuer)
+		if f != nil {
+			return r.blockDeletion(ak, now, f)
+		}
+		keys, err := c.ListKeys(ctx)
+		if err != nil {
+			return r.blockDeletion(ak, now, classifyReevit(err))
+		}
+		for _, k := range keys {
+			if uid, _, ok := parseMarker(k.Name); ok && uid == string(ak.UID) && !containsString(ids, k.ID) {
+				targets, ids = append(targets, target{k.ID, st.PendingCreate.Issuer}), append(ids, k.ID)
+			}
+		}
+	}
+	for _, t := range targets {
+		c, f := conns.get(t.rec)
+		if f != nil {
+			return r.blockDeletion(ak, now, f)
+		}
+		if err := c.RevokeKey(ctx, t.id, revokeIdempotencyKey(t.id)); err != nil {
+			return r.blockDeletion(ak, now, classifyReevit(err))
+		}
+		markRevoked(ak, t.id, "Deletion", now)
+	}
+	r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Delete", "revoked %d key(s) before deletion", len(ids))
+	return ctrl.Result{}, nil, false
+}
+
+// deletionHeld reports whether a blocked deletion still waits for its
+// backoff. Every status write of a deleting object is an update event that
+// comes back here, so without this a blocked deletion would spin. A change
+// of the admin-key Secret or of the spec lifts the wait at once.
+func (r *ApiKeyReconciler) deletionHeld(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (time.Duration, bool) {
+	st := &ak.Status
+	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionRevoked)
+	if c == nil || c.Reason != v1alpha1.ReasonDeletionBlocked || st.LastFailureTime == nil || ak.Generation != st.ObservedGeneration {
+		return 0, false
+	}
+	if iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace); iss != nil {
+		if v := iss.version(ctx, r.Cache); v != st.AdminKeySecretVersion {
+			return 0, false
+		}
+	}
+	if retry := retryTime(st); now.Before(retry) {
+		return retry.Sub(now), true
+	}
+	return 0, false
+}
+
+func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *failure) (ctrl.Result, error, bool) {
+	msg := "deletion waits until the keys can be revoked: " + f.Message + " (or set spec.deletionPolicy: Retain to keep them)"
+	res, err := r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonDeletionBlocked, Message: msg, Transient: f.Transient, RetryAfter: f.RetryAfter}, v1alpha1.ConditionRevoked)
+	return res, err, true
+}

@@ -1,0 +1,62 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// stepResult is what one reconcile step asks of its pass.
+type stepResult struct {
+	// RequeueAfter > 0 asks for another look within that delay; the pass
+	// takes the lowest of its steps'.
+	RequeueAfter time.Duration
+	// Stop ends the pass's main path: the steps after it run only when
+	// they are marked always (revocations).
+	Stop bool
+}
+
+// stop ends the main path, with an optional requeue.
+func stop(res ctrl.Result, err error) (stepResult, error) {
+	return stepResult{RequeueAfter: res.RequeueAfter, Stop: true}, err
+}
+
+// next lets the pass go on, asking for a look within d (0: no ask).
+func next(d time.Duration) (stepResult, error) { return stepResult{RequeueAfter: d}, nil }
+
+// step is one reconcile step over a pass's state S. Steps share one
+// signature and run in order (Flux's reconcile steps): a Stop or an error
+// skips the rest of the main path, never the steps marked always.
+type step[S any] struct {
+	name   string
+	run    func(context.Context, S) (stepResult, error)
+	always bool
+}
+
+// runSteps runs steps in order and merges their results: the lowest
+// RequeueAfter, the first error. A simulated crash (tests) returns at once,
+// as a dead process would.
+func runSteps[S any](ctx context.Context, s S, steps []step[S]) (ctrl.Result, error) {
+	var (
+		res     ctrl.Result
+		first   error
+		stopped bool
+	)
+	for _, st := range steps {
+		if stopped && !st.always {
+			continue
+		}
+		out, err := st.run(ctx, s)
+		if errors.Is(err, errCrash) {
+			return ctrl.Result{}, err
+		}
+		res.RequeueAfter = earliest(res.RequeueAfter, out.RequeueAfter)
+		if err != nil && first == nil {
+			first = err
+		}
+		stopped = stopped || out.Stop || err != nil
+	}
+	return res, first
+}
