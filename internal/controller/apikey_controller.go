@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/metrics"
@@ -52,18 +51,7 @@ var errCrash = errors.New("simulated crash")
 
 // ApiKeyReconciler creates, rotates and revokes Reevit keys.
 type ApiKeyReconciler struct {
-	client.Client
-	// APIReader reads workloads, and Secrets through secrets, directly:
-	// neither is in the informer cache.
-	APIReader client.Reader
-	// Cache serves the metadata-only view of Secrets.
-	Cache    client.Reader
-	Recorder recorder.EventRecorder
-	Options
-
-	// secrets reads the Secrets the resources name (shared with the other
-	// reconciler by Setup).
-	secrets *secretReader
+	credentialReconciler
 
 	driftMu   sync.Mutex
 	nextDrift map[types.UID]time.Time
@@ -77,14 +65,8 @@ func newApiKeyList() client.ObjectList { return &v1alpha1.ApiKeyList{} }
 
 // SetupWithManager registers the controller and its watches.
 func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Cache == nil {
-		r.Cache = mgr.GetCache()
-	}
-	if r.secrets == nil {
-		var err error
-		if r.secrets, err = managerSecretReader(mgr); err != nil {
-			return err
-		}
+	if err := r.defaults(mgr); err != nil {
+		return err
 	}
 	r.nextDrift = map[types.UID]time.Time{}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -365,14 +347,11 @@ func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey,
 	})
 }
 
+// fail records a failure in status (the failing step's condition, the
+// counters) and a Warning event.
 func (r *ApiKeyReconciler) fail(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) {
 	st := &ak.Status
-	setCondition(&st.Conditions, ak.Generation, condType, false, f.Reason, f.Message)
-	st.FailedAttempts++
-	st.LastFailureTime = mtime(now)
-	st.NeedsAttention = needsPerson(f)
-	metrics.Renewals.WithLabelValues(kindApiKey, "failure").Inc()
-	r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, f.Reason, "Reconcile", "%s", f.Message)
+	recordFailure(r.Recorder, ak, kindApiKey, "Reconcile", failureRecord{&st.Conditions, &st.FailedAttempts, &st.LastFailureTime, &st.NeedsAttention}, now, f, condType)
 }
 
 func (r *ApiKeyReconciler) failResult(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) (ctrl.Result, error) {

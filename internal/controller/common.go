@@ -10,13 +10,16 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/revio"
 	"github.com/keywarden/keywarden/internal/secretsync"
@@ -159,6 +162,26 @@ func classifySecretWrite(err error) *failure {
 		return &failure{Reason: v1alpha1.ReasonSecretConflict, Err: err, Message: conflict.Error()}
 	}
 	return &failure{Reason: v1alpha1.ReasonSecretWriteFailed, Err: err, Transient: true, Message: "writing the output Secret failed: " + err.Error() + "; check the manager's RBAC for secrets"}
+}
+
+// failureRecord points at the fields of a status that record consecutive
+// failures.
+type failureRecord struct {
+	conds    *[]metav1.Condition
+	attempts *int32
+	last     **metav1.Time
+	needs    *bool
+}
+
+// recordFailure sets the failing step's condition, counts the attempt,
+// says whether it needs a person, and tells it in a Warning event.
+func recordFailure(rec recorder.EventRecorder, obj client.Object, kind, action string, fr failureRecord, now time.Time, f *failure, condType string) {
+	setCondition(fr.conds, obj.GetGeneration(), condType, false, f.Reason, f.Message)
+	*fr.attempts++
+	*fr.last = mtime(now)
+	*fr.needs = needsPerson(f)
+	metrics.Renewals.WithLabelValues(kind, "failure").Inc()
+	rec.Eventf(obj, nil, corev1.EventTypeWarning, f.Reason, action, "%s", f.Message)
 }
 
 // setCondition sets one condition with the object's generation.

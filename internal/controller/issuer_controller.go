@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -242,62 +243,17 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		orig = obj.DeepCopyObject().(client.Object)
 	}
-	ref := r.k.secretRef(obj)
-	secretRV := ""
-	if r.k.reevit {
-		rv, err := protectSecret(ctx, r.Cache, r.Client, secretNS, ref.Name)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		secretRV = rv
-	}
-	if secretRV == "" {
-		secretRV = secretVersion(ctx, r.Cache, secretNS, ref.Name)
+	secretRV, err := r.credentialVersion(ctx, obj, secretNS)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	now := r.Clock.Now()
 	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretRV)
-	ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
-	if st.CheckedVersion == version && ready != nil && ready.ObservedGeneration == obj.GetGeneration() {
-		// Checked already (by this process or another): the gauge still
-		// says so, for a restarted manager or a new shard.
-		metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(map[bool]float64{true: 1}[ready.Status == metav1.ConditionTrue])
-		if st.FailedAttempts == 0 {
-			return ctrl.Result{}, nil
-		}
-		if st.LastCheckTime != nil {
-			if retry := st.LastCheckTime.Add(backoff(st.FailedAttempts)); now.Before(retry) {
-				return ctrl.Result{RequeueAfter: retry.Sub(now)}, nil
-			}
-		}
+	if res, checked := r.checkedAlready(obj, st, version, now); checked {
+		return res, nil
 	}
-	f := r.check(ctx, obj, secretNS)
+	res := r.recordCheck(obj, st, r.check(ctx, obj, secretNS))
 	st.CheckedVersion, st.LastCheckTime, st.ObservedGeneration = version, mtime(now), obj.GetGeneration()
-	var res ctrl.Result
-	if f == nil {
-		st.FailedAttempts = 0
-		msg := "the admin key lists this organisation's keys"
-		if !r.k.reevit {
-			msg = "the endpoint is allowed and the API-key Secret holds a key; the first RevioToken exchange proves the key itself"
-		}
-		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, true, v1alpha1.ReasonSucceeded, msg)
-		metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(1)
-	} else {
-		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, false, f.Reason, f.Message)
-		metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(0)
-		if ready == nil || ready.Reason != f.Reason {
-			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, f.Reason, "Check", "%s", f.Message)
-		}
-		if f.Transient {
-			st.FailedAttempts++
-			d := backoff(st.FailedAttempts)
-			if f.RetryAfter > 0 {
-				d = f.RetryAfter
-			}
-			res.RequeueAfter = d
-		} else {
-			st.FailedAttempts = 0 // checked again when the issuer or its Secret changes
-		}
-	}
 	if err := patchStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
@@ -305,6 +261,73 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
 	}
 	return res, nil
+}
+
+// credentialVersion is the resourceVersion of the issuer's credential
+// Secret; a Reevit issuer's Secret is protected by the in-use finalizer first.
+func (r *IssuerReconciler) credentialVersion(ctx context.Context, obj client.Object, secretNS string) (string, error) {
+	ref := r.k.secretRef(obj)
+	if r.k.reevit {
+		rv, err := protectSecret(ctx, r.Cache, r.Client, secretNS, ref.Name)
+		if err != nil {
+			return "", err
+		}
+		if rv != "" {
+			return rv, nil
+		}
+	}
+	return secretVersion(ctx, r.Cache, secretNS, ref.Name), nil
+}
+
+// checkedAlready reports whether this version of the issuer and its Secret
+// was checked (by this process or another) and needs no check now.
+func (r *IssuerReconciler) checkedAlready(obj client.Object, st *v1alpha1.IssuerStatus, version string, now time.Time) (ctrl.Result, bool) {
+	ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+	if st.CheckedVersion != version || ready == nil || ready.ObservedGeneration != obj.GetGeneration() {
+		return ctrl.Result{}, false
+	}
+	// The gauge still says so, for a restarted manager or a new shard.
+	metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(map[bool]float64{true: 1}[ready.Status == metav1.ConditionTrue])
+	if st.FailedAttempts == 0 {
+		return ctrl.Result{}, true
+	}
+	if st.LastCheckTime != nil {
+		if retry := st.LastCheckTime.Add(backoff(st.FailedAttempts)); now.Before(retry) {
+			return ctrl.Result{RequeueAfter: retry.Sub(now)}, true
+		}
+	}
+	return ctrl.Result{}, false
+}
+
+// recordCheck sets Ready, the gauge and the backoff from a check's outcome
+// (f nil: the check passed); a new failure reason is told by an event.
+func (r *IssuerReconciler) recordCheck(obj client.Object, st *v1alpha1.IssuerStatus, f *failure) ctrl.Result {
+	gauge := metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName())
+	if f == nil {
+		st.FailedAttempts = 0
+		msg := "the admin key lists this organisation's keys"
+		if !r.k.reevit {
+			msg = "the endpoint is allowed and the API-key Secret holds a key; the first RevioToken exchange proves the key itself"
+		}
+		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, true, v1alpha1.ReasonSucceeded, msg)
+		gauge.Set(1)
+		return ctrl.Result{}
+	}
+	if !hasReason(st.Conditions, v1alpha1.ConditionReady, f.Reason) {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, f.Reason, "Check", "%s", f.Message)
+	}
+	setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, false, f.Reason, f.Message)
+	gauge.Set(0)
+	if !f.Transient {
+		st.FailedAttempts = 0 // checked again when the issuer or its Secret changes
+		return ctrl.Result{}
+	}
+	st.FailedAttempts++
+	d := backoff(st.FailedAttempts)
+	if f.RetryAfter > 0 {
+		d = f.RetryAfter
+	}
+	return ctrl.Result{RequeueAfter: d}
 }
 
 // check proves the credential: a key listing (Reevit), or for Rev.io the

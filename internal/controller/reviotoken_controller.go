@@ -25,18 +25,7 @@ const kindRevioToken = "RevioToken"
 
 // RevioTokenReconciler keeps a fresh Rev.io JWT in a Secret.
 type RevioTokenReconciler struct {
-	client.Client
-	// APIReader reads workloads, and Secrets through secrets, directly:
-	// neither is in the informer cache.
-	APIReader client.Reader
-	// Cache serves the metadata-only view of Secrets.
-	Cache    client.Reader
-	Recorder recorder.EventRecorder
-	Options
-
-	// secrets reads the Secrets the resources name (shared with the other
-	// reconciler by Setup).
-	secrets *secretReader
+	credentialReconciler
 }
 
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens,verbs=get;list;watch
@@ -50,14 +39,8 @@ func newRevioTokenList() client.ObjectList { return &v1alpha1.RevioTokenList{} }
 
 // SetupWithManager registers the controller and its watches.
 func (r *RevioTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Cache == nil {
-		r.Cache = mgr.GetCache()
-	}
-	if r.secrets == nil {
-		var err error
-		if r.secrets, err = managerSecretReader(mgr); err != nil {
-			return err
-		}
+	if err := r.defaults(mgr); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.RevioToken{}, builder.WithPredicates(primaryPredicate())).
@@ -332,16 +315,11 @@ func (r *RevioTokenReconciler) verify(ctx context.Context, c *revio.Client, tok 
 	return nil
 }
 
-// fail records a failure in status: the owning condition, the counters and
-// a Warning event. The last good token stays in the Secret.
+// fail records a failure in status (the failing step's condition, the
+// counters) and a Warning event. The last good token stays in the Secret.
 func (r *RevioTokenReconciler) fail(rt *v1alpha1.RevioToken, now time.Time, f *failure, condType string) {
 	st := &rt.Status
-	setCondition(&st.Conditions, rt.Generation, condType, false, f.Reason, f.Message)
-	st.FailedAttempts++
-	st.LastFailureTime = mtime(now)
-	st.NeedsAttention = needsPerson(f)
-	metrics.Renewals.WithLabelValues(kindRevioToken, "failure").Inc()
-	r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, f.Reason, "Refresh", "%s", f.Message)
+	recordFailure(r.Recorder, rt, kindRevioToken, "Refresh", failureRecord{&st.Conditions, &st.FailedAttempts, &st.LastFailureTime, &st.NeedsAttention}, now, f, condType)
 }
 
 // failResult records a failure and returns when to try again.

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 )
@@ -79,43 +80,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if len(o.AllowedEndpoints) == 0 {
 		o.AllowedEndpoints = DefaultAllowedEndpoints()
 	}
-	ctx := context.Background()
-	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &v1alpha1.RevioToken{}, secretNamesIndex, func(o client.Object) []string {
-		rt := o.(*v1alpha1.RevioToken)
-		return []string{outputSecretName(rt.Name, rt.Spec.Secret)}
-	}); err != nil {
-		return err
-	}
-	if err := idx.IndexField(ctx, &v1alpha1.RevioToken{}, issuerRefsIndex, func(o client.Object) []string {
-		rt := o.(*v1alpha1.RevioToken)
-		return []string{issuerKey(revioKind(rt.Spec.IssuerRef.Kind), rt.Spec.IssuerRef.Name)}
-	}); err != nil {
-		return err
-	}
-	if err := idx.IndexField(ctx, &v1alpha1.ApiKey{}, issuerRefsIndex, func(o client.Object) []string {
-		return apiKeyIssuerKeys(o.(*v1alpha1.ApiKey))
-	}); err != nil {
-		return err
-	}
-	for _, ix := range []struct {
-		obj client.Object
-		fn  func(client.Object) string
-	}{
-		{&v1alpha1.ReevitIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ReevitIssuer).Spec.AdminKeySecretRef.Name }},
-		{&v1alpha1.ClusterReevitIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ClusterReevitIssuer).Spec.AdminKeySecretRef.Name }},
-		{&v1alpha1.RevioIssuer{}, func(o client.Object) string { return o.(*v1alpha1.RevioIssuer).Spec.APIKeySecretRef.Name }},
-		{&v1alpha1.ClusterRevioIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ClusterRevioIssuer).Spec.APIKeySecretRef.Name }},
-	} {
-		fn := ix.fn
-		if err := idx.IndexField(ctx, ix.obj, issuerSecretIndex, func(o client.Object) []string { return []string{fn(o)} }); err != nil {
-			return err
-		}
-	}
-	if err := idx.IndexField(ctx, &v1alpha1.ApiKey{}, secretNamesIndex, func(o client.Object) []string {
-		ak := o.(*v1alpha1.ApiKey)
-		return []string{outputSecretName(ak.Name, ak.Spec.Secret)}
-	}); err != nil {
+	if err := setupIndexes(mgr); err != nil {
 		return err
 	}
 	// One reader for both kinds: a Secret either names is read once per version.
@@ -123,23 +88,11 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err != nil {
 		return err
 	}
-	rt := &RevioTokenReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("keywarden"),
-		Options:   o,
-		secrets:   secrets,
-	}
+	rt := &RevioTokenReconciler{credentialReconciler: newCredentialReconciler(mgr, o, secrets)}
 	if err := rt.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	ak := &ApiKeyReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("keywarden"),
-		Options:   o,
-		secrets:   secrets,
-	}
+	ak := &ApiKeyReconciler{credentialReconciler: newCredentialReconciler(mgr, o, secrets)}
 	if err := ak.SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -317,4 +270,83 @@ func TrimForCache(obj any) (any, error) {
 		Annotations:       keep,
 	}
 	return p, nil
+}
+
+// setupIndexes registers the field indexes the watches look objects up by:
+// output Secret names, issuer references, issuers' credential Secrets.
+func setupIndexes(mgr ctrl.Manager) error {
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &v1alpha1.RevioToken{}, secretNamesIndex, func(o client.Object) []string {
+		rt := o.(*v1alpha1.RevioToken)
+		return []string{outputSecretName(rt.Name, rt.Spec.Secret)}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.RevioToken{}, issuerRefsIndex, func(o client.Object) []string {
+		rt := o.(*v1alpha1.RevioToken)
+		return []string{issuerKey(revioKind(rt.Spec.IssuerRef.Kind), rt.Spec.IssuerRef.Name)}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.ApiKey{}, issuerRefsIndex, func(o client.Object) []string {
+		return apiKeyIssuerKeys(o.(*v1alpha1.ApiKey))
+	}); err != nil {
+		return err
+	}
+	for _, ix := range []struct {
+		obj client.Object
+		fn  func(client.Object) string
+	}{
+		{&v1alpha1.ReevitIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ReevitIssuer).Spec.AdminKeySecretRef.Name }},
+		{&v1alpha1.ClusterReevitIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ClusterReevitIssuer).Spec.AdminKeySecretRef.Name }},
+		{&v1alpha1.RevioIssuer{}, func(o client.Object) string { return o.(*v1alpha1.RevioIssuer).Spec.APIKeySecretRef.Name }},
+		{&v1alpha1.ClusterRevioIssuer{}, func(o client.Object) string { return o.(*v1alpha1.ClusterRevioIssuer).Spec.APIKeySecretRef.Name }},
+	} {
+		fn := ix.fn
+		if err := idx.IndexField(ctx, ix.obj, issuerSecretIndex, func(o client.Object) []string { return []string{fn(o)} }); err != nil {
+			return err
+		}
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.ApiKey{}, secretNamesIndex, func(o client.Object) []string {
+		ak := o.(*v1alpha1.ApiKey)
+		return []string{outputSecretName(ak.Name, ak.Spec.Secret)}
+	}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// credentialReconciler is what the ApiKey and RevioToken reconcilers share.
+type credentialReconciler struct {
+	client.Client
+	// APIReader reads workloads, and Secrets through secrets, directly:
+	// neither is in the informer cache.
+	APIReader client.Reader
+	// Cache serves the metadata-only view of Secrets.
+	Cache    client.Reader
+	Recorder recorder.EventRecorder
+	Options
+
+	// secrets reads the Secrets the resources name (one per manager, shared
+	// by its reconcilers: a Secret either names is read once per version).
+	secrets *secretReader
+}
+
+func newCredentialReconciler(mgr ctrl.Manager, o Options, secrets *secretReader) credentialReconciler {
+	return credentialReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("keywarden"), Options: o, secrets: secrets}
+}
+
+// defaults fills what a reconciler built without Setup lacks.
+func (r *credentialReconciler) defaults(mgr ctrl.Manager) error {
+	if r.Cache == nil {
+		r.Cache = mgr.GetCache()
+	}
+	if r.secrets == nil {
+		var err error
+		if r.secrets, err = managerSecretReader(mgr); err != nil {
+			return err
+		}
+	}
+	return nil
 }

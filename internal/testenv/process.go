@@ -263,22 +263,8 @@ func childPIDs(dir string) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		pgrp, _ := strconv.Atoi(f[2])
-		if ppid != self || pgrp != pid {
+		st, ok := readProcStat(pid)
+		if !ok || st.ppid != self || st.pgrp != pid || st.state == 'Z' {
 			continue
 		}
 		if cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline")); err == nil && bytes.Contains(cmdline, []byte(dir)) {
@@ -286,4 +272,30 @@ func childPIDs(dir string) []int {
 		}
 	}
 	return out
+}
+
+// procStat is what the package reads of /proc/PID/stat.
+type procStat struct {
+	state      byte
+	ppid, pgrp int
+}
+
+// readProcStat parses /proc/PID/stat: pid (comm) state ppid pgrp ...; comm
+// may hold spaces and parentheses. ok is false when there is no such process.
+func readProcStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procStat{}, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 3 || len(f[0]) != 1 {
+		return procStat{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	pgrp, _ := strconv.Atoi(f[2])
+	return procStat{state: f[0][0], ppid: ppid, pgrp: pgrp}, true
 }

@@ -65,6 +65,10 @@ type Options struct {
 	RepoRoot string
 	// Log receives one line per step; nil discards.
 	Log io.Writer
+	// APIServerFlags are added to kube-apiserver's command line, each
+	// "name=value" (without the leading dashes); a flag given twice is
+	// passed twice.
+	APIServerFlags []string
 }
 
 // Env is a running control plane and the processes started beside it.
@@ -88,14 +92,18 @@ type Env struct {
 	// PluginBin is the kubectl plugin (kubectl-keywarden), set by Build.
 	PluginBin string
 
-	log      io.Writer
-	env      *envtest.Environment
-	watchdog *watchdog
+	log            io.Writer
+	apiServerFlags []string
+	env            *envtest.Environment
+	watchdog       *watchdog
 
-	mu       sync.Mutex
-	procs    []*Process
-	stopOnce sync.Once
-	stopErr  error
+	mu    sync.Mutex
+	procs []*Process
+	// apiServer is the kube-apiserver RestartAPIServer started (nil: envtest's).
+	apiServer *apiServerProc
+	restarts  int
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // Scheme returns a scheme with the Kubernetes and Keywarden types.
@@ -125,7 +133,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
-	e := &Env{RepoRoot: root, Dir: dir, log: o.Log}
+	e := &Env{RepoRoot: root, Dir: dir, log: o.Log, apiServerFlags: o.APIServerFlags}
 	if e.log == nil {
 		e.log = io.Discard
 	}
@@ -160,7 +168,15 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	// blockOwnerDeletion from a client that may not update the owner's
 	// finalizers: the output Secrets carry such references, so the suite
 	// proves the manager's RBAC grants exactly that.
-	e.env.ControlPlane.GetAPIServer().Configure().Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
+	args := e.env.ControlPlane.GetAPIServer().Configure()
+	args.Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
+	for _, f := range e.apiServerFlags {
+		name, value, ok := strings.Cut(f, "=")
+		if !ok || name == "" {
+			return fmt.Errorf("APIServerFlags: %q is not name=value", f)
+		}
+		args.Append(strings.TrimLeft(name, "-"), value)
+	}
 	cfg, err := e.env.Start()
 	// etcd and kube-apiserver are children of this process, each leading
 	// its own process group: hand them to the watchdog.
@@ -243,6 +259,7 @@ func (e *Env) Stop() error {
 				errs = append(errs, fmt.Errorf("stop %s: %w", p.Name, err))
 			}
 		}
+		e.stopRestartedAPIServer()
 		if e.env != nil {
 			e.logf("stopping the control plane")
 			if err := e.env.Stop(); err != nil {

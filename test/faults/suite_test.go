@@ -33,10 +33,9 @@ type suite struct {
 	env  *testenv.Env
 	mode mode
 
-	mu        sync.Mutex
-	managers  []*testenv.Manager
-	sims      []*testenv.Apisim
-	apiServer *apiServerProc // set once the suite has restarted the API server
+	mu       sync.Mutex
+	managers []*testenv.Manager
+	sims     []*testenv.Apisim
 
 	needles  *needles
 	statuses *statusLog
@@ -44,18 +43,13 @@ type suite struct {
 }
 
 // teardown stops the managers first (they call the API server and apisim),
-// then the API server the suite restarted itself, then everything testenv
-// started.
+// then everything testenv started (a restarted API server included).
 func (s *suite) teardown() {
 	s.mu.Lock()
 	mgrs := append([]*testenv.Manager(nil), s.managers...)
-	as := s.apiServer
 	s.mu.Unlock()
 	for _, m := range mgrs {
 		_ = m.Stop(10 * time.Second)
-	}
-	if as != nil {
-		_ = as.stop(30 * time.Second)
 	}
 	_ = s.env.Stop()
 }
