@@ -4,11 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/reevit"
 
 	"github.com/robfig/cron/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -44,20 +44,11 @@ func displayName(ak *v1alpha1.ApiKey) string {
 // tying it to this object (UID) and this creation (generation). The leak
 // sweeper and crash recovery find keys by this marker.
 func keyName(ak *v1alpha1.ApiKey, gen int64) string {
-	return fmt.Sprintf("%s [kw:%s:%d]", displayName(ak), ak.UID, gen)
+	return displayName(ak) + " " + reevit.Marker(string(ak.UID), gen)
 }
-
-var markerRE = regexp.MustCompile(`\[kw:([0-9a-fA-F-]{36}):([0-9]+)\]$`)
 
 // parseMarker returns the object UID and generation a key name carries.
-func parseMarker(name string) (uid string, gen int64, ok bool) {
-	m := markerRE.FindStringSubmatch(name)
-	if m == nil {
-		return "", 0, false
-	}
-	g, err := strconv.ParseInt(m[2], 10, 64)
-	return m[1], g, err == nil
-}
+func parseMarker(name string) (uid string, gen int64, ok bool) { return reevit.ParseMarker(name) }
 
 // keySpecHash fingerprints the fields whose change needs a new key.
 func keySpecHash(ak *v1alpha1.ApiKey, iss *v1alpha1.IssuerRecord) string {

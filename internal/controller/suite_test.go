@@ -36,6 +36,7 @@ import (
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/reevit/reevittest"
 	"github.com/keywarden/keywarden/internal/revio/reviotest"
+	"github.com/keywarden/keywarden/internal/testenv"
 )
 
 // The suite runs a real kube-apiserver and etcd (envtest) with the real CRDs,
@@ -95,14 +96,21 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "start envtest:", err)
 		os.Exit(1)
 	}
-	stopKCM, err := startControllerManager(cfg)
+	kcmDir, err := os.MkdirTemp("", "keywarden-kcm-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
+	kcm, err := testenv.StartControllerManager(cfg, kcmDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start kube-controller-manager:", err)
 		_ = env.Stop()
 		os.Exit(1)
 	}
 	code := run(m)
-	stopKCM()
+	_ = kcm.Stop(10 * time.Second)
+	_ = os.RemoveAll(kcmDir)
 	_ = env.Stop()
 	os.Exit(code)
 }

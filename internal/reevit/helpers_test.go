@@ -2,9 +2,10 @@ package reevit_test
 
 import (
 	"net/http"
-	"sync"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/reevit/reevittest"
@@ -14,32 +15,14 @@ const testOrg = "org_123"
 
 var adminScopes = []string{"api_keys:read", "api_keys:write", "payments:read", "payments:write"}
 
-// fakeClock is a settable clock for the simulator.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 2, 10, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newFakeClock() *clocktesting.FakeClock {
+	return clocktesting.NewFakeClock(time.Date(2025, 2, 10, 10, 0, 0, 0, time.UTC))
 }
 
 // env is a simulator with one org and an admin key.
 type env struct {
 	srv   *reevittest.Server
-	clock *fakeClock
+	clock *clocktesting.FakeClock
 	admin string
 }
 

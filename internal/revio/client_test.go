@@ -11,32 +11,16 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/keywarden/keywarden/internal/revio"
 	"github.com/keywarden/keywarden/internal/revio/reviotest"
 )
 
 const testHost = "acme.psarev.io"
 
-// fakeClock is a settable clock for the simulator.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+func newFakeClock() *clocktesting.FakeClock {
+	return clocktesting.NewFakeClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // observation is one call of Config.Observe.
@@ -81,7 +65,7 @@ func newClient(t *testing.T, url string, mod func(*revio.Config)) *revio.Client 
 // env is one simulator with one API key bound to testHost.
 type env struct {
 	srv   *reviotest.Server
-	clock *fakeClock
+	clock *clocktesting.FakeClock
 	key   string
 }
 

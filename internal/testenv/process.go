@@ -31,20 +31,36 @@ type Process struct {
 	stop    sync.Once
 }
 
-// startProcess starts bin with args in its own process group. The log file
-// is created 0600 in the Env's logs directory; a name already used gets a
-// numbered file.
+// startProcess starts bin with args in its own process group, its log in
+// the Env's logs directory, and tracks it (Stop stops it; the watchdog
+// kills it if this process dies).
 func (e *Env) startProcess(name, bin string, args, env []string) (*Process, error) {
-	logPath := filepath.Join(e.Dir, "logs", name+".log")
+	p, err := startProcessIn(e.Dir, name, bin, args, env)
+	if err != nil {
+		return nil, err
+	}
+	p.w = e.watchdog
+	e.track(p)
+	return p, nil
+}
+
+// startProcessIn starts bin with args in its own process group, working in
+// dir. The log file is created 0600 in dir/logs; a name already used gets a
+// numbered file.
+func startProcessIn(dir, name, bin string, args, env []string) (*Process, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o700); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "logs", name+".log")
 	for i := 2; fileExists(logPath); i++ {
-		logPath = filepath.Join(e.Dir, "logs", fmt.Sprintf("%s-%d.log", name, i))
+		logPath = filepath.Join(dir, "logs", fmt.Sprintf("%s-%d.log", name, i))
 	}
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%s log: %w", name, err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Dir = e.Dir
+	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
 	// A group of its own: the terminal's Ctrl-C reaches only the owner,
@@ -55,13 +71,12 @@ func (e *Env) startProcess(name, bin string, args, env []string) (*Process, erro
 		_ = f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &Process{Name: name, LogPath: logPath, cmd: cmd, logFile: f, done: make(chan struct{}), w: e.watchdog}
+	p := &Process{Name: name, LogPath: logPath, cmd: cmd, logFile: f, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		_ = f.Close()
 		close(p.done)
 	}()
-	e.track(p)
 	return p, nil
 }
 

@@ -26,6 +26,8 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -215,31 +217,59 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// startControllerManager runs kube-controller-manager with the namespace
-// and garbage-collector controllers, so that deleting a namespace or an
-// owner (an ApiKey and its Secret) behaves as in a cluster.
+// startControllerManager runs kube-controller-manager for the Env.
 func (e *Env) startControllerManager() error {
-	bin := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-controller-manager")
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("kube-controller-manager is not in KUBEBUILDER_ASSETS (hack/controlplane.sh builds it): %w", err)
-	}
-	port, err := FreePort()
+	p, err := startControllerManagerIn(e.Dir, e.AdminKubeconfig)
 	if err != nil {
 		return err
 	}
-	certDir := filepath.Join(e.Dir, "kube-controller-manager")
-	if err := os.MkdirAll(certDir, 0o700); err != nil {
-		return err
+	p.w = e.watchdog
+	e.track(p)
+	return nil
+}
+
+// StartControllerManager runs kube-controller-manager against the API
+// server cfg reaches (an admin config), its files in dir, for suites that
+// start envtest themselves. Stop the Process when done.
+func StartControllerManager(cfg *rest.Config, dir string) (*Process, error) {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
+	kc.CurrentContext = "envtest"
+	path := filepath.Join(dir, "kube-controller-manager.kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return nil, err
 	}
-	_, err = e.startProcess("kube-controller-manager", bin, []string{
-		"--kubeconfig=" + e.AdminKubeconfig,
+	return startControllerManagerIn(dir, path)
+}
+
+// startControllerManagerIn runs kube-controller-manager with the namespace,
+// garbage-collector and clusterrole-aggregation controllers, so that
+// deleting a namespace or an owner (an ApiKey and its Secret) behaves as in
+// a cluster. The one starter of the suites, the demo and the bench.
+func startControllerManagerIn(dir, kubeconfig string) (*Process, error) {
+	bin := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-controller-manager")
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("kube-controller-manager is not in KUBEBUILDER_ASSETS (hack/controlplane.sh builds it): %w", err)
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	certDir := filepath.Join(dir, "kube-controller-manager")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, err
+	}
+	return startProcessIn(dir, "kube-controller-manager", bin, []string{
+		"--kubeconfig=" + kubeconfig,
 		"--controllers=namespace,garbagecollector,clusterrole-aggregation",
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + certDir,
+		"--concurrent-gc-syncs=5",
 	}, environ())
-	return err
 }
 
 // Stop ends every process the Env started (managers and apisim with

@@ -2,16 +2,16 @@ package faults
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keywarden/keywarden/internal/reevit"
+	"github.com/keywarden/keywarden/internal/revio"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,19 +21,6 @@ import (
 	"github.com/keywarden/keywarden/internal/apisim"
 	"github.com/keywarden/keywarden/internal/testenv"
 )
-
-// markerRE is the ownership marker Keywarden appends to a key's name:
-// [kw:<object uid>:<creation number>].
-var markerRE = regexp.MustCompile(`\[kw:([0-9a-fA-F-]{36}):([0-9]+)\]$`)
-
-func parseMarker(name string) (uid string, gen int64, ok bool) {
-	m := markerRE.FindStringSubmatch(name)
-	if m == nil {
-		return "", 0, false
-	}
-	g, err := strconv.ParseInt(m[2], 10, 64)
-	return m[1], g, err == nil
-}
 
 // tokenPolicy decides whether a token found expired at now in a Secret is a
 // lost credential (true) or an expected consequence of the faults (false).
@@ -154,7 +141,7 @@ func (c *checker) check(ctx context.Context) error {
 	// Keys: leaked or created twice.
 	markers := map[string]string{}
 	for _, k := range all {
-		uid, gen, ok := parseMarker(k.Name)
+		uid, gen, ok := reevit.ParseMarker(k.Name)
 		if !ok {
 			continue
 		}
@@ -169,7 +156,7 @@ func (c *checker) check(ctx context.Context) error {
 		if _, still := after[id]; !still {
 			continue
 		}
-		uid, _, ok := parseMarker(k.Name)
+		uid, _, ok := reevit.ParseMarker(k.Name)
 		if !ok {
 			continue // not Keywarden's (apisim's admin key, a seeded key)
 		}
@@ -305,21 +292,8 @@ func (c *checker) tokenProblem(ctx context.Context, rt *v1alpha1.RevioToken, sec
 
 // jwtExp reads a JWT's exp claim without verifying it.
 func jwtExp(tok string) (time.Time, bool) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp *int64 `json:"exp"`
-	}
-	if json.Unmarshal(b, &claims) != nil || claims.Exp == nil {
-		return time.Time{}, false
-	}
-	return time.Unix(*claims.Exp, 0), true
+	_, exp, ok := revio.ParseClaims(tok)
+	return exp, ok && !exp.IsZero()
 }
 
 // run checks every interval until ctx ends.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keywarden/keywarden/internal/reevit"
+
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -140,7 +142,7 @@ func testLeaderElection(t *testing.T, s *suite) {
 	}
 	perObject := map[string]int{}
 	for _, k := range keys {
-		if uid, _, ok := parseMarker(k.Name); ok {
+		if uid, _, ok := reevit.ParseMarker(k.Name); ok {
 			perObject[uid]++
 		}
 	}

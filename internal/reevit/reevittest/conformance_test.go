@@ -13,29 +13,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/keywarden/keywarden/internal/reevit/reevittest"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // docTime is the created_at of the document's create example.
 var docTime = time.Date(2025, 2, 10, 10, 0, 0, 0, time.UTC)
@@ -122,9 +106,9 @@ var (
 
 // newDocServer is a simulator holding org_123 with an admin key (the
 // document's "pfk_live_xxx").
-func newDocServer(t *testing.T, scopes ...string) (*reevittest.Server, *clock, string) {
+func newDocServer(t *testing.T, scopes ...string) (*reevittest.Server, *clocktesting.FakeClock, string) {
 	t.Helper()
-	clk := &clock{t: docTime}
+	clk := clocktesting.NewFakeClock(docTime)
 	srv := reevittest.NewServer(reevittest.WithClock(clk), reevittest.WithSeed(1))
 	t.Cleanup(srv.Close)
 	if len(scopes) == 0 {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/keywarden/keywarden/internal/reevit/reevittest"
 )
 
@@ -28,7 +30,7 @@ func serve(sim *reevittest.Sim, method, path, body string, headers ...string) *h
 }
 
 func TestSimKeysAndOutOfBandRevoke(t *testing.T) {
-	clk := &clock{t: docTime}
+	clk := clocktesting.NewFakeClock(docTime)
 	sim := reevittest.New(reevittest.WithClock(clk))
 	sim.AddOrg("org_empty")
 	if got := sim.Keys("org_empty"); len(got) != 0 {

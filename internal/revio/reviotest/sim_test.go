@@ -13,29 +13,16 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/keywarden/keywarden/internal/revio/reviotest"
 )
 
 const host = "acme.psarev.io"
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+func newClock() *clocktesting.FakeClock {
+	return clocktesting.NewFakeClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
 
 // do sends a raw request and decodes the JSON answer into a generic map.
 func do(t *testing.T, method, url string, headers map[string]string, body string) (int, http.Header, map[string]any) {
