@@ -828,6 +828,8 @@ func (e *akt) failing(name, reason, endpoint string, maxCalls int, goodKey []byt
 	c := e.condition(name, v1alpha1.ConditionReady, reason)
 	e.g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
 	e.event(name, corev1.EventTypeWarning, reason)
+	// A failure no retry fixes says so in status; a transient one does not.
+	e.g.Expect(e.get(name).Status.NeedsAttention).To(Equal(reason != v1alpha1.ReasonAPIUnavailable && reason != v1alpha1.ReasonRateLimited), "status.needsAttention")
 	n0 := calls(endpoint)
 	e.poke(name)
 	e.g.Consistently(func() int { return calls(endpoint) }).Should(BeNumerically("<=", n0+maxCalls))

@@ -238,20 +238,19 @@ func keepPrevious(data map[string][]byte, existing *corev1.Secret, activeID, new
 
 // sweepByName revokes every key named name (the marker of one creation).
 func (r *ApiKeyReconciler) sweepByName(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, name string) *failure {
+	// A failed sweep keeps the record (the caller returns before dropping
+	// it): a transient failure is retried with backoff, one that needs a
+	// person (a rejected admin key) waits for a change, as the create would.
 	keys, err := c.ListKeys(ctx)
 	if err != nil {
-		f := classifyReevit(err)
-		f.Transient = true // the record stays until the sweep succeeds
-		return f
+		return classifyReevit(err)
 	}
 	for _, k := range keys {
 		if k.Name != name {
 			continue
 		}
 		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
-			f := classifyReevit(err)
-			f.Transient = true
-			return f
+			return classifyReevit(err)
 		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Recover",
 			"revoked key %s: made by an earlier attempt of a creation Reevit now refuses", k.ID)

@@ -593,12 +593,16 @@ func TestRevioTokenFailures(t *testing.T) {
 		// Neither time nor an unrelated annotation change retries.
 		rtStepAndPoke(t, ns, "tok", 10*time.Minute)
 		rtExpectExchanges(t, base, 1)
-		rtWaitReason(t, ns, "tok", v1alpha1.ReasonInvalidAPIKey)
+		if rt := rtWaitReason(t, ns, "tok", v1alpha1.ReasonInvalidAPIKey); !rt.Status.NeedsAttention {
+			t.Error("status.needsAttention is false for a rejected API key")
+		}
 
 		// A valid key in the Secret does, through the watch.
 		key := revioSim.GenerateAPIKey(rtHost)
 		rtSetAPIKey(t, ns, "rev-key", key)
-		rtWaitReady(t, ns, "tok", 1)
+		if rt := rtWaitReady(t, ns, "tok", 1); rt.Status.NeedsAttention {
+			t.Error("status.needsAttention still true after a successful refresh")
+		}
 		rtExpectExchanges(t, base, 2)
 		assertNoSecretsLeaked(t, ns, bad, key, rtToken(t, ns, "tok"))
 	})

@@ -89,9 +89,10 @@ type Desired struct {
 }
 
 // Apply writes the desired Secret with server-side apply under FieldOwner.
-// existing is the current Secret (nil when absent), read by the caller. A
-// Secret owned by someone else is never touched: Apply returns a
-// *ConflictError. It returns the Secret as the API server wrote it.
+// existing is the current Secret, read by the caller from the API server
+// (nil when absent: the write must then create it). A Secret owned by someone
+// else is never touched, also one created since the caller's read: Apply
+// returns a *ConflictError. It returns the Secret as the API server wrote it.
 func Apply(ctx context.Context, c client.Client, existing *corev1.Secret, d Desired) (*corev1.Secret, error) {
 	if existing != nil && !Controlled(existing, d.Owner) {
 		return nil, &ConflictError{Namespace: d.Namespace, Name: d.Name}
@@ -119,7 +120,17 @@ func Apply(ctx context.Context, c client.Client, existing *corev1.Secret, d Desi
 			WithUID(d.Owner.GetUID()).
 			WithController(true).
 			WithBlockOwnerDeletion(true))
+	if existing == nil {
+		// A first write creates, never takes over: a resourceVersion in an
+		// apply is a precondition on an object that exists (and no Secret
+		// is at etcd revision 1), and is ignored when the apply creates. A
+		// Secret someone made since the caller found none is left alone.
+		ac.WithResourceVersion(createOnly)
+	}
 	if err := c.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if existing == nil && apierrors.IsConflict(err) {
+			return nil, &ConflictError{Namespace: d.Namespace, Name: d.Name}
+		}
 		return nil, fmt.Errorf("apply secret %s/%s: %w", d.Namespace, d.Name, err)
 	}
 	// The client decoded the server's answer into ac: that is the Secret as
@@ -135,6 +146,9 @@ func Apply(ctx context.Context, c client.Client, existing *corev1.Secret, d Desi
 	out.ManagedFields = nil
 	return out, nil
 }
+
+// createOnly is the resourceVersion a first write carries (see Apply).
+const createOnly = "1"
 
 // MetadataMatches reports whether the Secret carries every wanted label and
 // annotation with its value.
