@@ -222,7 +222,9 @@ func TestRolloutRevocationWaitsForSelectedWorkloads(t *testing.T) {
 	})
 	k1 := e.settled("ak").Status.KeyID
 	closeRestartWindow(t, e.ns, 1)
-	recorded := func() string { return getDeployment(t, e.ns, "api").Spec.Template.Annotations[secretsync.HashAnnotation("ak")] }
+	recorded := func() string {
+		return getDeployment(t, e.ns, "api").Spec.Template.Annotations[secretsync.HashAnnotation("ak")]
+	}
 	g.Eventually(recorded).Should(Equal(secretsync.RestartHash(e.secret("ak").Data)))
 	markRolledOut(t, e.ns, "api")
 
