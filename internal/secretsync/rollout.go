@@ -272,7 +272,7 @@ func judge(t v1alpha1.RolloutTarget, obj client.Object, secretName, hash string)
 func selectWorkloads(ctx context.Context, reader client.Reader, namespace string, t v1alpha1.RolloutTarget) ([]client.Object, string, error) {
 	sel, err := metav1.LabelSelectorAsSelector(t.Selector)
 	if err != nil {
-		return nil, "invalid selector: " + err.Error(), nil
+		return nil, "invalid selector: " + err.Error(), nil //nolint:nilerr // a spec problem, told as one; the other targets still count
 	}
 	list, items, err := newWorkloadList(t.Kind)
 	if err != nil {
