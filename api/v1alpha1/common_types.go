@@ -1,5 +1,7 @@
 package v1alpha1
 
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 // SecretKeyReference points at one data key of a Secret in the same namespace
 // as the resource. Cross-namespace references are not possible by design.
 type SecretKeyReference struct {
@@ -37,17 +39,29 @@ type SecretTemplate struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
-// RolloutTarget names a workload in the same namespace whose pods are
-// restarted when the output Secret changes.
+// RolloutTarget picks workloads in the same namespace whose pods are
+// restarted when the output Secret changes: one workload by name, or every
+// workload of the kind whose labels match a selector. Either way a workload
+// is restarted only when it reads the output Secret or opts in with the
+// annotation keywarden.dev/allow-restart-for (reason RolloutTargetRefused
+// otherwise).
+// +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.selector)",message="exactly one of name or selector must be set"
 type RolloutTarget struct {
 	// Kind of the workload.
 	// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
 	Kind string `json:"kind"`
 
-	// Name of the workload.
+	// Name of the workload. Exclusive with selector.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	Name string `json:"name"`
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Selector picks the workloads of this kind in the namespace by their
+	// labels (at most 100 per entry). An empty selector ({}) picks all of
+	// them: only those reading the Secret are restarted. Exclusive with name.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
 // Annotations understood on Keywarden resources.
@@ -59,6 +73,8 @@ const (
 	AnnotationCompromised = "keywarden.dev/compromised"
 	// AnnotationRefresh on a RevioToken: each new value asks for one immediate refresh.
 	AnnotationRefresh = "keywarden.dev/refresh"
-	// AnnotationSecretHash is set on the pod template of rollout targets.
+	// AnnotationSecretHash is the pod-template annotation that releases
+	// before per-Secret restart annotations (secret-hash.keywarden.dev/<Secret>)
+	// wrote. It is still read, never written.
 	AnnotationSecretHash = "keywarden.dev/secret-hash"
 )

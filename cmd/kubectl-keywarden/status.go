@@ -96,13 +96,16 @@ func (o *options) status(ctx context.Context, c client.Client, ns string, r ref)
 
 // rolloutState is what status knows of one rollout target.
 type rolloutState struct {
-	target  v1alpha1.RolloutTarget
+	target v1alpha1.RolloutTarget
+	// name is the workload's, or describes a selector that picks none.
+	name    string
+	none    bool // a selector target picking no workload
 	missing bool
 	err     error
 	// refused: the workload neither reads the output Secret nor opts in
 	// with keywarden.dev/allow-restart-for, so the manager does not restart it.
 	refused  bool
-	hash     string // the pod template's keywarden.dev/secret-hash
+	hash     string // the Secret version the pod template records (secretsync.TemplateHash)
 	progress string
 }
 
@@ -158,10 +161,13 @@ func gatherExtra(ctx context.Context, c client.Client, obj client.Object) status
 	case err != nil:
 		x.secretErr = err
 	default:
-		x.secretHash = sm.Annotations[secretsync.AnnotationDataHash]
+		// The version restarts are made for; older Secrets lack it.
+		if x.secretHash = sm.Annotations[secretsync.AnnotationRestartHash]; x.secretHash == "" {
+			x.secretHash = sm.Annotations[secretsync.AnnotationDataHash]
+		}
 	}
 	for _, t := range rolloutTargets(obj) {
-		x.rollouts = append(x.rollouts, readRollout(ctx, c, ns, x.secretName, t))
+		x.rollouts = append(x.rollouts, readRollout(ctx, c, ns, x.secretName, t)...)
 	}
 	x.issuer = readIssuer(ctx, c, obj)
 	x.events, x.eventsErr = eventsOf(ctx, c, obj)
@@ -205,41 +211,44 @@ func kindOf(obj client.Object) string {
 	return "ApiKey"
 }
 
-func readRollout(ctx context.Context, c client.Client, ns, secretName string, t v1alpha1.RolloutTarget) rolloutState {
-	s := rolloutState{target: t}
-	var obj client.Object
-	switch t.Kind {
-	case "Deployment":
-		obj = &appsv1.Deployment{}
-	case "StatefulSet":
-		obj = &appsv1.StatefulSet{}
-	case "DaemonSet":
-		obj = &appsv1.DaemonSet{}
-	default:
-		s.err = fmt.Errorf("unknown kind %q", t.Kind)
-		return s
+// readRollout reads the workloads one target picks.
+func readRollout(ctx context.Context, c client.Client, ns, secretName string, t v1alpha1.RolloutTarget) []rolloutState {
+	res, err := secretsync.Resolve(ctx, c, ns, secretName, []v1alpha1.RolloutTarget{t}, "")
+	name := t.Name
+	if t.Selector != nil {
+		name = "selector " + metav1.FormatLabelSelector(t.Selector)
 	}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: t.Name}, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			s.missing = true
-		} else {
-			s.err = err
+	if err != nil {
+		return []rolloutState{{target: t, name: name, err: err}}
+	}
+	if len(res.Problems) > 0 {
+		return []rolloutState{{target: t, name: name, err: errors.New(res.Problems[0])}}
+	}
+	if len(res.Outcomes) == 0 {
+		return []rolloutState{{target: t, name: name, none: true}}
+	}
+	var out []rolloutState
+	for _, o := range res.Outcomes {
+		s := rolloutState{target: t, name: o.Name, missing: o.Missing, refused: o.Refused}
+		if o.Workload != nil {
+			s.hash, _ = secretsync.TemplateHash(o.Workload, secretName)
+			s.progress = progressOf(o.Workload)
 		}
-		return s
+		out = append(out, s)
 	}
-	s.refused = !secretsync.Consumes(obj, secretName)
+	return out
+}
+
+func progressOf(obj client.Object) string {
 	switch w := obj.(type) {
 	case *appsv1.Deployment:
-		s.hash = w.Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
-		s.progress = fmt.Sprintf("%d/%d updated, %d available", w.Status.UpdatedReplicas, ptrOr(w.Spec.Replicas, 1), w.Status.AvailableReplicas)
+		return fmt.Sprintf("%d/%d updated, %d available", w.Status.UpdatedReplicas, ptrOr(w.Spec.Replicas, 1), w.Status.AvailableReplicas)
 	case *appsv1.StatefulSet:
-		s.hash = w.Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
-		s.progress = fmt.Sprintf("%d/%d updated, %d ready", w.Status.UpdatedReplicas, ptrOr(w.Spec.Replicas, 1), w.Status.ReadyReplicas)
+		return fmt.Sprintf("%d/%d updated, %d ready", w.Status.UpdatedReplicas, ptrOr(w.Spec.Replicas, 1), w.Status.ReadyReplicas)
 	case *appsv1.DaemonSet:
-		s.hash = w.Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
-		s.progress = fmt.Sprintf("%d/%d updated, %d available", w.Status.UpdatedNumberScheduled, w.Status.DesiredNumberScheduled, w.Status.NumberAvailable)
+		return fmt.Sprintf("%d/%d updated, %d available", w.Status.UpdatedNumberScheduled, w.Status.DesiredNumberScheduled, w.Status.NumberAvailable)
 	}
-	return s
+	return ""
 }
 
 func ptrOr(p *int32, def int32) int32 {
@@ -453,14 +462,16 @@ func renderRollouts(w io.Writer, x statusExtra) {
 		return
 	}
 	for _, r := range x.rollouts {
-		fmt.Fprintf(w, "  %s %s: %s\n", r.target.Kind, r.target.Name, rolloutLine(r, x))
+		fmt.Fprintf(w, "  %s %s: %s\n", r.target.Kind, r.name, rolloutLine(r, x))
 	}
 }
 
-// rolloutLine says whether a target was restarted for the Secret's current
-// data: Keywarden puts the Secret's data hash on its pod template.
+// rolloutLine says whether a workload was restarted for the Secret's current
+// data: Keywarden records the Secret's version on its pod template.
 func rolloutLine(r rolloutState, x statusExtra) string {
 	switch {
+	case r.none:
+		return "no workload matches (nothing to restart)"
 	case r.missing:
 		return "not found: " + adviceFor(v1alpha1.ReasonRolloutTargetMissing)
 	case r.err != nil:

@@ -45,6 +45,7 @@ func main() {
 		allowHTTP                    bool
 		allowedEndpoints, clusterNS  string
 		driftInterval, rolloutLimit  time.Duration
+		restartWindow                time.Duration
 		leaseDuration, renewDeadline time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
@@ -67,6 +68,7 @@ func main() {
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "", "Namespace holding the credential Secrets of ClusterReevitIssuers and ClusterRevioIssuers (default: the manager's own namespace).")
 	flag.DurationVar(&driftInterval, "drift-check-interval", 15*time.Minute, "How often each organisation's keys are listed to notice keys revoked outside Keywarden and leaked keys; 0 disables.")
 	flag.DurationVar(&rolloutLimit, "rollout-wait-limit", 15*time.Minute, "How long a revocation waits for rollout targets after the grace period before going ahead with a Warning.")
+	flag.DurationVar(&restartWindow, "restart-coalesce-window", 10*time.Second, "Restarts of one workload asked for within this long (several credentials changing together) make one pod-template patch; 0 patches at once.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -160,6 +162,7 @@ func main() {
 		MaxConcurrentReconciles:  maxConcurrent,
 		DriftCheckInterval:       driftInterval,
 		RolloutWaitLimit:         rolloutLimit,
+		RestartCoalesceWindow:    restartWindow,
 		Sharded:                  shard != nil,
 	}); err != nil {
 		log.Error(err, "unable to set up controllers")

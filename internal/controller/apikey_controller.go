@@ -167,6 +167,7 @@ func (r *ApiKeyReconciler) apiKeySteps() []step[*apiKeyPass] {
 		{name: "intent", run: r.stepIntent},
 		{name: "create", run: r.stepCreate},
 		{name: "metadata", run: r.stepMetadata},
+		{name: "restarts", run: r.stepResumeRestarts},
 		{name: "revoke", run: r.stepRevoke, always: true},
 		{name: "drift", run: r.stepDrift},
 		{name: "settle", run: r.stepSettle},

@@ -211,7 +211,7 @@ func (r *ApiKeyReconciler) publishKey(ctx context.Context, ak *v1alpha1.ApiKey, 
 	if err := r.crash("after-switch"); err != nil {
 		return ctrl.Result{}, err, true
 	}
-	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, ak, outputSecretName(ak.Name, ak.Spec.Secret), ak.Spec.RolloutRestart, secretsync.Hash(data))
+	r.restarts.request(ctx, ak, outputSecretName(ak.Name, ak.Spec.Secret), ak.Spec.RolloutRestart, secretsync.RestartHash(data))
 	return ctrl.Result{}, nil, false
 }
 

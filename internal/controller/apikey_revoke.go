@@ -84,7 +84,7 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 // stuck past RolloutWaitLimit is told and waited for no longer). hold is
 // when to look at the rollouts again.
 func (r *ApiKeyReconciler) pastRollouts(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, due []v1alpha1.PendingRevocation, now time.Time) ([]v1alpha1.PendingRevocation, time.Duration, error) {
-	done, err := secretsync.RolloutsDone(ctx, r.APIReader, ak.Namespace, existing.Name, ak.Spec.RolloutRestart, existing.Annotations[secretsync.AnnotationDataHash])
+	done, err := secretsync.RolloutsDone(ctx, r.APIReader, ak.Namespace, existing.Name, ak.Spec.RolloutRestart, secretsync.RestartHash(existing.Data))
 	if err != nil {
 		return nil, 0, err
 	}

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/metrics"
@@ -33,7 +32,6 @@ type RevioTokenReconciler struct {
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reviotokens/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
 
 func newRevioTokenList() client.ObjectList { return &v1alpha1.RevioTokenList{} }
 
@@ -167,10 +165,11 @@ func (r *RevioTokenReconciler) stepIssuer(ctx context.Context, p *revioTokenPass
 }
 
 // stepDue decides whether to exchange now (refreshDue, a pure function).
-func (r *RevioTokenReconciler) stepDue(_ context.Context, p *revioTokenPass) (stepResult, error) {
+func (r *RevioTokenReconciler) stepDue(ctx context.Context, p *revioTokenPass) (stepResult, error) {
 	rt, st := p.rt, &p.rt.Status
 	due, wait := refreshDue(r.refreshState(p))
 	if !due {
+		r.restarts.resume(ctx, rt, rt.Spec.RolloutRestart, p.existing)
 		return stepResult{RequeueAfter: wait, Stop: true}, nil
 	}
 	// From here on this attempt answers the current spec, Secret and annotation.
@@ -283,7 +282,7 @@ func (r *RevioTokenReconciler) stepPublish(ctx context.Context, p *revioTokenPas
 
 // stepRestart restarts the workloads that consume the Secret.
 func (r *RevioTokenReconciler) stepRestart(ctx context.Context, p *revioTokenPass) (stepResult, error) {
-	r.restart(ctx, p.rt, secretsync.Hash(p.data))
+	r.restart(ctx, p.rt, secretsync.RestartHash(p.data))
 	return next(0)
 }
 
@@ -373,7 +372,7 @@ func (r *RevioTokenReconciler) record(rt *v1alpha1.RevioToken) {
 // restart patches the rollout targets; a missing one gives a Warning event.
 func (r *RevioTokenReconciler) restart(ctx context.Context, obj client.Object, hash string) {
 	rt := obj.(*v1alpha1.RevioToken)
-	restartTargets(ctx, r.APIReader, r.Client, r.Recorder, obj, outputSecretName(rt.Name, rt.Spec.Secret), targetsOf(obj), hash)
+	r.restarts.request(ctx, obj, outputSecretName(rt.Name, rt.Spec.Secret), targetsOf(obj), hash)
 }
 
 // needsPerson reports whether a failure is one no retry fixes: the object
@@ -398,41 +397,4 @@ func optTime(t time.Time) *metav1.Time {
 		return nil
 	}
 	return mtime(t)
-}
-
-// targetsOf returns the rollout targets of either kind.
-func targetsOf(obj client.Object) []v1alpha1.RolloutTarget {
-	switch o := obj.(type) {
-	case *v1alpha1.RevioToken:
-		return o.Spec.RolloutRestart
-	case *v1alpha1.ApiKey:
-		return o.Spec.RolloutRestart
-	}
-	return nil
-}
-
-// restartTargets patches rollout targets and reports missing ones.
-func restartTargets(ctx context.Context, reader client.Reader, c client.Client, rec recorder.EventRecorder, obj client.Object, secretName string, targets []v1alpha1.RolloutTarget, hash string) {
-	if len(targets) == 0 {
-		return
-	}
-	outcomes, err := secretsync.Restart(ctx, reader, c, obj.GetNamespace(), secretName, targets, hash)
-	if err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "rollout restart failed")
-		rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetMissing, "RolloutRestart", "restarting workloads failed: %v", err)
-	}
-	for _, o := range outcomes {
-		switch {
-		case o.Missing:
-			rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetMissing, "RolloutRestart",
-				"%s %s not found: it was not restarted; fix spec.rolloutRestart or create it", o.Target.Kind, o.Target.Name)
-		case o.Refused:
-			rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetRefused, "RolloutRestart",
-				"%s %s does not read Secret %s (env, envFrom or a volume): not restarted; mount the Secret, or annotate the workload %s=%s to opt in",
-				o.Target.Kind, o.Target.Name, secretName, secretsync.AnnotationAllowRestart, secretName)
-		case o.Patched:
-			rec.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted, "RolloutRestart",
-				"%s %s restarted to pick up the new credential", o.Target.Kind, o.Target.Name)
-		}
-	}
 }

@@ -974,8 +974,9 @@ func TestRevioTokenRolloutRestart(t *testing.T) {
 	rtWaitReady(t, ns, "tok", 1)
 	hash1 := rtSecret(t, ns, "tok").Annotations[secretsync.AnnotationDataHash]
 	g.Expect(hash1).NotTo(BeEmpty())
+	closeRestartWindow(t, ns, 1)
 	g.Eventually(func() string {
-		return getDep().Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
+		return getDep().Spec.Template.Annotations[secretsync.HashAnnotation("tok")]
 	}).WithTimeout(rtWait).WithPolling(rtPoll).Should(Equal(hash1))
 	rtWaitEvent(t, ns, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted)
 	missing := rtWaitEvent(t, ns, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetMissing)
@@ -984,7 +985,7 @@ func TestRevioTokenRolloutRestart(t *testing.T) {
 	g.Expect(refused.Note).To(ContainSubstring("bystander"))
 	by := &appsv1.Deployment{}
 	g.Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(bystander), by)).To(Succeed())
-	g.Expect(by.Spec.Template.Annotations).NotTo(HaveKey(v1alpha1.AnnotationSecretHash), "the bystander is not restarted")
+	g.Expect(by.Spec.Template.Annotations).NotTo(HaveKey(secretsync.HashAnnotation("tok")), "the bystander is not restarted")
 	g.Expect(rtCond(t, ns, "tok", v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
 	tokens := []string{rtToken(t, ns, "tok")}
 
@@ -994,8 +995,9 @@ func TestRevioTokenRolloutRestart(t *testing.T) {
 	rtWaitReady(t, ns, "tok", 2)
 	hash2 := rtSecret(t, ns, "tok").Annotations[secretsync.AnnotationDataHash]
 	g.Expect(hash2).NotTo(Equal(hash1))
+	closeRestartWindow(t, ns, 1)
 	g.Eventually(func() string {
-		return getDep().Spec.Template.Annotations[v1alpha1.AnnotationSecretHash]
+		return getDep().Spec.Template.Annotations[secretsync.HashAnnotation("tok")]
 	}).WithTimeout(rtWait).WithPolling(rtPoll).Should(Equal(hash2))
 	gen2 := getDep().Generation
 	g.Expect(gen2).To(Equal(gen1 + 1))

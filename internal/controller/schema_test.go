@@ -335,7 +335,7 @@ func TestSchemaRejects(t *testing.T) {
 			specSet("environment", "prod")),
 		akCase("unknown rolloutRestart kind", wantMsg(`spec.rolloutRestart[0].kind`, `Unsupported value: "Job"`, `"Deployment"`),
 			specSet("rolloutRestart", []any{map[string]any{"kind": "Job", "name": "migrate"}})),
-		akCase("rolloutRestart without name", wantMsg(`spec.rolloutRestart[0].name`, `Required value`),
+		akCase("rolloutRestart without name", wantMsg(`spec.rolloutRestart[0]`, `exactly one of name or selector must be set`),
 			specSet("rolloutRestart", []any{map[string]any{"kind": "Deployment"}})),
 		akCase("unknown deletionPolicy", wantMsg(`spec.deletionPolicy`, `Unsupported value: "Delete"`, `"Revoke"`, `"Retain"`),
 			specSet("deletionPolicy", "Delete")),

@@ -39,6 +39,9 @@ type Options struct {
 	DriftCheckInterval time.Duration
 	// RolloutWaitLimit bounds how long a revocation waits for rollouts.
 	RolloutWaitLimit time.Duration
+	// RestartCoalesceWindow gathers the restarts of one workload asked for
+	// within this long into one pod-template patch; 0 patches at once.
+	RestartCoalesceWindow time.Duration
 	// AllowedEndpoints are the base URLs issuers may name (--allowed-endpoints).
 	// Empty means DefaultAllowedEndpoints.
 	AllowedEndpoints []string
@@ -54,6 +57,8 @@ type Options struct {
 
 	// superseded is the manager's record of replaced resourceVersions.
 	superseded *supersededSet
+	// restarts coalesces the rollout restarts of both reconcilers.
+	restarts *restarter
 
 	// crashAt, in tests only, stops an ApiKey reconcile at a named step
 	// boundary as if the process died there.
@@ -77,6 +82,10 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		o.RolloutWaitLimit = 15 * time.Minute
 	}
 	o.superseded = newSupersededSet()
+	var err error
+	if o.restarts, err = setupRestarts(mgr, o); err != nil {
+		return err
+	}
 	if len(o.AllowedEndpoints) == 0 {
 		o.AllowedEndpoints = DefaultAllowedEndpoints()
 	}

@@ -172,7 +172,7 @@ func startManager() error {
 	}
 	opts := Options{
 		Clock: clk, AllowHTTP: true, MaxConcurrentReconciles: 4, ClusterResourceNamespace: clusterNS,
-		DriftCheckInterval: 10 * time.Minute, RolloutWaitLimit: 2 * time.Minute,
+		DriftCheckInterval: 10 * time.Minute, RolloutWaitLimit: 2 * time.Minute, RestartCoalesceWindow: restartWindow,
 		Jitter: func() float64 { return 0 },
 		crashAt: func(step string) bool {
 			crashMu.Lock()

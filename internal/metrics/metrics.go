@@ -61,6 +61,20 @@ var (
 		Help: "1 when the issuer's credential was proven to work, 0 when its last check failed.",
 	}, []string{"kind", "namespace", "name"})
 
+	// RolloutPatches counts pod-template patches that restart workloads
+	// (one per workload per coalescing window, however many Secrets changed).
+	RolloutPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keywarden_rollout_patches_total",
+		Help: "Pod-template patches restarting workloads, by workload kind.",
+	}, []string{"kind"})
+
+	// RolloutsPending is the number of workloads whose restart waits for
+	// its coalescing window to close.
+	RolloutsPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_rollouts_pending",
+		Help: "Workloads whose restart waits for the coalescing window (--restart-coalesce-window) to close.",
+	}, []string{"namespace"})
+
 	// PolicyViolations is 1 for an object its issuer's policy refuses.
 	PolicyViolations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "keywarden_policy_violation",
@@ -70,7 +84,7 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys,
-		IssuerReady, PolicyViolations)
+		IssuerReady, PolicyViolations, RolloutPatches, RolloutsPending)
 }
 
 // Observer returns a client hook that records one external request.

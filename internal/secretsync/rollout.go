@@ -2,36 +2,47 @@ package secretsync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 )
 
-// RolloutOutcome is what happened to one rollout target.
+// RolloutOutcome is what a restart for one Secret version means for one
+// workload a rollout target picks.
 type RolloutOutcome struct {
 	Target v1alpha1.RolloutTarget
-	// Patched is true when the pod template annotation was changed.
-	Patched bool
-	// Missing is true when the workload does not exist.
+	// Name is the workload's name (the target's, or one a selector picked).
+	Name string
+	// Workload is the workload as read; nil when Missing.
+	Workload client.Object
+	// Missing is true when a named workload does not exist.
 	Missing bool
 	// Refused is true when the workload neither consumes the Secret (env,
 	// envFrom or a volume) nor opts in with AnnotationAllowRestart: whoever
 	// may create an ApiKey must not be able to restart any workload.
 	Refused bool
-	// Done is true when the workload runs pods with the current template.
+	// Stale is true when the pod template does not record the Secret
+	// version yet: a restart is needed.
+	Stale bool
+	// Done is true when the template records it and its pods run it.
 	Done bool
 }
 
-func newWorkload(kind string) (client.Object, error) {
+// NewWorkload returns an empty workload of a rollout target kind.
+func NewWorkload(kind string) (client.Object, error) {
 	switch kind {
 	case "Deployment":
 		return &appsv1.Deployment{}, nil
@@ -139,70 +150,194 @@ func rolledOut(obj client.Object) bool {
 	return false
 }
 
-// Restart sets the keywarden.dev/secret-hash annotation on the pod template
-// of each target to hash. A target already carrying hash is not patched, so
-// the same data never restarts anything twice. Workloads are read directly
-// (reader should be an uncached reader): Keywarden does not cache workloads.
-func Restart(ctx context.Context, reader client.Reader, c client.Client, namespace, secretName string, targets []v1alpha1.RolloutTarget, hash string) ([]RolloutOutcome, error) {
-	out := make([]RolloutOutcome, 0, len(targets))
-	for _, t := range targets {
-		o := RolloutOutcome{Target: t}
-		obj, err := newWorkload(t.Kind)
-		if err != nil {
-			return out, err
-		}
-		if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: t.Name}, obj); err != nil {
-			if apierrors.IsNotFound(err) {
-				o.Missing = true
-				out = append(out, o)
-				continue
-			}
-			return out, fmt.Errorf("get %s %s: %w", t.Kind, t.Name, err)
-		}
-		if !Consumes(obj, secretName) {
-			o.Refused = true
-			out = append(out, o)
-			continue
-		}
-		if templateAnnotations(obj)[v1alpha1.AnnotationSecretHash] != hash {
-			patch := map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
-				"annotations": map[string]string{v1alpha1.AnnotationSecretHash: hash}}}}}
-			raw, _ := json.Marshal(patch)
-			if err := c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, raw), client.FieldOwner(FieldOwner)); err != nil {
-				if apierrors.IsNotFound(err) {
-					o.Missing = true
-					out = append(out, o)
-					continue
-				}
-				return out, fmt.Errorf("patch %s %s: %w", t.Kind, t.Name, err)
-			}
-			o.Patched = true
-		} else {
-			o.Done = rolledOut(obj)
-		}
-		out = append(out, o)
+// MaxSelected bounds the workloads one selector target picks.
+const MaxSelected = 100
+
+// hashAnnotationPrefix starts the per-Secret pod-template annotations.
+const hashAnnotationPrefix = "secret-hash.keywarden.dev/"
+
+// HashAnnotation is the pod-template annotation recording which version
+// (RestartHash) of Secret name the pods were restarted for. One key per
+// Secret lets several credentials restart one workload without undoing each
+// other. A name longer than an annotation name's 63 characters is cut and
+// ends in a hash of the whole name, so two long names never share a key.
+func HashAnnotation(secretName string) string {
+	if len(secretName) <= 63 {
+		return hashAnnotationPrefix + secretName
 	}
-	return out, nil
+	sum := sha256.Sum256([]byte(secretName))
+	return hashAnnotationPrefix + strings.TrimRight(secretName[:46], "-.") + "-" + hex.EncodeToString(sum[:])[:16]
 }
 
-// RolloutsDone reports whether every existing target carries hash on its pod
-// template and has finished rolling it out. Missing targets count as done.
-func RolloutsDone(ctx context.Context, reader client.Reader, namespace, secretName string, targets []v1alpha1.RolloutTarget, hash string) (bool, error) {
-	for _, t := range targets {
-		obj, err := newWorkload(t.Kind)
-		if err != nil {
-			return false, err
+// RestartHash is the version of Secret data that consumers are restarted
+// for: Hash of the data without the previous key an ApiKey keeps during a
+// rotation's grace period, so dropping that key restarts nobody.
+func RestartHash(data map[string][]byte) string {
+	if _, ok := data["previousApiKey"]; !ok {
+		if _, ok := data["previousKeyId"]; !ok {
+			return Hash(data)
 		}
-		if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: t.Name}, obj); err != nil {
-			if apierrors.IsNotFound(err) {
+	}
+	d := maps.Clone(data)
+	delete(d, "previousApiKey")
+	delete(d, "previousKeyId")
+	return Hash(d)
+}
+
+// TemplateHash is the Secret version obj's pod template records for Secret
+// name: its HashAnnotation, else the single annotation older releases wrote
+// (perSecret false then).
+func TemplateHash(obj client.Object, secretName string) (hash string, perSecret bool) {
+	a := templateAnnotations(obj)
+	if h, ok := a[HashAnnotation(secretName)]; ok {
+		return h, true
+	}
+	return a[v1alpha1.AnnotationSecretHash], false
+}
+
+// Stale reports whether obj should be restarted for version hash of Secret
+// name: it consumes the Secret and its template records another version.
+func Stale(obj client.Object, secretName, hash string) bool {
+	h, _ := TemplateHash(obj, secretName)
+	return h != hash && Consumes(obj, secretName)
+}
+
+// Resolved is what a list of rollout targets picks.
+type Resolved struct {
+	Outcomes []RolloutOutcome
+	// Problems describe selector targets that could not be used (an
+	// invalid selector, more than MaxSelected matches), for a Warning.
+	Problems []string
+}
+
+// Resolve reads the workloads the targets pick in namespace, each once,
+// with reader (an uncached reader: Keywarden does not cache workloads), and
+// judges each for version hash of Secret secretName.
+func Resolve(ctx context.Context, reader client.Reader, namespace, secretName string, targets []v1alpha1.RolloutTarget, hash string) (Resolved, error) {
+	var res Resolved
+	seen := map[string]bool{}
+	add := func(t v1alpha1.RolloutTarget, obj client.Object) {
+		if k := t.Kind + "/" + obj.GetName(); !seen[k] {
+			seen[k] = true
+			res.Outcomes = append(res.Outcomes, judge(t, obj, secretName, hash))
+		}
+	}
+	for i, t := range targets {
+		if t.Selector == nil {
+			obj, err := NewWorkload(t.Kind)
+			if err != nil {
+				return res, err
+			}
+			if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: t.Name}, obj); err != nil {
+				if !apierrors.IsNotFound(err) {
+					return res, fmt.Errorf("get %s %s: %w", t.Kind, t.Name, err)
+				}
+				res.Outcomes = append(res.Outcomes, RolloutOutcome{Target: t, Name: t.Name, Missing: true})
 				continue
 			}
-			return false, fmt.Errorf("get %s %s: %w", t.Kind, t.Name, err)
+			add(t, obj)
+			continue
 		}
-		if !Consumes(obj, secretName) {
-			continue // never restarted: nothing to wait for
+		objs, problem, err := selectWorkloads(ctx, reader, namespace, t)
+		if err != nil {
+			return res, err
 		}
-		if templateAnnotations(obj)[v1alpha1.AnnotationSecretHash] != hash || !rolledOut(obj) {
+		if problem != "" {
+			res.Problems = append(res.Problems, fmt.Sprintf("rolloutRestart[%d] (%s selector): %s", i, t.Kind, problem))
+		}
+		for _, obj := range objs {
+			add(t, obj)
+		}
+	}
+	return res, nil
+}
+
+func judge(t v1alpha1.RolloutTarget, obj client.Object, secretName, hash string) RolloutOutcome {
+	o := RolloutOutcome{Target: t, Name: obj.GetName(), Workload: obj}
+	h, _ := TemplateHash(obj, secretName)
+	switch {
+	case !Consumes(obj, secretName):
+		o.Refused = true
+	case h != hash:
+		o.Stale = true
+	default:
+		o.Done = rolledOut(obj)
+	}
+	return o
+}
+
+// selectWorkloads lists the workloads of t.Kind matching t.Selector, at most
+// MaxSelected. A selector the API server would refuse is a problem, not an
+// error: the other targets still count.
+func selectWorkloads(ctx context.Context, reader client.Reader, namespace string, t v1alpha1.RolloutTarget) ([]client.Object, string, error) {
+	sel, err := metav1.LabelSelectorAsSelector(t.Selector)
+	if err != nil {
+		return nil, "invalid selector: " + err.Error(), nil //nolint:nilerr // a spec problem, told as one; the other targets still count
+	}
+	list, items, err := newWorkloadList(t.Kind)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := reader.List(ctx, list, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}, client.Limit(MaxSelected)); err != nil {
+		return nil, "", fmt.Errorf("list %s matching %s: %w", t.Kind, sel, err)
+	}
+	problem := ""
+	if list.GetContinue() != "" {
+		problem = fmt.Sprintf("matches more than %d workloads: only the first %d are restarted; narrow the selector", MaxSelected, MaxSelected)
+	}
+	return items(), problem, nil
+}
+
+func newWorkloadList(kind string) (client.ObjectList, func() []client.Object, error) {
+	switch kind {
+	case "Deployment":
+		l := &appsv1.DeploymentList{}
+		return l, func() []client.Object { return itemsOf(l.Items) }, nil
+	case "StatefulSet":
+		l := &appsv1.StatefulSetList{}
+		return l, func() []client.Object { return itemsOf(l.Items) }, nil
+	case "DaemonSet":
+		l := &appsv1.DaemonSetList{}
+		return l, func() []client.Object { return itemsOf(l.Items) }, nil
+	}
+	return nil, nil, fmt.Errorf("unsupported rollout kind %q", kind)
+}
+
+// itemsOf returns pointers to the items of a typed list.
+func itemsOf[T any, P interface {
+	*T
+	client.Object
+}](items []T) []client.Object {
+	out := make([]client.Object, len(items))
+	for i := range items {
+		out[i] = P(&items[i])
+	}
+	return out
+}
+
+// PatchTemplate sets annotations on obj's pod template with one merge
+// patch: one new pod template, however many Secrets changed.
+func PatchTemplate(ctx context.Context, c client.Client, obj client.Object, annotations map[string]string) error {
+	patch := map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
+		"annotations": annotations}}}}
+	raw, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	return c.Patch(ctx, obj, client.RawPatch(types.MergePatchType, raw), client.FieldOwner(FieldOwner))
+}
+
+// RolloutsDone reports whether every workload the targets pick that
+// consumes Secret secretName records version hash on its pod template and
+// has finished rolling it out. Missing workloads count as done, and so do
+// selector targets that cannot be used: they restart nothing to wait for.
+func RolloutsDone(ctx context.Context, reader client.Reader, namespace, secretName string, targets []v1alpha1.RolloutTarget, hash string) (bool, error) {
+	res, err := Resolve(ctx, reader, namespace, secretName, targets, hash)
+	if err != nil {
+		return false, err
+	}
+	for _, o := range res.Outcomes {
+		if o.Stale || (!o.Missing && !o.Refused && !o.Done) {
 			return false, nil
 		}
 	}

@@ -31,6 +31,10 @@ const (
 	// AnnotationDataHash records the hash of the data Keywarden wrote, so a
 	// hand edit is noticed without keeping a copy of the data anywhere else.
 	AnnotationDataHash = "keywarden.dev/data-hash"
+	// AnnotationRestartHash records RestartHash of the data: the version
+	// consumers' pod templates record once restarted for it (see
+	// HashAnnotation), for readers of metadata only such as kubectl-keywarden.
+	AnnotationRestartHash = "keywarden.dev/restart-hash"
 )
 
 // ConflictError says the output Secret exists and belongs to someone else.
@@ -107,6 +111,7 @@ func Apply(ctx context.Context, c client.Client, existing *corev1.Secret, d Desi
 		annotations = map[string]string{}
 	}
 	annotations[AnnotationDataHash] = Hash(d.Data)
+	annotations[AnnotationRestartHash] = RestartHash(d.Data)
 
 	ac := applycorev1.Secret(d.Name, d.Namespace).
 		WithLabels(labels).

@@ -158,14 +158,14 @@ func TestNewWorkload(t *testing.T) {
 	for kind, want := range map[string]client.Object{
 		"Deployment": &appsv1.Deployment{}, "StatefulSet": &appsv1.StatefulSet{}, "DaemonSet": &appsv1.DaemonSet{},
 	} {
-		got, err := newWorkload(kind)
+		got, err := NewWorkload(kind)
 		if err != nil || got == nil || strings.TrimPrefix(typeName(got), "*v1.") != kind || typeName(got) != typeName(want) {
-			t.Errorf("newWorkload(%q) = %T, %v", kind, got, err)
+			t.Errorf("NewWorkload(%q) = %T, %v", kind, got, err)
 		}
 	}
 	for _, kind := range []string{"", "Pod", "deployment", "CronJob"} {
-		if _, err := newWorkload(kind); err == nil {
-			t.Errorf("newWorkload(%q) accepted", kind)
+		if _, err := NewWorkload(kind); err == nil {
+			t.Errorf("NewWorkload(%q) accepted", kind)
 		}
 	}
 }
@@ -241,19 +241,6 @@ func newFake(t *testing.T, objs ...client.Object) client.Client {
 	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
 }
 
-func deployment(name, hash string, done bool) *appsv1.Deployment {
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Generation: 1}}
-	d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", EnvFrom: []corev1.EnvFromSource{
-		{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "creds"}}}}}}
-	if hash != "" {
-		d.Spec.Template.Annotations = map[string]string{v1alpha1.AnnotationSecretHash: hash}
-	}
-	if done {
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: 1, UpdatedReplicas: 1, Replicas: 1, AvailableReplicas: 1}
-	}
-	return d
-}
-
 // A workload is restarted only when it reads the Secret or opts in.
 func TestConsumes(t *testing.T) {
 	ref := func(n string) corev1.LocalObjectReference { return corev1.LocalObjectReference{Name: n} }
@@ -292,72 +279,6 @@ func TestConsumes(t *testing.T) {
 		if got := Consumes(c.d, "creds"); got != c.want {
 			t.Errorf("%s: Consumes = %v, want %v", name, got, c.want)
 		}
-	}
-}
-
-func TestRestart(t *testing.T) {
-	ctx := context.Background()
-	bystander := deployment("bystander", "old", true)
-	bystander.Spec.Template.Spec.Containers[0].EnvFrom = nil
-	c := newFake(t, deployment("stale", "old", true), deployment("current", "h1", true), deployment("rolling", "h1", false), bystander)
-	targets := []v1alpha1.RolloutTarget{
-		{Kind: "Deployment", Name: "stale"}, {Kind: "Deployment", Name: "current"},
-		{Kind: "Deployment", Name: "rolling"}, {Kind: "Deployment", Name: "gone"},
-		{Kind: "Deployment", Name: "bystander"},
-	}
-	out, err := Restart(ctx, c, c, ns, "creds", targets, "h1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []RolloutOutcome{
-		{Target: targets[0], Patched: true}, {Target: targets[1], Done: true},
-		{Target: targets[2]}, {Target: targets[3], Missing: true},
-		{Target: targets[4], Refused: true},
-	}
-	for i := range want {
-		if out[i] != want[i] {
-			t.Errorf("outcome %d = %+v, want %+v", i, out[i], want[i])
-		}
-	}
-	var d appsv1.Deployment
-	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "stale"}, &d); err != nil || d.Spec.Template.Annotations[v1alpha1.AnnotationSecretHash] != "h1" {
-		t.Fatalf("stale deployment not patched: %v %v", d.Spec.Template.Annotations, err)
-	}
-	// The same data twice restarts nothing twice.
-	again, err := Restart(ctx, c, c, ns, "creds", targets[:1], "h1")
-	if err != nil || again[0].Patched {
-		t.Fatalf("second Restart = %+v, %v", again, err)
-	}
-	if _, err := Restart(ctx, c, c, ns, "creds", []v1alpha1.RolloutTarget{{Kind: "Pod", Name: "x"}}, "h1"); err == nil {
-		t.Fatal("an unsupported kind was accepted")
-	}
-}
-
-func TestRolloutsDone(t *testing.T) {
-	ctx := context.Background()
-	c := newFake(t, deployment("done", "h1", true), deployment("rolling", "h1", false), deployment("stale", "old", true))
-	tests := []struct {
-		name    string
-		targets []string
-		want    bool
-	}{
-		{name: "none", want: true},
-		{name: "done", targets: []string{"done"}, want: true},
-		{name: "missing counts as done", targets: []string{"done", "gone"}, want: true},
-		{name: "still rolling", targets: []string{"done", "rolling"}, want: false},
-		{name: "old template", targets: []string{"stale"}, want: false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var targets []v1alpha1.RolloutTarget
-			for _, n := range tt.targets {
-				targets = append(targets, v1alpha1.RolloutTarget{Kind: "Deployment", Name: n})
-			}
-			got, err := RolloutsDone(ctx, c, ns, "creds", targets, "h1")
-			if err != nil || got != tt.want {
-				t.Fatalf("RolloutsDone = %v, %v; want %v", got, err, tt.want)
-			}
-		})
 	}
 }
 

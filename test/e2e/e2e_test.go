@@ -30,6 +30,7 @@ import (
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/apisim"
+	"github.com/keywarden/keywarden/internal/secretsync"
 	"github.com/keywarden/keywarden/internal/testenv"
 )
 
@@ -306,7 +307,9 @@ func TestSamples(t *testing.T) {
 			NewWithT(t).Eventually(func(g Gomega) {
 				var d appsv1.Deployment
 				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &d)).To(Succeed())
-				g.Expect(d.Spec.Template.Annotations).To(HaveKey(v1alpha1.AnnotationSecretHash))
+				for _, secret := range reads[name] {
+					g.Expect(d.Spec.Template.Annotations).To(HaveKey(secretsync.HashAnnotation(secret)))
+				}
 			}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Succeed())
 		})
 	}

@@ -215,10 +215,12 @@ var rbacAllowList = map[string]map[string][]string{
 		"namespaces": {"get", "list", "watch"},
 	},
 	"events.k8s.io": {"events": {"create", "patch"}},
+	// Rollout targets: read (list for selector targets) and patch their
+	// pod template; never watch, never create or delete.
 	"apps": {
-		"deployments":  {"get", "patch"},
-		"statefulsets": {"get", "patch"},
-		"daemonsets":   {"get", "patch"},
+		"deployments":  {"get", "list", "patch"},
+		"statefulsets": {"get", "list", "patch"},
+		"daemonsets":   {"get", "list", "patch"},
 	},
 	"credentials.keywarden.dev": {
 		"apikeys":            {"get", "list", "watch", "patch"},

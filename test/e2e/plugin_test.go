@@ -291,9 +291,12 @@ func TestPlugin(t *testing.T) {
 		g.Expect(out).NotTo(ContainSubstring("plugin-a"))
 		g.Expect(rotations(g, "plugin-b")).To(Equal(b + 1))
 		g.Expect(rotations(g, "plugin-a")).To(Equal(a), "-l team=b rotated plugin-a")
-		out = p.must(t, "", "status", "ak/plugin-b", "-n", ns)
-		g.Expect(out).To(MatchRegexp(`Rollout restarts:\n  Deployment plugin-b-app: restarted for the current Secret \(\d+/1 updated, \d+ available\)`))
-		g.Expect(out).To(MatchRegexp(`Recent events:\n(.*\n)*.*RolloutRestarted\s+Deployment plugin-b-app restarted`))
+		// The restart is patched when the manager's coalescing window closes.
+		g.Eventually(func(g Gomega) {
+			out := p.must(t, "", "status", "ak/plugin-b", "-n", ns)
+			g.Expect(out).To(MatchRegexp(`Rollout restarts:\n  Deployment plugin-b-app: restarted for the current Secret \(\d+/1 updated, \d+ available\)`))
+			g.Expect(out).To(MatchRegexp(`Recent events:\n(.*\n)*.*RolloutRestarted\s+Deployment plugin-b-app restarted`))
+		}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
 
 		out = p.must(t, "", "rotate", "-A", "-l", "team=b,plugin-test="+ns, "--wait", "--timeout=60s")
 		g.Expect(out).To(ContainSubstring(ns + "/apikey/plugin-b: done"))
