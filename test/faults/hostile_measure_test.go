@@ -46,6 +46,20 @@ func startLagTracker(s *suite, ns string) (*lagTracker, error) {
 	return lt, nil
 }
 
+// overdue counts the tokens whose scheduled refresh is more than late ago
+// and has not happened: a lag that take cannot show yet.
+func (lt *lagTracker) overdue(late time.Duration) int {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	n := 0
+	for _, st := range lt.seen {
+		if !st.next.IsZero() && time.Since(st.next) > late {
+			n++
+		}
+	}
+	return n
+}
+
 func (lt *lagTracker) stop() {
 	lt.cancel()
 	lt.wg.Wait()

@@ -37,11 +37,12 @@ type hostileFigures struct {
 	revocations, revBlocked     int
 	lagBase, lagHole            []time.Duration
 	blackHoled, holeConns       int
+	overdue                     int // healthy tokens over 5 s past their refresh at the window's end
 	foreign, objects, conflicts int
-	rssBase, rssPeak            float64
+	rssBase, rssPeak, heapEnd   float64 // bytes; heapEnd: live heap once settled
 }
 
-// hostile changes the hostile figures under the summary's lock.
+// hostileUpdate changes the hostile figures under the summary's lock.
 func (s *summary) hostileUpdate(fn func(*hostileFigures)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,13 +56,13 @@ func (h *hostileFigures) render(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "hostile tenants:       keys left live %d; revocations blocked %d of %d\n", h.keysLeftLive, h.revBlocked, h.revocations)
-	if len(h.lagHole) > 0 {
-		fmt.Fprintf(b, "  healthy refresh lag, %d black-holed tokens: %s; before them: %s; %d connections to the black hole\n",
-			h.blackHoled, lagFigures(h.lagHole), lagFigures(h.lagBase), h.holeConns)
+	if h.blackHoled > 0 {
+		fmt.Fprintf(b, "  healthy refresh lag, %d black-holed tokens: %s, %d overdue; before them: %s; %d connections to the black hole\n",
+			h.blackHoled, lagFigures(h.lagHole), h.overdue, lagFigures(h.lagBase), h.holeConns)
 	}
 	if h.foreign > 0 {
-		fmt.Fprintf(b, "  manager RSS, %d foreign 1 MB Secrets named as outputs: peak %.1f MiB (before %.1f MiB); %d of %d objects SecretConflict\n",
-			h.foreign, h.rssPeak/(1<<20), h.rssBase/(1<<20), h.conflicts, h.objects)
+		fmt.Fprintf(b, "  manager RSS, %d foreign 1 MB Secrets named as outputs: peak %.1f MiB (before %.1f MiB), heap in use once settled %.1f MiB; %d of %d objects SecretConflict\n",
+			h.foreign, h.rssPeak/(1<<20), h.rssBase/(1<<20), h.heapEnd/(1<<20), h.conflicts, h.objects)
 	}
 }
 
@@ -211,7 +212,7 @@ func testBlackHole(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	sleep(ctx, hm.window-5*time.Second)
-	withHole := lags.take()
+	withHole, overdue := lags.take(), lags.overdue(5*time.Second)
 	blocked := waitRevoked(ctx, s, sim, replaced, time.Minute)
 	stopChecks()
 	live, err := keysLeftLive(ctx, s, sim, nsH)
@@ -219,23 +220,26 @@ func testBlackHole(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	chk.report(t)
-	reportBlackHole(t, s, hm, base, withHole, hole.accepted(), len(replaced), blocked, live)
+	reportBlackHole(t, s, hm, base, withHole, overdue, hole.accepted(), len(replaced), blocked, live)
 }
 
 // reportBlackHole records and checks the black-hole scenario's figures.
-func reportBlackHole(t *testing.T, s *suite, hm hostileMode, base, withHole []time.Duration, conns, replaced int, blocked []string, live []string) {
+func reportBlackHole(t *testing.T, s *suite, hm hostileMode, base, withHole []time.Duration, overdue, conns, replaced int, blocked []string, live []string) {
 	s.sum.hostileUpdate(func(h *hostileFigures) {
-		h.lagBase, h.lagHole, h.blackHoled, h.holeConns = base, withHole, hm.blackHoled, conns
+		h.lagBase, h.lagHole, h.blackHoled, h.holeConns, h.overdue = base, withHole, hm.blackHoled, conns, overdue
 		h.revocations += replaced
 		h.revBlocked += len(blocked)
 		h.keysLeftLive += len(live)
 	})
-	t.Logf("healthy refresh lag before the black hole: %s; with %d black-holed tokens: %s; %d connections to the black hole; %d of %d replaced keys not revoked; %d keys left live",
-		lagFigures(base), hm.blackHoled, lagFigures(withHole), conns, len(blocked), replaced, len(live))
+	t.Logf("healthy refresh lag before the black hole: %s; with %d black-holed tokens: %s, %d overdue; %d connections to the black hole; %d of %d replaced keys not revoked; %d keys left live",
+		lagFigures(base), hm.blackHoled, lagFigures(withHole), overdue, conns, len(blocked), replaced, len(live))
 	s.sum.note("black hole: %d RevioTokens of a black-holed issuer; healthy refresh lag %s (before: %s); %d connections to the black hole",
 		hm.blackHoled, lagFigures(withHole), lagFigures(base), conns)
 	if len(withHole) == 0 {
 		t.Error("no healthy refresh measured with the black hole: the scenario measured nothing")
+	}
+	if overdue > 0 {
+		t.Errorf("%d healthy tokens more than 5 s past their scheduled refresh at the window's end", overdue)
 	}
 	for _, id := range blocked {
 		t.Errorf("replaced key %s was not revoked within a minute", id)
@@ -372,6 +376,7 @@ func testForeignSecrets(t *testing.T, s *suite) {
 	}
 	sleep(ctx, 10*time.Second) // the steady state after the burst
 	peak := rss.takeMax()
+	heap, _ := scrape(ctx, mgr, "go_memstats_heap_inuse_bytes")
 	checkForeignUnchanged(ctx, t, s, ns, versions)
 	live, err := keysLeftLive(ctx, s, sim, ns)
 	if err != nil {
@@ -381,11 +386,11 @@ func testForeignSecrets(t *testing.T, s *suite) {
 		t.Errorf("key left live: %s", p)
 	}
 	s.sum.hostileUpdate(func(h *hostileFigures) {
-		h.foreign, h.objects, h.conflicts, h.rssBase, h.rssPeak = hm.foreign, hm.foreign, conflicts, base, peak
+		h.foreign, h.objects, h.conflicts, h.rssBase, h.rssPeak, h.heapEnd = hm.foreign, hm.foreign, conflicts, base, peak, heap
 		h.keysLeftLive += len(live)
 	})
-	t.Logf("%d foreign 1 MB Secrets named as outputs: %d of %d objects SecretConflict; manager RSS peak %.1f MiB (before %.1f MiB); %d keys left live",
-		hm.foreign, conflicts, hm.foreign, peak/(1<<20), base/(1<<20), len(live))
+	t.Logf("%d foreign 1 MB Secrets named as outputs: %d of %d objects SecretConflict; manager RSS peak %.1f MiB (before %.1f MiB), heap in use once settled %.1f MiB; %d keys left live",
+		hm.foreign, conflicts, hm.foreign, peak/(1<<20), base/(1<<20), heap/(1<<20), len(live))
 	s.sum.note("foreign Secrets: %d objects naming foreign 1 MB Secrets as outputs, %d SecretConflict; manager RSS peak %.1f MiB (before %.1f MiB)",
 		hm.foreign, conflicts, peak/(1<<20), base/(1<<20))
 	_ = mgr.Stop(10 * time.Second)
