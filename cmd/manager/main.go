@@ -5,6 +5,7 @@ package main
 
 import (
 	"flag"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/controller"
+	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // The metrics endpoint authenticates and authorises its callers.
@@ -62,6 +64,7 @@ func main() {
 	flag.Float64Var(&qps, "kube-api-qps", -1, "Client-side QPS limit towards the API server; negative leaves throttling to the API server's priority and fairness.")
 	flag.IntVar(&burst, "kube-api-burst", 0, "Client-side burst towards the API server (with --kube-api-qps > 0).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 16, "Reconciles run in parallel per controller.")
+	perHost := flag.Int("max-requests-per-host", httpcore.DefaultMaxInFlight, "Requests in flight to one Reevit or Rev.io host at once, so a host that does not answer holds only that many workers; negative: no limit.")
 	flag.BoolVar(&allowHTTP, "allow-http-endpoints", false, "Allow http:// Reevit and Rev.io URLs (loopback simulators in tests and the demo only).")
 	flag.StringVar(&allowedEndpoints, "allowed-endpoints", strings.Join(controller.DefaultAllowedEndpoints(), ","),
 		"Comma-separated base URLs issuers may name; the manager sends no credential anywhere else (loopback URLs also pass with --allow-http-endpoints).")
@@ -154,11 +157,14 @@ func main() {
 			allowed = append(allowed, u)
 		}
 	}
+	// One per manager, shared by both API clients: per-host limits and circuit breakers.
+	apiHTTP := &http.Client{Transport: httpcore.NewHostGuard(nil, clock.RealClock{}, httpcore.HostLimits{MaxInFlight: *perHost})}
 	if err := controller.Setup(mgr, controller.Options{
 		AllowedEndpoints:         allowed,
 		ClusterResourceNamespace: clusterNS,
 		Clock:                    clock.RealClock{},
 		AllowHTTP:                allowHTTP,
+		HTTPClient:               apiHTTP,
 		MaxConcurrentReconciles:  maxConcurrent,
 		DriftCheckInterval:       driftInterval,
 		RolloutWaitLimit:         rolloutLimit,

@@ -2,6 +2,9 @@
 // one transport with short dials and per-host connection limits, one way to
 // send a request and read a bounded answer, typed transport errors, one
 // Retry-After parser with one cap, and one sanitiser for server text.
+// A HostGuard (one per process, wrapped around the transport) bounds the
+// requests in flight to each host and opens a circuit breaker on a host
+// that stops answering, so one dead host cannot hold every caller.
 //
 // It knows nothing of either API: each client keeps its own typed API errors
 // and maps the errors of this package onto them. Nothing here logs, and no

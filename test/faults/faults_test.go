@@ -43,6 +43,8 @@ type mode struct {
 	apiServerRestarts int
 
 	badQuiet time.Duration // quiet window in which wrong objects must not spin
+
+	hostile hostileMode
 }
 
 func currentMode() mode {
@@ -54,6 +56,7 @@ func currentMode() mode {
 			extObjects: 20, extHold: 45 * time.Second, outage: 60 * time.Second,
 			kubeObjects: 20, rbacHold: 60 * time.Second, apiServerRestarts: 2,
 			badQuiet: 30 * time.Second,
+			hostile:  hostileMode{healthy: 40, apiKeys: 10, blackHoled: 100, baseline: time.Minute, window: 3 * time.Minute, foreign: 300},
 		}
 	}
 	return mode{
@@ -63,6 +66,7 @@ func currentMode() mode {
 		extObjects: 4, extHold: 12 * time.Second, outage: 18 * time.Second,
 		kubeObjects: 4, rbacHold: 15 * time.Second, apiServerRestarts: 1,
 		badQuiet: 10 * time.Second,
+		hostile:  hostileMode{healthy: 15, apiKeys: 4, blackHoled: 100, baseline: 20 * time.Second, window: 40 * time.Second, foreign: 100},
 	}
 }
 
@@ -93,6 +97,8 @@ func TestFaults(t *testing.T) {
 			{"LeaderElection", testLeaderElection},
 			{"ExternalAPI", testExternalAPI},
 			{"BadInput", testBadInput},
+			{"BlackHole", testBlackHole},
+			{"ForeignSecrets", testForeignSecrets},
 		} {
 			t.Run(sc.name, func(t *testing.T) {
 				if m.parallel {

@@ -22,6 +22,7 @@ type summary struct {
 	leaseKill     []time.Duration
 	leaseTerm     []time.Duration
 	notes         []string
+	hostile       hostileFigures // the hostile-tenant scenarios (issue 15)
 	durations     [][2]string
 	total         time.Duration
 }
@@ -96,6 +97,7 @@ func (s *summary) render(m mode) string {
 	}
 	fmt.Fprintf(&b, "failover gap, SIGKILL: %s (Lease taken over: %s)\n", durs(s.gapKill), durs(s.leaseKill))
 	fmt.Fprintf(&b, "failover gap, SIGTERM: %s (Lease taken over: %s)\n", durs(s.gapTerm), durs(s.leaseTerm))
+	s.hostile.render(&b)
 	b.WriteString("faults injected by kind:\n")
 	kinds := make([]string, 0, len(s.faults))
 	for k := range s.faults {
