@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -68,6 +69,9 @@ func (r *secretReader) get(ctx context.Context, ns, name string) (*corev1.Secret
 	if s := r.fresh(ctx, ns, name, ""); s != nil {
 		return s, nil
 	}
+	if stub, err := r.foreignStub(ctx, ns, name); stub != nil || err != nil {
+		return stub, err
+	}
 	s, err := secretsync.Get(ctx, r.api, ns, name)
 	if err != nil {
 		return nil, err
@@ -78,6 +82,30 @@ func (r *secretReader) get(ctx context.Context, ns, name string) (*corev1.Secret
 	}
 	r.remember(s)
 	return s, nil
+}
+
+// foreignStub answers for a Secret the metadata cache shows without
+// Keywarden's data-hash annotation: its metadata alone (a metadata-only GET)
+// says whether Keywarden owns it, so a foreign Secret at an output name,
+// however large, is refused without its data ever being downloaded. It
+// returns nil, nil when the Secret may be Keywarden's (then read in full).
+func (r *secretReader) foreignStub(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	m := secretMetadata()
+	if err := r.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil || m.Annotations[secretsync.AnnotationDataHash] != "" {
+		return nil, nil //nolint:nilerr // not cached yet: read in full
+	}
+	if err := r.api.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	stub := &corev1.Secret{ObjectMeta: *m.ObjectMeta.DeepCopy()}
+	if ownedByKeywarden(stub) {
+		return nil, nil // Keywarden's, its annotation edited away: read in full
+	}
+	r.forget(ns, name)
+	return stub, nil
 }
 
 // getInput returns a credential Secret, remembering only the data key the

@@ -116,3 +116,57 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 	g.Expect(k8s.Delete(ctx, w)).To(Succeed())
 	g.Eventually(r.size).WithTimeout(10 * time.Second).Should(BeZero())
 }
+
+// dataCountingReader records whether a full Secret (with data) was read.
+type dataCountingReader struct {
+	client.Reader
+	full atomic.Int32
+}
+
+func (c *dataCountingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		c.full.Add(1)
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// TestSecretReaderNeverDownloadsForeignOutputs: a foreign Secret holding an
+// output name is refused from its metadata alone, never read in full, however
+// often it is asked for; a Keywarden Secret whose annotation was edited away
+// is still recognised as Keywarden's and read in full.
+func TestSecretReaderNeverDownloadsForeignOutputs(t *testing.T) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := newNamespace(t)
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultTransform: TrimForCache})
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = c.GetInformer(ctx, secretMetadata())
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = c.Start(ctx) }()
+	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	api := &dataCountingReader{Reader: k8s}
+	r := newSecretReader(api, c)
+
+	big := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: ns}, Data: map[string][]byte{"blob": make([]byte, 512<<10)}}
+	g.Expect(k8s.Create(ctx, big)).To(Succeed())
+	g.Eventually(func() string { return secretVersion(ctx, c, ns, "taken") }).WithTimeout(10 * time.Second).Should(Equal(big.ResourceVersion))
+	for range 3 {
+		got, err := r.get(ctx, ns, "taken")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(got).NotTo(BeNil(), "a foreign Secret is reported, so the caller refuses it")
+		g.Expect(got.Data).To(BeEmpty())
+		g.Expect(metav1.GetControllerOf(got)).To(BeNil())
+	}
+	g.Expect(api.full.Load()).To(BeZero(), "the foreign Secret's data was downloaded")
+	g.Expect(r.size()).To(BeZero())
+
+	owner := metav1.OwnerReference{APIVersion: "credentials.keywarden.dev/v1alpha1", Kind: "ApiKey", Name: "k", UID: "9d1c4b3a-0000-4000-8000-000000000001", Controller: new(true)}
+	ours := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ours", Namespace: ns, OwnerReferences: []metav1.OwnerReference{owner}}, Data: map[string][]byte{"apiKey": []byte("v")}}
+	g.Expect(k8s.Create(ctx, ours)).To(Succeed())
+	g.Eventually(func() string { return secretVersion(ctx, c, ns, "ours") }).WithTimeout(10 * time.Second).Should(Equal(ours.ResourceVersion))
+	got, err := r.get(ctx, ns, "ours")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(got.Data["apiKey"])).To(Equal("v"))
+	g.Expect(api.full.Load()).To(Equal(int32(1)))
+}
