@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keywarden/keywarden/internal/reevit"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -313,7 +315,7 @@ func keysLeftLive(ctx context.Context, s *suite, sim *testenv.Apisim, ns string)
 	}
 	var live []string
 	for _, k := range keys {
-		uid, _, ok := parseMarker(k.Name)
+		uid, _, ok := reevit.ParseMarker(k.Name)
 		ak := byUID[uid]
 		if !ok || k.Revoked || ak == nil {
 			continue
