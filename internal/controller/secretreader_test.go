@@ -34,13 +34,7 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 	defer cancel()
 	ns := newNamespace(t)
 
-	// The manager's metadata-only view of Secrets, on a cache of its own.
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultTransform: TrimForCache})
-	g.Expect(err).NotTo(HaveOccurred())
-	_, err = c.GetInformer(ctx, secretMetadata())
-	g.Expect(err).NotTo(HaveOccurred())
-	go func() { _ = c.Start(ctx) }()
-	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	c := secretMetadataCache(ctx, g)
 
 	api := &countingReader{Reader: k8s}
 	r := newSecretReader(api, c)
@@ -66,7 +60,7 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		return string(got.Data["apiKey"])
 	}).WithTimeout(10 * time.Second).Should(Equal("two"))
-	_, err = r.getInput(ctx, ns, "admin", "apiKey")
+	_, err := r.getInput(ctx, ns, "admin", "apiKey")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(api.gets.Load()).To(Equal(int32(2)), "two versions: two GETs")
 
@@ -139,12 +133,7 @@ func TestSecretReaderNeverDownloadsForeignOutputs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := newNamespace(t)
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultTransform: TrimForCache})
-	g.Expect(err).NotTo(HaveOccurred())
-	_, err = c.GetInformer(ctx, secretMetadata())
-	g.Expect(err).NotTo(HaveOccurred())
-	go func() { _ = c.Start(ctx) }()
-	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	c := secretMetadataCache(ctx, g)
 	api := &dataCountingReader{Reader: k8s}
 	r := newSecretReader(api, c)
 
@@ -169,4 +158,16 @@ func TestSecretReaderNeverDownloadsForeignOutputs(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(got.Data["apiKey"])).To(Equal("v"))
 	g.Expect(api.full.Load()).To(Equal(int32(1)))
+}
+
+// secretMetadataCache is the manager's metadata-only view of Secrets, on a
+// cache of its own, synced; it stops with ctx.
+func secretMetadataCache(ctx context.Context, g Gomega) cache.Cache {
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultTransform: TrimForCache})
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = c.GetInformer(ctx, secretMetadata())
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = c.Start(ctx) }()
+	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	return c
 }
