@@ -21,15 +21,28 @@ type metricSample map[string]float64
 
 // scrapeMetrics reads the manager's metrics.
 func (cl *cluster) scrapeMetrics(ctx context.Context) (metricSample, error) {
-	cl.mgrMu.Lock()
-	m := cl.mgr
-	cl.mgrMu.Unlock()
-	if m == nil {
+	addr := cl.metricsAddr()
+	if addr == "" {
 		return nil, fmt.Errorf("no manager")
 	}
+	return scrapeAddr(ctx, addr)
+}
+
+// metricsAddr is where the running manager serves /metrics.
+func (cl *cluster) metricsAddr() string {
+	cl.mgrMu.Lock()
+	defer cl.mgrMu.Unlock()
+	if cl.mgr == nil {
+		return ""
+	}
+	return cl.mgr.MetricsAddr
+}
+
+// scrapeAddr reads the metrics a manager serves at addr (plain HTTP).
+func scrapeAddr(ctx context.Context, addr string) (metricSample, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.MetricsAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
