@@ -346,11 +346,11 @@ func (cl *cluster) createIssuers(ctx context.Context) error {
 			URL: cl.sim.Credentials.ReevitURL, OrgID: cl.sim.Credentials.OrgID,
 			AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: adminSecret, Key: "apiKey"},
 			Policy: v1alpha1.ReevitIssuerPolicy{
-				AllowedScopes: []v1alpha1.Scope{"payments:read"},
-				Environments:  []v1alpha1.Environment{v1alpha1.Environment(cl.environment())},
+				AllowedScopes:     []v1alpha1.Scope{"payments:read"},
+				Environments:      []v1alpha1.Environment{v1alpha1.Environment(cl.environment())},
 				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{benchNSLabel: "true"}},
-				MaxKeyAge:      &metav1.Duration{Duration: 720 * time.Hour},
-				MaxGracePeriod: &metav1.Duration{Duration: cl.o.grace},
+				MaxKeyAge:         &metav1.Duration{Duration: 720 * time.Hour},
+				MaxGracePeriod:    &metav1.Duration{Duration: cl.o.grace},
 			},
 		},
 	}

@@ -25,9 +25,9 @@ type results struct {
 	// the manager's memory idle before any object exists (N=0) and idle
 	// after converge, every object in place
 	emptyMem, settledMem memSample
-	createPath                          map[string]tally // ApiKey, RevioToken, shared
-	createWrites                        int
-	createExt                           extCounts
+	createPath           map[string]tally // ApiKey, RevioToken, shared
+	createWrites         int
+	createExt            extCounts
 
 	// floor
 	floorWrites int
@@ -72,7 +72,7 @@ type results struct {
 
 	// -sharded: one entry per manager, and the objects by how many
 	// replicas reconciled them
-	replicas                        []replicaResult
+	replicas                       []replicaResult
 	byNone, byOne, byWrong, byMany int
 
 	// memory
