@@ -35,7 +35,7 @@ func (b *bench) converge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	stopPeak := b.samplePeak(ctx, cl.managerPid, &r.convergePeakRSS)
+	stopPeak := b.samplePeak(ctx, cl.managerPid, &r.convergePeak)
 
 	profDone := b.startProfiles(ctx)
 	t0 := time.Now()
@@ -192,17 +192,23 @@ func queueWaitDelta(before, after map[string]hist) map[string]hist {
 	return out
 }
 
-// samplePeak samples the RSS of pid() every 200 ms into peak until the
+// peakMem is the highest RSS and anonymous RSS seen while sampling.
+// Anonymous memory is the process's own (heap, stacks); the rest of RSS
+// is file pages, mostly the binary's, which vary with what the kernel
+// maps around each page touched.
+type peakMem struct{ rss, anon int64 }
+
+// samplePeak samples the memory of pid() every 200 ms into peak until the
 // returned function is called.
-func (b *bench) samplePeak(ctx context.Context, pid func() int, peak *int64) func() {
+func (b *bench) samplePeak(ctx context.Context, pid func() int, peak *peakMem) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
-			if rss, err := procRSS(pid()); err == nil && rss > *peak {
-				*peak = rss
+			if st, err := procStatus(pid(), "VmRSS", "RssAnon"); err == nil {
+				peak.rss, peak.anon = max(peak.rss, st["VmRSS"]), max(peak.anon, st["RssAnon"])
 			}
 			select {
 			case <-ctx.Done():

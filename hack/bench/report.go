@@ -143,7 +143,7 @@ func (b *bench) reportConverge(t *table) {
 		t.add(subRow+"CPU during those writes", r.sameFloorUse.String(), "", "")
 		t.add(subRow+"converge / those writes: converge against the API server's cost of the operator's writes alone", fmt.Sprintf("%.2fx", r.convergeAll.Seconds()/r.sameFloorDur.Seconds()), "", "")
 	}
-	t.add("manager CPU / peak RSS during converge", fmt.Sprintf("%s / %s", secs(r.convergeCPU), mib(r.convergePeakRSS)), "", "")
+	t.add("manager CPU / peak RSS during converge (peak anonymous RSS)", fmt.Sprintf("%s / %s (%s)", secs(r.convergeCPU), mib(r.convergePeak.rss), mib(r.convergePeak.anon)), "", "")
 	b.reportObjectMemory(t)
 	if !r.peers() || r.nAK > 0 {
 		return
@@ -152,8 +152,8 @@ func (b *bench) reportConverge(t *table) {
 	// ExternalSecrets alone): 14.6-16.2 s, peak RSS 87.5-88.5 MiB.
 	t.add("**peers**, 1000 RevioTokens alone: all Ready", secs(r.convergeRT),
 		"≤ a third of tuned ESO's 14.6 s (side by side): 4.87 s", met(r.convergeRT <= 4870*time.Millisecond))
-	t.add(subRow+"manager peak RSS during converge", mib(r.convergePeakRSS),
-		"≤ half of tuned ESO's 87.5 MiB: 43.8 MiB", met(float64(r.convergePeakRSS) <= 87.5/2*(1<<20)))
+	t.add(subRow+"manager peak RSS during converge (peak anonymous RSS)", fmt.Sprintf("%s (%s)", mib(r.convergePeak.rss), mib(r.convergePeak.anon)),
+		"≤ half of tuned ESO's 87.5 MiB: 43.8 MiB", met(float64(r.convergePeak.rss) <= 87.5/2*(1<<20)))
 	t.add(subRow+"manager CPU during converge", secs(r.convergeCPU), "tuned ESO 6.8-7.4 s", "")
 }
 

@@ -20,7 +20,7 @@ type results struct {
 	convergeUse, floorUse               cpuUse
 	convergeStats                       map[string]controllerStats
 	convergeExtMean                     map[string]time.Duration
-	convergePeakRSS                     int64
+	convergePeak                        peakMem
 	queueWait                           map[string]hist // by work queue
 	// the manager's memory idle before any object exists (N=0) and idle
 	// after converge, every object in place

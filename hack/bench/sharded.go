@@ -34,7 +34,7 @@ type replicaResult struct {
 	expected, reconciled      int // objects its label claims; objects only it touched
 	writes                    int
 	cpu                       time.Duration
-	peakRSS                   int64
+	peak                      peakMem
 	empty, settled            memSample
 	stats                     map[string]controllerStats
 	queueWait                 map[string]hist
@@ -127,7 +127,7 @@ func (b *bench) convergeSharded(ctx context.Context) error {
 		if starts[i].q, err = scrapeQueueWaits(ctx, rp.mgr.MetricsAddr); err != nil {
 			return err
 		}
-		stops = append(stops, b.samplePeak(ctx, rp.mgr.Pid, &r.replicas[i].peakRSS))
+		stops = append(stops, b.samplePeak(ctx, rp.mgr.Pid, &r.replicas[i].peak))
 	}
 	meter := cl.newCPUMeter()
 	p0, busy0, total0 := meter.read()
@@ -244,8 +244,8 @@ func (b *bench) reportSharded(w io.Writer, took time.Duration) {
 	for _, rr := range r.replicas {
 		t.add(fmt.Sprintf(subRow+"replica %s (`%s`, user agent %s): objects it alone reconciled / its label claims; writes per object; CPU", rr.name, rr.selector, rr.userAgent),
 			fmt.Sprintf("%d / %d; %s; %s", rr.reconciled, rr.expected, ratio(rr.writes, rr.expected), secs(rr.cpu)), "", "")
-		t.add(subRow+rr.name+": RSS before any object / peak during converge / idle after; live heap before / after",
-			fmt.Sprintf("%s / %s / %s; %s / %s", mib(rr.empty.rss), mib(rr.peakRSS), mib(rr.settled.rss), mib(int64(rr.empty.heapLive)), mib(int64(rr.settled.heapLive))), "", "")
+		t.add(subRow+rr.name+": RSS before any object / peak during converge (anonymous) / idle after; live heap before / after",
+			fmt.Sprintf("%s / %s (%s) / %s; %s / %s", mib(rr.empty.rss), mib(rr.peak.rss), mib(rr.peak.anon), mib(rr.settled.rss), mib(int64(rr.empty.heapLive)), mib(int64(rr.settled.heapLive))), "", "")
 		var qs []string
 		for _, c := range []string{"apikey", "reviotoken"} {
 			st := rr.stats[c]
