@@ -39,6 +39,10 @@ func auditArgs(dir string) (policy, log string, args []string, err error) {
 		"--audit-log-path=" + log,
 		"--audit-log-format=json",
 		"--audit-log-mode=blocking",
+		// kube-apiserver rotates the log at 100 MB by default, which the
+		// follower (reading the file it opened) would not notice: a scale
+		// run writes several hundred MB.
+		"--audit-log-maxsize=100000",
 	}, nil
 }
 
