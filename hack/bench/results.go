@@ -47,12 +47,14 @@ type results struct {
 	steadyExt  extCounts
 
 	// restart
-	restartStop   time.Duration
-	restartReady  time.Duration
-	restartIdle   time.Duration
-	restartReqs   tally
-	restartExt    extCounts
-	restartReadyN int
+	restartStop  time.Duration
+	restartReady time.Duration
+	// restartReconciled: until every object was reconciled once
+	restartReconciled time.Duration
+	restartIdle       time.Duration
+	restartReqs       tally
+	restartExt        extCounts
+	restartReadyN     int
 
 	// rotation
 	rotM    int
