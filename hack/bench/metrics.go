@@ -140,6 +140,9 @@ type cpuMeter struct {
 // manager, apisim and the benchmark itself.
 func (cl *cluster) newCPUMeter() *cpuMeter {
 	m := &cpuMeter{pids: map[string]int{"manager": cl.managerPid(), "apisim": cl.sim.Pid(), "bench": os.Getpid()}}
+	for _, rp := range cl.replicas[min(1, len(cl.replicas)):] { // the first is "manager"
+		m.pids["manager "+rp.name] = rp.mgr.Pid()
+	}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -210,7 +213,7 @@ func (m *cpuMeter) since(p0 map[string]time.Duration, b0, t0 time.Duration) cpuU
 
 func (u cpuUse) String() string {
 	var parts []string
-	for _, k := range []string{"kube-apiserver", "etcd", "manager", "apisim", "bench", "kube-controller-manager"} {
+	for _, k := range []string{"kube-apiserver", "etcd", "manager", "manager shard1", "manager shard2", "apisim", "bench", "kube-controller-manager"} {
 		if d, ok := u.procs[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s %.1f s", k, d.Seconds()))
 		}
