@@ -63,16 +63,8 @@ func (b *bench) converge(ctx context.Context) error {
 		return err
 	}
 	b.controllerStats(m1.minus(m0))
-	q1, err := scrapeQueueWaits(ctx, cl.metricsAddr())
-	if err != nil {
+	if err := b.convergedState(ctx, pid, q0); err != nil {
 		return err
-	}
-	r.queueWait = queueWaitDelta(q0, q1)
-	if err := b.idleMemory(ctx, pid, cl.scrapeMetrics, &r.settledMem); err != nil {
-		return err
-	}
-	if err := cl.profileManager(ctx, "heap", "manager-heap-converged.pprof"); err != nil {
-		b.logf("profile: %v", err)
 	}
 	if err := cl.syncAudit(ctx); err != nil {
 		return err
@@ -93,6 +85,25 @@ func (b *bench) converge(ctx context.Context) error {
 		}
 	}
 	b.logf("converge: the manager made %d writes; idle %s after the last Ready", r.createWrites, last.Sub(t0.Add(r.convergeAll)).Round(time.Millisecond))
+	return nil
+}
+
+// convergedState records, the manager idle after converge, the work
+// queues' waits since q0, the memory with every object in place and (with
+// -manager-profile) a heap profile.
+func (b *bench) convergedState(ctx context.Context, pid int, q0 map[string]hist) error {
+	cl, r := b.cl, b.res
+	q1, err := scrapeQueueWaits(ctx, cl.metricsAddr())
+	if err != nil {
+		return err
+	}
+	r.queueWait = queueWaitDelta(q0, q1)
+	if err := b.idleMemory(ctx, pid, cl.scrapeMetrics, &r.settledMem); err != nil {
+		return err
+	}
+	if err := cl.profileManager(ctx, "heap", "manager-heap-converged.pprof"); err != nil {
+		b.logf("profile: %v", err)
+	}
 	return nil
 }
 

@@ -101,28 +101,7 @@ func main() {
 	flag.Parse()
 	o.explicit = map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
-	if o.quick {
-		if !o.explicit["steady"] {
-			o.steady = 10 * time.Second
-		}
-		if !o.explicit["secrets"] {
-			o.secrets = 1000
-		}
-		if !o.explicit["rss-samples"] {
-			o.rssSamples = 5
-		}
-		if !o.explicit["timeout"] {
-			o.timeout = 5 * time.Minute
-		}
-		// The rotation's grace period and the storm's wait (a third of
-		// the lifetime before expiry) are most of a quick run.
-		if !o.explicit["storm-lifetime"] {
-			o.stormLifetime = 45 * time.Second
-		}
-		if !o.explicit["grace"] {
-			o.grace = 20 * time.Second
-		}
-	}
+	o.quickDefaults()
 	if o.n < 1 || o.writers < 1 || o.namespaces < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -n, -writers and -namespaces must be at least 1")
 		os.Exit(2)
@@ -151,6 +130,33 @@ func main() {
 		stop()
 	}()
 	os.Exit(run(ctx, o, skip))
+}
+
+// quickDefaults shortens what -quick shortens, unless given explicitly.
+func (o *options) quickDefaults() {
+	if !o.quick {
+		return
+	}
+	if !o.explicit["steady"] {
+		o.steady = 10 * time.Second
+	}
+	if !o.explicit["secrets"] {
+		o.secrets = 1000
+	}
+	if !o.explicit["rss-samples"] {
+		o.rssSamples = 5
+	}
+	if !o.explicit["timeout"] {
+		o.timeout = 5 * time.Minute
+	}
+	// The rotation's grace period and the storm's wait (a third of
+	// the lifetime before expiry) are most of a quick run.
+	if !o.explicit["storm-lifetime"] {
+		o.stormLifetime = 45 * time.Second
+	}
+	if !o.explicit["grace"] {
+		o.grace = 20 * time.Second
+	}
 }
 
 func run(ctx context.Context, o options, skip map[string]bool) int {
