@@ -94,8 +94,17 @@ bench: build ## Benchmarks at N=1000 (see README, Performance).
 	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/bench $(BENCH_FLAGS)
 
 .PHONY: bench-quick
-bench-quick: build ## Benchmark smoke run (N=100); asserts nothing about timing.
+bench-quick: build ## Benchmark smoke run (N=100, then a sharded N=30); asserts nothing about timing.
 	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/bench -n 100 -quick $(BENCH_FLAGS)
+	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/bench -n 30 -quick -sharded -skip steady $(BENCH_FLAGS)
+
+.PHONY: bench-scale
+bench-scale: build ## Scale run: 10,000 ApiKeys + 10,000 RevioTokens over 500 namespaces (slow: tens of minutes on 2 cores).
+	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/bench -n 10000 -namespaces 500 -skip rotation,storm,memory -timeout 60m $(BENCH_FLAGS)
+
+.PHONY: bench-sharded
+bench-sharded: build ## Three replicas (main + shard1 + shard2) on 2000 + 2000 objects split by label.
+	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/bench -n 2000 -sharded $(BENCH_FLAGS)
 
 ##@ Deployment
 

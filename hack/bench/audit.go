@@ -39,6 +39,10 @@ func auditArgs(dir string) (policy, log string, args []string, err error) {
 		"--audit-log-path=" + log,
 		"--audit-log-format=json",
 		"--audit-log-mode=blocking",
+		// kube-apiserver rotates the log at 100 MB by default, which the
+		// follower (reading the file it opened) would not notice: a scale
+		// run writes several hundred MB.
+		"--audit-log-maxsize=100000",
 	}, nil
 }
 
@@ -49,6 +53,8 @@ type request struct {
 	Resource string // resource, or resource/subresource
 	NS, Name string
 	Code     int
+	// UserAgent tells the replicas of a -sharded run apart.
+	UserAgent string
 }
 
 // isWrite reports whether the verb changes state.
@@ -80,6 +86,7 @@ type auditLine struct {
 		Code int `json:"code"`
 	} `json:"responseStatus"`
 	RequestURI               string    `json:"requestURI"`
+	UserAgent                string    `json:"userAgent"`
 	RequestReceivedTimestamp time.Time `json:"requestReceivedTimestamp"`
 }
 
@@ -93,6 +100,19 @@ type auditLog struct {
 	last     time.Time // newest request seen from the user
 	lines    int
 	badLines int
+	agents   map[string]string // interned user agents
+}
+
+// intern keeps one copy of each user agent (a few, on every request).
+func (a *auditLog) intern(s string) string {
+	if a.agents == nil {
+		a.agents = map[string]string{}
+	}
+	if v, ok := a.agents[s]; ok {
+		return v
+	}
+	a.agents[s] = s
+	return s
 }
 
 func newAuditLog(path, user string) *auditLog { return &auditLog{path: path, user: user} }
@@ -180,7 +200,7 @@ func (a *auditLog) parse(line []byte) {
 	if l.Verb != "watch" && l.Stage == "ResponseStarted" {
 		return
 	}
-	req := request{At: l.RequestReceivedTimestamp, Verb: l.Verb}
+	req := request{At: l.RequestReceivedTimestamp, Verb: l.Verb, UserAgent: a.intern(l.UserAgent)}
 	if l.ObjectRef != nil {
 		req.Resource = l.ObjectRef.Resource
 		if l.ObjectRef.Subresource != "" {

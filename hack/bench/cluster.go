@@ -29,6 +29,9 @@ const (
 	unrelatedNS    = "bench-unrelated"
 	adminSecret    = "reevit-admin"
 	revioKeySecret = "revio-api-key"
+	// benchNSLabel marks the namespaces the benchmark creates; the Reevit
+	// issuer's namespace selector admits them.
+	benchNSLabel = "bench.keywarden.dev/namespace"
 	// issuerName names the one ClusterReevitIssuer and the one
 	// ClusterRevioIssuer every benchmark object uses, as a platform runs
 	// them: their Secrets in the cluster-resource namespace.
@@ -54,6 +57,8 @@ type cluster struct {
 	tmp      string
 	// pprofAddr is where the manager serves /debug/pprof (-manager-profile).
 	pprofAddr string
+	// replicas are the managers of a -sharded run (the first is mgr).
+	replicas []*replica
 }
 
 // startCluster starts the control plane with an audit log, builds or finds
@@ -260,6 +265,11 @@ func (cl *cluster) alive() error {
 	if exited, err := m.Exited(); exited {
 		return fmt.Errorf("the manager exited (%w); last log lines:\n%s", err, m.LogTail(30))
 	}
+	for _, rp := range cl.replicas {
+		if exited, err := rp.mgr.Exited(); exited {
+			return fmt.Errorf("the %s manager exited (%w); last log lines:\n%s", rp.name, err, rp.mgr.LogTail(30))
+		}
+	}
 	return nil
 }
 
@@ -286,10 +296,30 @@ func (cl *cluster) stop() error {
 	return errors.Join(errs...)
 }
 
-// createNamespace creates a namespace (an existing one is fine).
+// createNamespace creates a namespace with benchNSLabel (an existing one
+// is fine).
 func (cl *cluster) createNamespace(ctx context.Context, name string) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{benchNSLabel: "true"}}}
 	return client.IgnoreAlreadyExists(cl.c.Create(ctx, ns))
+}
+
+// objNS is the namespace of the i-th ApiKey and the i-th RevioToken:
+// benchNS, or with -namespaces M, bench-000 ... round-robin.
+func (cl *cluster) objNS(i int) string {
+	if cl.o.namespaces <= 1 {
+		return benchNS
+	}
+	return fmt.Sprintf("%s-%03d", benchNS, i%cl.o.namespaces)
+}
+
+// isObjNS reports whether ns holds the benchmark's measured objects
+// (benchNS or bench-000 ...; not the floors' namespaces).
+func isObjNS(ns string) bool {
+	if ns == benchNS {
+		return true
+	}
+	rest, ok := strings.CutPrefix(ns, benchNS+"-")
+	return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
 }
 
 // createIssuers creates the platform's issuers every benchmark object
@@ -316,13 +346,11 @@ func (cl *cluster) createIssuers(ctx context.Context) error {
 			URL: cl.sim.Credentials.ReevitURL, OrgID: cl.sim.Credentials.OrgID,
 			AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: adminSecret, Key: "apiKey"},
 			Policy: v1alpha1.ReevitIssuerPolicy{
-				AllowedScopes: []v1alpha1.Scope{"payments:read"},
-				Environments:  []v1alpha1.Environment{v1alpha1.Environment(cl.environment())},
-				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{benchNS, sameFloorNS},
-				}}},
-				MaxKeyAge:      &metav1.Duration{Duration: 720 * time.Hour},
-				MaxGracePeriod: &metav1.Duration{Duration: cl.o.grace},
+				AllowedScopes:     []v1alpha1.Scope{"payments:read"},
+				Environments:      []v1alpha1.Environment{v1alpha1.Environment(cl.environment())},
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{benchNSLabel: "true"}},
+				MaxKeyAge:         &metav1.Duration{Duration: 720 * time.Hour},
+				MaxGracePeriod:    &metav1.Duration{Duration: cl.o.grace},
 			},
 		},
 	}
@@ -397,12 +425,12 @@ func (cl *cluster) environment() string {
 func apiKeyName(i int) string     { return fmt.Sprintf("ak-%05d", i) }
 func revioTokenName(i int) string { return fmt.Sprintf("rt-%05d", i) }
 
-// newApiKey is the benchmark's ApiKey of the ClusterReevitIssuer: one scope,
-// rotation every 720h with a short grace period, so a rotation's revocation
-// can be measured.
-func (cl *cluster) newApiKey(name string) *v1alpha1.ApiKey {
+// newApiKey is the benchmark's i-th ApiKey, of the ClusterReevitIssuer: one
+// scope, rotation every 720h with a short grace period, so a rotation's
+// revocation can be measured. With -sharded it carries its shard's label.
+func (cl *cluster) newApiKey(i int) *v1alpha1.ApiKey {
 	return &v1alpha1.ApiKey{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
+		ObjectMeta: metav1.ObjectMeta{Name: apiKeyName(i), Namespace: cl.objNS(i), Labels: cl.shardLabels(i)},
 		Spec: v1alpha1.ApiKeySpec{
 			IssuerRef:   v1alpha1.ReevitIssuerReference{Kind: v1alpha1.KindClusterReevitIssuer, Name: issuerName},
 			Scopes:      []v1alpha1.Scope{"payments:read"},
@@ -415,11 +443,12 @@ func (cl *cluster) newApiKey(name string) *v1alpha1.ApiKey {
 	}
 }
 
-// newRevioToken is the benchmark's RevioToken of the ClusterRevioIssuer,
-// refreshed at the default third of the token's lifetime before it expires.
-func (cl *cluster) newRevioToken(name string) *v1alpha1.RevioToken {
+// newRevioToken is the benchmark's i-th RevioToken, of the
+// ClusterRevioIssuer, refreshed at the default third of the token's
+// lifetime before it expires. With -sharded it carries its shard's label.
+func (cl *cluster) newRevioToken(i int) *v1alpha1.RevioToken {
 	return &v1alpha1.RevioToken{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
+		ObjectMeta: metav1.ObjectMeta{Name: revioTokenName(i), Namespace: cl.objNS(i), Labels: cl.shardLabels(i)},
 		Spec: v1alpha1.RevioTokenSpec{
 			IssuerRef: v1alpha1.RevioIssuerReference{Kind: v1alpha1.KindClusterRevioIssuer, Name: issuerName},
 		},

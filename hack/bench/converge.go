@@ -31,7 +31,11 @@ func (b *bench) converge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	stopPeak := b.samplePeakRSS(ctx, &r.convergePeakRSS)
+	q0, err := scrapeQueueWaits(ctx, cl.metricsAddr())
+	if err != nil {
+		return err
+	}
+	stopPeak := b.samplePeak(ctx, cl.managerPid, &r.convergePeak)
 
 	profDone := b.startProfiles(ctx)
 	t0 := time.Now()
@@ -59,6 +63,9 @@ func (b *bench) converge(ctx context.Context) error {
 		return err
 	}
 	b.controllerStats(m1.minus(m0))
+	if err := b.convergedState(ctx, pid, q0); err != nil {
+		return err
+	}
 	if err := cl.syncAudit(ctx); err != nil {
 		return err
 	}
@@ -78,6 +85,25 @@ func (b *bench) converge(ctx context.Context) error {
 		}
 	}
 	b.logf("converge: the manager made %d writes; idle %s after the last Ready", r.createWrites, last.Sub(t0.Add(r.convergeAll)).Round(time.Millisecond))
+	return nil
+}
+
+// convergedState records, the manager idle after converge, the work
+// queues' waits since q0, the memory with every object in place and (with
+// -manager-profile) a heap profile.
+func (b *bench) convergedState(ctx context.Context, pid int, q0 map[string]hist) error {
+	cl, r := b.cl, b.res
+	q1, err := scrapeQueueWaits(ctx, cl.metricsAddr())
+	if err != nil {
+		return err
+	}
+	r.queueWait = queueWaitDelta(q0, q1)
+	if err := b.idleMemory(ctx, pid, cl.scrapeMetrics, &r.settledMem); err != nil {
+		return err
+	}
+	if err := cl.profileManager(ctx, "heap", "manager-heap-converged.pprof"); err != nil {
+		b.logf("profile: %v", err)
+	}
 	return nil
 }
 
@@ -115,13 +141,11 @@ func (b *bench) createAndWait(ctx context.Context) error {
 			i = 2*i + 1 // RevioTokens only
 		}
 		if i%2 == 0 {
-			name := apiKeyName(i / 2)
-			b.tr.expect(kindApiKey, name, time.Now())
-			return cl.c.Create(ctx, cl.newApiKey(name))
+			b.tr.expect(kindApiKey, apiKeyName(i/2), time.Now())
+			return cl.c.Create(ctx, cl.newApiKey(i/2))
 		}
-		name := revioTokenName(i / 2)
-		b.tr.expect(kindRevioToken, name, time.Now())
-		return cl.c.Create(ctx, cl.newRevioToken(name))
+		b.tr.expect(kindRevioToken, revioTokenName(i/2), time.Now())
+		return cl.c.Create(ctx, cl.newRevioToken(i/2))
 	})
 	if err != nil {
 		return fmt.Errorf("create objects: %w", err)
@@ -170,17 +194,32 @@ func (b *bench) controllerStats(dm metricSample) {
 	}
 }
 
-// samplePeakRSS samples the manager's RSS every 200 ms into peak until the
+// queueWaitDelta is each work queue's wait histogram between two scrapes.
+func queueWaitDelta(before, after map[string]hist) map[string]hist {
+	out := map[string]hist{}
+	for name, h := range after {
+		out[name] = h.minus(before[name])
+	}
+	return out
+}
+
+// peakMem is the highest RSS and anonymous RSS seen while sampling.
+// Anonymous memory is the process's own (heap, stacks); the rest of RSS
+// is file pages, mostly the binary's, which vary with what the kernel
+// maps around each page touched.
+type peakMem struct{ rss, anon int64 }
+
+// samplePeak samples the memory of pid() every 200 ms into peak until the
 // returned function is called.
-func (b *bench) samplePeakRSS(ctx context.Context, peak *int64) func() {
+func (b *bench) samplePeak(ctx context.Context, pid func() int, peak *peakMem) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
-			if rss, err := procRSS(b.cl.managerPid()); err == nil && rss > *peak {
-				*peak = rss
+			if st, err := procStatus(pid(), "VmRSS", "RssAnon"); err == nil {
+				peak.rss, peak.anon = max(peak.rss, st["VmRSS"]), max(peak.anon, st["RssAnon"])
 			}
 			select {
 			case <-ctx.Done():

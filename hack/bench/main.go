@@ -35,8 +35,9 @@ import (
 
 type options struct {
 	n, writers            int
+	namespaces            int
 	quick, build          bool
-	tokensOnly            bool
+	tokensOnly, sharded   bool
 	steady, idle, timeout time.Duration
 	secrets, secretSize   int
 	rotations, storm      int
@@ -71,7 +72,9 @@ func (b *bench) logf(format string, args ...any) {
 func main() {
 	var o options
 	flag.IntVar(&o.n, "n", 1000, "ApiKeys and RevioTokens to create (N of each)")
-	flag.BoolVar(&o.quick, "quick", false, "smoke test for CI: shorter steady state, 1,000 unrelated Secrets; asserts no timing")
+	flag.IntVar(&o.namespaces, "namespaces", 1, "spread the objects round-robin over this many namespaces (bench-000, ...; 1: the namespace bench)")
+	flag.BoolVar(&o.sharded, "sharded", false, "run three managers (main + shard1 + shard2, --watch-label-selector) on objects split by the keywarden.dev/shard label; reports per-replica RSS and which replica reconciled each object (make bench-sharded)")
+	flag.BoolVar(&o.quick, "quick", false, "smoke test for CI: shorter steady state, grace period and storm lifetime, 1,000 unrelated Secrets; asserts no timing")
 	flag.IntVar(&o.writers, "writers", 16, "concurrent writers of the benchmark client (creates, annotations, the floor)")
 	flag.DurationVar(&o.steady, "steady", time.Minute, "steady-state window (10s with -quick)")
 	flag.DurationVar(&o.idle, "idle", 5*time.Second, "the manager is idle after this long without a kube API request")
@@ -94,26 +97,17 @@ func main() {
 	flag.StringVar(&o.managerProfile, "manager-profile", "", "write the manager's CPU profile (converge) and heap profiles (memory) into this directory; needs a manager with --pprof-bind-address")
 	flag.StringVar(&o.managerBin, "manager-bin", "", "run this manager binary instead of bin/manager")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 20, "length of the -apiserver-profile, from the first create")
-	flag.StringVar(&o.skip, "skip", "", "comma-separated measures to skip: steady, restart, rotation, storm, memory, same-floor")
+	flag.StringVar(&o.skip, "skip", "", "comma-separated measures to skip: floor (the ConfigMap floors), steady, restart, rotation, storm, memory, same-floor")
 	flag.Parse()
 	o.explicit = map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
-	if o.quick {
-		if !o.explicit["steady"] {
-			o.steady = 10 * time.Second
-		}
-		if !o.explicit["secrets"] {
-			o.secrets = 1000
-		}
-		if !o.explicit["rss-samples"] {
-			o.rssSamples = 5
-		}
-		if !o.explicit["timeout"] {
-			o.timeout = 5 * time.Minute
-		}
+	o.quickDefaults()
+	if o.n < 1 || o.writers < 1 || o.namespaces < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -n, -writers and -namespaces must be at least 1")
+		os.Exit(2)
 	}
-	if o.n < 1 || o.writers < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -n and -writers must be at least 1")
+	if o.sharded && o.managerProfile != "" {
+		fmt.Fprintln(os.Stderr, "bench: -manager-profile profiles one manager; not with -sharded")
 		os.Exit(2)
 	}
 	skip, err := parseSkip(o.skip)
@@ -136,6 +130,33 @@ func main() {
 		stop()
 	}()
 	os.Exit(run(ctx, o, skip))
+}
+
+// quickDefaults shortens what -quick shortens, unless given explicitly.
+func (o *options) quickDefaults() {
+	if !o.quick {
+		return
+	}
+	if !o.explicit["steady"] {
+		o.steady = 10 * time.Second
+	}
+	if !o.explicit["secrets"] {
+		o.secrets = 1000
+	}
+	if !o.explicit["rss-samples"] {
+		o.rssSamples = 5
+	}
+	if !o.explicit["timeout"] {
+		o.timeout = 5 * time.Minute
+	}
+	// The rotation's grace period and the storm's wait (a third of
+	// the lifetime before expiry) are most of a quick run.
+	if !o.explicit["storm-lifetime"] {
+		o.stormLifetime = 45 * time.Second
+	}
+	if !o.explicit["grace"] {
+		o.grace = 20 * time.Second
+	}
 }
 
 func run(ctx context.Context, o options, skip map[string]bool) int {
@@ -166,7 +187,9 @@ func run(ctx context.Context, o options, skip map[string]bool) int {
 			b.logf("stop: %v", err)
 		}
 	}()
-	if err == nil {
+	if err == nil && o.sharded {
+		err = b.measureSharded(ctx)
+	} else if err == nil {
 		err = b.measure(ctx)
 	}
 	if err != nil {
@@ -181,12 +204,20 @@ func run(ctx context.Context, o options, skip map[string]bool) int {
 		return 1
 	}
 	b.logf("done in %s", time.Since(start).Round(time.Second))
-	b.report(os.Stdout, time.Since(start))
+	if o.sharded {
+		b.reportSharded(os.Stdout, time.Since(start))
+		if b.res.shardingBroken() {
+			b.logf("FAILED: not every object was reconciled by exactly the replica its label names")
+			return 1
+		}
+	} else {
+		b.report(os.Stdout, time.Since(start))
+	}
 	return 0
 }
 
 // measures that -skip accepts.
-var measures = []string{"steady", "restart", "rotation", "storm", "memory", "same-floor"}
+var measures = []string{"floor", "steady", "restart", "rotation", "storm", "memory", "same-floor"}
 
 // parseSkip checks -skip against the measures.
 func parseSkip(v string) (map[string]bool, error) {
@@ -207,37 +238,60 @@ func parseSkip(v string) (map[string]bool, error) {
 	return skip, nil
 }
 
-// measure runs every measure in order; each leaves every object Ready.
-func (b *bench) measure(ctx context.Context) error {
-	skip := b.skip
+// prepare creates the benchmark's namespaces and issuers and starts the
+// benchmark's watch of its objects.
+func (b *bench) prepare(ctx context.Context) error {
 	cl := b.cl
-	if err := cl.createNamespace(ctx, benchNS); err != nil {
+	if err := pool(ctx, b.o.namespaces, b.o.writers, func(ctx context.Context, i int) error {
+		return cl.createNamespace(ctx, cl.objNS(i))
+	}); err != nil {
 		return err
 	}
 	if err := cl.createIssuers(ctx); err != nil {
 		return err
 	}
 	var err error
-	if b.tr, err = startTracker(ctx, cl.cfg, benchNS); err != nil {
+	b.tr, err = startTracker(ctx, cl.cfg)
+	return err
+}
+
+// settle waits until the issuers are Ready and the manager (or managers)
+// idle. The issuers are checked once (a key listing, an exchange) before
+// any object exists: converge measures the objects, the issuers read from
+// the manager's cache.
+func (b *bench) settle(ctx context.Context) error {
+	if err := b.cl.waitIssuers(ctx, time.Minute); err != nil {
+		return err
+	}
+	_, err := b.cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, b.cl.alive)
+	return err
+}
+
+// measure runs every measure in order; each leaves every object Ready.
+func (b *bench) measure(ctx context.Context) error {
+	skip := b.skip
+	cl := b.cl
+	if err := b.prepare(ctx); err != nil {
 		return err
 	}
 	if _, err := cl.startManager(ctx); err != nil {
 		return err
 	}
-	// The issuers are checked once (a key listing, an exchange) before any
-	// object exists: converge measures the objects, the issuers read from
-	// the manager's cache.
-	if err := cl.waitIssuers(ctx, time.Minute); err != nil {
+	if err := b.settle(ctx); err != nil {
 		return err
 	}
-	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
+	// The manager's memory with no object (N=0): what converge adds is
+	// per object.
+	if err := b.idleMemory(ctx, cl.managerPid(), cl.scrapeMetrics, &b.res.emptyMem); err != nil {
 		return err
 	}
 	if err := b.converge(ctx); err != nil {
 		return fmt.Errorf("converge: %w", err)
 	}
-	if err := b.floor(ctx); err != nil {
-		return err
+	if !skip["floor"] {
+		if err := b.floor(ctx); err != nil {
+			return err
+		}
 	}
 	if !skip["steady"] {
 		if err := b.steady(ctx); err != nil {

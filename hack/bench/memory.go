@@ -88,3 +88,60 @@ func (b *bench) sampleRSS(ctx context.Context, n int) ([]int64, error) {
 	}
 	return out, nil
 }
+
+// memSample is where a manager's memory is, idle: RSS from /proc (anonymous
+// memory, and file pages: mostly the binary's text) and the Go runtime's
+// own accounting (runtime/metrics, as the manager's /metrics exports it).
+type memSample struct {
+	rss, anon, file int64
+	// go_gc_heap_live_bytes: the heap marked live by the last GC.
+	heapLive float64
+	// go_memory_classes_*: heap objects (live and not yet swept), free
+	// heap not returned to the OS, goroutine stacks, GC and runtime
+	// metadata; released heap is not resident.
+	heapObjects, heapFree, heapUnused, stacks, metadata, other float64
+	gogc                                                       float64
+}
+
+// idleMemory samples pid's memory: RSS three times a second apart (once
+// with -quick; the last kept), then the runtime's figures from scrape.
+func (b *bench) idleMemory(ctx context.Context, pid int, scrape func(context.Context) (metricSample, error), out *memSample) error {
+	n := 3
+	if b.o.quick {
+		n = 1
+	}
+	for i := range n {
+		if i > 0 {
+			if err := sleepAlive(ctx, time.Second, b.cl.alive); err != nil {
+				return err
+			}
+		}
+		st, err := procStatus(pid, "VmRSS", "RssAnon", "RssFile")
+		if err != nil {
+			return fmt.Errorf("read the manager's memory: %w", err)
+		}
+		out.rss, out.anon, out.file = st["VmRSS"], st["RssAnon"], st["RssFile"]
+	}
+	m, err := scrape(ctx)
+	if err != nil {
+		return err
+	}
+	out.heapLive = m.sum("go_gc_heap_live_bytes")
+	out.heapObjects = m.sum("go_memory_classes_heap_objects_bytes")
+	out.heapFree = m.sum("go_memory_classes_heap_free_bytes")
+	out.heapUnused = m.sum("go_memory_classes_heap_unused_bytes")
+	out.stacks = m.sum("go_memory_classes_heap_stacks_bytes") + m.sum("go_memory_classes_os_stacks_bytes")
+	out.metadata = m.sum("go_memory_classes_metadata_mcache_free_bytes") + m.sum("go_memory_classes_metadata_mcache_inuse_bytes") +
+		m.sum("go_memory_classes_metadata_mspan_free_bytes") + m.sum("go_memory_classes_metadata_mspan_inuse_bytes") +
+		m.sum("go_memory_classes_metadata_other_bytes")
+	out.other = m.sum("go_memory_classes_other_bytes") + m.sum("go_memory_classes_profiling_buckets_bytes")
+	out.gogc = m.sum("go_gc_gogc_percent")
+	return nil
+}
+
+// String says where the RSS goes.
+func (s memSample) String() string {
+	f := func(v float64) string { return mib(int64(v)) }
+	return fmt.Sprintf("RSS %s (anonymous %s, file %s); Go heap: live %s, objects incl. garbage %s, free not returned %s, fragmentation %s; stacks %s; runtime metadata %s; other %s; GOGC %.0f",
+		mib(s.rss), mib(s.anon), mib(s.file), f(s.heapLive), f(s.heapObjects), f(s.heapFree), f(s.heapUnused), f(s.stacks), f(s.metadata), f(s.other), s.gogc)
+}

@@ -21,15 +21,28 @@ type metricSample map[string]float64
 
 // scrapeMetrics reads the manager's metrics.
 func (cl *cluster) scrapeMetrics(ctx context.Context) (metricSample, error) {
-	cl.mgrMu.Lock()
-	m := cl.mgr
-	cl.mgrMu.Unlock()
-	if m == nil {
+	addr := cl.metricsAddr()
+	if addr == "" {
 		return nil, fmt.Errorf("no manager")
 	}
+	return scrapeAddr(ctx, addr)
+}
+
+// metricsAddr is where the running manager serves /metrics.
+func (cl *cluster) metricsAddr() string {
+	cl.mgrMu.Lock()
+	defer cl.mgrMu.Unlock()
+	if cl.mgr == nil {
+		return ""
+	}
+	return cl.mgr.MetricsAddr
+}
+
+// scrapeAddr reads the metrics a manager serves at addr (plain HTTP).
+func scrapeAddr(ctx context.Context, addr string) (metricSample, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.MetricsAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +140,9 @@ type cpuMeter struct {
 // manager, apisim and the benchmark itself.
 func (cl *cluster) newCPUMeter() *cpuMeter {
 	m := &cpuMeter{pids: map[string]int{"manager": cl.managerPid(), "apisim": cl.sim.Pid(), "bench": os.Getpid()}}
+	for _, rp := range cl.replicas[min(1, len(cl.replicas)):] { // the first is "manager"
+		m.pids["manager "+rp.name] = rp.mgr.Pid()
+	}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -197,7 +213,7 @@ func (m *cpuMeter) since(p0 map[string]time.Duration, b0, t0 time.Duration) cpuU
 
 func (u cpuUse) String() string {
 	var parts []string
-	for _, k := range []string{"kube-apiserver", "etcd", "manager", "apisim", "bench", "kube-controller-manager"} {
+	for _, k := range []string{"kube-apiserver", "etcd", "manager", "manager shard1", "manager shard2", "apisim", "bench", "kube-controller-manager"} {
 		if d, ok := u.procs[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s %.1f s", k, d.Seconds()))
 		}

@@ -14,21 +14,38 @@ import (
 
 // procRSS reads the resident set size (VmRSS) of pid, in bytes.
 func procRSS(pid int) (int64, error) {
+	m, err := procStatus(pid, "VmRSS")
+	return m["VmRSS"], err
+}
+
+// procStatus reads the named size fields of /proc/pid/status ("VmRSS",
+// "RssAnon", "RssFile"), in bytes; every field must be there.
+func procStatus(pid int, keys ...string) (map[string]int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer func() { _ = f.Close() }()
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[k] = true
+	}
+	out := map[string]int64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == "VmRSS" {
-			return parseKB(v), nil
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && want[k] {
+			out[k] = parseKB(v)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			return nil, fmt.Errorf("no %s in /proc/%d/status", k, pid)
+		}
+	}
+	return out, nil
 }
 
 func parseKB(v string) int64 {

@@ -55,7 +55,7 @@ func (b *bench) rotation(ctx context.Context) error {
 	b.logf("rotation: rotating %d ApiKeys (grace period %s)", r.rotM, b.o.grace)
 	t0 := time.Now()
 	if err := pool(ctx, r.rotM, b.o.writers, func(ctx context.Context, i int) error {
-		return cl.annotate(ctx, &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: ns[i], Namespace: benchNS}}, v1alpha1.AnnotationRotate, v)
+		return cl.annotate(ctx, &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: ns[i], Namespace: cl.objNS(i)}}, v1alpha1.AnnotationRotate, v)
 	}); err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func (b *bench) stormTrigger(ctx context.Context, st *stormRun) error {
 	b.logf("refresh storm: refreshing %d RevioTokens now with %s tokens", r.refK, r.lifetime)
 	t0 := time.Now()
 	if err := pool(ctx, r.refK, b.o.writers, func(ctx context.Context, i int) error {
-		return cl.annotate(ctx, &v1alpha1.RevioToken{ObjectMeta: metav1.ObjectMeta{Name: st.names[i], Namespace: benchNS}}, v1alpha1.AnnotationRefresh, v)
+		return cl.annotate(ctx, &v1alpha1.RevioToken{ObjectMeta: metav1.ObjectMeta{Name: st.names[i], Namespace: cl.objNS(i)}}, v1alpha1.AnnotationRefresh, v)
 	}); err != nil {
 		return err
 	}

@@ -20,10 +20,14 @@ type results struct {
 	convergeUse, floorUse               cpuUse
 	convergeStats                       map[string]controllerStats
 	convergeExtMean                     map[string]time.Duration
-	convergePeakRSS                     int64
-	createPath                          map[string]tally // ApiKey, RevioToken, shared
-	createWrites                        int
-	createExt                           extCounts
+	convergePeak                        peakMem
+	queueWait                           map[string]hist // by work queue
+	// the manager's memory idle before any object exists (N=0) and idle
+	// after converge, every object in place
+	emptyMem, settledMem memSample
+	createPath           map[string]tally // ApiKey, RevioToken, shared
+	createWrites         int
+	createExt            extCounts
 
 	// floor
 	floorWrites int
@@ -43,12 +47,14 @@ type results struct {
 	steadyExt  extCounts
 
 	// restart
-	restartStop   time.Duration
-	restartReady  time.Duration
-	restartIdle   time.Duration
-	restartReqs   tally
-	restartExt    extCounts
-	restartReadyN int
+	restartStop  time.Duration
+	restartReady time.Duration
+	// restartReconciled: until every object was reconciled once
+	restartReconciled time.Duration
+	restartIdle       time.Duration
+	restartReqs       tally
+	restartExt        extCounts
+	restartReadyN     int
 
 	// rotation
 	rotM    int
@@ -66,6 +72,11 @@ type results struct {
 	lags                     []time.Duration
 	lifetime                 time.Duration
 
+	// -sharded: one entry per manager, and the objects by how many
+	// replicas reconciled them
+	replicas                       []replicaResult
+	byNone, byOne, byWrong, byMany int
+
 	// memory
 	memSecrets, memSecretSize int
 	memCreate                 time.Duration
@@ -78,7 +89,7 @@ type results struct {
 // output Secret has its object's name, an Event's name starts with it.
 // Requests on shared things (input Secrets, lists, watches) have none.
 func owner(r request) string {
-	if r.NS != benchNS {
+	if !isObjNS(r.NS) {
 		return ""
 	}
 	n := r.Name

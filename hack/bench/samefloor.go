@@ -42,19 +42,19 @@ func (b *bench) sameWritesFloor(ctx context.Context) error {
 	var akT v1alpha1.ApiKey
 	var akS corev1.Secret
 	if nAK > 0 {
-		if err := cl.c.Get(ctx, client.ObjectKey{Namespace: benchNS, Name: apiKeyName(0)}, &akT); err != nil {
+		if err := cl.c.Get(ctx, client.ObjectKey{Namespace: cl.objNS(0), Name: apiKeyName(0)}, &akT); err != nil {
 			return err
 		}
-		if err := cl.c.Get(ctx, client.ObjectKey{Namespace: benchNS, Name: apiKeyName(0)}, &akS); err != nil {
+		if err := cl.c.Get(ctx, client.ObjectKey{Namespace: cl.objNS(0), Name: apiKeyName(0)}, &akS); err != nil {
 			return err
 		}
 	}
 	var rtT v1alpha1.RevioToken
 	var rtS corev1.Secret
-	if err := cl.c.Get(ctx, client.ObjectKey{Namespace: benchNS, Name: revioTokenName(0)}, &rtT); err != nil {
+	if err := cl.c.Get(ctx, client.ObjectKey{Namespace: cl.objNS(0), Name: revioTokenName(0)}, &rtT); err != nil {
 		return err
 	}
-	if err := cl.c.Get(ctx, client.ObjectKey{Namespace: benchNS, Name: revioTokenName(0)}, &rtS); err != nil {
+	if err := cl.c.Get(ctx, client.ObjectKey{Namespace: cl.objNS(0), Name: revioTokenName(0)}, &rtS); err != nil {
 		return err
 	}
 
@@ -64,11 +64,11 @@ func (b *bench) sameWritesFloor(ctx context.Context) error {
 	if err := pool(ctx, nAK+nRT, b.o.writers, func(ctx context.Context, i int) error {
 		var obj client.Object
 		if i < nAK {
-			ak := cl.newApiKey(apiKeyName(i))
+			ak := cl.newApiKey(i)
 			ak.Namespace = sameFloorNS
 			obj = ak
 		} else {
-			rt := cl.newRevioToken(revioTokenName(i - nAK))
+			rt := cl.newRevioToken(i - nAK)
 			rt.Namespace = sameFloorNS
 			obj = rt
 		}

@@ -47,7 +47,8 @@ type objState struct {
 	PendingCreate      bool
 }
 
-// tracker keeps objState for every benchmark object in a namespace.
+// tracker keeps objState for every benchmark object (in the namespaces
+// isObjNS names).
 type tracker struct {
 	mu   sync.Mutex
 	objs map[string]*objState // kind/name
@@ -55,10 +56,10 @@ type tracker struct {
 
 func stateKey(kind, name string) string { return kind + "/" + name }
 
-// startTracker starts informers on ApiKeys and RevioTokens in ns.
-func startTracker(ctx context.Context, cfg *rest.Config, ns string) (*tracker, error) {
+// startTracker starts informers on ApiKeys and RevioTokens.
+func startTracker(ctx context.Context, cfg *rest.Config) (*tracker, error) {
 	t := &tracker{objs: map[string]*objState{}}
-	c, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme(), DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	c, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +110,9 @@ func (t *tracker) observe(o any) {
 		s     *objState
 		conds []metav1.Condition
 	)
+	if m, ok := o.(metav1.Object); !ok || !isObjNS(m.GetNamespace()) {
+		return
+	}
 	switch obj := o.(type) {
 	case *v1alpha1.ApiKey:
 		s = t.get(kindApiKey, obj.Name)
