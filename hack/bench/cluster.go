@@ -75,7 +75,7 @@ func startCluster(ctx context.Context, o options, log io.Writer) (*cluster, erro
 		return cl, err
 	}
 	cl.audit = newAuditLog(auditPath, testenv.ManagerUser)
-	env, err := startEnvWithAPIServerArgs(ctx, tmp, args, log)
+	env, err := testenv.Start(ctx, testenv.Options{Log: log, APIServerFlags: args})
 	cl.env = env
 	if err != nil {
 		return cl, err
@@ -108,43 +108,6 @@ func startCluster(ctx context.Context, o options, log io.Writer) (*cluster, erro
 	}
 	return cl, nil
 }
-
-// startEnvWithAPIServerArgs starts testenv with extra kube-apiserver flags.
-// testenv has no option for them, so envtest is pointed (through its
-// TEST_ASSET_KUBE_APISERVER override) at a two-line wrapper script that
-// adds the flags and execs the real kube-apiserver from KUBEBUILDER_ASSETS.
-func startEnvWithAPIServerArgs(ctx context.Context, tmp string, args []string, log io.Writer) (*testenv.Env, error) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make bench`, or export KUBEBUILDER_ASSETS=$(hack/controlplane.sh)")
-	}
-	real := filepath.Join(assets, "kube-apiserver")
-	if _, err := os.Stat(real); err != nil {
-		return nil, fmt.Errorf("kube-apiserver not in KUBEBUILDER_ASSETS: %w", err)
-	}
-	var b strings.Builder
-	b.WriteString("#!/bin/sh\nexec " + shellQuote(real) + ` "$@"`)
-	for _, a := range args {
-		b.WriteString(" " + shellQuote(a))
-	}
-	b.WriteString("\n")
-	wrapper := filepath.Join(tmp, "kube-apiserver")
-	if err := os.WriteFile(wrapper, []byte(b.String()), 0o700); err != nil {
-		return nil, err
-	}
-	const override = "TEST_ASSET_KUBE_APISERVER"
-	old, had := os.LookupEnv(override)
-	_ = os.Setenv(override, wrapper)
-	env, err := testenv.Start(ctx, testenv.Options{Log: log})
-	if had {
-		_ = os.Setenv(override, old)
-	} else {
-		_ = os.Unsetenv(override)
-	}
-	return env, err
-}
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // binaries uses bin/manager and bin/apisim from `make build` when both
 // exist (and -build is not given), otherwise builds them into the Env.

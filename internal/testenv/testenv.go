@@ -68,8 +68,7 @@ type Options struct {
 	// Log receives one line per step; nil discards.
 	Log io.Writer
 	// APIServerFlags are added to kube-apiserver's command line, each
-	// "name=value" (without the leading dashes); a flag given twice is
-	// passed twice.
+	// "name=value" ("--name=value" too); a flag given twice is passed twice.
 	APIServerFlags []string
 }
 
