@@ -239,7 +239,7 @@ func (r *ApiKeyReconciler) stepBackoff(_ context.Context, p *apiKeyPass) (stepRe
 		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonProgressing, "the conflicting Secret is gone")
 	}
 	if st.FailedAttempts > 0 && !conflictGone {
-		if wait, blocked := r.backingOff(ak, p.now, p.adminVersion); blocked {
+		if wait, blocked := backingOff(ak, p.now, p.adminVersion); blocked {
 			return stepResult{RequeueAfter: wait, Stop: true}, nil
 		}
 	}
@@ -304,7 +304,7 @@ func (r *ApiKeyReconciler) stepSettle(_ context.Context, p *apiKeyPass) (stepRes
 // backingOff reports whether a previous failure still holds the object back:
 // a failure that needs a person waits for a change of the spec, the admin
 // Secret or an annotation; a transient one for its backoff.
-func (r *ApiKeyReconciler) backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.Duration, bool) {
+func backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.Duration, bool) {
 	st := &ak.Status
 	// A trigger annotation not acted on yet lifts the wait only when no
 	// creation is recorded: a recorded one is the attempt that failed (or

@@ -72,7 +72,7 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	orig := rt.DeepCopy()
 	res, err := r.reconcile(ctx, rt)
 	rt.Status.ObservedGeneration = rt.Generation
-	r.summarise(rt)
+	summariseRevioToken(rt, r.Clock.Now())
 	if perr := patchStatus(ctx, r.Client, r.superseded, rt, orig, rt.Status, orig.Status); perr != nil {
 		if apierrors.IsConflict(perr) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
@@ -336,12 +336,13 @@ func (r *RevioTokenReconciler) failResult(rt *v1alpha1.RevioToken, now time.Time
 	return ctrl.Result{RequeueAfter: d}, nil
 }
 
-// summarise derives Ready from the narrower conditions.
-func (r *RevioTokenReconciler) summarise(rt *v1alpha1.RevioToken) {
+// summariseRevioToken derives Ready from the narrower conditions (pure: now
+// is the pass's time).
+func summariseRevioToken(rt *v1alpha1.RevioToken, now time.Time) {
 	st := &rt.Status
 	for _, t := range []string{v1alpha1.ConditionSecretSynced, v1alpha1.ConditionIssued} {
 		if c := meta.FindStatusCondition(st.Conditions, t); c != nil && c.Status == metav1.ConditionFalse {
-			if st.ExpiresAt != nil && !r.Clock.Now().Before(st.ExpiresAt.Time) {
+			if st.ExpiresAt != nil && !now.Before(st.ExpiresAt.Time) {
 				setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionReady, false, v1alpha1.ReasonTokenExpired,
 					"the token in the Secret has expired and refreshing failed: "+c.Message)
 				return
