@@ -35,8 +35,8 @@ func (r *ApiKeyReconciler) stepIntent(ctx context.Context, p *apiKeyPass) (stepR
 		return stop(r.failResult(ak, p.now, &failure{Reason: v1alpha1.ReasonRevocationBacklog, Transient: true, Message: fmt.Sprintf(
 			"%d previous keys still wait for revocation: no new key (%s) until they are revoked; see RevocationsComplete", len(st.PendingRevocations), reason)}, v1alpha1.ConditionIssued))
 	}
-	if res, err, done := r.recordIntent(ctx, ak, p.orig, reason, p.specHash, p.current); done {
-		return stop(res, err)
+	if out, err := r.recordIntent(ctx, ak, p.orig, reason, p.specHash, p.current); out.Stop {
+		return out, err
 	}
 	return next(0)
 }
@@ -51,8 +51,8 @@ func (r *ApiKeyReconciler) stepCreate(ctx context.Context, p *apiKeyPass) (stepR
 	if f != nil {
 		return stop(r.failResult(p.ak, p.now, f, v1alpha1.ConditionIssued))
 	}
-	if res, err, done := r.completeCreate(ctx, p.ak, c, p.existing, p.specHash, p.now); done {
-		return stop(res, err)
+	if out, err := r.completeCreate(ctx, p.ak, c, p.existing, p.specHash, p.now); out.Stop {
+		return out, err
 	}
 	// completeCreate wrote the Secret a moment ago; the metadata cache may
 	// not show that version yet, so take the server's answer.
@@ -64,7 +64,7 @@ func (r *ApiKeyReconciler) stepCreate(ctx context.Context, p *apiKeyPass) (stepR
 // recordIntent records the next key creation in status before anything is
 // sent. The write uses optimistic locking: a reconcile working from a stale
 // read fails here instead of creating a second key.
-func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.ApiKey, reason, specHash string, iss *v1alpha1.IssuerRecord) (ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.ApiKey, reason, specHash string, iss *v1alpha1.IssuerRecord) (stepResult, error) {
 	st := &ak.Status
 	st.KeyGeneration++
 	st.PendingCreate = &v1alpha1.KeyRequest{
@@ -80,39 +80,39 @@ func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.
 	st.ObservedGeneration = ak.Generation
 	if err := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: staleRequeue}, nil, true
+			return stop(ctrl.Result{RequeueAfter: staleRequeue}, nil)
 		}
-		return ctrl.Result{}, fmt.Errorf("record key intent: %w", err), true
+		return stop(ctrl.Result{}, fmt.Errorf("record key intent: %w", err))
 	}
 	*orig = *ak.DeepCopy()
 	if err := r.crash("intent-recorded"); err != nil {
-		return ctrl.Result{}, err, true
+		return stop(ctrl.Result{}, err)
 	}
-	return ctrl.Result{}, nil, false
+	return stepResult{}, nil
 }
 
 // completeCreate sends the recorded creation (a replay when it was sent
 // before), checks the environment, writes the Secret, then switches status
-// to the new key. done is true when the pass cannot go on.
-func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, existing *corev1.Secret, specHash string, now time.Time) (ctrl.Result, error, bool) {
+// to the new key. Stop is set when the pass cannot go on.
+func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, existing *corev1.Secret, specHash string, now time.Time) (stepResult, error) {
 	if now.Sub(ak.Status.PendingCreate.StartedAt.Time) > replayWindow {
 		// Reevit no longer replays this request: adopt what the Secret holds
 		// or revoke what was created, then start afresh.
 		res, err := r.recoverExpired(ctx, ak, c, existing, now)
-		return res, err, true
+		return stop(res, err)
 	}
-	key, res, err, done := r.sendCreate(ctx, ak, c, now)
-	if done {
-		return res, err, true
+	key, out, err := r.sendCreate(ctx, ak, c, now)
+	if out.Stop {
+		return out, err
 	}
-	if res, err, done := r.refuseUnusable(ctx, ak, c, key, now); done {
-		return res, err, true
+	if out, err := r.refuseUnusable(ctx, ak, c, key, now); out.Stop {
+		return out, err
 	}
 	return r.publishKey(ctx, ak, key, existing, specHash, now)
 }
 
 // sendCreate sends exactly the recorded request (a replay sends the same).
-func (r *ApiKeyReconciler) sendCreate(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, now time.Time) (*reevit.Key, ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) sendCreate(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, now time.Time) (*reevit.Key, stepResult, error) {
 	st := &ak.Status
 	req := st.PendingCreate
 	recorded := req.Scopes
@@ -131,7 +131,8 @@ func (r *ApiKeyReconciler) sendCreate(ctx context.Context, ak *v1alpha1.ApiKey, 
 		// the next attempt uses a new Idempotency-Key (a replay would give
 		// the same answer for 24 h).
 		res, ferr := r.discardMalformed(ctx, ak, c, malformed, now)
-		return nil, res, ferr, true
+		out, err := stop(res, ferr)
+		return nil, out, err
 	}
 	if err != nil {
 		f := classifyReevit(err)
@@ -142,22 +143,25 @@ func (r *ApiKeyReconciler) sendCreate(ctx context.Context, ak *v1alpha1.ApiKey, 
 			// before the record goes, so no key is left live untracked.
 			if sf := r.sweepByName(ctx, ak, c, req.Name); sf != nil {
 				res, ferr := r.failResult(ak, now, sf, v1alpha1.ConditionIssued)
-				return nil, res, ferr, true
+				out, err := stop(res, ferr)
+				return nil, out, err
 			}
 			st.PendingCreate = nil
 		}
 		res, ferr := r.failResult(ak, now, f, v1alpha1.ConditionIssued)
-		return nil, res, ferr, true
+		out, err := stop(res, ferr)
+		return nil, out, err
 	}
 	if err := r.crash("after-post"); err != nil {
-		return nil, ctrl.Result{}, err, true
+		out, err := stop(ctrl.Result{}, err)
+		return nil, out, err
 	}
-	return key, ctrl.Result{}, nil, false
+	return key, stepResult{}, nil
 }
 
 // refuseUnusable revokes a created key that must not be published: of an
 // unusable shape, or of another environment than spec.environment.
-func (r *ApiKeyReconciler) refuseUnusable(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, key *reevit.Key, now time.Time) (ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) refuseUnusable(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, key *reevit.Key, now time.Time) (stepResult, error) {
 	st := &ak.Status
 	if !wellFormedKey(key.Key) {
 		// Stricter than the client's own check (the status prefix must
@@ -165,26 +169,26 @@ func (r *ApiKeyReconciler) refuseUnusable(ctx context.Context, ak *v1alpha1.ApiK
 		// MalformedKeyError, never published, revoked, asked for anew.
 		res, ferr := r.discardMalformed(ctx, ak, c, &reevit.MalformedKeyError{ID: key.ID,
 			Reason: fmt.Sprintf("%d characters, not pfk_live_ or pfk_test_ and at least 16 letters and digits", len(key.Key))}, now)
-		return res, ferr, true
+		return stop(res, ferr)
 	}
 	if strings.HasPrefix(key.Key, "pfk_"+ak.Spec.Environment+"_") {
-		return ctrl.Result{}, nil, false
+		return stepResult{}, nil
 	}
 	if err := c.RevokeKey(ctx, key.ID, revokeIdempotencyKey(key.ID)); err != nil {
 		res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
-		return res, ferr, true
+		return stop(res, ferr)
 	}
 	st.PendingCreate = nil
 	appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: key.ID, KeyPrefix: keyPrefix(key.Key), CreatedAt: *mtime(key.CreatedAt), RevokedAt: mtime(now), Reason: v1alpha1.ReasonEnvironmentMismatch})
 	r.fail(ak, now, &failure{Reason: v1alpha1.ReasonEnvironmentMismatch, Message: fmt.Sprintf(
 		"Reevit issued a %s key but spec.environment is %q: the key was revoked; use an admin key of the %s environment or change spec.environment",
 		key.Key[:9], ak.Spec.Environment, ak.Spec.Environment)}, v1alpha1.ConditionIssued)
-	return ctrl.Result{}, nil, true
+	return stop(ctrl.Result{}, nil)
 }
 
 // publishKey writes the new key into the Secret (keeping the previous one
 // for its grace period), then declares it active in status.
-func (r *ApiKeyReconciler) publishKey(ctx context.Context, ak *v1alpha1.ApiKey, key *reevit.Key, existing *corev1.Secret, specHash string, now time.Time) (ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) publishKey(ctx context.Context, ak *v1alpha1.ApiKey, key *reevit.Key, existing *corev1.Secret, specHash string, now time.Time) (stepResult, error) {
 	st := &ak.Status
 	req := st.PendingCreate
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+key.ID+" issued")
@@ -201,18 +205,18 @@ func (r *ApiKeyReconciler) publishKey(ctx context.Context, ak *v1alpha1.ApiKey, 
 	}
 	if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
 		res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
-		return res, ferr, true
+		return stop(res, ferr)
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+outputSecretName(ak.Name, ak.Spec.Secret)+" holds key "+key.ID)
 	if err := r.crash("after-secret"); err != nil {
-		return ctrl.Result{}, err, true
+		return stop(ctrl.Result{}, err)
 	}
 	r.switchTo(ak, key, req, specHash, now)
 	if err := r.crash("after-switch"); err != nil {
-		return ctrl.Result{}, err, true
+		return stop(ctrl.Result{}, err)
 	}
 	r.restarts.request(ctx, ak, outputSecretName(ak.Name, ak.Spec.Secret), ak.Spec.RolloutRestart, secretsync.RestartHash(data))
-	return ctrl.Result{}, nil, false
+	return stepResult{}, nil
 }
 
 // keepPrevious puts the previous key (activeID) beside the new one (newID)

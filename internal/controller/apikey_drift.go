@@ -13,20 +13,16 @@ import (
 
 // stepDrift checks now and then that Reevit still holds the active key.
 func (r *ApiKeyReconciler) stepDrift(ctx context.Context, p *apiKeyPass) (stepResult, error) {
-	wait, res, err, done := r.checkDrift(ctx, p.ak, p.conns, p.now)
-	if done {
-		return stop(res, err)
-	}
-	return next(wait)
+	return r.checkDrift(ctx, p.ak, p.conns, p.now)
 }
 
 // checkDrift lists the organisation's keys now and then (never on start-up,
 // never more often than DriftCheckInterval per object): it replaces an active
 // key revoked outside Keywarden and revokes leaked keys carrying this
 // object's marker that nothing tracks.
-func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, now time.Time) (time.Duration, ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, now time.Time) (stepResult, error) {
 	if r.DriftCheckInterval <= 0 || ak.Status.KeyID == "" {
-		return 0, ctrl.Result{}, nil, false
+		return next(0)
 	}
 	r.driftMu.Lock()
 	at, seen := r.nextDrift[ak.UID]
@@ -36,19 +32,19 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 	}
 	r.driftMu.Unlock()
 	if now.Before(at) {
-		return until(now, at), ctrl.Result{}, nil, false
+		return next(until(now, at))
 	}
 	r.driftMu.Lock()
 	r.nextDrift[ak.UID] = now.Add(r.DriftCheckInterval)
 	r.driftMu.Unlock()
-	failed := func(f *failure) (time.Duration, ctrl.Result, error, bool) {
+	failed := func(f *failure) (stepResult, error) {
 		// Check again once the failure's backoff allows, not a whole
 		// interval later, so the failure condition does not outlive its cause.
 		r.driftMu.Lock()
 		r.nextDrift[ak.UID] = now
 		r.driftMu.Unlock()
 		res, err := r.failResult(ak, now, f, v1alpha1.ConditionIssued)
-		return 0, res, err, true
+		return stop(res, err)
 	}
 	c, f := conns.get(ak.Status.Issuer)
 	if f != nil {
@@ -90,10 +86,10 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 		}
 		st.KeyID = "" // replaced on the next pass
 		st.NextRotationTime = nil
-		return 0, ctrl.Result{RequeueAfter: staleRequeue}, nil, true
+		return stop(ctrl.Result{RequeueAfter: staleRequeue}, nil)
 	}
 	// The active key is live at Reevit: a failure an earlier check left on
 	// Issued is over.
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+st.KeyID+" is active at Reevit")
-	return r.DriftCheckInterval, ctrl.Result{}, nil, false
+	return next(r.DriftCheckInterval)
 }

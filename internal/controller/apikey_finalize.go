@@ -30,13 +30,13 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 		if wait, held := r.deletionHeld(ctx, ak, now); held {
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
-		if res, err, blocked := r.revokeAll(ctx, ak, now); blocked {
+		if out, err := r.revokeAll(ctx, ak, now); out.Stop {
 			ak.Status.ObservedGeneration = ak.Generation
 			summariseApiKey(ak)
 			if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
 				return ctrl.Result{}, perr
 			}
-			return res, err
+			return ctrl.Result{RequeueAfter: out.RequeueAfter}, err
 		}
 	}
 	if ak.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetain {
@@ -80,8 +80,8 @@ func (r *ApiKeyReconciler) orphanSecret(ctx context.Context, ak *v1alpha1.ApiKey
 }
 
 // revokeAll revokes the active key, every pending one and any key an
-// interrupted creation made. blocked is true while that is not possible.
-func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (ctrl.Result, error, bool) {
+// interrupted creation made. Stop is set while that is not possible.
+func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (stepResult, error) {
 	st := &ak.Status
 	type target struct {
 		id  string
@@ -100,7 +100,7 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, n
 		targets, ids = append(targets, target{p.KeyID, rec}), append(ids, p.KeyID)
 	}
 	if len(targets) == 0 && st.PendingCreate == nil {
-		return ctrl.Result{}, nil, false
+		return stepResult{}, nil
 	}
 	iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
 	var current *v1alpha1.IssuerRecord
@@ -134,7 +134,7 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, n
 		markRevoked(ak, t.id, "Deletion", now)
 	}
 	r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Delete", "revoked %d key(s) before deletion", len(ids))
-	return ctrl.Result{}, nil, false
+	return stepResult{}, nil
 }
 
 // deletionHeld reports whether a blocked deletion still waits for its
@@ -158,8 +158,8 @@ func (r *ApiKeyReconciler) deletionHeld(ctx context.Context, ak *v1alpha1.ApiKey
 	return 0, false
 }
 
-func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *failure) (ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *failure) (stepResult, error) {
 	msg := "deletion waits until the keys can be revoked: " + f.Message + " (or set spec.deletionPolicy: Retain to keep them)"
 	res, err := r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonDeletionBlocked, Message: msg, Transient: f.Transient, RetryAfter: f.RetryAfter}, v1alpha1.ConditionRevoked)
-	return res, err, true
+	return stop(res, err)
 }

@@ -40,18 +40,14 @@ func (r *ApiKeyReconciler) stepRevoke(ctx context.Context, p *apiKeyPass) (stepR
 	if p.foreign {
 		cur = nil // never written
 	}
-	wait, res, err, done := r.revokeDue(ctx, p.ak, p.conns, cur, p.now)
-	if done {
-		return stop(res, err)
-	}
-	return next(wait)
+	return r.revokeDue(ctx, p.ak, p.conns, cur, p.now)
 }
 
 // revokeDue revokes the previous keys whose grace period has ended (and
 // whose rollouts finished, within RolloutWaitLimit) and drops them from the
-// Secret. It returns the delay until the next one is due; done is true when
-// the pass cannot go on.
-func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, existing *corev1.Secret, now time.Time) (time.Duration, ctrl.Result, error, bool) {
+// Secret. It asks for a look when the next one is due; Stop is set when the
+// pass cannot go on.
+func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, existing *corev1.Secret, now time.Time) (stepResult, error) {
 	st := &ak.Status
 	due, nextAt := dueRevocations(st.PendingRevocations, now)
 	var wait time.Duration
@@ -62,21 +58,21 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 		var hold time.Duration
 		var err error
 		if due, hold, err = r.pastRollouts(ctx, ak, existing, due, now); err != nil {
-			return 0, ctrl.Result{}, err, true
+			return stop(ctrl.Result{}, err)
 		}
 		wait = earliest(wait, hold)
 	}
 	if len(due) > 0 {
-		revokedNow, res, err, done := r.revokeEach(ctx, ak, conns, existing, due, now)
-		if done {
-			return 0, res, err, true
+		revokedNow, out, err := r.revokeEach(ctx, ak, conns, existing, due, now)
+		if out.Stop {
+			return out, err
 		}
-		if res, err, done := r.scrubSecret(ctx, ak, existing, revokedNow, now); done {
-			return 0, res, err, true
+		if out, err := r.scrubSecret(ctx, ak, existing, revokedNow, now); out.Stop {
+			return out, err
 		}
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionRevoked, len(st.PendingRevocations) == 0, revokedReason(st), revokedMessage(st))
-	return wait, ctrl.Result{}, nil, false
+	return next(wait)
 }
 
 // pastRollouts keeps of due the revocations whose workloads finished
@@ -107,12 +103,13 @@ func (r *ApiKeyReconciler) pastRollouts(ctx context.Context, ak *v1alpha1.ApiKey
 }
 
 // revokeEach revokes the due keys, each at the organisation that made it.
-func (r *ApiKeyReconciler) revokeEach(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, existing *corev1.Secret, due []v1alpha1.PendingRevocation, now time.Time) ([]string, ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) revokeEach(ctx context.Context, ak *v1alpha1.ApiKey, conns *reevitConns, existing *corev1.Secret, due []v1alpha1.PendingRevocation, now time.Time) ([]string, stepResult, error) {
 	st := &ak.Status
 	var revokedNow []string
 	for _, p := range due {
 		if err := r.crash("during-revoke"); err != nil {
-			return nil, ctrl.Result{}, err, true
+			out, err := stop(ctrl.Result{}, err)
+			return nil, out, err
 		}
 		rec := p.Issuer
 		if rec == nil {
@@ -121,11 +118,13 @@ func (r *ApiKeyReconciler) revokeEach(ctx context.Context, ak *v1alpha1.ApiKey, 
 		c, f := conns.get(rec)
 		if f != nil {
 			res, err := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
-			return nil, res, err, true
+			out, err := stop(res, err)
+			return nil, out, err
 		}
 		if err := c.RevokeKey(ctx, p.KeyID, revokeIdempotencyKey(p.KeyID)); err != nil {
 			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionRevoked)
-			return nil, res, ferr, true
+			out, err := stop(res, ferr)
+			return nil, out, err
 		}
 		st.PendingRevocations = removePending(st.PendingRevocations, p.KeyID)
 		markRevoked(ak, p.KeyID, p.Reason, now)
@@ -136,7 +135,7 @@ func (r *ApiKeyReconciler) revokeEach(ctx context.Context, ak *v1alpha1.ApiKey, 
 		}
 		r.tellRevoked(ak, existing, p)
 	}
-	return revokedNow, ctrl.Result{}, nil, false
+	return revokedNow, stepResult{}, nil
 }
 
 // tellRevoked records a revocation in an event; a key the Secret still held
@@ -157,14 +156,14 @@ func (r *ApiKeyReconciler) tellRevoked(ak *v1alpha1.ApiKey, existing *corev1.Sec
 // scrubSecret removes revoked keys from the Secret: a revoked key it still
 // holds as its current key (a compromised key whose replacement failed),
 // and a revoked previous key.
-func (r *ApiKeyReconciler) scrubSecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, revokedNow []string, now time.Time) (ctrl.Result, error, bool) {
+func (r *ApiKeyReconciler) scrubSecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, revokedNow []string, now time.Time) (stepResult, error) {
 	st := &ak.Status
 	if existing != nil && len(existing.Data["keyId"]) > 0 && string(existing.Data["keyId"]) != st.KeyID &&
 		slices.Contains(revokedNow, string(existing.Data["keyId"])) {
 		written, err := r.applySecret(ctx, ak, existing, keyData(st.Issuer, "", ""))
 		if err != nil {
 			res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
-			return res, ferr, true
+			return stop(res, ferr)
 		}
 		existing = written
 		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonRevoked,
@@ -174,10 +173,10 @@ func (r *ApiKeyReconciler) scrubSecret(ctx context.Context, ak *v1alpha1.ApiKey,
 		data := keyData(st.Issuer, string(existing.Data["keyId"]), string(existing.Data["apiKey"]))
 		if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
 			res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
-			return res, ferr, true
+			return stop(res, ferr)
 		}
 	}
-	return ctrl.Result{}, nil, false
+	return stepResult{}, nil
 }
 
 func revokedReason(st *v1alpha1.ApiKeyStatus) string {
