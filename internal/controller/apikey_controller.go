@@ -331,11 +331,8 @@ func backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.D
 // violation): nothing is created; the caller still runs revocations, so a
 // policy tightened later never keeps an old key live.
 func (r *ApiKeyReconciler) gated(ak *v1alpha1.ApiKey, f *failure, now time.Time) (ctrl.Result, error) {
-	if f.Reason == v1alpha1.ReasonPolicyViolation {
-		metrics.PolicyViolations.WithLabelValues(kindApiKey, ak.Namespace, ak.Name).Set(1)
-	}
-	if c := meta.FindStatusCondition(ak.Status.Conditions, v1alpha1.ConditionIssued); c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient {
-		return ctrl.Result{}, nil // told once; the issuer and spec watches bring it back
+	if gateToldAlready(kindApiKey, ak, ak.Status.Conditions, f) {
+		return ctrl.Result{}, nil
 	}
 	return r.failResult(ak, now, f, v1alpha1.ConditionIssued)
 }

@@ -184,6 +184,18 @@ func recordFailure(rec recorder.EventRecorder, obj client.Object, kind, action s
 	rec.Eventf(obj, nil, corev1.EventTypeWarning, f.Reason, action, "%s", f.Message)
 }
 
+// gateToldAlready handles an object its issuer cannot serve (missing, or a
+// policy violation): it sets keywarden_policy_violation for a violation and
+// reports whether Issued already tells this failure. A failure that needs no
+// retry is told once: the issuer and spec watches bring the object back.
+func gateToldAlready(kind string, obj client.Object, conds []metav1.Condition, f *failure) bool {
+	if f.Reason == v1alpha1.ReasonPolicyViolation {
+		metrics.PolicyViolations.WithLabelValues(kind, obj.GetNamespace(), obj.GetName()).Set(1)
+	}
+	c := meta.FindStatusCondition(conds, v1alpha1.ConditionIssued)
+	return c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient
+}
+
 // setCondition sets one condition with the object's generation.
 func setCondition(conds *[]metav1.Condition, gen int64, typ string, ok bool, reason, msg string) {
 	st := metav1.ConditionFalse

@@ -151,11 +151,8 @@ func (r *RevioTokenReconciler) stepIssuer(ctx context.Context, p *revioTokenPass
 		f = revioNamespaceViolation(rt.Namespace, iss, namespaceLabels(ctx, r.Client, rt.Namespace))
 	}
 	if f != nil {
-		if f.Reason == v1alpha1.ReasonPolicyViolation {
-			metrics.PolicyViolations.WithLabelValues(kindRevioToken, rt.Namespace, rt.Name).Set(1)
-		}
-		if c := meta.FindStatusCondition(rt.Status.Conditions, v1alpha1.ConditionIssued); c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient {
-			return stop(ctrl.Result{}, nil) // told once; the issuer and spec watches bring it back
+		if gateToldAlready(kindRevioToken, rt, rt.Status.Conditions, f) {
+			return stop(ctrl.Result{}, nil)
 		}
 		return stop(r.failResult(rt, p.now, f, v1alpha1.ConditionIssued))
 	}

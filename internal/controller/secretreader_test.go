@@ -12,16 +12,22 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
 )
 
-// countingReader counts the reads that reach the API server.
+// countingReader counts the reads that reach the API server: all of them,
+// and those of a whole Secret (with its data, not metadata only).
 type countingReader struct {
 	client.Reader
-	gets atomic.Int32
+	gets, full atomic.Int32
 }
 
 func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 	c.gets.Add(1)
+	if _, ok := obj.(*corev1.Secret); ok {
+		c.full.Add(1)
+	}
 	return c.Reader.Get(ctx, key, obj, opts...)
 }
 
@@ -111,19 +117,6 @@ func TestSecretReaderReadsOncePerVersion(t *testing.T) {
 	g.Eventually(r.size).WithTimeout(10 * time.Second).Should(BeZero())
 }
 
-// dataCountingReader records whether a full Secret (with data) was read.
-type dataCountingReader struct {
-	client.Reader
-	full atomic.Int32
-}
-
-func (c *dataCountingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if _, ok := obj.(*corev1.Secret); ok {
-		c.full.Add(1)
-	}
-	return c.Reader.Get(ctx, key, obj, opts...)
-}
-
 // TestSecretReaderNeverDownloadsForeignOutputs: a foreign Secret holding an
 // output name is refused from its metadata alone, never read in full, however
 // often it is asked for; a Keywarden Secret whose annotation was edited away
@@ -134,7 +127,7 @@ func TestSecretReaderNeverDownloadsForeignOutputs(t *testing.T) {
 	defer cancel()
 	ns := newNamespace(t)
 	c := secretMetadataCache(ctx, g)
-	api := &dataCountingReader{Reader: k8s}
+	api := &countingReader{Reader: k8s}
 	r := newSecretReader(api, c)
 
 	big := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: ns}, Data: map[string][]byte{"blob": make([]byte, 512<<10)}}
@@ -150,7 +143,10 @@ func TestSecretReaderNeverDownloadsForeignOutputs(t *testing.T) {
 	g.Expect(api.full.Load()).To(BeZero(), "the foreign Secret's data was downloaded")
 	g.Expect(r.size()).To(BeZero())
 
-	owner := metav1.OwnerReference{APIVersion: "credentials.keywarden.dev/v1alpha1", Kind: "ApiKey", Name: "k", UID: "9d1c4b3a-0000-4000-8000-000000000001", Controller: new(true)}
+	// A real owner: the garbage collector deletes a Secret whose owner is gone.
+	rt := rtNew(ns, "k", "no-such-issuer")
+	g.Expect(k8s.Create(ctx, rt)).To(Succeed())
+	owner := metav1.OwnerReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: kindRevioToken, Name: rt.Name, UID: rt.UID, Controller: new(true)}
 	ours := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ours", Namespace: ns, OwnerReferences: []metav1.OwnerReference{owner}}, Data: map[string][]byte{"apiKey": []byte("v")}}
 	g.Expect(k8s.Create(ctx, ours)).To(Succeed())
 	g.Eventually(func() string { return secretVersion(ctx, c, ns, "ours") }).WithTimeout(10 * time.Second).Should(Equal(ours.ResourceVersion))
