@@ -9,10 +9,15 @@ IMG ?= keywarden/manager:dev
 GO_BUILD_FLAGS ?= -trimpath -ldflags=-s\ -w
 export CGO_ENABLED ?= 0
 
-TOOLS := go tool -modfile=hack/tools/go.mod
-CONTROLLER_GEN := $(TOOLS) controller-gen
-GOLANGCI_LINT := $(TOOLS) golangci-lint
-HELM := $(TOOLS) helm
+# The Go tools of hack/tools that `make test` runs (controller-gen for the
+# generated files, helm for the chart tests) are built once into bin/tools and
+# rebuilt only when hack/tools/go.mod or go.sum change: a first run on a fresh
+# machine downloads their modules here, in make, not inside a test that reads
+# the tool's output (Go prints "go: downloading ..." on stderr).
+TOOLS_BIN := $(CURDIR)/bin/tools
+CONTROLLER_GEN := $(TOOLS_BIN)/controller-gen
+HELM := $(TOOLS_BIN)/helm
+GOLANGCI_LINT := go tool -modfile=hack/tools/go.mod golangci-lint
 ASSETS = $$(hack/controlplane.sh)
 TEST_FLAGS ?=
 BENCH_FLAGS ?=
@@ -22,8 +27,17 @@ all: build
 
 ##@ Development
 
+$(CONTROLLER_GEN): hack/tools/go.mod hack/tools/go.sum
+	cd hack/tools && go build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
+
+$(HELM): hack/tools/go.mod hack/tools/go.sum
+	cd hack/tools && go build -o $@ helm.sh/helm/v4/cmd/helm
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(HELM) ## Build the Go tools the tests run (controller-gen, helm) into bin/tools.
+
 .PHONY: manifests
-manifests: ## Generate CRDs and RBAC from the kubebuilder markers, the Helm chart's copies of them, and the dashboard.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the kubebuilder markers, the Helm chart's copies of them, and the dashboard.
 	$(CONTROLLER_GEN) rbac:roleName=keywarden-manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	go run ./hack/chartgen -config config -chart charts/keywarden
 	@$(MAKE) --no-print-directory dashboard
@@ -34,11 +48,11 @@ dashboard: ## Generate the Grafana dashboard config/grafana/keywarden.json (hack
 	cd hack/dashboard && go run . -o ../../config/grafana/keywarden.json
 
 .PHONY: helm-lint
-helm-lint: manifests ## helm lint the chart (Helm is a Go tool of hack/tools).
+helm-lint: manifests $(HELM) ## helm lint the chart (Helm is a Go tool of hack/tools).
 	$(HELM) lint --strict charts/keywarden
 
 .PHONY: generate
-generate: ## Generate deepcopy code.
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: fmt
@@ -58,8 +72,16 @@ controlplane: ## Build (once) and print the kube-apiserver/etcd directory.
 	@hack/controlplane.sh
 
 .PHONY: test
-test: manifests generate vet ## Run every test: unit, envtest, e2e and the reduced fault suite.
-	KUBEBUILDER_ASSETS="$(ASSETS)" go test -count=1 -timeout 85m $(TEST_FLAGS) ./...
+test: manifests generate vet tools ## Run every test: unit, envtest, e2e and the reduced fault suite.
+	KUBEBUILDER_ASSETS="$(ASSETS)" KEYWARDEN_HELM="$(HELM)" go test -count=1 -timeout 85m $(TEST_FLAGS) ./...
+
+.PHONY: test-repeat
+test-repeat: tools ## Run the controller suite, e2e and the reduced fault suite REPEAT times each under a CPU burner (flake hunt; asserts no timing).
+	KUBEBUILDER_ASSETS="$(ASSETS)" KEYWARDEN_HELM="$(HELM)" hack/test-repeat.sh -n $(or $(REPEAT),10) $(if $(SUITES),-s "$(SUITES)")
+
+.PHONY: ci-fresh
+ci-fresh: ## Rehearse CI as a fresh machine: a clean clone of HEAD, empty GOMODCACHE and GOCACHE, .ci/run.
+	hack/fresh-ci.sh
 
 .PHONY: test-faults
 test-faults: ## The full fault-tolerance suite.

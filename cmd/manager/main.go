@@ -36,20 +36,20 @@ import (
 
 func main() {
 	var (
-		metricsAddr, probeAddr       string
-		metricsSecure                bool
-		pprofAddr                    string
-		leaderElect                  bool
-		leaderElectionID, leaderNS   string
-		namespaces, watchSelector    string
-		qps                          float64
-		burst                        int
-		maxConcurrent                int
-		allowHTTP                    bool
-		allowedEndpoints, clusterNS  string
-		driftInterval, rolloutLimit  time.Duration
-		restartWindow                time.Duration
-		leaseDuration, renewDeadline time.Duration
+		metricsAddr, probeAddr                    string
+		metricsSecure                             bool
+		pprofAddr                                 string
+		leaderElect                               bool
+		leaderElectionID, leaderNS                string
+		namespaces, watchSelector                 string
+		qps                                       float64
+		burst                                     int
+		maxConcurrent                             int
+		allowHTTP                                 bool
+		allowedEndpoints, clusterNS               string
+		driftInterval, rolloutLimit               time.Duration
+		restartWindow                             time.Duration
+		leaseDuration, renewDeadline, retryPeriod time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, allowing only callers authorised for GET /metrics (TokenReview and SubjectAccessReview); false serves plain HTTP.")
@@ -60,6 +60,7 @@ func main() {
 	flag.StringVar(&leaderNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
 	flag.DurationVar(&leaseDuration, "leader-election-lease-duration", 15*time.Second, "Leader-election lease duration.")
 	flag.DurationVar(&renewDeadline, "leader-election-renew-deadline", 10*time.Second, "Leader-election renew deadline.")
+	flag.DurationVar(&retryPeriod, "leader-election-retry-period", 2*time.Second, "How often the leader renews the Lease and a follower tries to take it; a SIGKILLed leader's successor takes over within about lease duration + 2 x retry period.")
 	flag.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces to watch (default: all).")
 	flag.StringVar(&watchSelector, "watch-label-selector", "", "Reconcile only the ApiKeys and RevioTokens this label selector matches (sharding, docs/sharding.md), e.g. 'keywarden.dev/shard in (shard1)' or '!keywarden.dev/shard'; the leader-election ID gets a suffix derived from it unless --leader-election-id is set.")
 	flag.Float64Var(&qps, "kube-api-qps", -1, "Client-side QPS limit towards the API server; negative leaves throttling to the API server's priority and fairness.")
@@ -145,6 +146,7 @@ func main() {
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &leaseDuration,
 		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
 		Cache:                         cacheOpts,
 		Client: client.Options{Cache: &client.CacheOptions{
 			// Secrets and workloads are read directly: caching every Secret in

@@ -101,6 +101,10 @@ type auditLog struct {
 	lines    int
 	badLines int
 	agents   map[string]string // interned user agents
+	// leaseRenewals counts the leader-election Lease requests, which the
+	// tables and the idle detection leave out: a leader renews every
+	// retry period whatever the objects do.
+	leaseRenewals int
 }
 
 // intern keeps one copy of each user agent (a few, on every request).
@@ -215,10 +219,21 @@ func (a *auditLog) parse(line []byte) {
 	if l.ResponseStatus != nil {
 		req.Code = l.ResponseStatus.Code
 	}
+	if req.Resource == "leases" {
+		a.leaseRenewals++
+		return
+	}
 	a.reqs = append(a.reqs, req)
 	if req.At.After(a.last) {
 		a.last = req.At
 	}
+}
+
+// leaseCount is the number of leader-election Lease requests seen.
+func (a *auditLog) leaseCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.leaseRenewals
 }
 
 // between returns the manager's requests received in [from, to).

@@ -155,6 +155,13 @@ func (cl *cluster) syncAudit(ctx context.Context) error { return cl.audit.sync(c
 // The cluster-resource namespace is given explicitly, as testenv also does.
 func (cl *cluster) managerArgs() []string {
 	args := []string{"--leader-elect=false", "--metrics-secure=false", "--cluster-resource-namespace=" + testenv.ClusterResourceNamespace}
+	if cl.o.leaderElect {
+		// A lost Lease ends the manager process, which alive() reports: a
+		// run that completes kept its Lease throughout.
+		args[0] = "--leader-elect"
+		args = append(args, "--leader-election-namespace="+testenv.ManagerNamespace)
+		args = append(args, testenv.FastFailoverArgs()...)
+	}
 	if cl.o.qps > 0 {
 		args = append(args, fmt.Sprintf("--kube-api-qps=%g", cl.o.qps), fmt.Sprintf("--kube-api-burst=%d", max(cl.o.burst, int(cl.o.qps))))
 	}

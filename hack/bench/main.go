@@ -37,6 +37,7 @@ type options struct {
 	n, writers            int
 	namespaces            int
 	quick, build          bool
+	leaderElect           bool
 	tokensOnly, sharded   bool
 	steady, idle, timeout time.Duration
 	secrets, secretSize   int
@@ -85,6 +86,7 @@ func main() {
 	flag.IntVar(&o.storm, "storm", 1000, "RevioTokens in the refresh storm (at most N)")
 	flag.DurationVar(&o.stormLifetime, "storm-lifetime", 90*time.Second, "token lifetime during the refresh storm (refresh a third before expiry)")
 	flag.DurationVar(&o.grace, "grace", time.Minute, "the ApiKeys' rotation.gracePeriod")
+	flag.BoolVar(&o.leaderElect, "leader-elect", true, "run the manager(s) with leader election in testenv.FastFailover's profile (3s lease, 2s renew deadline, 500ms retry): the run then shows whether a busy API server makes a healthy leader lose its Lease (the manager would exit and the run fail)")
 	flag.Float64Var(&o.qps, "qps", 0, "pass --kube-api-qps to the manager (0: its default, no client-side throttling)")
 	flag.IntVar(&o.burst, "burst", 0, "pass --kube-api-burst to the manager with -qps")
 	flag.StringVar(&o.managerArgs, "manager-args", "", "further manager flags, space separated (e.g. \"--max-concurrent-reconciles=32\")")

@@ -114,6 +114,24 @@ func (m *Manager) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
+// FastFailover is the leader-election profile the fault suite measures and
+// the benchmark runs under load: a SIGKILLed leader's successor holds the
+// Lease after at most about LeaseDuration + 2 x RetryPeriod (4 s), and a
+// healthy leader renews every RetryPeriod, with RenewDeadline (4 tries) to
+// get one through a busy API server before it gives the Lease up.
+var FastFailover = struct {
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}{3 * time.Second, 2 * time.Second, 500 * time.Millisecond}
+
+// FastFailoverArgs are the manager flags of FastFailover.
+func FastFailoverArgs() []string {
+	return []string{
+		"--leader-election-lease-duration=" + FastFailover.LeaseDuration.String(),
+		"--leader-election-renew-deadline=" + FastFailover.RenewDeadline.String(),
+		"--leader-election-retry-period=" + FastFailover.RetryPeriod.String(),
+	}
+}
+
 // WaitLeader waits until a holder owns the manager's leader-election
 // Lease and returns the holder's identity.
 func (e *Env) WaitLeader(ctx context.Context, timeout time.Duration) (string, error) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,14 +34,49 @@ import (
 // chartDir is the Helm chart, relative to the repository root.
 const chartDir = "charts/keywarden"
 
-// helm runs Helm, the Go tool of hack/tools (no downloaded binary), from the
-// repository root, with its configuration, cache and data under e's
-// directory and no kubeconfig but the one args name.
+// helmBin is the Helm binary the suite runs; see helmBinary.
+var helmBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// helmBinary returns Helm, the Go tool of hack/tools (no downloaded binary):
+// $KEYWARDEN_HELM, which make test builds once (bin/tools/helm, the Makefile's
+// tools target), or else one built here into the suite's directory. Only go
+// build's exit status is judged: on a machine that never fetched Helm's
+// modules, Go prints "go: downloading ..." on stderr, which is not Helm's
+// answer. The stderr helm judges is Helm's own.
+func helmBinary(ctx context.Context, e *testenv.Env) (string, error) {
+	helmBin.once.Do(func() {
+		if p := os.Getenv("KEYWARDEN_HELM"); p != "" {
+			helmBin.path = p
+			return
+		}
+		path := filepath.Join(e.Dir, "bin", "helm")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "helm.sh/helm/v4/cmd/helm")
+		cmd.Dir = filepath.Join(e.RepoRoot, "hack", "tools")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			helmBin.err = fmt.Errorf("go build helm: %w\n%s", err, out)
+			return
+		}
+		helmBin.path = path
+	})
+	return helmBin.path, helmBin.err
+}
+
+// helm runs Helm from the repository root, with its configuration, cache and
+// data under e's directory and no kubeconfig but the one args name.
 func helm(ctx context.Context, e *testenv.Env, args ...string) ([]byte, error) {
+	bin, err := helmBinary(ctx, e)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	home := filepath.Join(e.Dir, "helm")
-	cmd := exec.CommandContext(ctx, "go", append([]string{"tool", "-modfile=hack/tools/go.mod", "helm"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = e.RepoRoot
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); k != "KUBECONFIG" && !strings.HasPrefix(k, "HELM_") {

@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -68,6 +69,16 @@ func currentMode() mode {
 		badQuiet: 10 * time.Second,
 		hostile:  hostileMode{healthy: 15, apiKeys: 4, blackHoled: 100, baseline: 20 * time.Second, window: 40 * time.Second, foreign: 100},
 	}
+}
+
+// failovers is the number of SIGKILL (and as many SIGTERM) failovers the
+// leader-election scenario makes: the mode's, or KEYWARDEN_FAILOVERS (make
+// test-repeat measures 20 under a CPU burner).
+func (m mode) failovers() int {
+	if n, err := strconv.Atoi(os.Getenv("KEYWARDEN_FAILOVERS")); err == nil && n > 0 {
+		return n
+	}
+	return m.leRounds
 }
 
 // TestFaults runs every scenario of the suite against one control plane, then

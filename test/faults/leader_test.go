@@ -16,14 +16,6 @@ import (
 	"github.com/keywarden/keywarden/internal/testenv"
 )
 
-// Leader election as the suite configures it: short enough to measure a
-// failover in seconds. The manager has no retry-period flag, so
-// controller-runtime's default (2 s) applies.
-const (
-	leaseDuration = 4 * time.Second
-	renewDeadline = 3 * time.Second
-)
-
 // testLeaderElection runs two managers with leader election, stops the
 // leader with SIGKILL and with SIGTERM (which releases the Lease), and
 // measures how long until the other one reconciles: the time from the signal
@@ -34,9 +26,9 @@ func testLeaderElection(t *testing.T, s *suite) {
 	sim := s.startApisim(t, 10*time.Minute)
 	ns := s.newNamespace(t, "leader")
 	s.createInputSecrets(t, ns, sim)
-	opts := testenv.ManagerOptions{Args: managerArgs(ns,
-		"--leader-election-lease-duration="+leaseDuration.String(),
-		"--leader-election-renew-deadline="+renewDeadline.String())}
+	// Leader election as testenv.FastFailover sets it: a failover within
+	// seconds, measured here.
+	opts := testenv.ManagerOptions{Args: managerArgs(ns, testenv.FastFailoverArgs()...)}
 	mgrs := []*testenv.Manager{s.startManager(t, opts), s.startManager(t, opts)}
 	defer func() {
 		for _, m := range mgrs {
@@ -58,7 +50,7 @@ func testLeaderElection(t *testing.T, s *suite) {
 	}
 	stopChecks := chk.background(2 * time.Second)
 
-	for round := 0; round < 2*s.mode.leRounds; round++ {
+	for round := 0; round < 2*s.mode.failovers(); round++ {
 		sigkill := round%2 == 0
 		leader, follower, err := whoLeads(ctx, mgrs)
 		if err != nil {
