@@ -74,6 +74,7 @@ func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.ApiKeyList{} }), secretWatch).
 		Watches(&v1alpha1.ReevitIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindReevitIssuer, false, newApiKeyList), builder.WithPredicates(issuerChanged())).
 		Watches(&v1alpha1.ClusterReevitIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindClusterReevitIssuer, true, newApiKeyList), builder.WithPredicates(issuerChanged())).
+		Watches(&corev1.Namespace{}, enqueueWaitingInNamespace(mgr.GetClient(), newApiKeyList), builder.WithPredicates(namespaceLabelsChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("apikey").
 		Complete(r)
@@ -238,7 +239,7 @@ func (r *ApiKeyReconciler) stepBackoff(_ context.Context, p *apiKeyPass) (stepRe
 	if conflictGone {
 		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonProgressing, "the conflicting Secret is gone")
 	}
-	if st.FailedAttempts > 0 && !conflictGone {
+	if st.FailedAttempts > 0 && !conflictGone && !gateLifted(st.Conditions) {
 		if wait, blocked := backingOff(ak, p.now, p.adminVersion); blocked {
 			return stepResult{RequeueAfter: wait, Stop: true}, nil
 		}

@@ -196,6 +196,24 @@ func gateToldAlready(kind string, obj client.Object, conds []metav1.Condition, f
 	return c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient
 }
 
+// gateLifted reports whether the last failure recorded was the issuer
+// gate's: no issuer, a policy violation (a namespace not selected, scopes
+// or environment refused) or an issuer being deleted. Asked once the gate
+// has passed, it means the cause was fixed (the issuer created, the
+// namespace labelled, the policy widened): a change to act on at once, not
+// a backoff to sit out.
+func gateLifted(conds []metav1.Condition) bool {
+	c := meta.FindStatusCondition(conds, v1alpha1.ConditionIssued)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return false
+	}
+	switch c.Reason {
+	case v1alpha1.ReasonIssuerNotFound, v1alpha1.ReasonPolicyViolation, v1alpha1.ReasonIssuerInUse:
+		return true
+	}
+	return false
+}
+
 // setCondition sets one condition with the object's generation.
 func setCondition(conds *[]metav1.Condition, gen int64, typ string, ok bool, reason, msg string) {
 	st := metav1.ConditionFalse

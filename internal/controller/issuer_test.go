@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/reevit/reevittest"
@@ -265,5 +266,71 @@ func TestApiKeyIssuerChangeRevokesAtOldOrg(t *testing.T) {
 	e.g.Expect(e.isActive(old.Status.KeyID)).To(BeFalse(), "the old key is revoked at the old organisation")
 	e.g.Expect(reevitSim.ActiveKeys(oldOrg)).To(HaveLen(1), "only the old org's admin key")
 	e.g.Expect(reevitSim.ActiveKeys(newOrg)).To(HaveLen(2), "the new org's admin key and the new key")
+	e.hygiene()
+}
+
+// A namespace the platform team labels after the fact lifts PolicyViolation
+// on the ApiKeys and RevioTokens waiting in it, with no other trigger: no
+// spec change, no annotation, no time step of the injected clock.
+func TestNamespaceLabelLiftsPolicyViolation(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"keywarden.dev/team": "late"}}
+
+	// A ClusterReevitIssuer for the ApiKey.
+	org := "org_late_" + newNamespace(t)
+	reevitSim.AddOrg(org)
+	_, admin := reevitSim.SeedKey(org, "live", "platform admin", aktAdminScopes)
+	adminSecret := "reevit-admin-" + org[len(org)-5:]
+	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: adminSecret, Namespace: clusterNS},
+		Data: map[string][]byte{"apiKey": []byte(admin)}})).To(Succeed())
+	reevitName := "late-" + org[len(org)-5:]
+	ci := &v1alpha1.ClusterReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: reevitName}, Spec: v1alpha1.ReevitIssuerSpec{
+		URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: adminSecret},
+		Policy: v1alpha1.ReevitIssuerPolicy{NamespaceSelector: selector}}}
+	g.Expect(k8s.Create(ctx, ci)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(ctx, ci) })
+
+	// A ClusterRevioIssuer for the RevioToken.
+	revioSecret := "revio-key-" + org[len(org)-5:]
+	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: revioSecret, Namespace: clusterNS},
+		Data: map[string][]byte{"apiKey": []byte(revioSim.GenerateAPIKey(rtHost))}})).To(Succeed())
+	cri := &v1alpha1.ClusterRevioIssuer{ObjectMeta: metav1.ObjectMeta{Name: reevitName}, Spec: v1alpha1.RevioIssuerSpec{
+		URL: revioSim.URL, Host: rtHost, APIKeySecretRef: v1alpha1.SecretKeyReference{Name: revioSecret, Key: "apiKey"},
+		NamespaceSelector: selector}}
+	g.Expect(k8s.Create(ctx, cri)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(ctx, cri) })
+
+	e := newAktBare(t)
+	e.org = org
+	e.seen = append(e.seen, admin)
+	e.create("key", func(ak *v1alpha1.ApiKey) {
+		ak.Spec.IssuerRef = v1alpha1.ReevitIssuerReference{Kind: v1alpha1.KindClusterReevitIssuer, Name: reevitName}
+	})
+	g.Expect(k8s.Create(ctx, rtNew(e.ns, "token", "unused", func(rt *v1alpha1.RevioToken) {
+		rt.Spec.IssuerRef = v1alpha1.RevioIssuerReference{Kind: v1alpha1.KindClusterRevioIssuer, Name: reevitName}
+	}))).To(Succeed())
+	t.Cleanup(func() { _ = k8s.DeleteAllOf(ctx, &v1alpha1.RevioToken{}, client.InNamespace(e.ns)) })
+	e.condition("key", v1alpha1.ConditionReady, v1alpha1.ReasonPolicyViolation)
+	rtWaitReason(t, e.ns, "token", v1alpha1.ReasonPolicyViolation)
+
+	// The platform team labels the namespace; nothing else happens.
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		nsObj := &corev1.Namespace{}
+		if err := k8s.Get(ctx, types.NamespacedName{Name: e.ns}, nsObj); err != nil {
+			return err
+		}
+		if nsObj.Labels == nil {
+			nsObj.Labels = map[string]string{}
+		}
+		nsObj.Labels["keywarden.dev/team"] = "late"
+		return k8s.Update(ctx, nsObj)
+	})).To(Succeed())
+
+	ak := e.settled("key")
+	e.authenticates(e.secret("key").Data["apiKey"], ak.Status.KeyID)
+	rt := rtWaitReady(t, e.ns, "token", 1)
+	g.Expect(revioSim.ValidToken(rtToken(t, e.ns, "token"), rtHost)).To(BeTrue())
+	g.Expect(rt.Status.FailedAttempts).To(BeZero())
 	e.hygiene()
 }

@@ -45,6 +45,7 @@ func (r *RevioTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.RevioTokenList{} }), secretWatch).
 		Watches(&v1alpha1.RevioIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindRevioIssuer, false, newRevioTokenList), builder.WithPredicates(issuerChanged())).
 		Watches(&v1alpha1.ClusterRevioIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindClusterRevioIssuer, true, newRevioTokenList), builder.WithPredicates(issuerChanged())).
+		Watches(&corev1.Namespace{}, enqueueWaitingInNamespace(mgr.GetClient(), newRevioTokenList), builder.WithPredicates(namespaceLabelsChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("reviotoken").
 		Complete(r)
@@ -187,7 +188,7 @@ func (r *RevioTokenReconciler) refreshState(p *revioTokenPass) refreshState {
 	}
 	changed := rt.Generation != st.ObservedGeneration ||
 		newTrigger(rt.Annotations[v1alpha1.AnnotationRefresh], st.LastRefreshRequest) ||
-		(p.inputVersion != "" && p.inputVersion != st.APIKeySecretVersion) || conflictGone
+		(p.inputVersion != "" && p.inputVersion != st.APIKeySecretVersion) || conflictGone || gateLifted(st.Conditions)
 	state := refreshState{
 		Now:          p.now,
 		SecretIntact: p.existing != nil && secretsync.Intact(p.existing) && st.SecretName == p.secretName,

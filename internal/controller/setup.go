@@ -2,6 +2,7 @@
 package controller
 
 import (
+	"maps"
 	"context"
 	"net/http"
 	"strings"
@@ -183,6 +184,51 @@ func enqueueByIssuer(c client.Client, kind string, cluster bool, newList func() 
 		})
 		return reqs
 	})
+}
+
+// enqueueWaitingInNamespace maps a Namespace to the resources of list's kind
+// in it that wait on their issuer's namespace selector (Issued is
+// PolicyViolation): a label the platform team adds may be what they wait
+// for, and nothing else would wake them.
+func enqueueWaitingInNamespace(c client.Client, newList func() client.ObjectList) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list, client.InNamespace(o.GetName())); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "list resources for namespace event", "namespace", o.GetName())
+			return nil
+		}
+		var reqs []reconcile.Request
+		forEachItem(list, func(obj client.Object) {
+			if hasReason(conditionsOf(obj), v1alpha1.ConditionIssued, v1alpha1.ReasonPolicyViolation) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+			}
+		})
+		return reqs
+	})
+}
+
+// conditionsOf is the status conditions of an ApiKey or a RevioToken.
+func conditionsOf(obj client.Object) []metav1.Condition {
+	switch o := obj.(type) {
+	case *v1alpha1.ApiKey:
+		return o.Status.Conditions
+	case *v1alpha1.RevioToken:
+		return o.Status.Conditions
+	}
+	return nil
+}
+
+// namespaceLabelsChanged passes Namespace updates that change its labels,
+// the only part of a namespace an issuer's selector reads.
+func namespaceLabelsChanged() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+		},
+	}
 }
 
 // issuerChanged passes issuer events its consumers act on: creation (an
