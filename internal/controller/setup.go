@@ -2,8 +2,8 @@
 package controller
 
 import (
-	"maps"
 	"context"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
