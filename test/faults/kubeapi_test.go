@@ -174,7 +174,7 @@ func testKubeAPI(t *testing.T, s *suite) {
 	stopChecks()
 	chk.report(t)
 	sv.mu.Lock()
-	s.sum.note("Kubernetes API faults: the supervised manager (leader election, lease %s) exited %d times by itself and was restarted %d times", leaseDuration, len(sv.exits), sv.restarts)
+	s.sum.note("Kubernetes API faults: the supervised manager (leader election, lease %s) exited %d times by itself and was restarted %d times", testenv.FastFailover.LeaseDuration, len(sv.exits), sv.restarts)
 	sv.mu.Unlock()
 }
 
