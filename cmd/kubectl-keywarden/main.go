@@ -97,6 +97,7 @@ Installed on PATH as kubectl-keywarden, it runs as "kubectl keywarden".`,
 		newRefreshCommand(o),
 		newCompromisedCommand(o),
 		newInspectCommand(o),
+		newReportCommand(o),
 		newVersionCommand(o),
 	)
 	return root

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -178,6 +180,35 @@ func TestPlugin(t *testing.T) {
 	ready(g, "plugin-a", "plugin-b")
 	rotations := func(g Gomega, name string) int64 { return getApiKey(g, ns, name).Status.Rotations }
 	keyID := func(g Gomega, name string) string { return getApiKey(g, ns, name).Status.KeyID }
+
+	t.Run("report", func(t *testing.T) {
+		g := NewWithT(t)
+		a, b := getApiKey(g, ns, "plugin-a"), getApiKey(g, ns, "plugin-b")
+		table := p.must(t, "", "report", "-n", ns)
+		g.Expect(table).To(HavePrefix("NAMESPACE"))
+		for _, ak := range []*v1alpha1.ApiKey{a, b} {
+			g.Expect(table).To(MatchRegexp(regexp.QuoteMeta(ns+"  apikey/"+ak.Name) + `\s+active\s+reevitissuer/` + reevitIssuerName +
+				`\s+` + regexp.QuoteMeta(sim.Credentials.OrgID) + `\s+` + ak.Status.KeyID + `\s+` + regexp.QuoteMeta(ak.Status.KeyPrefix)))
+		}
+		var rows []map[string]any
+		g.Expect(json.Unmarshal([]byte(p.must(t, "", "report", "-n", ns, "-o", "json")), &rows)).To(Succeed())
+		g.Expect(rows).To(HaveLen(2), "one active key per ApiKey, none pending")
+		for i, ak := range []*v1alpha1.ApiKey{a, b} {
+			g.Expect(rows[i]).To(HaveKeyWithValue("name", ak.Name))
+			g.Expect(rows[i]).To(HaveKeyWithValue("keyId", ak.Status.KeyID))
+			g.Expect(rows[i]).To(HaveKeyWithValue("orgId", sim.Credentials.OrgID))
+			g.Expect(rows[i]).To(HaveKeyWithValue("state", "active"))
+			g.Expect(rows[i]).To(HaveKeyWithValue("overAge", false))
+		}
+		recs, err := csv.NewReader(strings.NewReader(p.must(t, "", "report", "-n", ns, "-o", "csv"))).ReadAll()
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(recs).To(HaveLen(3))
+		g.Expect(recs[1][2]).To(Equal("plugin-a"))
+		g.Expect(recs[1][7]).To(Equal(a.Status.KeyID))
+		// Across the cluster (no -n), this namespace's keys are among them.
+		g.Expect(p.must(t, "", "report", "-o", "csv")).To(ContainSubstring(ns + ",ApiKey,plugin-b,active"))
+		g.Expect(p.must(t, "", "report", "-n", ns, "--over-age")).NotTo(ContainSubstring("apikey/"), "no maxKeyAge: nothing over age")
+	})
 
 	t.Run("status", func(t *testing.T) {
 		g := NewWithT(t)
