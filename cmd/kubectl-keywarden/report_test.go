@@ -31,7 +31,7 @@ func reportFixture() []client.Object {
 		Spec: v1alpha1.ApiKeySpec{Scopes: []v1alpha1.Scope{"payments:read", "payments:write"}, Environment: "live"},
 		Status: v1alpha1.ApiKeyStatus{KeyID: "key_old_active", KeyPrefix: "pfk_live_ol01", Issuer: rec, ActiveSince: mtime(-40 * day),
 			PendingRevocations: []v1alpha1.PendingRevocation{{KeyID: "key_prev", KeyPrefix: oldKey[:13], RevokeAfter: *mtime(time.Hour), Issuer: rec}},
-			History: []v1alpha1.KeyHistoryEntry{{KeyID: "key_prev", KeyPrefix: oldKey[:13], CreatedAt: *mtime(-70 * day)}}}}
+			History:            []v1alpha1.KeyHistoryEntry{{KeyID: "key_prev", KeyPrefix: oldKey[:13], CreatedAt: *mtime(-70 * day)}}}}
 	other := &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "site"},
 		Spec: v1alpha1.ApiKeySpec{Scopes: []v1alpha1.Scope{"payments:read"}, Environment: "test"},
 		Status: v1alpha1.ApiKeyStatus{KeyID: "key_site", KeyPrefix: "pfk_test_si01",
