@@ -26,6 +26,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/controller"
 	"github.com/keywarden/keywarden/internal/httpcore"
 )
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "", "Namespace holding the credential Secrets of ClusterReevitIssuers and ClusterRevioIssuers (default: the manager's own namespace).")
 	flag.DurationVar(&driftInterval, "drift-check-interval", 15*time.Minute, "How often each organisation's keys are listed to notice keys revoked outside Keywarden and leaked keys; 0 disables.")
 	flag.DurationVar(&rolloutLimit, "rollout-wait-limit", 15*time.Minute, "How long a revocation waits for rollout targets after the grace period before going ahead with a Warning.")
+	auditLog := flag.String("audit-log", "stderr", "Where the audit stream goes (one JSON line per credential event, \"logger\":\"audit\", docs/audit.md): stderr (beside the manager's log), stdout, off, or a file path (appended).")
 	flag.DurationVar(&restartWindow, "restart-coalesce-window", 10*time.Second, "Restarts of one workload asked for within this long (several credentials changing together) make one pod-template patch; 0 patches at once.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
@@ -168,7 +170,13 @@ func main() {
 	}
 	// One per manager, shared by both API clients: per-host limits and circuit breakers.
 	apiHTTP := &http.Client{Transport: httpcore.NewHostGuard(nil, clock.RealClock{}, httpcore.HostLimits{MaxInFlight: *perHost})}
+	auditSink, err := openAudit(*auditLog)
+	if err != nil {
+		log.Error(err, "unable to open the audit log")
+		os.Exit(1)
+	}
 	if err := controller.Setup(mgr, controller.Options{
+		Audit:                    auditSink,
 		AllowedEndpoints:         allowed,
 		ClusterResourceNamespace: clusterNS,
 		Clock:                    clock.RealClock{},
@@ -222,4 +230,21 @@ func ownNamespace() string {
 		return strings.TrimSpace(string(b))
 	}
 	return "keywarden-system"
+}
+
+// openAudit is the audit stream's destination named by --audit-log.
+func openAudit(dest string) (audit.Sink, error) {
+	switch dest {
+	case "off":
+		return audit.Discard, nil
+	case "stderr", "":
+		return audit.NewWriter(os.Stderr), nil
+	case "stdout":
+		return audit.NewWriter(os.Stdout), nil
+	}
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return audit.NewWriter(f), nil
 }

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/secretsync"
@@ -113,6 +114,7 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		r.superseded.add(ak.UID, before)
 	}
 	orig := ak.DeepCopy()
+	ctx, records := withAudit(ctx)
 	res, err := r.reconcile(ctx, ak, orig)
 	if errors.Is(err, errCrash) {
 		return ctrl.Result{}, err // a dead process writes nothing more
@@ -125,6 +127,7 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
 	}
+	records.flush(r.Audit)
 	recordApiKey(ak)
 	return res, err
 }
@@ -221,9 +224,9 @@ func (r *ApiKeyReconciler) stepOwnership(_ context.Context, p *apiKeyPass) (step
 }
 
 // stepIssuerGate stops when the issuer cannot serve the ApiKey.
-func (r *ApiKeyReconciler) stepIssuerGate(_ context.Context, p *apiKeyPass) (stepResult, error) {
+func (r *ApiKeyReconciler) stepIssuerGate(ctx context.Context, p *apiKeyPass) (stepResult, error) {
 	if p.gate != nil {
-		return stop(r.gated(p.ak, p.gate, p.now))
+		return stop(r.gated(ctx, p.ak, p.gate, p.now, p.current))
 	}
 	metrics.PolicyViolations.DeleteLabelValues(kindApiKey, p.ak.Namespace, p.ak.Name)
 	return next(0)
@@ -331,9 +334,14 @@ func backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.D
 // gated handles an ApiKey its issuer cannot serve (missing, or a policy
 // violation): nothing is created; the caller still runs revocations, so a
 // policy tightened later never keeps an old key live.
-func (r *ApiKeyReconciler) gated(ak *v1alpha1.ApiKey, f *failure, now time.Time) (ctrl.Result, error) {
+func (r *ApiKeyReconciler) gated(ctx context.Context, ak *v1alpha1.ApiKey, f *failure, now time.Time, iss *v1alpha1.IssuerRecord) (ctrl.Result, error) {
 	if gateToldAlready(kindApiKey, ak, ak.Status.Conditions, f) {
 		return ctrl.Result{}, nil
+	}
+	if f.Reason == v1alpha1.ReasonPolicyViolation {
+		rec := apiKeyRecord(ak, audit.PolicyRefused, now, iss, "", "", f.Reason)
+		rec.Message = f.Message
+		auditNote(ctx, rec)
 	}
 	return r.failResult(ak, now, f, v1alpha1.ConditionIssued)
 }

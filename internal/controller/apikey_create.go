@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/secretsync"
@@ -211,7 +212,7 @@ func (r *ApiKeyReconciler) publishKey(ctx context.Context, ak *v1alpha1.ApiKey, 
 	if err := r.crash("after-secret"); err != nil {
 		return stop(ctrl.Result{}, err)
 	}
-	r.switchTo(ak, key, req, specHash, now)
+	r.switchTo(ctx, ak, key, req, specHash, now)
 	if err := r.crash("after-switch"); err != nil {
 		return stop(ctrl.Result{}, err)
 	}
@@ -258,6 +259,7 @@ func (r *ApiKeyReconciler) sweepByName(ctx context.Context, ak *v1alpha1.ApiKey,
 		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Recover",
 			"revoked key %s: made by an earlier attempt of a creation Reevit now refuses", k.ID)
+		auditNote(ctx, apiKeyRecord(ak, audit.LeakedKeyRevoked, r.Clock.Now(), ak.Status.PendingCreate.Issuer, k.ID, k.Prefix, "RefusedCreation"))
 	}
 	return nil
 }
@@ -282,9 +284,10 @@ func (r *ApiKeyReconciler) discardMalformed(ctx context.Context, ak *v1alpha1.Ap
 
 // switchTo makes key the active key in status and queues the previous one
 // for revocation.
-func (r *ApiKeyReconciler) switchTo(ak *v1alpha1.ApiKey, key *reevit.Key, req *v1alpha1.KeyRequest, specHash string, now time.Time) {
+func (r *ApiKeyReconciler) switchTo(ctx context.Context, ak *v1alpha1.ApiKey, key *reevit.Key, req *v1alpha1.KeyRequest, specHash string, now time.Time) {
 	st := &ak.Status
 	replaced := st.KeyID != "" && st.KeyID != key.ID
+	r.auditSwitch(ctx, ak, key, req, now)
 	if replaced && !hasPending(st.PendingRevocations, st.KeyID) {
 		revokeAfter := now.Add(gracePeriod(ak.Spec.Rotation))
 		if req.RevokeCurrent {
@@ -324,6 +327,28 @@ func (r *ApiKeyReconciler) switchTo(ak *v1alpha1.ApiKey, key *reevit.Key, req *v
 	}
 }
 
+// auditSwitch notes what switchTo tells: a rotation or a compromise acted
+// on (naming the key replaced), the key minted and the key active.
+func (r *ApiKeyReconciler) auditSwitch(ctx context.Context, ak *v1alpha1.ApiKey, key *reevit.Key, req *v1alpha1.KeyRequest, now time.Time) {
+	st := &ak.Status
+	if v := ak.Annotations[v1alpha1.AnnotationRotate]; v != "" && v != st.LastRotateRequest {
+		auditNote(ctx, apiKeyRecord(ak, audit.RotationRequested, now, st.Issuer, st.KeyID, st.KeyPrefix, req.Reason))
+	}
+	if v := ak.Annotations[v1alpha1.AnnotationCompromised]; v != "" && v != st.LastCompromisedRequest {
+		auditNote(ctx, apiKeyRecord(ak, audit.KeyCompromised, now, st.Issuer, st.KeyID, st.KeyPrefix, req.Reason))
+	}
+	if key.ID == st.KeyID {
+		return
+	}
+	rec := req.Issuer
+	if rec == nil {
+		rec = st.Issuer
+	}
+	prefix := keyPrefix(key.Key)
+	auditNote(ctx, apiKeyRecord(ak, audit.KeyMinted, key.CreatedAt, rec, key.ID, prefix, req.Reason))
+	auditNote(ctx, apiKeyRecord(ak, audit.KeyActivated, now, rec, key.ID, prefix, req.Reason))
+}
+
 // recoverExpired handles a recorded creation older than Reevit's replay
 // window: a key it created is adopted when the Secret holds it, otherwise
 // revoked, and a fresh creation is recorded.
@@ -340,7 +365,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 		if existing != nil && string(existing.Data["keyId"]) == k.ID && secretsync.Intact(existing) {
 			adopted := k
 			adopted.Key = string(existing.Data["apiKey"])
-			r.switchTo(ak, &adopted, st.PendingCreate, keySpecHash(ak, st.PendingCreate.Issuer), now)
+			r.switchTo(ctx, ak, &adopted, st.PendingCreate, keySpecHash(ak, st.PendingCreate.Issuer), now)
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
@@ -348,6 +373,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Recover",
 			"revoked key %s: created by an interrupted request older than Reevit's replay window", k.ID)
+		auditNote(ctx, apiKeyRecord(ak, audit.LeakedKeyRevoked, now, st.PendingCreate.Issuer, k.ID, k.Prefix, "ExpiredCreation"))
 	}
 	st.KeyGeneration++
 	st.PendingCreate.IdempotencyKey = createIdempotencyKey(ak, st.KeyGeneration, keySpecHash(ak, st.PendingCreate.Issuer))

@@ -8,6 +8,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/metrics"
 )
 
@@ -73,6 +74,7 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Sweep",
 			"key %s carried this ApiKey's marker but was not tracked: revoked", k.ID)
+		auditNote(ctx, apiKeyRecord(ak, audit.LeakedKeyRevoked, now, st.Issuer, k.ID, k.Prefix, "Untracked"))
 	}
 	metrics.LiveKeys.WithLabelValues(ak.Namespace, ak.Name).Set(float64(live))
 	if !activeFound {

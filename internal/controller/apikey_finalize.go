@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/secretsync"
 )
@@ -26,6 +27,7 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	}
 	now := r.Clock.Now()
 	orig := ak.DeepCopy()
+	ctx, records := withAudit(ctx)
 	if ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain {
 		if wait, held := r.deletionHeld(ctx, ak, now); held {
 			return ctrl.Result{RequeueAfter: wait}, nil
@@ -36,6 +38,7 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 			if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
 				return ctrl.Result{}, perr
 			}
+			records.flush(r.Audit)
 			return ctrl.Result{RequeueAfter: out.RequeueAfter}, err
 		}
 	}
@@ -49,6 +52,7 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	if err := r.Patch(ctx, ak, patch); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
+	records.flush(r.Audit)
 	r.driftMu.Lock()
 	delete(r.nextDrift, ak.UID)
 	r.driftMu.Unlock()
@@ -131,6 +135,7 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, n
 		if err := c.RevokeKey(ctx, t.id, revokeIdempotencyKey(t.id)); err != nil {
 			return r.blockDeletion(ak, now, classifyReevit(err))
 		}
+		auditNote(ctx, apiKeyRecord(ak, audit.KeyRevoked, now, t.rec, t.id, keyPrefixOf(ak, t.id), "Deletion"))
 		markRevoked(ak, t.id, "Deletion", now)
 	}
 	r.Recorder.Eventf(ak, nil, corev1.EventTypeNormal, v1alpha1.ReasonRevoked, "Delete", "revoked %d key(s) before deletion", len(ids))

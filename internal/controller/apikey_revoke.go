@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/secretsync"
 )
 
@@ -122,12 +123,17 @@ func (r *ApiKeyReconciler) revokeEach(ctx context.Context, ak *v1alpha1.ApiKey, 
 			return nil, out, err
 		}
 		if err := c.RevokeKey(ctx, p.KeyID, revokeIdempotencyKey(p.KeyID)); err != nil {
-			res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionRevoked)
+			f := classifyReevit(err)
+			failed := apiKeyRecord(ak, audit.RevokeFailed, now, rec, p.KeyID, p.KeyPrefix, f.Reason)
+			failed.Message = f.Message
+			auditNote(ctx, failed)
+			res, ferr := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
 			out, err := stop(res, ferr)
 			return nil, out, err
 		}
 		st.PendingRevocations = removePending(st.PendingRevocations, p.KeyID)
 		markRevoked(ak, p.KeyID, p.Reason, now)
+		auditNote(ctx, apiKeyRecord(ak, audit.KeyRevoked, now, rec, p.KeyID, p.KeyPrefix, p.Reason))
 		revokedNow = append(revokedNow, p.KeyID)
 		if p.KeyID == st.KeyID {
 			// The current key itself (compromised, not replaced yet): gone.

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/revio"
 	"github.com/keywarden/keywarden/internal/secretsync"
@@ -71,6 +72,7 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	orig := rt.DeepCopy()
+	ctx, records := withAudit(ctx)
 	res, err := r.reconcile(ctx, rt)
 	rt.Status.ObservedGeneration = rt.Generation
 	summariseRevioToken(rt, r.Clock.Now())
@@ -80,6 +82,7 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
 	}
+	records.flush(r.Audit)
 	if becameExpired(orig, rt) {
 		r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenExpired, "Refresh", "the token in the Secret expired and refreshes keep failing")
 	}
@@ -154,6 +157,14 @@ func (r *RevioTokenReconciler) stepIssuer(ctx context.Context, p *revioTokenPass
 	if f != nil {
 		if gateToldAlready(kindRevioToken, rt, rt.Status.Conditions, f) {
 			return stop(ctrl.Result{}, nil)
+		}
+		if f.Reason == v1alpha1.ReasonPolicyViolation {
+			var rec *audit.Issuer
+			if iss != nil {
+				rec = &audit.Issuer{Kind: iss.kind, Name: iss.obj.GetName(), URL: iss.url()}
+			}
+			auditNote(ctx, audit.Record{Time: p.now, Event: audit.PolicyRefused, Issuer: rec, Reason: f.Reason, Message: f.Message,
+				Object: audit.Object{Kind: kindRevioToken, Namespace: rt.Namespace, Name: rt.Name, UID: string(rt.UID)}})
 		}
 		return stop(r.failResult(rt, p.now, f, v1alpha1.ConditionIssued))
 	}

@@ -22,12 +22,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 )
 
 // Options configure both reconcilers.
 type Options struct {
 	// Clock is the time source; tests pass a fake clock.
 	Clock clock.WithTicker
+	// Audit receives the audit stream (internal/audit); nil drops it.
+	Audit audit.Sink
 	// AllowHTTP lets http:// endpoints through (loopback simulators only).
 	AllowHTTP bool
 	// HTTPClient is shared by the external API clients (connection reuse).
@@ -75,6 +78,9 @@ const secretNamesIndex = "keywarden.secretNames"
 func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if o.Audit == nil {
+		o.Audit = audit.Discard
 	}
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = 4

@@ -171,6 +171,7 @@ func startManager() error {
 		return err
 	}
 	opts := Options{
+		Audit: auditLog,
 		Clock: clk, AllowHTTP: true, MaxConcurrentReconciles: 4, ClusterResourceNamespace: clusterNS,
 		DriftCheckInterval: 10 * time.Minute, RolloutWaitLimit: 2 * time.Minute, RestartCoalesceWindow: restartWindow,
 		Jitter: func() float64 { return 0 },
