@@ -75,7 +75,9 @@ func testLeaderElection(t *testing.T, s *suite) {
 			t.Fatal(err)
 		}
 		s.sum.fault("leader "+kind, 1)
-		probeAK := newApiKey(ns, fmt.Sprintf("probe-ak-%d", round), sim, 0, 0)
+		// A short grace period: every later round rotates the probes too, and
+		// their previous keys must not pile up to the revocation backlog.
+		probeAK := newApiKey(ns, fmt.Sprintf("probe-ak-%d", round), sim, time.Hour, 10*time.Second)
 		probeRT := newRevioToken(ns, fmt.Sprintf("probe-rt-%d", round), sim)
 		if err := s.create(ctx, probeAK); err != nil {
 			t.Fatal(err)
