@@ -118,15 +118,14 @@ func (r *ApiKeyReconciler) revokeEach(ctx context.Context, ak *v1alpha1.ApiKey, 
 		}
 		c, f := conns.get(rec)
 		if f != nil {
+			auditNote(ctx, revokeFailedRecord(ak, now, rec, p, f))
 			res, err := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
 			out, err := stop(res, err)
 			return nil, out, err
 		}
 		if err := c.RevokeKey(ctx, p.KeyID, revokeIdempotencyKey(p.KeyID)); err != nil {
 			f := classifyReevit(err)
-			failed := apiKeyRecord(ak, audit.RevokeFailed, now, rec, p.KeyID, p.KeyPrefix, f.Reason)
-			failed.Message = f.Message
-			auditNote(ctx, failed)
+			auditNote(ctx, revokeFailedRecord(ak, now, rec, p, f))
 			res, ferr := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
 			out, err := stop(res, ferr)
 			return nil, out, err

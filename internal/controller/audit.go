@@ -74,3 +74,10 @@ func keyPrefixOf(ak *v1alpha1.ApiKey, id string) string {
 	}
 	return ""
 }
+
+// revokeFailedRecord tells a revocation of p that failed with f.
+func revokeFailedRecord(ak *v1alpha1.ApiKey, now time.Time, rec *v1alpha1.IssuerRecord, p v1alpha1.PendingRevocation, f *failure) audit.Record {
+	r := apiKeyRecord(ak, audit.RevokeFailed, now, rec, p.KeyID, p.KeyPrefix, f.Reason)
+	r.Message = f.Message
+	return r
+}
