@@ -940,7 +940,7 @@ func TestApiKeyFailureRateLimited(t *testing.T) {
 	// the same pass may be limited in turn, so Ready is checked after the
 	// limit is lifted.)
 	clk.Step(6 * time.Second)
-	g.Eventually(func() string { return e.get("ak").Status.KeyID }, 15*time.Second).ShouldNot(Equal(k1))
+	g.Eventually(func() string { return e.get("ak").Status.KeyID }, aktWait).ShouldNot(Equal(k1))
 	reevitSim.Faults().Reset()
 	e.stepAndPoke("ak", time.Minute)
 	ak = e.settled("ak")

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
@@ -135,9 +136,17 @@ func TestApiKeySecretMetadataFollowsSpec(t *testing.T) {
 	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, ak)).To(Succeed())
 	keyID := ak.Status.KeyID
 
-	ak.Spec.Secret.Labels = map[string]string{"team": "payments"}
-	ak.Spec.Secret.Annotations = map[string]string{"example.com/owner": "payments"}
-	g.Expect(k8s.Update(ctx, ak)).To(Succeed())
+	// Status may still be written after Ready (the issuer protecting its
+	// admin Secret changes the admin-key version the ApiKey records): a
+	// stale read is retried, not a failure.
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, ak); err != nil {
+			return err
+		}
+		ak.Spec.Secret.Labels = map[string]string{"team": "payments"}
+		ak.Spec.Secret.Annotations = map[string]string{"example.com/owner": "payments"}
+		return k8s.Update(ctx, ak)
+	})).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		s := &corev1.Secret{}
 		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, s)).To(Succeed())

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -91,13 +92,15 @@ func TestMetricsScrapedOverHTTP(t *testing.T) {
 		g.Expect(meta.IsStatusConditionTrue(ak.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
 	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
 
-	// Refresh the token now, rotate the key now.
-	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rt), rt)).To(Succeed())
-	rt.Annotations = map[string]string{v1alpha1.AnnotationRefresh: "1"}
-	g.Expect(k8s.Update(ctx, rt)).To(Succeed())
-	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ak), ak)).To(Succeed())
-	ak.Annotations = map[string]string{v1alpha1.AnnotationRotate: "1"}
-	g.Expect(k8s.Update(ctx, ak)).To(Succeed())
+	// Refresh the token now, rotate the key now (merge patches: the
+	// reconcilers may still be writing status, which an update of a read
+	// copy would conflict with).
+	annotate := func(obj client.Object, key string) {
+		patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"1"}}}`, key)
+		g.Expect(k8s.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch))).To(Succeed())
+	}
+	annotate(rt, v1alpha1.AnnotationRefresh)
+	annotate(ak, v1alpha1.AnnotationRotate)
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(rt), rt)).To(Succeed())
 		g.Expect(rt.Status.Refreshes).To(BeEquivalentTo(2))

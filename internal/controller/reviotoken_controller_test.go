@@ -918,8 +918,11 @@ func TestRevioTokenVerify(t *testing.T) {
 	rtExpectExchanges(t, baseEx, 1)
 	rtStepAndPoke(t, ns, "tok", 3*time.Second)
 	rtExpectExchanges(t, baseEx, 2)
+	// The attempt exchanges, verifies, then records its failure: wait for
+	// the status, the last of the three.
+	g.Eventually(func() int32 { return rtGet(t, ns, "tok").Status.FailedAttempts }).
+		WithTimeout(rtWait).WithPolling(rtPoll).Should(Equal(int32(2)))
 	g.Expect(customers() - baseCu).To(Equal(2))
-	g.Expect(rtGet(t, ns, "tok").Status.FailedAttempts).To(Equal(int32(2)))
 	g.Expect(rtSecret(t, ns, "tok").Data).To(Equal(good.Data))
 
 	// Back to the right host: verified and published.

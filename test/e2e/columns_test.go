@@ -24,11 +24,17 @@ func TestPrinterColumns(t *testing.T) {
 	createSecret(t, ns, "revio-api-key", sim.Credentials.RevioAPIKey)
 	apply(t, ns, apiKeyManifest("cols", 24*time.Hour, time.Hour))
 	apply(t, ns, revioTokenManifest("cols-token"))
+	// The issuers' checks are written by their own reconciler, beside the
+	// ApiKey's and RevioToken's: either may be Ready first.
 	g.Eventually(func(g Gomega) {
 		ak := getApiKey(g, ns, "cols")
 		expectReady(g, ak.Status.Conditions, ak.Generation)
 		rt := getRevioToken(g, ns, "cols-token")
 		expectReady(g, rt.Status.Conditions, rt.Generation)
+		for kind, name := range map[string]string{"ReevitIssuer": reevitIssuerName, "RevioIssuer": revioIssuerName} {
+			conds, gen := issuerConditions(g, kind, ns, name)
+			expectReady(g, conds, gen)
+		}
 	}, time.Minute, 250*time.Millisecond).Should(Succeed())
 	ak := getApiKey(g, ns, "cols")
 	rt := getRevioToken(g, ns, "cols-token")

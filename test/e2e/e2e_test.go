@@ -437,14 +437,18 @@ func TestRBACNegative(t *testing.T) {
 		g.Expect(synced.Message).To(ContainSubstring("RBAC"), "the message should tell a person what to check")
 		g.Expect(condition(rt.Status.Conditions, v1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
 	}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+	// The log line is the manager's event log, written by its recorder in
+	// the background: it may come after the status write seen above.
 	var forbidden string
-	for _, l := range strings.Split(managerLog(t)[logBefore:], "\n") {
-		if strings.Contains(l, "forbidden") {
-			forbidden = l
-			break
+	g.Eventually(func() string {
+		for _, l := range strings.Split(managerLog(t)[logBefore:], "\n") {
+			if strings.Contains(l, "forbidden") {
+				forbidden = l
+				break
+			}
 		}
-	}
-	g.Expect(forbidden).NotTo(BeEmpty(), "the manager log does not mention the forbidden Secret write")
+		return forbidden
+	}).WithTimeout(30*time.Second).WithPolling(500*time.Millisecond).ShouldNot(BeEmpty(), "the manager log does not mention the forbidden Secret write")
 	t.Logf("manager log: %.400s", forbidden)
 	data, err := secretData(ctx, ns, "rbac-probe")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -577,33 +581,35 @@ func TestRotationAndRevocation(t *testing.T) {
 	t.Logf("%s: deleted; all %d keys revoked, Secret gone", since(), len(keys))
 }
 
-// expectEvents checks that events with each reason were recorded for the
-// object (events.k8s.io, as the manager records them).
+// expectEvents waits until events with each reason are recorded for the
+// object (events.k8s.io, as the manager records them). The manager's
+// recorder sends them in the background: an event the reconcile recorded
+// before the status write a test has seen may reach the API server after it.
 func expectEvents(t *testing.T, ns, name string, reasons ...string) {
 	t.Helper()
-	var evs eventsv1.EventList
-	if err := k8s.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
-		t.Fatalf("list events: %v", err)
-	}
-	got := map[string]bool{}
-	for _, e := range evs.Items {
-		if e.Regarding.Name == name {
-			got[e.Reason] = true
+	NewWithT(t).Eventually(func(g Gomega) {
+		var evs eventsv1.EventList
+		g.Expect(k8s.List(context.Background(), &evs, client.InNamespace(ns))).To(Succeed())
+		got := map[string]bool{}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name {
+				got[e.Reason] = true
+			}
 		}
-	}
-	for _, r := range reasons {
-		if !got[r] {
-			t.Errorf("no %s event for %s/%s (events: %v)", r, ns, name, got)
+		for _, r := range reasons {
+			g.Expect(got).To(HaveKey(r), "no %s event for %s/%s", r, ns, name)
 		}
-	}
+	}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 }
 
 // TestRevioTokenRefresh: with tokens living 45 s, the RevioToken's token
 // is replaced before it expires, without anyone asking.
+//
+// It is not parallel: apisim's token lifetime is one setting for every
+// Rev.io token it issues, and the tests running beside it would get 45 s
+// tokens, refreshed under their feet (a new token, expiry, Secret hash and
+// restart between what they read and what they check).
 func TestRevioTokenRefresh(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
 	ctx := context.Background()
 	g := NewWithT(t)
 	const lifetime = 45 * time.Second

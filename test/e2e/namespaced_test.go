@@ -224,11 +224,15 @@ func TestNamespacedInstall(t *testing.T) {
 		return strings.TrimSpace(string(res.Stdout))
 	}
 	third := newNamespace(t, "unwatched")
-	g.Expect(canSA("get", "secrets", nsMap[nsdTeamA])).To(Equal("yes"))
-	g.Expect(canSA("create", "secrets", nsMap[nsdTeamB])).To(Equal("yes"))
+	// The API server's authorizer sees the bindings just applied through its
+	// informers: wait until it grants them, then judge what it refuses.
+	g.Eventually(func(g Gomega) {
+		g.Expect(canSA("get", "secrets", nsMap[nsdTeamA])).To(Equal("yes"))
+		g.Expect(canSA("create", "secrets", nsMap[nsdTeamB])).To(Equal("yes"))
+		g.Expect(canSA("watch", "clusterreevitissuers.credentials.keywarden.dev", "")).To(Equal("yes"))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
 	g.Expect(canSA("get", "secrets", third)).To(Equal("no"), "the namespaced manager may read Secrets in a namespace it does not watch")
 	g.Expect(canSA("list", "secrets", "")).To(Equal("no"), "the namespaced manager may list Secrets cluster-wide")
-	g.Expect(canSA("watch", "clusterreevitissuers.credentials.keywarden.dev", "")).To(Equal("yes"))
 
 	shard := "namespaced-" + suffix
 	m, err := env.StartManager(ctx, testenv.ManagerOptions{

@@ -166,6 +166,8 @@ func TestPlugin(t *testing.T) {
 	})
 	apply(t, "", clusterRevioTokenManifest(clusterIssuer, clusterSecret, ns, "plugin-crt"))
 
+	// The issuers are checked by their own reconciler, beside the ApiKeys'
+	// and RevioToken's: status shows their Ready too, so wait for it.
 	ready := func(g Gomega, names ...string) {
 		g.Eventually(func(g Gomega) {
 			for _, n := range names {
@@ -175,6 +177,10 @@ func TestPlugin(t *testing.T) {
 			}
 			rt := getRevioToken(g, ns, "plugin-rt")
 			expectReady(g, rt.Status.Conditions, rt.Generation)
+			for kind, name := range map[string]string{v1alpha1.KindReevitIssuer: reevitIssuerName, v1alpha1.KindRevioIssuer: revioIssuerName} {
+				conds, gen := issuerConditions(g, kind, ns, name)
+				expectReady(g, conds, gen)
+			}
 		}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 	}
 	ready(g, "plugin-a", "plugin-b")
