@@ -11,12 +11,18 @@ const (
 	ConditionSecretSynced = "SecretSynced"
 	// ConditionRevoked is owned by the step that revokes previous ApiKey keys.
 	ConditionRevoked = "RevocationsComplete"
+	// ConditionKeyAge, on a Rev.io issuer with spec.maxKeyAge, is False
+	// (KeyTooOld) once its API key has been in use for longer. It does not
+	// change Ready: the key still works.
+	ConditionKeyAge = "KeyAge"
 )
 
 // Condition reasons. They double as event reasons; the README lists what a
 // person should do about each.
 const (
-	ReasonSucceeded            = "Succeeded"
+	ReasonSucceeded = "Succeeded"
+	// ReasonKeyTooOld: the issuer's credential is older than spec.maxKeyAge.
+	ReasonKeyTooOld            = "KeyTooOld"
 	ReasonProgressing          = "Progressing"
 	ReasonSecretNotFound       = "SecretNotFound"
 	ReasonInvalidAPIKey        = "InvalidAPIKey"

@@ -123,6 +123,30 @@ type RevioIssuerSpec struct {
 	// on a (namespaced) RevioIssuer.
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// MaxKeyAge is how long one Rev.io API key value may stay in use. Rev.io
+	// API keys are made by administrators in Rev.io's UI, so Keywarden cannot
+	// rotate them: it tracks since when the Secret has held the current value
+	// (status.credential) and, past this age, sets KeyAge=False (KeyTooOld)
+	// with a Warning event, for a person to make a new key. Tokens keep being
+	// exchanged. A Go duration such as 2160h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="maxKeyAge must be a Go duration such as 2160h (units h, m, s; no days)"
+	// +optional
+	MaxKeyAge *metav1.Duration `json:"maxKeyAge,omitempty"`
+}
+
+// CredentialRecord identifies the credential an issuer's Secret holds,
+// never its value.
+type CredentialRecord struct {
+	// Fingerprint is "sha256:" and the first 16 hex characters of the
+	// SHA-256 of the value: it tells two values apart and reveals nothing
+	// (kubectl keywarden inspect secret prints the same).
+	Fingerprint string `json:"fingerprint"`
+	// FirstSeen is when Keywarden first saw this value in the Secret: the
+	// key's age counts from here.
+	FirstSeen metav1.Time `json:"firstSeen"`
 }
 
 // IssuerStatus is the observed state of an issuer: whether its credential
@@ -138,6 +162,10 @@ type IssuerStatus struct {
 	// FailedAttempts counts consecutive failed checks; it drives the backoff.
 	// +optional
 	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// Credential identifies the credential the Secret holds (a fingerprint)
+	// and since when: the age of the admin key or the Rev.io API key.
+	// +optional
+	Credential *CredentialRecord `json:"credential,omitempty"`
 	// Conditions: Ready is True once the credential is proven.
 	// +listType=map
 	// +listMapKey=type

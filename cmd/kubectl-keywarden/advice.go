@@ -7,6 +7,7 @@ import "github.com/keywarden/keywarden/api/v1alpha1"
 // every reason of api/v1alpha1 has an entry.
 var advice = map[string]string{
 	v1alpha1.ReasonSucceeded:            "nothing",
+	v1alpha1.ReasonKeyTooOld:            "make a new API key in Rev.io's UI, put it in the issuer's Secret, then delete the old one in Rev.io: tokens keep being exchanged meanwhile",
 	v1alpha1.ReasonProgressing:          "wait: a key is being created",
 	v1alpha1.ReasonIssuerNotFound:       "create the issuer, or fix spec.issuerRef (a ReevitIssuer or RevioIssuer must be in the object's namespace; set kind ClusterReevitIssuer or ClusterRevioIssuer for a cluster issuer); Keywarden acts as soon as it appears",
 	v1alpha1.ReasonPolicyViolation:      "change the spec to what the issuer's policy allows (the message names the field), or ask the platform team to change the policy; the current key is kept",
