@@ -342,7 +342,7 @@ func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretN
 			spec = o.(*v1alpha1.ClusterReevitIssuer).Spec
 		}
 		iss := &reevitIssuer{obj: obj, kind: r.k.kind, spec: spec, secretNS: secretNS}
-		if !endpointAllowed(iss.url(), r.AllowedEndpoints, r.AllowHTTP) {
+		if !endpointAllowed(iss.url(), r.AllowedEndpoints) {
 			return endpointRefused(iss.describe(), iss.url(), r.AllowedEndpoints)
 		}
 		key, _, f := readIssuerCredential(ctx, r.secrets, secretNS, spec.AdminKeySecretRef, "spec.adminKeySecretRef")
