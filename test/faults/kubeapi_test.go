@@ -101,7 +101,7 @@ func testKubeAPI(t *testing.T, s *suite) {
 	ns := s.newNamespace(t, "kubeapi")
 	s.createInputSecrets(t, ns, sim)
 	// Leader election on, as config/default deploys it.
-	sv := s.supervise(t, testenv.ManagerOptions{Args: managerArgs(ns,
+	sv := s.supervise(t, testenv.ManagerOptions{AllowedEndpoints: sim.Endpoints(), Args: managerArgs(ns,
 		"--leader-election-lease-duration="+leaseDuration.String(),
 		"--leader-election-renew-deadline="+renewDeadline.String())})
 	defer sv.shutdown()

@@ -34,7 +34,7 @@ func testLeaderElection(t *testing.T, s *suite) {
 	sim := s.startApisim(t, 10*time.Minute)
 	ns := s.newNamespace(t, "leader")
 	s.createInputSecrets(t, ns, sim)
-	opts := testenv.ManagerOptions{Args: managerArgs(ns,
+	opts := testenv.ManagerOptions{AllowedEndpoints: sim.Endpoints(), Args: managerArgs(ns,
 		"--leader-election-lease-duration="+leaseDuration.String(),
 		"--leader-election-renew-deadline="+renewDeadline.String())}
 	mgrs := []*testenv.Manager{s.startManager(t, opts), s.startManager(t, opts)}
