@@ -317,22 +317,42 @@ func readIssuerCredential(ctx context.Context, r *secretReader, ns string, ref v
 		key = "apiKey"
 	}
 	s, err := r.getInput(ctx, ns, ref.Name, key)
-	if err == nil && s != nil && s.Type != "" && s.Type != corev1.SecretTypeOpaque {
-		return "", s.ResourceVersion, &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
-			"Secret %s/%s is of type %s: an issuer credential must be an Opaque Secret; create one with kubectl create secret generic", ns, ref.Name, s.Type)}
-	}
 	if err == nil && s != nil {
-		for _, o := range s.OwnerReferences {
-			if strings.HasPrefix(o.APIVersion, v1alpha1.GroupVersion.Group+"/") {
-				// An output as an input would feed the operator's own writes
-				// back to it: a token exchanged for a token, in a loop.
-				return "", s.ResourceVersion, &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
-					"Secret %s/%s is written by Keywarden (%s %s): an issuer credential cannot be an output Secret; name the Secret holding the real credential", ns, ref.Name, o.Kind, o.Name)}
-			}
+		if f := credentialSecretRefused(s); f != nil {
+			return "", s.ResourceVersion, f
 		}
 	}
 	v, version, f := readSecretKey(ctx, r, ns, ref, field)
 	return strings.TrimSpace(v), version, f
+}
+
+// credentialSecretRefused is why an issuer may not use s as its credential
+// Secret, whatever key it names: a type other than Opaque, or an output
+// Secret of Keywarden's. nil: the type and owners pass.
+func credentialSecretRefused(s *corev1.Secret) *failure {
+	if s.Type != "" && s.Type != corev1.SecretTypeOpaque {
+		return &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
+			"Secret %s/%s is of type %s: an issuer credential must be an Opaque Secret; create one with kubectl create secret generic", s.Namespace, s.Name, s.Type)}
+	}
+	for _, o := range s.OwnerReferences {
+		if strings.HasPrefix(o.APIVersion, v1alpha1.GroupVersion.Group+"/") {
+			// An output as an input would feed the operator's own writes
+			// back to it: a token exchanged for a token, in a loop.
+			return &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
+				"Secret %s/%s is written by Keywarden (%s %s): an issuer credential cannot be an output Secret; name the Secret holding the real credential", s.Namespace, s.Name, o.Kind, o.Name)}
+		}
+	}
+	return nil
+}
+
+// credentialSecretUsable says whether s passes every check an issuer makes
+// of its credential Secret under key: the type, not an output Secret, and
+// the key present and not empty. Only such a Secret gets inUseFinalizer.
+func credentialSecretUsable(s *corev1.Secret, key string) bool {
+	if key == "" {
+		key = "apiKey"
+	}
+	return s != nil && credentialSecretRefused(s) == nil && len(s.Data[key]) > 0
 }
 
 // connectReevit builds the Reevit client for a key recorded as created
