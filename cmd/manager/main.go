@@ -68,9 +68,9 @@ func main() {
 	flag.IntVar(&burst, "kube-api-burst", 0, "Client-side burst towards the API server (with --kube-api-qps > 0).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 16, "Reconciles run in parallel per controller.")
 	perHost := flag.Int("max-requests-per-host", httpcore.DefaultMaxInFlight, "Requests in flight to one Reevit or Rev.io host at once, so a host that does not answer holds only that many workers; negative: no limit.")
-	flag.BoolVar(&allowHTTP, "allow-http-endpoints", false, "Allow http:// Reevit and Rev.io URLs (loopback simulators in tests and the demo only).")
+	flag.BoolVar(&allowHTTP, "allow-http-endpoints", false, "Allow the http scheme for Reevit and Rev.io URLs under --allowed-endpoints (list the simulators there; tests and the demo only). No host passes for being loopback.")
 	flag.StringVar(&allowedEndpoints, "allowed-endpoints", strings.Join(controller.DefaultAllowedEndpoints(), ","),
-		"Comma-separated base URLs issuers may name; the manager sends no credential anywhere else (loopback URLs also pass with --allow-http-endpoints).")
+		"Comma-separated base URLs issuers may name; the manager sends no credential anywhere else. Compared as written: the same scheme, host and port, a path at or below the entry's; --allow-http-endpoints widens nothing.")
 	flag.StringVar(&clusterNS, "cluster-resource-namespace", "", "Namespace holding the credential Secrets of ClusterReevitIssuers and ClusterRevioIssuers (default: the manager's own namespace).")
 	flag.DurationVar(&driftInterval, "drift-check-interval", 15*time.Minute, "How often each organisation's keys are listed to notice keys revoked outside Keywarden and leaked keys; 0 disables.")
 	flag.DurationVar(&rolloutLimit, "rollout-wait-limit", 15*time.Minute, "How long a revocation waits for rollout targets after the grace period before going ahead with a Warning.")

@@ -205,7 +205,7 @@ func (cl *cluster) profileManager(ctx context.Context, what, file string) error 
 // startManager starts the manager process and waits until it is ready.
 func (cl *cluster) startManager(ctx context.Context) (*testenv.Manager, error) {
 	cl.mgrArgs = cl.managerArgs()
-	m, err := cl.env.StartManager(ctx, testenv.ManagerOptions{NoLeaderElection: true, Args: cl.mgrArgs})
+	m, err := cl.env.StartManager(ctx, testenv.ManagerOptions{NoLeaderElection: true, Args: cl.mgrArgs, AllowedEndpoints: cl.sim.Endpoints()})
 	cl.mgrMu.Lock()
 	cl.mgr, cl.stopping = m, false
 	cl.mgrMu.Unlock()

@@ -327,7 +327,7 @@ func (b *bench) header(w io.Writer, took time.Duration) {
 	_, _ = fmt.Fprintf(w, "- machine: %s; %.0f%% busy with other work just before the run\n", machine(), b.o.busyBefore)
 	_, _ = fmt.Fprintf(w, "- command: `%s` (%s, run time %s)\n", args, makeTarget(b.o), took.Round(time.Second))
 	_, _ = fmt.Fprintf(w, "- control plane: %s (hack/controlplane.sh), local, audit log at Metadata level\n", server)
-	_, _ = fmt.Fprintf(w, "- manager: `%s %s` (and testenv's --kubeconfig, loopback metrics and probe addresses, --allow-http-endpoints) as system:serviceaccount:keywarden-system:keywarden-controller-manager with config/default's RBAC\n", mgr, strings.Join(b.cl.mgrArgs, " "))
+	_, _ = fmt.Fprintf(w, "- manager: `%s %s` (and testenv's --kubeconfig, loopback metrics and probe addresses, --allow-http-endpoints and apisim's two URLs as --allowed-endpoints) as system:serviceaccount:keywarden-system:keywarden-controller-manager with config/default's RBAC\n", mgr, strings.Join(b.cl.mgrArgs, " "))
 	if b.o.leaderElect {
 		_, _ = fmt.Fprintf(w, "- leader election on: the leader kept its Lease through every phase (a lost Lease ends the manager, which fails the run); %d Lease requests and leader-election events left out of the tables\n", b.cl.audit.leaseCount())
 	}

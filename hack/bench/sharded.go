@@ -57,7 +57,7 @@ func (cl *cluster) startReplicas(ctx context.Context) error {
 			return err
 		}
 		args := append(append([]string(nil), base...), "--watch-label-selector="+s.selector)
-		m, err := cl.env.StartManager(ctx, testenv.ManagerOptions{NoLeaderElection: true, Args: args})
+		m, err := cl.env.StartManager(ctx, testenv.ManagerOptions{NoLeaderElection: true, Args: args, AllowedEndpoints: cl.sim.Endpoints()})
 		if err != nil {
 			return fmt.Errorf("start the %s manager: %w", s.name, err)
 		}

@@ -101,7 +101,7 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	if _, err := env.Install(ctx); err != nil {
 		return err
 	}
-	mgr, err := env.StartManager(ctx, testenv.ManagerOptions{ClusterResourceNamespace: testenv.ClusterResourceNamespace})
+	mgr, err := env.StartManager(ctx, testenv.ManagerOptions{ClusterResourceNamespace: testenv.ClusterResourceNamespace, AllowedEndpoints: sim.Endpoints()})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,9 +26,11 @@ import (
 )
 
 // hostileReevit is a loopback proxy in front of the simulator whose create
-// answers a test can spoil: fail them, or rewrite the key in them.
+// answers a test can spoil: fail them, or rewrite the key in them. It is
+// served under its own path of hostileFront, which --allowed-endpoints
+// lists (a new listener per test could not be listed).
 type hostileReevit struct {
-	*httptest.Server
+	URL         string
 	failCreates atomic.Int32 // status to answer creates with (0: pass)
 	keyAs       atomic.Value // string the created key is replaced with ("" : pass)
 }
@@ -59,7 +63,9 @@ func newHostileReevit(t *testing.T) *hostileReevit {
 		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 		return nil
 	}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	prefix := "/h" + strconv.FormatInt(hostileSeq.Add(1), 10)
+	h.URL = hostileFront.URL + prefix
+	hostileRoutes.Store(prefix, http.StripPrefix(prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if code := int(h.failCreates.Load()); code != 0 && r.Method == http.MethodPost {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(code)
@@ -67,9 +73,31 @@ func newHostileReevit(t *testing.T) *hostileReevit {
 			return
 		}
 		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(h.Close)
+	})))
+	t.Cleanup(func() { hostileRoutes.Delete(prefix) })
 	return h
+}
+
+var (
+	// hostileFront serves every test's hostileReevit, each under its own
+	// path prefix (hostileRoutes).
+	hostileFront  *httptest.Server
+	hostileRoutes sync.Map // prefix -> http.Handler
+	hostileSeq    atomic.Int64
+)
+
+// startHostileFront starts hostileFront; its URL is one of the suite
+// manager's --allowed-endpoints.
+func startHostileFront() *httptest.Server {
+	hostileFront = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		if h, ok := hostileRoutes.Load("/" + first); ok {
+			h.(http.Handler).ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	return hostileFront
 }
 
 // useIssuerAt points the test's issuer at u.

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -245,33 +244,62 @@ func rotationInterval(r *v1alpha1.Rotation) (time.Duration, bool) {
 }
 
 // endpointAllowed says whether the manager may send a credential to u: u
-// must lie under one of the allowed base URLs, or be a loopback address when
-// allowLoopback (simulators in tests and the demo).
-func endpointAllowed(u string, allowed []string, allowLoopback bool) bool {
-	p, err := url.Parse(u)
-	if err != nil || p.Host == "" || p.User != nil {
+// must lie under one of the allowed base URLs, with the same scheme, the
+// same host and port written the same way, and a path at or below the
+// base's. Nothing passes for being loopback: --allow-http-endpoints only lets
+// the API clients use an http:// URL that passes here. A URL with user
+// info, a host or scheme spelt differently (case, trailing dot, IPv6 form,
+// percent-encoding, an explicit default port) or a path with dot segments
+// or encoded dots, slashes or backslashes is refused even when it would
+// reach the same place: the list is compared as written.
+func endpointAllowed(u string, allowed []string) bool {
+	p, ok := plainURL(u)
+	if !ok {
 		return false
 	}
-	if allowLoopback {
-		host := p.Hostname()
-		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
-			return true
-		}
-	}
+	path := strings.TrimSuffix(p.EscapedPath(), "/")
 	for _, a := range allowed {
-		b, err := url.Parse(strings.TrimSuffix(a, "/"))
-		if err != nil || b.Host == "" {
+		b, ok := plainURL(strings.TrimSuffix(a, "/"))
+		if !ok || b.Scheme != p.Scheme || b.Host != p.Host {
 			continue
 		}
-		if !strings.EqualFold(b.Scheme, p.Scheme) || !strings.EqualFold(b.Host, p.Host) {
-			continue
-		}
-		path := strings.TrimSuffix(p.Path, "/")
-		if b.Path == "" || path == b.Path || strings.HasPrefix(path, b.Path+"/") {
+		base := strings.TrimSuffix(b.EscapedPath(), "/")
+		if base == "" || path == base || strings.HasPrefix(path, base+"/") {
 			return true
 		}
 	}
 	return false
+}
+
+// plainURL parses an http or https URL written in one plain form: a
+// lower-case scheme and host exactly as parsed (no percent-encoding, no
+// trailing dot), no user info, and a path free of dot segments and of
+// encoded dots, slashes and backslashes.
+func plainURL(u string) (*url.URL, bool) {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil || p.Opaque != "" {
+		return nil, false
+	}
+	if !strings.HasPrefix(u, p.Scheme+"://"+p.Host) || p.Host != strings.ToLower(p.Host) ||
+		strings.HasSuffix(p.Hostname(), ".") || strings.ContainsAny(p.Host, "%\\") {
+		return nil, false
+	}
+	raw := p.EscapedPath()
+	if strings.Contains(raw, "\\") {
+		return nil, false
+	}
+	low := strings.ToLower(raw)
+	for _, enc := range []string{"%2e", "%2f", "%5c"} {
+		if strings.Contains(low, enc) {
+			return nil, false
+		}
+	}
+	for _, seg := range strings.Split(raw, "/") {
+		if seg == "." || seg == ".." {
+			return nil, false
+		}
+	}
+	return p, true
 }
 
 // endpointRefused is the failure for an issuer URL outside the allowed list.
@@ -289,22 +317,42 @@ func readIssuerCredential(ctx context.Context, r *secretReader, ns string, ref v
 		key = "apiKey"
 	}
 	s, err := r.getInput(ctx, ns, ref.Name, key)
-	if err == nil && s != nil && s.Type != "" && s.Type != corev1.SecretTypeOpaque {
-		return "", s.ResourceVersion, &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
-			"Secret %s/%s is of type %s: an issuer credential must be an Opaque Secret; create one with kubectl create secret generic", ns, ref.Name, s.Type)}
-	}
 	if err == nil && s != nil {
-		for _, o := range s.OwnerReferences {
-			if strings.HasPrefix(o.APIVersion, v1alpha1.GroupVersion.Group+"/") {
-				// An output as an input would feed the operator's own writes
-				// back to it: a token exchanged for a token, in a loop.
-				return "", s.ResourceVersion, &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
-					"Secret %s/%s is written by Keywarden (%s %s): an issuer credential cannot be an output Secret; name the Secret holding the real credential", ns, ref.Name, o.Kind, o.Name)}
-			}
+		if f := credentialSecretRefused(s); f != nil {
+			return "", s.ResourceVersion, f
 		}
 	}
 	v, version, f := readSecretKey(ctx, r, ns, ref, field)
 	return strings.TrimSpace(v), version, f
+}
+
+// credentialSecretRefused is why an issuer may not use s as its credential
+// Secret, whatever key it names: a type other than Opaque, or an output
+// Secret of Keywarden's. nil: the type and owners pass.
+func credentialSecretRefused(s *corev1.Secret) *failure {
+	if s.Type != "" && s.Type != corev1.SecretTypeOpaque {
+		return &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
+			"Secret %s/%s is of type %s: an issuer credential must be an Opaque Secret; create one with kubectl create secret generic", s.Namespace, s.Name, s.Type)}
+	}
+	for _, o := range s.OwnerReferences {
+		if strings.HasPrefix(o.APIVersion, v1alpha1.GroupVersion.Group+"/") {
+			// An output as an input would feed the operator's own writes
+			// back to it: a token exchanged for a token, in a loop.
+			return &failure{Reason: v1alpha1.ReasonSecretTypeNotAllowed, Message: fmt.Sprintf(
+				"Secret %s/%s is written by Keywarden (%s %s): an issuer credential cannot be an output Secret; name the Secret holding the real credential", s.Namespace, s.Name, o.Kind, o.Name)}
+		}
+	}
+	return nil
+}
+
+// credentialSecretUsable says whether s passes every check an issuer makes
+// of its credential Secret under key: the type, not an output Secret, and
+// the key present and not empty. Only such a Secret gets inUseFinalizer.
+func credentialSecretUsable(s *corev1.Secret, key string) bool {
+	if key == "" {
+		key = "apiKey"
+	}
+	return s != nil && credentialSecretRefused(s) == nil && len(s.Data[key]) > 0
 }
 
 // connectReevit builds the Reevit client for a key recorded as created
@@ -314,7 +362,7 @@ func (o Options) connectReevit(ctx context.Context, c client.Reader, secrets *se
 	if f != nil {
 		return nil, f
 	}
-	if !endpointAllowed(rec.URL, o.AllowedEndpoints, o.AllowHTTP) {
+	if !endpointAllowed(rec.URL, o.AllowedEndpoints) {
 		return nil, endpointRefused(iss.describe(), rec.URL, o.AllowedEndpoints)
 	}
 	adminKey, _, f := readIssuerCredential(ctx, secrets, iss.secretNS, iss.spec.AdminKeySecretRef, iss.kind+" "+iss.obj.GetName()+" spec.adminKeySecretRef")
@@ -432,7 +480,7 @@ func revioNamespaceViolation(ns string, iss *revioIssuer, nsLabels map[string]st
 
 // connectRevio builds the Rev.io client and reads the API key of an issuer.
 func (o Options) connectRevio(ctx context.Context, secrets *secretReader, iss *revioIssuer) (*revio.Client, string, string, *failure) {
-	if !endpointAllowed(iss.url(), o.AllowedEndpoints, o.AllowHTTP) {
+	if !endpointAllowed(iss.url(), o.AllowedEndpoints) {
 		return nil, "", "", endpointRefused(iss.describe(), iss.url(), o.AllowedEndpoints)
 	}
 	apiKey, version, f := readIssuerCredential(ctx, secrets, iss.secretNS, iss.spec.APIKeySecretRef, iss.kind+" "+iss.obj.GetName()+" spec.apiKeySecretRef")

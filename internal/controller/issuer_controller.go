@@ -243,16 +243,26 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		orig = obj.DeepCopyObject().(client.Object)
 	}
-	secretRV, err := r.credentialVersion(ctx, obj, secretNS)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	secretRV := secretVersion(ctx, r.Cache, secretNS, r.k.secretRef(obj).Name)
 	now := r.Clock.Now()
 	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretRV)
 	if res, checked := r.checkedAlready(obj, st, version, now); checked {
 		return res, nil
 	}
-	res := r.recordCheck(obj, st, r.check(ctx, obj, secretNS))
+	f, usableRV := r.check(ctx, obj, secretNS)
+	if usableRV != "" {
+		// Only now, the Secret having passed every check, is it protected;
+		// the version then names the Secret after that patch, so the patch
+		// is not taken for a new credential.
+		rv, err := protectSecret(ctx, r.Cache, r.Client, secretNS, r.k.secretRef(obj).Name, usableRV)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if rv != "" {
+			version = fmt.Sprintf("%d/%s", obj.GetGeneration(), rv)
+		}
+	}
+	res := r.recordCheck(obj, st, f)
 	st.CheckedVersion, st.LastCheckTime, st.ObservedGeneration = version, mtime(now), obj.GetGeneration()
 	if err := patchStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
 		if apierrors.IsConflict(err) {
@@ -261,22 +271,6 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
 	}
 	return res, nil
-}
-
-// credentialVersion is the resourceVersion of the issuer's credential
-// Secret; a Reevit issuer's Secret is protected by the in-use finalizer first.
-func (r *IssuerReconciler) credentialVersion(ctx context.Context, obj client.Object, secretNS string) (string, error) {
-	ref := r.k.secretRef(obj)
-	if r.k.reevit {
-		rv, err := protectSecret(ctx, r.Cache, r.Client, secretNS, ref.Name)
-		if err != nil {
-			return "", err
-		}
-		if rv != "" {
-			return rv, nil
-		}
-	}
-	return secretVersion(ctx, r.Cache, secretNS, ref.Name), nil
 }
 
 // checkedAlready reports whether this version of the issuer and its Secret
@@ -331,8 +325,11 @@ func (r *IssuerReconciler) recordCheck(obj client.Object, st *v1alpha1.IssuerSta
 }
 
 // check proves the credential: a key listing (Reevit), or for Rev.io the
-// endpoint, Secret type and key (see below).
-func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretNS string) *failure {
+// endpoint, Secret type and key (see below). For a Reevit issuer it also
+// returns the resourceVersion of its credential Secret when that Secret
+// passed every check of it (type, not an output Secret, the key present),
+// whatever Reevit then answered; "" when it did not or was not read.
+func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretNS string) (*failure, string) {
 	switch o := obj.(type) {
 	case *v1alpha1.ReevitIssuer, *v1alpha1.ClusterReevitIssuer:
 		var spec v1alpha1.ReevitIssuerSpec
@@ -342,22 +339,22 @@ func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretN
 			spec = o.(*v1alpha1.ClusterReevitIssuer).Spec
 		}
 		iss := &reevitIssuer{obj: obj, kind: r.k.kind, spec: spec, secretNS: secretNS}
-		if !endpointAllowed(iss.url(), r.AllowedEndpoints, r.AllowHTTP) {
-			return endpointRefused(iss.describe(), iss.url(), r.AllowedEndpoints)
+		if !endpointAllowed(iss.url(), r.AllowedEndpoints) {
+			return endpointRefused(iss.describe(), iss.url(), r.AllowedEndpoints), ""
 		}
-		key, _, f := readIssuerCredential(ctx, r.secrets, secretNS, spec.AdminKeySecretRef, "spec.adminKeySecretRef")
+		key, rv, f := readIssuerCredential(ctx, r.secrets, secretNS, spec.AdminKeySecretRef, "spec.adminKeySecretRef")
 		if f != nil {
-			return f
+			return f, ""
 		}
 		c, err := reevit.New(reevit.Config{BaseURL: iss.url(), OrgID: spec.OrgID, AdminKey: key, ActorID: spec.ActorID,
 			AllowHTTP: r.AllowHTTP, HTTPClient: r.HTTPClient, Observe: metrics.Observer("reevit")})
 		if err != nil {
-			return classifyReevit(err)
+			return classifyReevit(err), rv
 		}
 		if _, err := c.ListKeys(ctx); err != nil {
-			return classifyReevit(err)
+			return classifyReevit(err), rv
 		}
-		return nil
+		return nil, rv
 	default:
 		var spec v1alpha1.RevioIssuerSpec
 		if ri, ok := o.(*v1alpha1.RevioIssuer); ok {
@@ -371,7 +368,7 @@ func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretN
 		// Rev.io's rate limit once per Secret version. The first RevioToken
 		// exchange proves the key itself (its Issued condition).
 		_, _, _, f := r.connectRevio(ctx, r.secrets, iss)
-		return f
+		return f, ""
 	}
 }
 

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -22,15 +23,21 @@ import (
 // inUseFinalizer protects the admin-key Secret of a Reevit issuer while the
 // issuer exists: when a whole namespace is deleted, its Secrets, issuers and
 // ApiKeys go at the same time, and without this the ApiKeys could no longer
-// authenticate to revoke their keys. Only Secrets an issuer (written by a
-// platform or namespace admin) names get it; an ApiKey names none.
+// authenticate to revoke their keys. Only a Secret an issuer (written by a
+// platform or namespace admin) names, and only once it passed every check
+// the issuer makes of it (credentialSecretUsable: Opaque, not an output
+// Secret, the key present), gets it: a Secret the issuer refused to read is
+// never written. An ApiKey names none.
 const inUseFinalizer = "keywarden.dev/in-use"
 
-// protectSecret puts inUseFinalizer on a Secret. Only the metadata is read
-// (from the cache) and patched. It returns the Secret's resourceVersion
-// after its own patch ("" when it patched nothing), so that the patch is not
-// taken for a new credential.
-func protectSecret(ctx context.Context, cache client.Reader, c client.Client, ns, name string) (string, error) {
+// protectSecret puts inUseFinalizer on a Secret that passed the issuer's
+// checks at resourceVersion checked. Only the metadata is read (from the
+// cache) and patched, and only while the Secret is still at that version (an
+// optimistic lock): a Secret changed since its check is left alone, and the
+// check that its change brings decides again. It returns the Secret's
+// resourceVersion after its own patch ("" when it patched nothing), so that
+// the patch is not taken for a new credential.
+func protectSecret(ctx context.Context, cache client.Reader, c client.Client, ns, name, checked string) (string, error) {
 	m := secretMetadata()
 	if err := cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, m); err != nil {
 		if !apierrors.IsNotFound(err) {
@@ -41,14 +48,14 @@ func protectSecret(ctx context.Context, cache client.Reader, c client.Client, ns
 		}
 		return "", nil
 	}
-	if !m.DeletionTimestamp.IsZero() || slices.Contains(m.Finalizers, inUseFinalizer) {
+	if !m.DeletionTimestamp.IsZero() || slices.Contains(m.Finalizers, inUseFinalizer) || m.ResourceVersion != checked {
 		return "", nil
 	}
 	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	m.Finalizers = append(m.Finalizers, inUseFinalizer)
 	if err := c.Patch(ctx, m, patch); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return "", nil // another issuer sharing the Secret got there first, or it is gone
+			return "", nil // changed since its check (another issuer sharing it got there first), or gone
 		}
 		return "", fmt.Errorf("protect admin-key secret: %w", err)
 	}
@@ -56,12 +63,16 @@ func protectSecret(ctx context.Context, cache client.Reader, c client.Client, ns
 }
 
 // SecretReleaseReconciler removes inUseFinalizer from an admin-key Secret
-// once no Reevit issuer names it. It runs per Secret, so issuers going
-// together cannot each leave the finalizer for the other.
+// once no Reevit issuer names it, or once it no longer passes the checks of
+// any issuer naming it (credentialSecretUsable: its key removed, an owner
+// added). It runs per Secret, so issuers going together cannot each leave
+// the finalizer for the other.
 type SecretReleaseReconciler struct {
 	client.Client
 	// Cache serves the metadata-only view of Secrets.
 	Cache client.Reader
+	// Secrets reads the Secret itself (its type and data), as issuers do.
+	Secrets *secretReader
 	// ClusterResourceNamespace holds the Secrets of cluster issuers.
 	ClusterResourceNamespace string
 }
@@ -81,8 +92,18 @@ func (r *SecretReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return reconcile.Request{}
 	}
+	keyOf := func(o client.Object) string {
+		switch i := o.(type) {
+		case *v1alpha1.ReevitIssuer:
+			return i.Spec.AdminKeySecretRef.Key
+		case *v1alpha1.ClusterReevitIssuer:
+			return i.Spec.AdminKeySecretRef.Key
+		}
+		return ""
+	}
 	// On an update both Secrets are looked at: the one an issuer stopped
-	// naming may be free now.
+	// naming may be free now, and one whose key it no longer names may no
+	// longer pass.
 	toSecret := handler.Funcs{
 		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			q.Add(secretOf(e.ObjectOld))
@@ -95,8 +116,10 @@ func (r *SecretReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	relevant := predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc:  func(e event.UpdateEvent) bool { return secretOf(e.ObjectOld) != secretOf(e.ObjectNew) },
-		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return secretOf(e.ObjectOld) != secretOf(e.ObjectNew) || keyOf(e.ObjectOld) != keyOf(e.ObjectNew)
+		},
+		DeleteFunc: func(event.DeleteEvent) bool { return true },
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("secretrelease").
@@ -106,7 +129,8 @@ func (r *SecretReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// Reconcile releases the Secret when no issuer names it any more.
+// Reconcile releases the Secret when no issuer names it any more, or none
+// naming it may use it.
 func (r *SecretReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	m := secretMetadata()
 	if err := r.Cache.Get(ctx, req.NamespacedName, m); err != nil {
@@ -119,15 +143,25 @@ func (r *SecretReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.List(ctx, ns, client.InNamespace(req.Namespace), client.MatchingFields{issuerSecretIndex: req.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
-	if len(ns.Items) > 0 {
-		return ctrl.Result{}, nil
+	var keys []string
+	for i := range ns.Items {
+		keys = append(keys, ns.Items[i].Spec.AdminKeySecretRef.Key)
 	}
 	if req.Namespace == r.ClusterResourceNamespace {
 		cl := &v1alpha1.ClusterReevitIssuerList{}
 		if err := r.List(ctx, cl, client.MatchingFields{issuerSecretIndex: req.Name}); err != nil {
 			return ctrl.Result{}, err
 		}
-		if len(cl.Items) > 0 {
+		for i := range cl.Items {
+			keys = append(keys, cl.Items[i].Spec.AdminKeySecretRef.Key)
+		}
+	}
+	for _, key := range keys {
+		s, err := r.Secrets.getInput(ctx, req.Namespace, req.Name, cmp.Or(key, "apiKey"))
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if credentialSecretUsable(s, key) {
 			return ctrl.Result{}, nil
 		}
 	}

@@ -105,27 +105,98 @@ func TestIssuerEndpointNotAllowed(t *testing.T) {
 	e.g.Expect(e.get("key").Status.KeyID).To(BeEmpty())
 	e.hygiene()
 
-	g := NewWithT(t)
-	allowed := []string{"https://api.reevit.com", "https://eu.example.com/reevit"}
-	for u, want := range map[string]bool{
-		"https://api.reevit.com":              true,
-		"https://api.reevit.com/":             true,
-		"https://API.reevit.com/v1":           true,
-		"https://api.reevit.com.evil.example": false,
-		"https://api.reevit.com@evil.example": false,
-		"http://api.reevit.com":               false,
-		"https://eu.example.com/reevit/x":     true,
-		"https://eu.example.com/reevitx":      false,
-		"https://eu.example.com":              false,
-		"https://10.0.0.1":                    false,
-		"http://127.0.0.1:8080":               false,
-		"https://user:pw@api.reevit.com":      false,
+}
+
+// endpointAllowed compares a URL with the list as written: nothing passes
+// for being loopback, and a URL that differs from an allowed one only by
+// scheme, port, user info, a trailing dot, case, IPv6 form or path
+// traversal (plain or percent-encoded) is refused.
+func TestEndpointAllowedLookalikes(t *testing.T) {
+	allowed := []string{"https://api.reevit.com", "https://eu.example.com/reevit/v1/", "http://127.0.0.1:8080", "http://[::1]:9090/sim"}
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"https://api.reevit.com", true},
+		{"https://api.reevit.com/", true},
+		{"https://api.reevit.com/v1", true},
+		{"https://eu.example.com/reevit/v1", true},
+		{"https://eu.example.com/reevit/v1/keys", true},
+		{"http://127.0.0.1:8080", true},
+		{"http://127.0.0.1:8080/v1", true},
+		{"http://[::1]:9090/sim", true},
+		{"http://[::1]:9090/sim/x", true},
+
+		// scheme
+		{"http://api.reevit.com", false},
+		{"https://127.0.0.1:8080", false},
+		{"ftp://api.reevit.com", false},
+		{"HTTPS://api.reevit.com", false},
+		// port
+		{"https://api.reevit.com:443", false},
+		{"https://api.reevit.com:8443", false},
+		{"http://127.0.0.1:8081", false},
+		{"http://127.0.0.1", false},
+		{"http://127.0.0.1:08080", false},
+		// user info
+		{"https://user:pw@api.reevit.com", false},
+		{"https://user@api.reevit.com", false},
+		{"https://api.reevit.com@evil.example", false},
+		{"http://127.0.0.1:8080@127.0.0.2:8080", false},
+		// trailing dot
+		{"https://api.reevit.com.", false},
+		{"https://api.reevit.com./v1", false},
+		// case
+		{"https://API.reevit.com", false},
+		{"https://api.Reevit.com/v1", false},
+		{"https://eu.example.com/Reevit/v1", false},
+		{"https://eu.example.com/reevit/V1", false},
+		// IPv6 form, other loopback spellings
+		{"http://[0:0:0:0:0:0:0:1]:9090/sim", false},
+		{"http://[::0001]:9090/sim", false},
+		{"http://[::ffff:127.0.0.1]:8080", false},
+		{"http://[::1]:8080", false},
+		{"http://[::1%25lo]:9090/sim", false},
+		{"http://localhost:8080", false},
+		{"http://127.0.0.2:8080", false},
+		{"http://2130706433:8080", false},
+		{"http://0x7f.0.0.1:8080", false},
+		// path traversal, plain and percent-encoded
+		{"https://eu.example.com/reevit/v1/../x", false},
+		{"https://eu.example.com/reevit/v1/..", false},
+		{"https://eu.example.com/reevit/v1/./keys", false},
+		{"https://eu.example.com/reevit/v1/%2e%2e/x", false},
+		{"https://eu.example.com/reevit/v1/%2E%2E/x", false},
+		{"https://eu.example.com/reevit/v1/.%2e/x", false},
+		{"https://eu.example.com/reevit/v1/%2e./x", false},
+		{"https://eu.example.com/reevit/v1%2f..%2fx", false},
+		{"https://eu.example.com/reevit/v1/..%2fx", false},
+		{"https://eu.example.com/reevit/v1/..%5cx", false},
+		{"https://eu.example.com/reevit/v1/..\\x", false},
+		{"http://127.0.0.1:8080/v1/../x", false},
+		{"http://[::1]:9090/sim/../x", false},
+		{"http://[::1]:9090/sim/%2e%2e/x", false},
+		// elsewhere
+		{"https://api.reevit.com.evil.example", false},
+		{"https://eu.example.com", false},
+		{"https://eu.example.com/reevit", false},
+		{"https://eu.example.com/reevit/v1x", false},
+		{"https://api.re%65vit.com", false},
+		{"https://10.0.0.1", false},
+		{"https:api.reevit.com", false},
+		{"//api.reevit.com", false},
+		{"", false},
 	} {
-		g.Expect(endpointAllowed(u, allowed, false)).To(Equal(want), u)
+		t.Run(tc.url, func(t *testing.T) {
+			if got := endpointAllowed(tc.url, allowed); got != tc.want {
+				t.Errorf("endpointAllowed(%q) = %v, want %v", tc.url, got, tc.want)
+			}
+		})
 	}
-	g.Expect(endpointAllowed("http://127.0.0.1:8080", allowed, true)).To(BeTrue(), "loopback with --allow-http-endpoints")
-	g.Expect(endpointAllowed("http://[::1]:8080", allowed, true)).To(BeTrue())
-	g.Expect(endpointAllowed("http://localhost.evil.example", allowed, true)).To(BeFalse())
+	// The flag does not widen the list: loopback passes only when listed.
+	if endpointAllowed("http://127.0.0.1:8080", DefaultAllowedEndpoints()) {
+		t.Error("a loopback URL passed a list that does not name it")
+	}
 }
 
 // A spec outside the issuer's policy gets PolicyViolation with the field

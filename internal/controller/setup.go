@@ -124,7 +124,7 @@ func Setup(mgr ctrl.Manager, o Options) error {
 			return err
 		}
 	}
-	return (&SecretReleaseReconciler{Client: mgr.GetClient(), Cache: mgr.GetCache(), ClusterResourceNamespace: o.ClusterResourceNamespace}).SetupWithManager(mgr)
+	return (&SecretReleaseReconciler{Client: mgr.GetClient(), Cache: mgr.GetCache(), Secrets: secrets, ClusterResourceNamespace: o.ClusterResourceNamespace}).SetupWithManager(mgr)
 }
 
 // outputSecretName is the name of the Secret a resource writes.

@@ -130,6 +130,7 @@ func run(m *testing.M) int {
 	defer reevitSim.Close()
 	revioSim = reviotest.NewServer(reviotest.WithClock(clk))
 	defer revioSim.Close()
+	defer startHostileFront().Close()
 
 	if err := startManager(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -150,7 +151,8 @@ var (
 )
 
 // startManager starts a manager with both reconcilers, as cmd/manager does,
-// but with the fake clock, loopback endpoints allowed and a crash hook.
+// but with the fake clock, http:// allowed for the simulators it lists in
+// AllowedEndpoints, and a crash hook.
 func startManager() error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -173,6 +175,9 @@ func startManager() error {
 	opts := Options{
 		Audit: auditLog,
 		Clock: clk, AllowHTTP: true, MaxConcurrentReconciles: 4, ClusterResourceNamespace: clusterNS,
+		// The simulators and the hostile proxies only: --allow-http-endpoints
+		// lets no other loopback listener through.
+		AllowedEndpoints:   []string{reevitSim.URL, revioSim.URL, hostileFront.URL},
 		DriftCheckInterval: 10 * time.Minute, RolloutWaitLimit: 2 * time.Minute, RestartCoalesceWindow: restartWindow,
 		Jitter: func() float64 { return 0 },
 		crashAt: func(step string) bool {

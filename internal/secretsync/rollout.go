@@ -316,10 +316,19 @@ func itemsOf[T any, P interface {
 }
 
 // PatchTemplate sets annotations on obj's pod template with one merge
-// patch: one new pod template, however many Secrets changed.
+// patch: one new pod template, however many Secrets changed. The patch
+// carries obj's resourceVersion: it applies only to the version of the
+// workload that was judged (Stale: it consumes the Secret, or opts in), and
+// a workload changed since (no longer reading the Secret, say) gets a
+// Conflict instead of a restart it did not ask for.
 func PatchTemplate(ctx context.Context, c client.Client, obj client.Object, annotations map[string]string) error {
-	patch := map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
-		"annotations": annotations}}}}
+	if obj.GetResourceVersion() == "" {
+		return fmt.Errorf("patch %s/%s: no resourceVersion: the workload must be read first", obj.GetNamespace(), obj.GetName())
+	}
+	patch := map[string]any{
+		"metadata": map[string]any{"resourceVersion": obj.GetResourceVersion()},
+		"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
+			"annotations": annotations}}}}
 	raw, err := json.Marshal(patch)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -148,6 +149,9 @@ func TestPatchTemplate(t *testing.T) {
 	d := deployment("w", "h0", true)
 	d.Spec.Template.Annotations["example.com/keep"] = "yes"
 	c := newFake(t, d)
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "w"}, d); err != nil {
+		t.Fatal(err)
+	}
 	if err := PatchTemplate(ctx, c, d, map[string]string{HashAnnotation("creds"): "h1", HashAnnotation("other"): "h2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +162,45 @@ func TestPatchTemplate(t *testing.T) {
 	a := got.Spec.Template.Annotations
 	if a[HashAnnotation("creds")] != "h1" || a[HashAnnotation("other")] != "h2" || a["example.com/keep"] != "yes" {
 		t.Fatalf("annotations = %v", a)
+	}
+}
+
+// The patch applies only to the version of the workload that was judged:
+// one changed since (here: it stopped reading the Secret) is not patched.
+// Before the fix the merge patch carried no resourceVersion and restarted
+// whatever the workload had become.
+func TestPatchTemplateOnlyTheJudgedVersion(t *testing.T) {
+	ctx := context.Background()
+	d := deployment("w", "h0", true)
+	c := newFake(t, d)
+	judged := &appsv1.Deployment{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "w"}, judged); err != nil {
+		t.Fatal(err)
+	}
+	if !Stale(judged, "creds", "h1") {
+		t.Fatal("the workload should be stale for h1")
+	}
+	changed := judged.DeepCopy()
+	changed.Spec.Template.Spec.Volumes = nil
+	changed.Spec.Template.Spec.Containers[0].Env = nil
+	changed.Spec.Template.Spec.Containers[0].EnvFrom = nil
+	if err := c.Update(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	err := PatchTemplate(ctx, c, judged, map[string]string{HashAnnotation("creds"): "h1"})
+	if !apierrors.IsConflict(err) {
+		t.Fatalf("patch of a workload changed since it was judged: err = %v, want a Conflict", err)
+	}
+	var got appsv1.Deployment
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "w"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := got.Spec.Template.Annotations[HashAnnotation("creds")]; ok && v == "h1" {
+		t.Fatalf("the changed workload was patched: annotations = %v", got.Spec.Template.Annotations)
+	}
+	if err := PatchTemplate(ctx, c, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "w"}},
+		map[string]string{HashAnnotation("creds"): "h1"}); err == nil {
+		t.Fatal("a patch without a resourceVersion was sent")
 	}
 }
 

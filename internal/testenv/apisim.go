@@ -78,3 +78,9 @@ func (e *Env) StartApisim(ctx context.Context, o ApisimOptions) (*Apisim, error)
 	e.logf("apisim up: reevit %s, revio %s, control %s", a.Credentials.ReevitURL, a.Credentials.RevioURL, a.Credentials.ControlURL)
 	return a, nil
 }
+
+// Endpoints are apisim's Reevit and Rev.io base URLs, for a manager's
+// --allowed-endpoints (ManagerOptions.AllowedEndpoints).
+func (a *Apisim) Endpoints() []string {
+	return []string{a.Credentials.ReevitURL, a.Credentials.RevioURL}
+}

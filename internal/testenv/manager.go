@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -14,6 +16,12 @@ import (
 
 // ManagerOptions configure StartManager.
 type ManagerOptions struct {
+	// AllowedEndpoints are passed as --allowed-endpoints: the base URLs of
+	// the simulators the test's issuers name (Apisim.Endpoints). The
+	// manager runs with --allow-http-endpoints, which only lets these be
+	// http://; no other loopback URL passes. StartManager refuses to start
+	// without them unless Args sets --allowed-endpoints itself.
+	AllowedEndpoints []string
 	// Args are added after the defaults (a flag given twice: the last wins).
 	Args []string
 	// NoLeaderElection runs without --leader-elect.
@@ -36,9 +44,9 @@ type Manager struct {
 }
 
 // StartManager runs the built manager as its ServiceAccount (the manager
-// kubeconfig: only the RBAC config/default grants), with http:// endpoints
-// allowed for apisim (--allow-http-endpoints: loopback issuer URLs pass the
-// --allowed-endpoints check), the cluster issuers' Secrets in
+// kubeconfig: only the RBAC config/default grants), with the simulators
+// o.AllowedEndpoints names as --allowed-endpoints and http:// allowed for
+// them (--allow-http-endpoints), the cluster issuers' Secrets in
 // keywarden-system (--cluster-resource-namespace, given explicitly: the
 // process has neither POD_NAMESPACE nor a service-account namespace file),
 // leader election in keywarden-system, and metrics and probes on free
@@ -46,6 +54,9 @@ type Manager struct {
 func (e *Env) StartManager(ctx context.Context, o ManagerOptions) (*Manager, error) {
 	if e.ManagerBin == "" {
 		return nil, fmt.Errorf("the manager is not built: call Build first")
+	}
+	if len(o.AllowedEndpoints) == 0 && !slices.ContainsFunc(o.Args, func(a string) bool { return strings.HasPrefix(a, "--allowed-endpoints=") }) {
+		return nil, fmt.Errorf("no --allowed-endpoints: list the simulators' base URLs in ManagerOptions.AllowedEndpoints")
 	}
 	metricsPort, err := FreePort()
 	if err != nil {
@@ -73,6 +84,9 @@ func (e *Env) StartManager(ctx context.Context, o ManagerOptions) (*Manager, err
 		"--cluster-resource-namespace=" + clusterNS,
 		"--metrics-bind-address=" + m.MetricsAddr,
 		"--health-probe-bind-address=" + m.ProbeAddr,
+	}
+	if len(o.AllowedEndpoints) > 0 {
+		args = append(args, "--allowed-endpoints="+strings.Join(o.AllowedEndpoints, ","))
 	}
 	if !o.NoLeaderElection {
 		args = append(args, "--leader-elect", "--leader-election-namespace="+ManagerNamespace)

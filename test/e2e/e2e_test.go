@@ -81,7 +81,7 @@ func runSuite(m *testing.M) int {
 	// Debug logging: the log check should see everything the manager says.
 	// It is the main instance of a sharded install (shard_test.go), under
 	// the default Lease name, given explicitly.
-	if mgr, err = env.StartManager(ctx, testenv.ManagerOptions{Args: []string{"--zap-log-level=debug",
+	if mgr, err = env.StartManager(ctx, testenv.ManagerOptions{AllowedEndpoints: sim.Endpoints(), Args: []string{"--zap-log-level=debug",
 		"--watch-label-selector=" + mainSelector, "--leader-election-id=" + testenv.LeaderElectionID}}); err != nil {
 		return fail(err)
 	}

@@ -236,6 +236,7 @@ func TestNamespacedInstall(t *testing.T) {
 
 	shard := "namespaced-" + suffix
 	m, err := env.StartManager(ctx, testenv.ManagerOptions{
+		AllowedEndpoints:         sim.Endpoints(),
 		Kubeconfig:               kubeconfig,
 		ClusterResourceNamespace: testenv.ClusterResourceNamespace,
 		Args: []string{

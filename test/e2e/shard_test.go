@@ -45,7 +45,7 @@ const (
 func startShard(t *testing.T, selector string) *testenv.Manager {
 	t.Helper()
 	ctx := context.Background()
-	m, err := env.StartManager(ctx, testenv.ManagerOptions{Args: []string{
+	m, err := env.StartManager(ctx, testenv.ManagerOptions{AllowedEndpoints: sim.Endpoints(), Args: []string{
 		"--watch-label-selector=" + selector, "--metrics-secure=false",
 	}})
 	if err != nil {

@@ -465,12 +465,12 @@ func wrongObjects(t *testing.T, s *suite) {
 	}
 
 	mgrs := []*testenv.Manager{
-		s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns)}),
+		s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns), AllowedEndpoints: sim.Endpoints()}),
 		// testenv passes --allow-http-endpoints; the last value wins. apisim's
 		// URLs are listed as allowed endpoints, so what refuses them is
 		// http:// itself.
-		s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(nsHTTP, "--allow-http-endpoints=false",
-			"--allowed-endpoints="+sim.Credentials.ReevitURL+","+sim.Credentials.RevioURL)}),
+		s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(nsHTTP, "--allow-http-endpoints=false"),
+			AllowedEndpoints: sim.Endpoints()}),
 	}
 	defer func() {
 		for _, m := range mgrs {

@@ -81,7 +81,7 @@ func testExternalAPI(t *testing.T, s *suite) {
 	sim := s.startApisim(t, lifetime)
 	ns := s.newNamespace(t, "external")
 	s.createInputSecrets(t, ns, sim)
-	mgr := s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns)})
+	mgr := s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns), AllowedEndpoints: sim.Endpoints()})
 	defer func() { _ = mgr.Stop(10 * time.Second) }()
 
 	n := m.extObjects

@@ -179,7 +179,9 @@ func testBlackHole(t *testing.T, s *suite) {
 	s.createIssuer(t, &v1alpha1.RevioIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: nsB, Name: revioIssuer},
 		Spec: v1alpha1.RevioIssuerSpec{URL: "http://" + hole.ln.Addr().String(), Host: sim.Credentials.RevioHost,
 			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: revioSecret, Key: "apiKey"}}})
-	mgr := s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(nsH + "," + nsB)})
+	mgr := s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(nsH + "," + nsB),
+		// The black hole is listed: what it tests is an allowed endpoint that never answers.
+		AllowedEndpoints: append(sim.Endpoints(), "http://"+hole.ln.Addr().String())})
 	defer func() { _ = mgr.Stop(10 * time.Second) }()
 
 	if err := forEach(hm.healthy+hm.apiKeys, func(i int) error {
@@ -340,7 +342,7 @@ func testForeignSecrets(t *testing.T, s *suite) {
 	sim := s.startApisim(t, 0)
 	ns := s.newNamespace(t, "foreign")
 	s.createInputSecrets(t, ns, sim)
-	mgr := s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns)})
+	mgr := s.startManager(t, testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns), AllowedEndpoints: sim.Endpoints()})
 	defer func() { _ = mgr.Stop(10 * time.Second) }()
 	for _, obj := range []client.Object{newApiKey(ns, "ok-ak", sim, 0, 0), newRevioToken(ns, "ok-rt", sim)} {
 		if err := s.create(ctx, obj); err != nil {

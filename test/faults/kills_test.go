@@ -24,7 +24,7 @@ func testKills(t *testing.T, s *suite) {
 	sim := s.startApisim(t, time.Minute)
 	ns := s.newNamespace(t, "kills")
 	s.createInputSecrets(t, ns, sim)
-	opts := testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns)}
+	opts := testenv.ManagerOptions{NoLeaderElection: true, Args: managerArgs(ns), AllowedEndpoints: sim.Endpoints()}
 	mgr := s.startManager(t, opts)
 	defer func() { _ = mgr.Stop(10 * time.Second) }()
 

@@ -101,7 +101,7 @@ func testKubeAPI(t *testing.T, s *suite) {
 	ns := s.newNamespace(t, "kubeapi")
 	s.createInputSecrets(t, ns, sim)
 	// Leader election on, as config/default deploys it.
-	sv := s.supervise(t, testenv.ManagerOptions{Args: managerArgs(ns, testenv.FastFailoverArgs()...)})
+	sv := s.supervise(t, testenv.ManagerOptions{AllowedEndpoints: sim.Endpoints(), Args: managerArgs(ns, testenv.FastFailoverArgs()...)})
 	defer sv.shutdown()
 	for i := 0; i < m.kubeObjects; i++ {
 		if err := s.create(ctx, newApiKey(ns, fmt.Sprintf("ak-%02d", i), sim, time.Minute, 10*time.Second)); err != nil {

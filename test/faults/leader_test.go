@@ -28,7 +28,7 @@ func testLeaderElection(t *testing.T, s *suite) {
 	s.createInputSecrets(t, ns, sim)
 	// Leader election as testenv.FastFailover sets it: a failover within
 	// seconds, measured here.
-	opts := testenv.ManagerOptions{Args: managerArgs(ns, testenv.FastFailoverArgs()...)}
+	opts := testenv.ManagerOptions{AllowedEndpoints: sim.Endpoints(), Args: managerArgs(ns, testenv.FastFailoverArgs()...)}
 	mgrs := []*testenv.Manager{s.startManager(t, opts), s.startManager(t, opts)}
 	defer func() {
 		for _, m := range mgrs {
