@@ -222,6 +222,8 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			metrics.IssuerReady.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
+			metrics.IssuerCredentialFirstSeen.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
+			metrics.IssuerMaxKeyAge.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -246,24 +248,14 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	secretRV := secretVersion(ctx, r.Cache, secretNS, r.k.secretRef(obj).Name)
 	now := r.Clock.Now()
 	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretRV)
-	if res, checked := r.checkedAlready(obj, st, version, now); checked {
-		return res, nil
-	}
-	f, usableRV := r.check(ctx, obj, secretNS)
-	if usableRV != "" {
-		// Only now, the Secret having passed every check, is it protected;
-		// the version then names the Secret after that patch, so the patch
-		// is not taken for a new credential.
-		rv, err := protectSecret(ctx, r.Cache, r.Client, secretNS, r.k.secretRef(obj).Name, usableRV)
-		if err != nil {
+	res, checked := r.checkedAlready(obj, st, version, now)
+	if !checked {
+		var err error
+		if res, version, err = r.checkNow(ctx, obj, st, secretNS, version, now); err != nil {
 			return ctrl.Result{}, err
 		}
-		if rv != "" {
-			version = fmt.Sprintf("%d/%s", obj.GetGeneration(), rv)
-		}
 	}
-	res := r.recordCheck(obj, st, f)
-	st.CheckedVersion, st.LastCheckTime, st.ObservedGeneration = version, mtime(now), obj.GetGeneration()
+	res = r.judgeCredentialAge(obj, st, now, res)
 	if err := patchStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
@@ -273,11 +265,70 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	return res, nil
 }
 
+// checkNow checks the credential, protects a usable Secret, records the
+// outcome and the credential's fingerprint, and returns the version checked
+// (after the protecting patch).
+func (r *IssuerReconciler) checkNow(ctx context.Context, obj client.Object, st *v1alpha1.IssuerStatus, secretNS, version string, now time.Time) (ctrl.Result, string, error) {
+	f, usableRV, fingerprint := r.check(ctx, obj, secretNS)
+	if usableRV != "" {
+		// Only now, the Secret having passed every check, is it protected;
+		// the version then names the Secret after that patch, so the patch
+		// is not taken for a new credential.
+		rv, err := protectSecret(ctx, r.Cache, r.Client, secretNS, r.k.secretRef(obj).Name, usableRV)
+		if err != nil {
+			return ctrl.Result{}, "", err
+		}
+		if rv != "" {
+			version = fmt.Sprintf("%d/%s", obj.GetGeneration(), rv)
+		}
+	}
+	res := r.recordCheck(obj, st, f)
+	trackCredential(st, fingerprint, now)
+	st.CheckedVersion, st.LastCheckTime, st.ObservedGeneration = version, mtime(now), obj.GetGeneration()
+	return res, version, nil
+}
+
+// judgeCredentialAge exports since when the credential is in use and, for
+// a Rev.io issuer with spec.maxKeyAge, sets KeyAge (a Warning event when it
+// turns KeyTooOld) and asks to be woken when it will turn.
+func (r *IssuerReconciler) judgeCredentialAge(obj client.Object, st *v1alpha1.IssuerStatus, now time.Time, res ctrl.Result) ctrl.Result {
+	labels := []string{r.k.kind, obj.GetNamespace(), obj.GetName()}
+	if st.Credential != nil {
+		metrics.SetTime(metrics.IssuerCredentialFirstSeen, st.Credential.FirstSeen.Time, labels...)
+	}
+	var maxAge *metav1.Duration
+	switch o := obj.(type) {
+	case *v1alpha1.RevioIssuer:
+		maxAge = o.Spec.MaxKeyAge
+	case *v1alpha1.ClusterRevioIssuer:
+		maxAge = o.Spec.MaxKeyAge
+	}
+	if maxAge != nil {
+		metrics.IssuerMaxKeyAge.WithLabelValues(labels...).Set(maxAge.Seconds())
+	} else {
+		metrics.IssuerMaxKeyAge.DeleteLabelValues(labels...)
+	}
+	v := judgeKeyAge(st.Credential, maxAge, now)
+	if setKeyAge(st, obj.GetGeneration(), v, maxAge, r.k.secretRef(obj).Name) {
+		c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionKeyAge)
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonKeyTooOld, "Check", "%s", c.Message)
+	}
+	if v.Next > 0 && (res.RequeueAfter == 0 || v.Next < res.RequeueAfter) {
+		res.RequeueAfter = v.Next
+	}
+	return res
+}
+
 // checkedAlready reports whether this version of the issuer and its Secret
 // was checked (by this process or another) and needs no check now.
 func (r *IssuerReconciler) checkedAlready(obj client.Object, st *v1alpha1.IssuerStatus, version string, now time.Time) (ctrl.Result, bool) {
 	ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
 	if st.CheckedVersion != version || ready == nil || ready.ObservedGeneration != obj.GetGeneration() {
+		return ctrl.Result{}, false
+	}
+	if ready.Status == metav1.ConditionTrue && st.Credential == nil {
+		// Checked by a manager that did not record the credential's
+		// fingerprint yet: once more, to start its age.
 		return ctrl.Result{}, false
 	}
 	// The gauge still says so, for a restarted manager or a new shard.
@@ -329,7 +380,7 @@ func (r *IssuerReconciler) recordCheck(obj client.Object, st *v1alpha1.IssuerSta
 // returns the resourceVersion of its credential Secret when that Secret
 // passed every check of it (type, not an output Secret, the key present),
 // whatever Reevit then answered; "" when it did not or was not read.
-func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretNS string) (*failure, string) {
+func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretNS string) (*failure, string, string) {
 	switch o := obj.(type) {
 	case *v1alpha1.ReevitIssuer, *v1alpha1.ClusterReevitIssuer:
 		var spec v1alpha1.ReevitIssuerSpec
@@ -340,21 +391,22 @@ func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretN
 		}
 		iss := &reevitIssuer{obj: obj, kind: r.k.kind, spec: spec, secretNS: secretNS}
 		if !endpointAllowed(iss.url(), r.AllowedEndpoints) {
-			return endpointRefused(iss.describe(), iss.url(), r.AllowedEndpoints), ""
+			return endpointRefused(iss.describe(), iss.url(), r.AllowedEndpoints), "", ""
 		}
 		key, rv, f := readIssuerCredential(ctx, r.secrets, secretNS, spec.AdminKeySecretRef, "spec.adminKeySecretRef")
 		if f != nil {
-			return f, ""
+			return f, "", ""
 		}
+		fp := credentialFingerprint(key)
 		c, err := reevit.New(reevit.Config{BaseURL: iss.url(), OrgID: spec.OrgID, AdminKey: key, ActorID: spec.ActorID,
 			AllowHTTP: r.AllowHTTP, HTTPClient: r.HTTPClient, Observe: metrics.Observer("reevit")})
 		if err != nil {
-			return classifyReevit(err), rv
+			return classifyReevit(err), rv, fp
 		}
 		if _, err := c.ListKeys(ctx); err != nil {
-			return classifyReevit(err), rv
+			return classifyReevit(err), rv, fp
 		}
-		return nil, rv
+		return nil, rv, fp
 	default:
 		var spec v1alpha1.RevioIssuerSpec
 		if ri, ok := o.(*v1alpha1.RevioIssuer); ok {
@@ -367,8 +419,11 @@ func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretN
 		// exchange is made: it would mint a token nobody uses and spend
 		// Rev.io's rate limit once per Secret version. The first RevioToken
 		// exchange proves the key itself (its Issued condition).
-		_, _, _, f := r.connectRevio(ctx, r.secrets, iss)
-		return f, ""
+		_, apiKey, _, f := r.connectRevio(ctx, r.secrets, iss)
+		if f != nil {
+			return f, "", ""
+		}
+		return nil, "", credentialFingerprint(apiKey)
 	}
 }
 

@@ -1,10 +1,17 @@
 package controller
 
 import (
+	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 )
@@ -80,5 +87,82 @@ func TestSetKeyAge(t *testing.T) {
 	setKeyAge(st, 1, judgeKeyAge(st.Credential, nil, t0), nil, "revio-key")
 	if len(st.Conditions) != 0 {
 		t.Fatalf("no maxKeyAge: no condition, got %+v", st.Conditions)
+	}
+}
+
+// An issuer records which credential its Secret holds (a fingerprint, never
+// the value) and since when; a Rev.io issuer past spec.maxKeyAge turns
+// KeyAge=False (KeyTooOld) with a Warning event while staying Ready, and a
+// new key in the Secret starts a new age.
+func TestIssuerCredentialAge(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := rtNamespace(t)
+	key1, key2 := revioSim.GenerateAPIKey(rtHost), revioSim.GenerateAPIKey(rtHost)
+	rtAPIKeySecret(t, ns, "rev-key", key1)
+	start := clk.Now()
+	rtCreateIssuer(t, ns, "rev-key", func(s *v1alpha1.RevioIssuerSpec) { s.MaxKeyAge = &metav1.Duration{Duration: 2 * time.Hour} })
+	issuer := func(g Gomega) *v1alpha1.RevioIssuer {
+		iss := &v1alpha1.RevioIssuer{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rev-key"}, iss)).To(Succeed())
+		return iss
+	}
+	keyAge := func(g Gomega, iss *v1alpha1.RevioIssuer) *metav1.Condition {
+		c := meta.FindStatusCondition(iss.Status.Conditions, v1alpha1.ConditionKeyAge)
+		g.Expect(c).NotTo(BeNil())
+		return c
+	}
+	g.Eventually(func(g Gomega) {
+		iss := issuer(g)
+		g.Expect(iss.Status.Credential).NotTo(BeNil())
+		g.Expect(iss.Status.Credential.Fingerprint).To(Equal(credentialFingerprint(key1)))
+		g.Expect(iss.Status.Credential.FirstSeen.Time).To(BeTemporally("~", start, time.Second))
+		g.Expect(keyAge(g, iss).Status).To(Equal(metav1.ConditionTrue))
+	}, rtWait, rtPoll).Should(Succeed())
+
+	// Past maxKeyAge: a Warning, Ready untouched.
+	clk.Step(3 * time.Hour)
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		iss := &v1alpha1.RevioIssuer{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rev-key"}, iss); err != nil {
+			return err
+		}
+		iss.Annotations = map[string]string{"test.keywarden.dev/poke": "1"}
+		return k8s.Update(ctx, iss)
+	})).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		iss := issuer(g)
+		c := keyAge(g, iss)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonKeyTooOld))
+		g.Expect(c.Message).To(ContainSubstring("make a new API key in Rev.io's UI"))
+		g.Expect(meta.IsStatusConditionTrue(iss.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
+	}, rtWait, rtPoll).Should(Succeed())
+	rtWaitEvent(t, ns, corev1.EventTypeWarning, v1alpha1.ReasonKeyTooOld)
+
+	// A new key starts a new age.
+	rtSetAPIKey(t, ns, "rev-key", key2)
+	g.Eventually(func(g Gomega) {
+		iss := issuer(g)
+		g.Expect(iss.Status.Credential.Fingerprint).To(Equal(credentialFingerprint(key2)))
+		g.Expect(iss.Status.Credential.FirstSeen.Time).To(BeTemporally("~", clk.Now(), time.Second))
+		g.Expect(keyAge(g, iss).Status).To(Equal(metav1.ConditionTrue))
+	}, rtWait, rtPoll).Should(Succeed())
+
+	// A Reevit issuer records its admin key the same way, with no KeyAge.
+	e := newAkt(t)
+	g.Eventually(func(g Gomega) {
+		ri := &v1alpha1.ReevitIssuer{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: aktIssuer}, ri)).To(Succeed())
+		g.Expect(ri.Status.Credential).NotTo(BeNil())
+		g.Expect(ri.Status.Credential.Fingerprint).To(Equal(credentialFingerprint(e.adminKey)))
+		g.Expect(meta.FindStatusCondition(ri.Status.Conditions, v1alpha1.ConditionKeyAge)).To(BeNil())
+	}, rtWait, rtPoll).Should(Succeed())
+
+	// Never the value.
+	for _, k := range []string{key1, key2} {
+		b, err := json.Marshal(issuer(g).Status)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(string(b)).NotTo(ContainSubstring(k))
 	}
 }

@@ -61,6 +61,20 @@ var (
 		Help: "1 when the issuer's credential was proven to work, 0 when its last check failed.",
 	}, []string{"kind", "namespace", "name"})
 
+	// IssuerCredentialFirstSeen is when an issuer's credential value (the
+	// Reevit admin key, the Rev.io API key) was first seen in its Secret:
+	// its age is time() minus this.
+	IssuerCredentialFirstSeen = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_issuer_credential_first_seen_timestamp_seconds",
+		Help: "When the issuer's current credential (admin key or API key) was first seen in its Secret, as a Unix timestamp; its age is time() minus this.",
+	}, []string{"kind", "namespace", "name"})
+
+	// IssuerMaxKeyAge is a Rev.io issuer's spec.maxKeyAge.
+	IssuerMaxKeyAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_issuer_max_key_age_seconds",
+		Help: "The Rev.io issuer's spec.maxKeyAge, in seconds (absent when unset).",
+	}, []string{"kind", "namespace", "name"})
+
 	// RolloutPatches counts pod-template patches that restart workloads
 	// (one per workload per coalescing window, however many Secrets changed).
 	RolloutPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -84,7 +98,7 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys,
-		IssuerReady, PolicyViolations, RolloutPatches, RolloutsPending)
+		IssuerReady, IssuerCredentialFirstSeen, IssuerMaxKeyAge, PolicyViolations, RolloutPatches, RolloutsPending)
 }
 
 // Observer returns a client hook that records one external request.
