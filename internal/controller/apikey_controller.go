@@ -71,7 +71,7 @@ func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.nextDrift = map[types.UID]time.Time{}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ApiKey{}, builder.WithPredicates(primaryPredicate())).
-		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.ApiKeyList{} }), secretWatch).
+		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.ApiKeyList{} }), builder.OnlyMetadata).
 		Watches(&v1alpha1.ReevitIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindReevitIssuer, false, newApiKeyList), builder.WithPredicates(issuerChanged())).
 		Watches(&v1alpha1.ClusterReevitIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindClusterReevitIssuer, true, newApiKeyList), builder.WithPredicates(issuerChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
@@ -417,15 +417,6 @@ func appendHistory(ak *v1alpha1.ApiKey, e v1alpha1.KeyHistoryEntry) {
 		h = nil
 	}
 	ak.Status.History = h
-}
-
-func containsString(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // hasReason reports whether a condition of the type has the reason.
