@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/reevit"
+	"github.com/keywarden/keywarden/internal/revio"
 )
 
 // issuerView is what the plugin shows of an issuer of any of the four kinds.
@@ -66,11 +68,11 @@ func (v issuerView) url() string {
 	case v.reevit != nil && v.reevit.URL != "":
 		return v.reevit.URL
 	case v.reevit != nil:
-		return "https://api.reevit.com"
+		return reevit.DefaultBaseURL
 	case v.revio.URL != "":
 		return v.revio.URL
 	}
-	return "https://api.psarev.io"
+	return revio.DefaultBaseURL
 }
 
 // readyCondition is the issuer's Ready condition, or nil.
