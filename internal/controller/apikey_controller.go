@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/issuerref"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/secretsync"
@@ -27,7 +28,7 @@ import (
 const (
 	kindApiKey = "ApiKey"
 	// finalizer makes deletion wait for revocation.
-	finalizer = "credentials.keywarden.dev/revoke"
+	finalizer = issuerref.RevokeFinalizer
 	// replayWindow is how long Reevit replays a mutation for an
 	// Idempotency-Key (24 h), with a safety margin.
 	replayWindow = 23 * time.Hour
