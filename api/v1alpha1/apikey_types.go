@@ -224,9 +224,6 @@ type ApiKeyStatus struct {
 	// LastCompromisedRequest is the last keywarden.dev/compromised value acted on.
 	// +optional
 	LastCompromisedRequest string `json:"lastCompromisedRequest,omitempty"`
-	// LastDriftCheckTime is when Keywarden last listed the organisation's keys.
-	// +optional
-	LastDriftCheckTime *metav1.Time `json:"lastDriftCheckTime,omitempty"`
 	// AdminKeySecretVersion is the version of the issuer and of its admin-key
 	// Secret at the last attempt; a change lifts a failure that needed a person.
 	// +optional

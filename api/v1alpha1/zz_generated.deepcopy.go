@@ -155,10 +155,6 @@ func (in *ApiKeyStatus) DeepCopyInto(out *ApiKeyStatus) {
 		*out = new(KeyRequest)
 		(*in).DeepCopyInto(*out)
 	}
-	if in.LastDriftCheckTime != nil {
-		in, out := &in.LastDriftCheckTime, &out.LastDriftCheckTime
-		*out = (*in).DeepCopy()
-	}
 	if in.LastFailureTime != nil {
 		in, out := &in.LastFailureTime, &out.LastFailureTime
 		*out = (*in).DeepCopy()

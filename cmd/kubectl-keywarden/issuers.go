@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/issuerref"
+	"github.com/keywarden/keywarden/internal/reevit"
+	"github.com/keywarden/keywarden/internal/revio"
 )
 
 // issuerView is what the plugin shows of an issuer of any of the four kinds.
@@ -66,11 +68,11 @@ func (v issuerView) url() string {
 	case v.reevit != nil && v.reevit.URL != "":
 		return v.reevit.URL
 	case v.reevit != nil:
-		return "https://api.reevit.com"
+		return reevit.DefaultBaseURL
 	case v.revio.URL != "":
 		return v.revio.URL
 	}
-	return "https://api.psarev.io"
+	return revio.DefaultBaseURL
 }
 
 // readyCondition is the issuer's Ready condition, or nil.
@@ -162,9 +164,9 @@ func (s issuerState) line() string {
 const maxUsers = 12
 
 // issuerUsers lists the ApiKeys or RevioTokens that name the issuer in
-// spec.issuerRef and, for a Reevit issuer, those still holding a key made
-// through it (status.issuer, status.pendingRevocations[].issuer): what
-// IssuerInUse waits for. Users of a cluster issuer are named with their
+// spec.issuerRef and, for a Reevit issuer, those whose keys made through it
+// its deletion waits for (issuerref.BlocksDeletion, the controller's own
+// rule: status.issuer, status.pendingCreate, status.pendingRevocations[]). Users of a cluster issuer are named with their
 // namespace.
 func issuerUsers(ctx context.Context, c client.Client, v issuerView) ([]string, error) {
 	var opts []client.ListOption
@@ -192,7 +194,7 @@ func issuerUsers(ctx context.Context, c client.Client, v issuerView) ([]string, 
 			switch {
 			case names(ak):
 				out = append(out, display(kindApiKey, ak))
-			case holdsKeyFrom(ak, v):
+			case issuerref.BlocksDeletion(ak, v.kind.Kind(), v.obj.GetName()):
 				out = append(out, display(kindApiKey, ak)+" (holds a key made through it)")
 			}
 		}
@@ -208,24 +210,6 @@ func issuerUsers(ctx context.Context, c client.Client, v issuerView) ([]string, 
 		}
 	}
 	return out, nil
-}
-
-// holdsKeyFrom says whether an ApiKey's status records a key made by the
-// issuer (same kind and name, and same UID when both are known).
-func holdsKeyFrom(ak *v1alpha1.ApiKey, v issuerView) bool {
-	recs := []*v1alpha1.IssuerRecord{ak.Status.Issuer}
-	for _, p := range ak.Status.PendingRevocations {
-		recs = append(recs, p.Issuer)
-	}
-	return slices.ContainsFunc(recs, func(r *v1alpha1.IssuerRecord) bool {
-		if r == nil || r.Kind != v.kind.Kind() || r.Name != v.obj.GetName() {
-			return false
-		}
-		if !v.kind.clusterScoped() && ak.Namespace != v.obj.GetNamespace() {
-			return false
-		}
-		return r.UID == "" || r.UID == v.obj.GetUID()
-	})
 }
 
 // joinUsers joins at most maxUsers names.

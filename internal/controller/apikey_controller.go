@@ -20,6 +20,7 @@ import (
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/audit"
+	"github.com/keywarden/keywarden/internal/issuerref"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/secretsync"
@@ -28,7 +29,7 @@ import (
 const (
 	kindApiKey = "ApiKey"
 	// finalizer makes deletion wait for revocation.
-	finalizer = "credentials.keywarden.dev/revoke"
+	finalizer = issuerref.RevokeFinalizer
 	// replayWindow is how long Reevit replays a mutation for an
 	// Idempotency-Key (24 h), with a safety margin.
 	replayWindow = 23 * time.Hour
@@ -72,7 +73,7 @@ func (r *ApiKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.nextDrift = map[types.UID]time.Time{}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ApiKey{}, builder.WithPredicates(primaryPredicate())).
-		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.ApiKeyList{} }), secretWatch).
+		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.ApiKeyList{} }), builder.OnlyMetadata).
 		Watches(&v1alpha1.ReevitIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindReevitIssuer, false, newApiKeyList), builder.WithPredicates(issuerChanged())).
 		Watches(&v1alpha1.ClusterReevitIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindClusterReevitIssuer, true, newApiKeyList), builder.WithPredicates(issuerChanged())).
 		Watches(&corev1.Namespace{}, enqueueWaitingInNamespace(mgr.GetClient(), newApiKeyList), builder.WithPredicates(namespaceLabelsChanged())).
@@ -426,15 +427,6 @@ func appendHistory(ak *v1alpha1.ApiKey, e v1alpha1.KeyHistoryEntry) {
 		h = nil
 	}
 	ak.Status.History = h
-}
-
-func containsString(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // hasReason reports whether a condition of the type has the reason.

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/reevit/reevittest"
 )
 
@@ -395,7 +396,7 @@ func (e *akt) event(name, typ, reason string) eventsv1.Event {
 func (e *akt) keysOf(uid string) []reevittest.KeyInfo {
 	var out []reevittest.KeyInfo
 	for _, k := range reevitSim.Keys(e.org) {
-		if u, _, ok := parseMarker(k.Name); ok && u == uid {
+		if u, _, ok := reevit.ParseMarker(k.Name); ok && u == uid {
 			out = append(out, k)
 		}
 	}

@@ -47,9 +47,6 @@ func keyName(ak *v1alpha1.ApiKey, gen int64) string {
 	return displayName(ak) + " " + reevit.Marker(string(ak.UID), gen)
 }
 
-// parseMarker returns the object UID and generation a key name carries.
-func parseMarker(name string) (uid string, gen int64, ok bool) { return reevit.ParseMarker(name) }
-
 // keySpecHash fingerprints the fields whose change needs a new key.
 func keySpecHash(ak *v1alpha1.ApiKey, iss *v1alpha1.IssuerRecord) string {
 	scopes := make([]string, 0, len(ak.Spec.Scopes))

@@ -10,6 +10,7 @@ import (
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/metrics"
+	"github.com/keywarden/keywarden/internal/reevit"
 )
 
 // stepDrift checks now and then that Reevit still holds the active key.
@@ -58,7 +59,7 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 	st := &ak.Status
 	activeFound, live := false, 0
 	for _, k := range keys {
-		uid, _, ok := parseMarker(k.Name)
+		uid, _, ok := reevit.ParseMarker(k.Name)
 		if k.ID == st.KeyID {
 			activeFound = true
 		}

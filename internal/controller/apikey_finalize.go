@@ -17,6 +17,7 @@ import (
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/metrics"
+	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/secretsync"
 )
 
@@ -122,7 +123,7 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, n
 			return r.blockDeletion(ak, now, classifyReevit(err))
 		}
 		for _, k := range keys {
-			if uid, _, ok := parseMarker(k.Name); ok && uid == string(ak.UID) && !containsString(ids, k.ID) {
+			if uid, _, ok := reevit.ParseMarker(k.Name); ok && uid == string(ak.UID) && !slices.Contains(ids, k.ID) {
 				targets, ids = append(targets, target{k.ID, st.PendingCreate.Issuer}), append(ids, k.ID)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/secretsync"
 )
 
@@ -571,7 +572,7 @@ func TestDecideKeyNameMarker(t *testing.T) {
 			a.Spec.DisplayName = dn
 			n := keyName(a, gen)
 			g.Expect(n).To(HavePrefix(displayName(a)))
-			gotUID, gotGen, ok := parseMarker(n)
+			gotUID, gotGen, ok := reevit.ParseMarker(n)
 			g.Expect(ok).To(BeTrue(), n)
 			g.Expect(gotUID).To(Equal(uid), n)
 			g.Expect(gotGen).To(Equal(gen), n)
@@ -579,7 +580,7 @@ func TestDecideKeyNameMarker(t *testing.T) {
 	}
 
 	upper := "payments [kw:" + strings.ToUpper(uid) + ":3]"
-	gotUID, gotGen, ok := parseMarker(upper)
+	gotUID, gotGen, ok := reevit.ParseMarker(upper)
 	g.Expect(ok).To(BeTrue())
 	g.Expect(gotUID).To(Equal(strings.ToUpper(uid)))
 	g.Expect(gotGen).To(BeEquivalentTo(3))
@@ -594,14 +595,14 @@ func TestDecideKeyNameMarker(t *testing.T) {
 		"payments/reevit [kw:" + uid[:35] + ":3]",               // short UID
 		"payments/reevit [kw:" + uid + ":99999999999999999999]", // overflows int64
 	} {
-		_, _, ok := parseMarker(bad)
+		_, _, ok := reevit.ParseMarker(bad)
 		g.Expect(ok).To(BeFalse(), bad)
 	}
 
 	// Another object's marker does not parse as this one's.
 	other := decideApiKey()
 	other.UID = types.UID("11111111-2222-3333-4444-555555555555")
-	gotUID, _, ok = parseMarker(keyName(other, 1))
+	gotUID, _, ok = reevit.ParseMarker(keyName(other, 1))
 	g.Expect(ok).To(BeTrue())
 	g.Expect(gotUID).NotTo(Equal(uid))
 }

@@ -23,7 +23,7 @@ import (
 // DefaultAllowedEndpoints are the base URLs issuers may name when the
 // manager's --allowed-endpoints flag is not set: the two official API hosts.
 func DefaultAllowedEndpoints() []string {
-	return []string{"https://api.reevit.com", "https://api.psarev.io"}
+	return []string{reevit.DefaultBaseURL, revio.DefaultBaseURL}
 }
 
 // issuerRefsIndex indexes ApiKeys and RevioTokens by every issuer they
@@ -81,7 +81,7 @@ func (i *reevitIssuer) cluster() bool { return i.kind == v1alpha1.KindClusterRee
 // url is the issuer's base URL with its default.
 func (i *reevitIssuer) url() string {
 	if i.spec.URL == "" {
-		return "https://api.reevit.com"
+		return reevit.DefaultBaseURL
 	}
 	return i.spec.URL
 }
@@ -424,7 +424,7 @@ type revioIssuer struct {
 
 func (i *revioIssuer) url() string {
 	if i.spec.URL == "" {
-		return "https://api.psarev.io"
+		return revio.DefaultBaseURL
 	}
 	return i.spec.URL
 }

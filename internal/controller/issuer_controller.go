@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/issuerref"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/reevit"
 )
@@ -477,7 +478,7 @@ func (r *IssuerReconciler) dependents(ctx context.Context, obj client.Object) (i
 	n := 0
 	for i := range list.Items {
 		ak := &list.Items[i]
-		if holdsKeysOf(ak, r.k.kind, obj.GetName()) && (ak.DeletionTimestamp.IsZero() || slices.Contains(ak.Finalizers, finalizer)) {
+		if issuerref.BlocksDeletion(ak, r.k.kind, obj.GetName()) {
 			n++
 		}
 	}
@@ -501,24 +502,4 @@ func (r *IssuerReconciler) listAllShards(ctx context.Context, obj client.Object,
 		}
 		opts = append(opts[:len(opts):len(opts)], client.Continue(page.Continue))
 	}
-}
-
-// holdsKeysOf says whether status records a key (active, pending
-// revocation, or a creation in flight) made through the issuer.
-func holdsKeysOf(ak *v1alpha1.ApiKey, kind, name string) bool {
-	is := func(r *v1alpha1.IssuerRecord) bool { return r != nil && r.Kind == kind && r.Name == name }
-	st := &ak.Status
-	if st.KeyID != "" && is(st.Issuer) {
-		return true
-	}
-	if st.PendingCreate != nil && (is(st.PendingCreate.Issuer) || (st.PendingCreate.Issuer == nil &&
-		reevitKind(ak.Spec.IssuerRef.Kind) == kind && ak.Spec.IssuerRef.Name == name)) {
-		return true
-	}
-	for i := range st.PendingRevocations {
-		if is(st.PendingRevocations[i].Issuer) {
-			return true
-		}
-	}
-	return false
 }

@@ -43,7 +43,7 @@ func (r *RevioTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.RevioToken{}, builder.WithPredicates(primaryPredicate())).
-		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.RevioTokenList{} }), secretWatch).
+		Watches(secretMetadata(), enqueueBySecret(mgr.GetClient(), func() client.ObjectList { return &v1alpha1.RevioTokenList{} }), builder.OnlyMetadata).
 		Watches(&v1alpha1.RevioIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindRevioIssuer, false, newRevioTokenList), builder.WithPredicates(issuerChanged())).
 		Watches(&v1alpha1.ClusterRevioIssuer{}, enqueueByIssuer(mgr.GetClient(), v1alpha1.KindClusterRevioIssuer, true, newRevioTokenList), builder.WithPredicates(issuerChanged())).
 		Watches(&corev1.Namespace{}, enqueueWaitingInNamespace(mgr.GetClient(), newRevioTokenList), builder.WithPredicates(namespaceLabelsChanged())).

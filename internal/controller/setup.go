@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -280,9 +279,6 @@ func primaryPredicate() predicate.Predicate {
 
 // lastApplied is the annotation kubectl apply keeps a copy of the object in.
 const lastApplied = corev1.LastAppliedConfigAnnotation
-
-// secretWatch is the builder option for the metadata-only Secret watch.
-var secretWatch = builder.OnlyMetadata
 
 // TrimForCache is the cache's transform: it drops managed fields from every
 // object, and kubectl's last-applied-configuration annotation (a second

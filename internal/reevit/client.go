@@ -21,6 +21,11 @@ import (
 	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
+// DefaultBaseURL is Reevit's documented API root, the default of an issuer's
+// spec.url (the CRD's +kubebuilder:default repeats it, as markers cannot name
+// a constant).
+const DefaultBaseURL = "https://api.reevit.com"
+
 // DefaultTimeout bounds each call when Config.Timeout is zero.
 const DefaultTimeout = httpcore.DefaultTimeout
 

@@ -20,7 +20,9 @@ import (
 	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
-// DefaultBaseURL is Rev.io's documented API root.
+// DefaultBaseURL is Rev.io's documented API root, the default of an issuer's
+// spec.url (the CRD's +kubebuilder:default repeats it, as markers cannot name
+// a constant).
 const DefaultBaseURL = "https://api.psarev.io"
 
 // DefaultTimeout bounds each call when Config.Timeout is zero.
