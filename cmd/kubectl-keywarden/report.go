@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,6 +24,9 @@ import (
 const (
 	stateActive            = "active"
 	statePendingRevocation = "pending-revocation"
+	// An issuer's own credential: the Reevit admin key, the Rev.io API key.
+	stateAdminKey = "admin-key"
+	stateAPIKey   = "api-key"
 )
 
 // reportRow is one live key Keywarden manages. It names the key by id and
@@ -48,6 +52,9 @@ type reportRow struct {
 	// MaxKeyAge is the issuer policy's maxKeyAge; empty when it sets none.
 	MaxKeyAge string `json:"maxKeyAge,omitempty"`
 	OverAge   bool   `json:"overAge"`
+	// Fingerprint identifies an issuer's credential (status.credential),
+	// which has no key id: "sha256:" and 16 hex characters of its hash.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 type reportOptions struct {
@@ -109,11 +116,10 @@ func reportRows(ctx context.Context, c client.Client, ns string, now time.Time) 
 	if err := c.List(ctx, &aks, opts...); err != nil {
 		return nil, fmt.Errorf("list ApiKeys: %w", err)
 	}
-	maxAge, err := issuerMaxKeyAges(ctx, c, ns)
+	maxAge, rows, err := issuerReport(ctx, c, ns, now)
 	if err != nil {
 		return nil, err
 	}
-	var rows []reportRow
 	for i := range aks.Items {
 		rows = append(rows, apiKeyReportRows(&aks.Items[i], maxAge, now)...)
 	}
@@ -123,33 +129,71 @@ func reportRows(ctx context.Context, c client.Client, ns string, now time.Time) 
 	return rows, nil
 }
 
-// issuerMaxKeyAges maps "Kind/namespace/name" of every Reevit issuer (a
-// cluster issuer with no namespace) to its policy's maxKeyAge, when set.
-func issuerMaxKeyAges(ctx context.Context, c client.Client, ns string) (map[string]time.Duration, error) {
-	out := map[string]time.Duration{}
+// issuerReport lists the issuers of ns (all, cluster issuers included,
+// when empty). It maps "Kind/namespace/name" of every Reevit issuer to its
+// policy's maxKeyAge, when set, for the ApiKeys' rows, and returns a row for
+// each issuer's own credential whose first sighting status records: the
+// admin key of a Reevit issuer, the API key of a Rev.io issuer (judged
+// against its spec.maxKeyAge).
+func issuerReport(ctx context.Context, c client.Client, ns string, now time.Time) (map[string]time.Duration, []reportRow, error) {
+	maxAge := map[string]time.Duration{}
+	var rows []reportRow
 	var opts []client.ListOption
 	if ns != "" {
 		opts = append(opts, client.InNamespace(ns))
 	}
+	add := func(kind, namespace, name, org, state string, st *v1alpha1.IssuerStatus, max *metav1.Duration) {
+		if st.Credential == nil {
+			return
+		}
+		since := st.Credential.FirstSeen.UTC()
+		r := reportRow{Namespace: namespace, Kind: kind, Name: name, State: state, IssuerKind: kind, IssuerName: name, OrgID: org,
+			Fingerprint: st.Credential.Fingerprint, ActiveSince: &since, AgeSeconds: int64(now.Sub(since) / time.Second)}
+		if max != nil {
+			r.MaxKeyAge = max.Duration.String()
+			r.OverAge = now.Sub(since) > max.Duration
+		}
+		rows = append(rows, r)
+	}
 	var ris v1alpha1.ReevitIssuerList
 	if err := c.List(ctx, &ris, opts...); err != nil {
-		return nil, fmt.Errorf("list ReevitIssuers: %w", err)
+		return nil, nil, fmt.Errorf("list ReevitIssuers: %w", err)
 	}
 	for _, ri := range ris.Items {
 		if d := ri.Spec.Policy.MaxKeyAge; d != nil {
-			out[issuerAgeKey(v1alpha1.KindReevitIssuer, ri.Namespace, ri.Name)] = d.Duration
+			maxAge[issuerAgeKey(v1alpha1.KindReevitIssuer, ri.Namespace, ri.Name)] = d.Duration
 		}
+		add(v1alpha1.KindReevitIssuer, ri.Namespace, ri.Name, ri.Spec.OrgID, stateAdminKey, &ri.Status, nil)
+	}
+	var rvis v1alpha1.RevioIssuerList
+	if err := c.List(ctx, &rvis, opts...); err != nil {
+		return nil, nil, fmt.Errorf("list RevioIssuers: %w", err)
+	}
+	for _, ri := range rvis.Items {
+		add(v1alpha1.KindRevioIssuer, ri.Namespace, ri.Name, "", stateAPIKey, &ri.Status, ri.Spec.MaxKeyAge)
 	}
 	var cris v1alpha1.ClusterReevitIssuerList
 	if err := c.List(ctx, &cris); err != nil {
-		return nil, fmt.Errorf("list ClusterReevitIssuers: %w", err)
+		return nil, nil, fmt.Errorf("list ClusterReevitIssuers: %w", err)
 	}
 	for _, ci := range cris.Items {
 		if d := ci.Spec.Policy.MaxKeyAge; d != nil {
-			out[issuerAgeKey(v1alpha1.KindClusterReevitIssuer, "", ci.Name)] = d.Duration
+			maxAge[issuerAgeKey(v1alpha1.KindClusterReevitIssuer, "", ci.Name)] = d.Duration
+		}
+		if ns == "" {
+			add(v1alpha1.KindClusterReevitIssuer, "", ci.Name, ci.Spec.OrgID, stateAdminKey, &ci.Status, nil)
 		}
 	}
-	return out, nil
+	if ns == "" {
+		var crvis v1alpha1.ClusterRevioIssuerList
+		if err := c.List(ctx, &crvis); err != nil {
+			return nil, nil, fmt.Errorf("list ClusterRevioIssuers: %w", err)
+		}
+		for _, ci := range crvis.Items {
+			add(v1alpha1.KindClusterRevioIssuer, "", ci.Name, "", stateAPIKey, &ci.Status, ci.Spec.MaxKeyAge)
+		}
+	}
+	return maxAge, rows, nil
 }
 
 func issuerAgeKey(kind, ns, name string) string {
@@ -227,24 +271,28 @@ func writeReport(w io.Writer, format string, rows []reportRow) error {
 	case "csv":
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"namespace", "kind", "name", "state", "issuerKind", "issuerName", "orgId", "keyId", "keyPrefix",
-			"scopes", "environment", "activeSince", "ageSeconds", "nextRotation", "revokeAfter", "maxKeyAge", "overAge"})
+			"scopes", "environment", "activeSince", "ageSeconds", "nextRotation", "revokeAfter", "maxKeyAge", "overAge", "fingerprint"})
 		for _, r := range rows {
 			_ = cw.Write([]string{r.Namespace, r.Kind, r.Name, r.State, r.IssuerKind, r.IssuerName, r.OrgID, r.KeyID, r.KeyPrefix,
 				strings.Join(r.Scopes, " "), r.Environment, rfc3339(r.ActiveSince), strconv.FormatInt(r.AgeSeconds, 10),
-				rfc3339(r.NextRotation), rfc3339(r.RevokeAfter), r.MaxKeyAge, strconv.FormatBool(r.OverAge)})
+				rfc3339(r.NextRotation), rfc3339(r.RevokeAfter), r.MaxKeyAge, strconv.FormatBool(r.OverAge), r.Fingerprint})
 		}
 		cw.Flush()
 		return cw.Error()
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tOBJECT\tSTATE\tISSUER\tORG\tKEY ID\tPREFIX\tSCOPES\tENV\tAGE\tNEXT ROTATION\tMAX AGE\tOVER AGE")
+	fmt.Fprintln(tw, "NAMESPACE\tOBJECT\tSTATE\tISSUER\tORG\tKEY ID (OR FINGERPRINT)\tPREFIX\tSCOPES\tENV\tAGE\tNEXT ROTATION\tMAX AGE\tOVER AGE")
 	for _, r := range rows {
 		next := rfc3339(r.NextRotation)
 		if r.State == statePendingRevocation {
 			next = "revoke " + rfc3339(r.RevokeAfter)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, "apikey/"+r.Name, r.State,
-			dash(strings.ToLower(r.IssuerKind)+"/"+r.IssuerName, r.IssuerKind == ""), dash(r.OrgID, r.OrgID == ""), r.KeyID,
+		key := r.KeyID
+		if key == "" {
+			key = r.Fingerprint
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(r.Namespace, r.Namespace == ""), strings.ToLower(r.Kind)+"/"+r.Name, r.State,
+			dash(strings.ToLower(r.IssuerKind)+"/"+r.IssuerName, r.IssuerKind == ""), dash(r.OrgID, r.OrgID == ""), key,
 			dash(r.KeyPrefix, r.KeyPrefix == ""), dash(strings.Join(r.Scopes, ","), len(r.Scopes) == 0), dash(r.Environment, r.Environment == ""),
 			ageText(r.AgeSeconds), dash(next, next == "" || next == "revoke "), dash(r.MaxKeyAge, r.MaxKeyAge == ""), yesNo(r.OverAge))
 	}

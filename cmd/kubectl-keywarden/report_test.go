@@ -118,3 +118,53 @@ func TestReportOverAgeNamespaceAndFormats(t *testing.T) {
 		}
 	}
 }
+
+// Issuers' own credentials are rows too: the admin key of a Reevit issuer
+// and the API key of a Rev.io issuer, by fingerprint, aged from their first
+// sighting, a Rev.io key judged against its spec.maxKeyAge; cluster issuers
+// only when no namespace is given.
+func TestReportIssuerCredentials(t *testing.T) {
+	day := 24 * time.Hour
+	cred := func(d time.Duration, fp string) v1alpha1.IssuerStatus {
+		return v1alpha1.IssuerStatus{Credential: &v1alpha1.CredentialRecord{Fingerprint: fp, FirstSeen: *mtime(-d)}}
+	}
+	c := newFake(
+		&v1alpha1.ReevitIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "pay", Name: "reevit"}, Spec: v1alpha1.ReevitIssuerSpec{OrgID: "org_pay"},
+			Status: cred(100*day, "sha256:aaaaaaaaaaaaaaaa")},
+		&v1alpha1.RevioIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "pay", Name: "revio"}, Spec: v1alpha1.RevioIssuerSpec{MaxKeyAge: &metav1.Duration{Duration: 90 * day}},
+			Status: cred(91*day, "sha256:bbbbbbbbbbbbbbbb")},
+		&v1alpha1.ClusterRevioIssuer{ObjectMeta: metav1.ObjectMeta{Name: "platform"}, Status: cred(5*day, "sha256:cccccccccccccccc")},
+		&v1alpha1.RevioIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "pay", Name: "unchecked"}},
+	)
+	out, _, err := run(t, c, "", "report", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []reportRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]reportRow{}
+	for _, r := range rows {
+		got[r.Kind+"/"+r.Name] = r
+	}
+	if len(rows) != 3 {
+		t.Fatalf("rows: %+v", rows)
+	}
+	if r := got["ReevitIssuer/reevit"]; r.State != stateAdminKey || r.Fingerprint != "sha256:aaaaaaaaaaaaaaaa" || r.OrgID != "org_pay" || r.AgeSeconds != int64(100*day/time.Second) || r.OverAge {
+		t.Errorf("admin key row: %+v", r)
+	}
+	if r := got["RevioIssuer/revio"]; r.State != stateAPIKey || !r.OverAge || r.MaxKeyAge != "2160h0m0s" {
+		t.Errorf("Rev.io key row: %+v", r)
+	}
+	if r := got["ClusterRevioIssuer/platform"]; r.Namespace != "" || r.OverAge {
+		t.Errorf("cluster issuer row: %+v", r)
+	}
+	out, _, err = run(t, c, "", "report", "-n", "pay", "--over-age")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "revioissuer/revio") || !strings.Contains(lines[1], "sha256:bbbbbbbbbbbbbbbb") {
+		t.Fatalf("--over-age -n pay:\n%s", out)
+	}
+}

@@ -196,8 +196,16 @@ func TestPlugin(t *testing.T) {
 			g.Expect(table).To(MatchRegexp(regexp.QuoteMeta(ns+"  apikey/"+ak.Name) + `\s+active\s+reevitissuer/` + reevitIssuerName +
 				`\s+` + regexp.QuoteMeta(sim.Credentials.OrgID) + `\s+` + ak.Status.KeyID + `\s+` + regexp.QuoteMeta(ak.Status.KeyPrefix)))
 		}
-		var rows []map[string]any
-		g.Expect(json.Unmarshal([]byte(p.must(t, "", "report", "-n", ns, "-o", "json")), &rows)).To(Succeed())
+		var all, rows []map[string]any
+		g.Expect(json.Unmarshal([]byte(p.must(t, "", "report", "-n", ns, "-o", "json")), &all)).To(Succeed())
+		issuers := map[string]map[string]any{}
+		for _, r := range all {
+			if r["kind"] == "ApiKey" {
+				rows = append(rows, r)
+			} else {
+				issuers[r["kind"].(string)] = r
+			}
+		}
 		g.Expect(rows).To(HaveLen(2), "one active key per ApiKey, none pending")
 		for i, ak := range []*v1alpha1.ApiKey{a, b} {
 			g.Expect(rows[i]).To(HaveKeyWithValue("name", ak.Name))
@@ -206,11 +214,24 @@ func TestPlugin(t *testing.T) {
 			g.Expect(rows[i]).To(HaveKeyWithValue("state", "active"))
 			g.Expect(rows[i]).To(HaveKeyWithValue("overAge", false))
 		}
+		// The issuers' own credentials, by fingerprint and age.
+		g.Expect(issuers).To(HaveKey(v1alpha1.KindReevitIssuer))
+		g.Expect(issuers[v1alpha1.KindReevitIssuer]).To(HaveKeyWithValue("state", "admin-key"))
+		g.Expect(issuers[v1alpha1.KindReevitIssuer]).To(HaveKeyWithValue("fingerprint", sha16([]byte(sim.Credentials.AdminKey))))
+		g.Expect(issuers).To(HaveKey(v1alpha1.KindRevioIssuer))
+		g.Expect(issuers[v1alpha1.KindRevioIssuer]).To(HaveKeyWithValue("state", "api-key"))
 		recs, err := csv.NewReader(strings.NewReader(p.must(t, "", "report", "-n", ns, "-o", "csv"))).ReadAll()
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(recs).To(HaveLen(3))
-		g.Expect(recs[1][2]).To(Equal("plugin-a"))
-		g.Expect(recs[1][7]).To(Equal(a.Status.KeyID))
+		g.Expect(recs).To(HaveLen(1 + len(all)))
+		var akRecs [][]string
+		for _, r := range recs[1:] {
+			if r[1] == "ApiKey" {
+				akRecs = append(akRecs, r)
+			}
+		}
+		g.Expect(akRecs).To(HaveLen(2))
+		g.Expect(akRecs[0][2]).To(Equal("plugin-a"))
+		g.Expect(akRecs[0][7]).To(Equal(a.Status.KeyID))
 		// Across the cluster (no -n), this namespace's keys are among them.
 		g.Expect(p.must(t, "", "report", "-o", "csv")).To(ContainSubstring(ns + ",ApiKey,plugin-b,active"))
 		g.Expect(p.must(t, "", "report", "-n", ns, "--over-age")).NotTo(ContainSubstring("apikey/"), "no maxKeyAge: nothing over age")
