@@ -40,6 +40,7 @@ if ! complete; then
   # binaries, and the compiler and linker skip that work. Build into a
   # temporary directory and rename, so an interrupted build never leaves a
   # half-written binary that looks complete.
+  start=$SECONDS
   tmp="$dir/.build.$$"
   rm -rf "$tmp"
   mkdir -p "$tmp"
@@ -52,5 +53,6 @@ if ! complete; then
   done
   rm -rf "$tmp"
   complete || { echo "control-plane build left $dir incomplete" >&2; exit 1; }
+  echo "control plane built in $((SECONDS - start)) s" >&2
 fi
 echo "$dir"
