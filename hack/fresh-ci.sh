@@ -18,6 +18,12 @@ if [[ ${1:-} == -controlplane ]]; then
 fi
 echo "fresh clone of $(git -C "$repo" rev-parse --short HEAD) in $work; GOMODCACHE and GOCACHE empty${KEYWARDEN_CACHE:+, control plane not built}"
 start=$(date +%s)
+if [[ -n "${KEYWARDEN_CACHE:-}" ]]; then
+  # The control plane first, timed on its own (.ci/run's make test would
+  # build it too).
+  "$work/keywarden/hack/controlplane.sh" >/dev/null
+  echo "== control plane built from nothing in $(( $(date +%s) - start )) s"
+fi
 set +e
 "$work/keywarden/.ci/run"
 status=$?
