@@ -145,6 +145,12 @@ func build() ([]byte, error) {
 			"The ApiKeys and RevioTokens their issuer's policy refuses (a scope, environment, rotation or grace period outside it, or a namespace its selector leaves out); kubectl describe names the field and what is allowed.",
 			`keywarden_policy_violation{`+ns+`} == 1`, "policy",
 			map[string][2]string{"1": {"Violated", "red"}})).
+		WithPanel(statPanel("Issuer keys past maxKeyAge",
+			"Rev.io issuers whose API key has been in its Secret for longer than spec.maxKeyAge (KeyAge=False, KeyTooOld): a person makes a new key in Rev.io's UI and puts it in the Secret.",
+			`count(keywarden_issuer_key_too_old == 1) or vector(0)`, 1).Height(8)).
+		WithPanel(timeseriesPanel("Issuer credential age",
+			"How long each issuer's credential (a Reevit admin key, a Rev.io API key) has been in its Secret: since status.credential.firstSeen. A new value starts again at 0.", "s",
+			query("A", `time() - (keywarden_issuer_credential_first_seen_timestamp_seconds{kind=~"Cluster.*"} or keywarden_issuer_credential_first_seen_timestamp_seconds{kind!~"Cluster.*", `+ns+`})`, "{{kind}} {{namespace}}/{{name}}"))).
 		// External APIs.
 		WithRow(dashboard.NewRowBuilder("Reevit and Rev.io")).
 		WithPanel(timeseriesPanel("External API latency", "Latency of requests to Reevit and Rev.io by operation: 50th and 99th percentiles.", "s",

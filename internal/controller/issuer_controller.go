@@ -224,7 +224,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if apierrors.IsNotFound(err) {
 			metrics.IssuerReady.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
 			metrics.IssuerCredentialFirstSeen.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
-			metrics.IssuerMaxKeyAge.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
+			metrics.IssuerKeyTooOld.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -304,12 +304,10 @@ func (r *IssuerReconciler) judgeCredentialAge(obj client.Object, st *v1alpha1.Is
 	case *v1alpha1.ClusterRevioIssuer:
 		maxAge = o.Spec.MaxKeyAge
 	}
-	if maxAge != nil {
-		metrics.IssuerMaxKeyAge.WithLabelValues(labels...).Set(maxAge.Seconds())
-	} else {
-		metrics.IssuerMaxKeyAge.DeleteLabelValues(labels...)
-	}
 	v := judgeKeyAge(st.Credential, maxAge, now)
+	if !r.k.reevit && st.Credential != nil {
+		metrics.IssuerKeyTooOld.WithLabelValues(labels...).Set(map[bool]float64{true: 1}[v.TooOld])
+	}
 	if setKeyAge(st, obj.GetGeneration(), v, maxAge, r.k.secretRef(obj).Name) {
 		c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionKeyAge)
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonKeyTooOld, "Check", "%s", c.Message)

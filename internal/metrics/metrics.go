@@ -69,10 +69,11 @@ var (
 		Help: "When the issuer's current credential (admin key or API key) was first seen in its Secret, as a Unix timestamp; its age is time() minus this.",
 	}, []string{"kind", "namespace", "name"})
 
-	// IssuerMaxKeyAge is a Rev.io issuer's spec.maxKeyAge.
-	IssuerMaxKeyAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_issuer_max_key_age_seconds",
-		Help: "The Rev.io issuer's spec.maxKeyAge, in seconds (absent when unset).",
+	// IssuerKeyTooOld is 1 while a Rev.io issuer's API key is older than
+	// its spec.maxKeyAge, 0 otherwise (also without maxKeyAge).
+	IssuerKeyTooOld = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_issuer_key_too_old",
+		Help: "1 while the Rev.io issuer's API key has been in its Secret for longer than spec.maxKeyAge (KeyAge=False), 0 otherwise.",
 	}, []string{"kind", "namespace", "name"})
 
 	// RolloutPatches counts pod-template patches that restart workloads
@@ -98,7 +99,7 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys,
-		IssuerReady, IssuerCredentialFirstSeen, IssuerMaxKeyAge, PolicyViolations, RolloutPatches, RolloutsPending)
+		IssuerReady, IssuerCredentialFirstSeen, IssuerKeyTooOld, PolicyViolations, RolloutPatches, RolloutsPending)
 }
 
 // Observer returns a client hook that records one external request.
