@@ -25,8 +25,17 @@ import (
 
 func newInspectCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "inspect",
+		Use:   "inspect secret NAME",
 		Short: "Inspect what Keywarden wrote",
+		// Anything but a known subcommand is a mistake, not a request for
+		// help: "inspect apikey x" fails with what to type instead.
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("inspect what? kubectl keywarden inspect secret NAME")
+			}
+			return fmt.Errorf("cannot inspect %q: only secrets (kubectl keywarden inspect secret NAME); for an ApiKey, a RevioToken or an issuer use kubectl keywarden status KIND/NAME", args[0])
+		},
+		RunE: func(*cobra.Command, []string) error { return nil },
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "secret NAME",
