@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -201,7 +202,12 @@ func (e *NetworkError) Error() string {
 	if e.Timeout {
 		what = "timed out"
 	}
-	return fmt.Sprintf("%s %s: %s: %v", e.Service, e.Operation, what, e.Err)
+	// A call with no service or operation name leaves no stray space.
+	call := strings.TrimSpace(e.Service + " " + e.Operation)
+	if call == "" {
+		return fmt.Sprintf("%s: %v", what, e.Err)
+	}
+	return fmt.Sprintf("%s: %s: %v", call, what, e.Err)
 }
 
 // Unwrap returns the underlying transport error.

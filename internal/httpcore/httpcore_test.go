@@ -326,3 +326,21 @@ func TestFormatRedacted(t *testing.T) {
 		}
 	}
 }
+
+// A network error reads "service operation: what: cause", with no stray
+// space when a name is missing.
+func TestNetworkErrorMessage(t *testing.T) {
+	cause := errors.New("connection refused")
+	for _, tc := range []struct {
+		e    NetworkError
+		want string
+	}{
+		{NetworkError{Service: "revio", Operation: "exchange", Err: cause}, "revio exchange: network error: connection refused"},
+		{NetworkError{Operation: "exchange", Err: cause}, "exchange: network error: connection refused"},
+		{NetworkError{Timeout: true, Err: cause}, "timed out: connection refused"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}

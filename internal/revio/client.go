@@ -245,7 +245,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, hdr http.Heade
 	if err != nil {
 		return nil, httpcore.MapError(err,
 			func(e *httpcore.NetworkError) error {
-				return &NetworkError{Operation: op, Timeout: e.Timeout, Err: e.Err}
+				return &NetworkError{Service: e.Service, Operation: op, Timeout: e.Timeout, Err: e.Err}
 			},
 			func(e *httpcore.BodyTooLargeError) error {
 				return &ProtocolError{Operation: op, StatusCode: e.StatusCode, Reason: e.Error()}
