@@ -683,6 +683,7 @@ func TestApiKeyCompromised(t *testing.T) {
 	g.Expect(h.RevokedAt).NotTo(BeNil())
 	ev := e.event("ak", corev1.EventTypeWarning, v1alpha1.ReasonCompromised)
 	g.Expect(ev.Note).To(ContainSubstring(ak.Status.KeyID))
+	g.Expect(ev.Note).To(ContainSubstring("key "+k1+" marked compromised"), "the event names the compromised key")
 	e.assertOneLiveKey("ak")
 	e.hygiene()
 }

@@ -286,7 +286,8 @@ func (r *ApiKeyReconciler) discardMalformed(ctx context.Context, ak *v1alpha1.Ap
 // for revocation.
 func (r *ApiKeyReconciler) switchTo(ctx context.Context, ak *v1alpha1.ApiKey, key *reevit.Key, req *v1alpha1.KeyRequest, specHash string, now time.Time) {
 	st := &ak.Status
-	replaced := st.KeyID != "" && st.KeyID != key.ID
+	previous := st.KeyID
+	replaced := previous != "" && previous != key.ID
 	r.auditSwitch(ctx, ak, key, req, now)
 	if replaced && !hasPending(st.PendingRevocations, st.KeyID) {
 		revokeAfter := now.Add(gracePeriod(ak.Spec.Rotation))
@@ -318,8 +319,11 @@ func (r *ApiKeyReconciler) switchTo(ctx context.Context, ak *v1alpha1.ApiKey, ke
 	}
 	metrics.Renewals.WithLabelValues(kindApiKey, "success").Inc()
 	if req.Reason == createCompromised {
+		if previous == "" {
+			previous = "(none yet)"
+		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonCompromised, "Rotate",
-			"key marked compromised: replaced by %s and the previous key is revoked now, without grace period", key.ID)
+			"key %s marked compromised: replaced by %s and revoked now, without grace period (older previous keys keep their own revocation time)", previous, key.ID)
 	} else if req.Reason != createInitial {
 		// The first key is told by the conditions alone: an event per
 		// created object is a write per object the API server can spare.
