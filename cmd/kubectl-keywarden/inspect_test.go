@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
 )
 
 // inspect with anything but "secret" fails and says what to type, instead
@@ -17,5 +19,20 @@ func TestInspectUnknownKindFails(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error with %q", args, err, want)
 		}
+	}
+}
+
+// rotate --wait on an ApiKey never issued says the key was issued, not that
+// "key - (-)" was replaced.
+func TestApiKeyResultWithoutPreviousKey(t *testing.T) {
+	before := &v1alpha1.ApiKey{}
+	after := &v1alpha1.ApiKey{Status: v1alpha1.ApiKeyStatus{KeyID: "key_1", KeyPrefix: "pfk_test_ab12"}}
+	if got := apiKeyResult(before, after, testNow); got != "key key_1 (pfk_test_ab12) issued, rotations 0" {
+		t.Errorf("never issued: %q", got)
+	}
+	before.Status = v1alpha1.ApiKeyStatus{KeyID: "key_0", KeyPrefix: "pfk_test_zz99"}
+	after.Status.Rotations = 1
+	if got := apiKeyResult(before, after, testNow); got != "key key_0 (pfk_test_zz99) replaced by key_1 (pfk_test_ab12), rotations 1" {
+		t.Errorf("rotated: %q", got)
 	}
 }

@@ -73,7 +73,11 @@ var (
 
 func apiKeyResult(before, after client.Object, _ time.Time) string {
 	b, a := before.(*v1alpha1.ApiKey).Status, after.(*v1alpha1.ApiKey).Status
-	return fmt.Sprintf("key %s (%s) replaced by %s (%s), rotations %d", orDash(b.KeyID), orDash(b.KeyPrefix), a.KeyID, a.KeyPrefix, a.Rotations)
+	if b.KeyID == "" {
+		// Nothing was replaced: the first key of an ApiKey never issued.
+		return fmt.Sprintf("key %s (%s) issued, rotations %d", a.KeyID, a.KeyPrefix, a.Rotations)
+	}
+	return fmt.Sprintf("key %s (%s) replaced by %s (%s), rotations %d", b.KeyID, orDash(b.KeyPrefix), a.KeyID, a.KeyPrefix, a.Rotations)
 }
 
 // failureError turns the Ready condition into an error that says what to do.
