@@ -125,11 +125,42 @@ func getIssuer(ctx context.Context, c client.Reader, obj client.Object, cluster 
 	}
 	if err := c.Get(ctx, key, obj); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", issuerNotFound(kind, name, ns)
+			f := issuerNotFound(kind, name, ns)
+			if other := otherIssuerKind(ctx, c, kind, ns, name); other != "" {
+				// The commonest mistake: issuerRef {name: demo} defaults to
+				// the namespaced kind while the platform made the cluster one.
+				f.Message += fmt.Sprintf("; a %s named %s exists: set spec.issuerRef.kind: %s to use it", other, name, other)
+			}
+			return "", f
 		}
 		return "", &failure{Reason: v1alpha1.ReasonIssuerNotFound, Transient: true, Err: err, Message: "reading " + kind + " " + name + " failed: " + err.Error()}
 	}
 	return secretNS, nil
+}
+
+// otherIssuerKind returns the issuer kind of the other scope (cluster for a
+// namespaced kind, namespaced for a cluster kind) when an issuer of that kind
+// named name exists for namespace ns; "" otherwise.
+func otherIssuerKind(ctx context.Context, c client.Reader, kind, ns, name string) string {
+	var other string
+	var obj client.Object
+	key := client.ObjectKey{Name: name}
+	switch kind {
+	case v1alpha1.KindReevitIssuer:
+		other, obj = v1alpha1.KindClusterReevitIssuer, &v1alpha1.ClusterReevitIssuer{}
+	case v1alpha1.KindClusterReevitIssuer:
+		other, obj, key.Namespace = v1alpha1.KindReevitIssuer, &v1alpha1.ReevitIssuer{}, ns
+	case v1alpha1.KindRevioIssuer:
+		other, obj = v1alpha1.KindClusterRevioIssuer, &v1alpha1.ClusterRevioIssuer{}
+	case v1alpha1.KindClusterRevioIssuer:
+		other, obj, key.Namespace = v1alpha1.KindRevioIssuer, &v1alpha1.RevioIssuer{}, ns
+	default:
+		return ""
+	}
+	if c.Get(ctx, key, obj) != nil {
+		return ""
+	}
+	return other
 }
 
 // getReevitIssuer reads a ReevitIssuer or ClusterReevitIssuer.

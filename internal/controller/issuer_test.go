@@ -405,3 +405,20 @@ func TestNamespaceLabelLiftsPolicyViolation(t *testing.T) {
 	g.Expect(rt.Status.FailedAttempts).To(BeZero())
 	e.hygiene()
 }
+
+// issuerRef {name: X} defaults to the namespaced kind; when only a cluster
+// issuer X exists, IssuerNotFound says so and what to set.
+func TestIssuerNotFoundNamesTheOtherKind(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	e := newAkt(t)
+	name := "only-cluster-" + e.ns
+	ci := &v1alpha1.ClusterReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.ReevitIssuerSpec{
+		URL: reevitSim.URL, OrgID: e.org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "absent"}}}
+	g.Expect(k8s.Create(ctx, ci)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(ctx, ci) })
+	e.create("ak", func(ak *v1alpha1.ApiKey) { ak.Spec.IssuerRef = v1alpha1.ReevitIssuerReference{Name: name} })
+	c := e.condition("ak", v1alpha1.ConditionReady, v1alpha1.ReasonIssuerNotFound)
+	g.Expect(c.Message).To(ContainSubstring("ReevitIssuer " + name + " not found in namespace " + e.ns))
+	g.Expect(c.Message).To(ContainSubstring("a ClusterReevitIssuer named " + name + " exists: set spec.issuerRef.kind: ClusterReevitIssuer"))
+}
