@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -34,5 +35,31 @@ func TestApiKeyResultWithoutPreviousKey(t *testing.T) {
 	after.Status.Rotations = 1
 	if got := apiKeyResult(before, after, testNow); got != "key key_0 (pfk_test_zz99) replaced by key_1 (pfk_test_ab12), rotations 1" {
 		t.Errorf("rotated: %q", got)
+	}
+}
+
+// --as and --as-group impersonate, as kubectl's flags do.
+func TestImpersonationFlags(t *testing.T) {
+	kc := t.TempDir() + "/kubeconfig"
+	if err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := &options{}
+	root := newRootCommand(o)
+	if err := root.ParseFlags([]string{"--kubeconfig", kc, "--as", "alice", "--as-group", "team-a", "--as-group", "team-b"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := o.clientConfig().ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Impersonate.UserName != "alice" || strings.Join(cfg.Impersonate.Groups, ",") != "team-a,team-b" {
+		t.Fatalf("impersonation: %+v", cfg.Impersonate)
 	}
 }

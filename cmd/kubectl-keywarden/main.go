@@ -55,6 +55,9 @@ type options struct {
 	kubeconfig string
 	context    string
 	namespace  string
+	// as and asGroups impersonate a user, as kubectl --as and --as-group.
+	as       string
+	asGroups []string
 	// clusterResourceNamespace is the manager's --cluster-resource-namespace:
 	// where the credential Secrets of cluster issuers live.
 	clusterResourceNamespace string
@@ -89,6 +92,8 @@ Installed on PATH as kubectl-keywarden, it runs as "kubectl keywarden".`,
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&o.context, "context", "", "the kubeconfig context to use")
 	f.StringVarP(&o.namespace, "namespace", "n", "", "the namespace (default: the context's namespace)")
+	f.StringVar(&o.as, "as", "", "username to impersonate for the operation, as kubectl --as (see what a team may do)")
+	f.StringArrayVar(&o.asGroups, "as-group", nil, "group to impersonate for the operation, as kubectl --as-group (repeatable)")
 	f.StringVar(&o.clusterResourceNamespace, "cluster-resource-namespace", defaultClusterResourceNamespace,
 		"the manager's --cluster-resource-namespace, where the credential Secrets of ClusterReevitIssuers and ClusterRevioIssuers live")
 	root.AddCommand(
@@ -111,6 +116,17 @@ func scheme() *runtime.Scheme {
 	return s
 }
 
+// clientConfig is the kubeconfig as the global flags shape it: the file, the
+// context and whom to impersonate.
+func (o *options) clientConfig() clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.context}
+	overrides.AuthInfo.Impersonate = o.as
+	overrides.AuthInfo.ImpersonateGroups = o.asGroups
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+}
+
 // connect returns a client for the kubeconfig flags and the namespace the
 // command works in.
 func (o *options) connect() (client.Client, string, error) {
@@ -121,10 +137,7 @@ func (o *options) connect() (client.Client, string, error) {
 		}
 		return o.client, ns, nil
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = o.kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.context}
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	cc := o.clientConfig()
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		return nil, "", fmt.Errorf("kubeconfig: %w", err)
