@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -135,6 +138,15 @@ type RevioIssuerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="maxKeyAge must be a Go duration such as 2160h (units h, m, s; no days)"
 	// +optional
 	MaxKeyAge *metav1.Duration `json:"maxKeyAge,omitempty"`
+}
+
+// Fingerprint identifies a credential without revealing it: "sha256:" and
+// the first 16 hex characters of its SHA-256, enough to compare two copies,
+// useless to recover the value. status.credential and kubectl keywarden
+// inspect secret print the same.
+func Fingerprint(value []byte) string {
+	sum := sha256.Sum256(value)
+	return "sha256:" + hex.EncodeToString(sum[:])[:16]
 }
 
 // CredentialRecord identifies the credential an issuer's Secret holds,

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +10,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
+
+	"github.com/keywarden/keywarden/api/v1alpha1"
 )
 
 // when prints a time as an absolute RFC 3339 time in UTC followed by where
@@ -41,13 +41,9 @@ func relative(t, now time.Time) string {
 	return "now"
 }
 
-// fingerprint identifies a credential without revealing it: the first 16
-// hex characters of its SHA-256, enough to compare two copies, useless to
-// recover the value.
-func fingerprint(value []byte) string {
-	sum := sha256.Sum256(value)
-	return "sha256:" + hex.EncodeToString(sum[:])[:16]
-}
+// fingerprint identifies a credential without revealing it
+// (v1alpha1.Fingerprint, as status.credential records it).
+func fingerprint(value []byte) string { return v1alpha1.Fingerprint(value) }
 
 // jwtClaims are the only claims inspect reads from a token.
 type jwtClaims struct {

@@ -210,20 +210,26 @@ func apiKeyReportRows(ak *v1alpha1.ApiKey, maxAge map[string]time.Duration, now 
 	for i, s := range ak.Spec.Scopes {
 		scopes[i] = string(s)
 	}
+	limit := func(rec *v1alpha1.IssuerRecord) (time.Duration, bool) {
+		if rec == nil {
+			return 0, false
+		}
+		d, ok := maxAge[issuerAgeKey(rec.Kind, ak.Namespace, rec.Name)]
+		return d, ok
+	}
 	base := func(rec *v1alpha1.IssuerRecord) reportRow {
 		r := reportRow{Namespace: ak.Namespace, Kind: "ApiKey", Name: ak.Name, Environment: ak.Spec.Environment, AgeSeconds: -1}
 		if rec != nil {
 			r.IssuerKind, r.IssuerName, r.OrgID = rec.Kind, rec.Name, rec.OrgID
-			if d, ok := maxAge[issuerAgeKey(rec.Kind, ak.Namespace, rec.Name)]; ok {
-				r.MaxKeyAge = d.String()
-			}
+		}
+		if d, ok := limit(rec); ok {
+			r.MaxKeyAge = d.String()
 		}
 		return r
 	}
-	age := func(r *reportRow, since time.Time) {
+	age := func(r *reportRow, rec *v1alpha1.IssuerRecord, since time.Time) {
 		r.AgeSeconds = int64(now.Sub(since) / time.Second)
-		if r.MaxKeyAge != "" {
-			d, _ := time.ParseDuration(r.MaxKeyAge)
+		if d, ok := limit(rec); ok {
 			r.OverAge = now.Sub(since) > d
 		}
 	}
@@ -234,7 +240,7 @@ func apiKeyReportRows(ak *v1alpha1.ApiKey, maxAge map[string]time.Duration, now 
 		if st.ActiveSince != nil {
 			t := st.ActiveSince.UTC()
 			r.ActiveSince = &t
-			age(&r, t)
+			age(&r, st.Issuer, t)
 		}
 		if st.NextRotationTime != nil {
 			t := st.NextRotationTime.UTC()
@@ -250,7 +256,7 @@ func apiKeyReportRows(ak *v1alpha1.ApiKey, maxAge map[string]time.Duration, now 
 		// A previous key's creation time is in the history, when kept.
 		for _, h := range st.History {
 			if h.KeyID == p.KeyID {
-				age(&r, h.CreatedAt.UTC())
+				age(&r, p.Issuer, h.CreatedAt.UTC())
 				break
 			}
 		}

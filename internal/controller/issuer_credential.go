@@ -1,8 +1,6 @@
 package controller
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -12,13 +10,8 @@ import (
 	"github.com/keywarden/keywarden/api/v1alpha1"
 )
 
-// credentialFingerprint identifies a credential without revealing it: the
-// first 16 hex characters of its SHA-256, as kubectl keywarden inspect
-// secret prints it.
-func credentialFingerprint(value string) string {
-	sum := sha256.Sum256([]byte(value))
-	return "sha256:" + hex.EncodeToString(sum[:])[:16]
-}
+// credentialFingerprint is v1alpha1.Fingerprint of a credential value.
+func credentialFingerprint(value string) string { return v1alpha1.Fingerprint([]byte(value)) }
 
 // trackCredential records the credential the issuer's Secret holds: a new
 // fingerprint starts a new age. An empty fingerprint (the check could not
