@@ -17,9 +17,9 @@ import (
 // Event is the type of a record.
 type Event string
 
-// The event types. A record of each is written once per event: records
-// derived from status are written after the status that tells the event
-// is stored, so a retried write never writes a second record.
+// The event types. A record of each is written once per event: a reconcile
+// pass writes its records when it ends, after its status write, and Once
+// drops the repeat a pass run again after a status conflict would write.
 const (
 	// KeyMinted: Reevit created a key for the object.
 	KeyMinted Event = "KeyMinted"

@@ -120,15 +120,19 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if errors.Is(err, errCrash) {
 		return ctrl.Result{}, err // a dead process writes nothing more
 	}
+	defer records.flush(r.Audit)
 	ak.Status.ObservedGeneration = ak.Generation
 	summariseApiKey(ak)
+	if err := r.crash("before-status-patch/" + ak.Namespace + "/" + ak.Name); err != nil {
+		records.drop()
+		return ctrl.Result{}, err
+	}
 	if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil {
 		if apierrors.IsConflict(perr) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
 	}
-	records.flush(r.Audit)
 	recordApiKey(ak)
 	return res, err
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -29,17 +30,21 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	now := r.Clock.Now()
 	orig := ak.DeepCopy()
 	ctx, records := withAudit(ctx)
+	defer records.flush(r.Audit)
 	if ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain {
 		if wait, held := r.deletionHeld(ctx, ak, now); held {
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
 		if out, err := r.revokeAll(ctx, ak, now); out.Stop {
+			if errors.Is(err, errCrash) {
+				records.drop() // a dead process writes nothing more
+				return ctrl.Result{}, err
+			}
 			ak.Status.ObservedGeneration = ak.Generation
 			summariseApiKey(ak)
 			if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
 				return ctrl.Result{}, perr
 			}
-			records.flush(r.Audit)
 			return ctrl.Result{RequeueAfter: out.RequeueAfter}, err
 		}
 	}
@@ -53,7 +58,6 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	if err := r.Patch(ctx, ak, patch); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
-	records.flush(r.Audit)
 	r.driftMu.Lock()
 	delete(r.nextDrift, ak.UID)
 	r.driftMu.Unlock()

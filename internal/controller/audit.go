@@ -9,9 +9,12 @@ import (
 )
 
 // auditBuffer collects the audit records of one reconcile pass. They are
-// written once the status that tells them is stored: a pass whose status
-// write fails (a conflict) is run again, and its records with it, so each
-// event is written once.
+// written when the pass ends, after its status write, whether that write
+// succeeded or not: what the pass did at the API (a key minted, a leaked key
+// revoked) happened even if the status that tells it conflicted, and the pass
+// run again may not see it again (the leaked key is gone). The repeats a
+// pass run again does tell (a replayed create) are dropped by the
+// manager's audit.Once. A crashed pass writes nothing: its process is dead.
 type auditBuffer struct{ recs []audit.Record }
 
 type auditKey struct{}
@@ -29,6 +32,9 @@ func auditNote(ctx context.Context, rec audit.Record) {
 		b.recs = append(b.recs, rec)
 	}
 }
+
+// drop forgets the pass's records (a simulated crash).
+func (b *auditBuffer) drop() { b.recs = nil }
 
 // flush writes the records to sink and empties the buffer.
 func (b *auditBuffer) flush(sink audit.Sink) {

@@ -1,15 +1,19 @@
 package controller
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
@@ -167,4 +171,59 @@ func TestAuditStream(t *testing.T) {
 		}
 	}
 	e.hygiene()
+}
+
+// TestAuditSurvivesStatusConflict: a pass that revoked keys at Reevit (a
+// previous key after grace and a leaked key) and then lost its status write
+// to another writer (a person's annotation, at that instant) still writes
+// their records, though the pass run again finds the leaked key gone, and
+// writes none twice.
+func TestAuditSurvivesStatusConflict(t *testing.T) {
+	e := newAkt(t)
+	g := e.g
+	e.create("ak", aktGrace(time.Minute))
+	k1 := e.settled("ak").Status.KeyID
+	e.annotate("ak", v1alpha1.AnnotationRotate, "r1")
+	ak := e.rotated("ak", k1)
+	leakedID, leaked := reevitSim.SeedKey(e.org, "live", fmt.Sprintf("x [kw:%s:99]", ak.UID), []string{"payments:read"})
+	e.seen = append(e.seen, leaked)
+
+	// One pass revokes k1 (its grace ended) and sweeps the leaked key; its
+	// status write then meets a conflicting write.
+	var conflicts atomic.Int32
+	step := "before-status-patch/" + e.ns + "/ak"
+	setCrash(func(s string) bool {
+		if s == step && conflicts.Load() == 0 && !e.isActive(k1) && !e.isActive(leakedID) {
+			conflicts.Add(1)
+			obj := &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: "ak", Namespace: e.ns}}
+			patch := []byte(`{"metadata":{"annotations":{"test.keywarden.dev/conflict":"1"}}}`)
+			if err := k8s.Patch(context.Background(), obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
+				t.Errorf("conflicting write: %v", err)
+			}
+		}
+		return false
+	})
+	e.stepAndPoke("ak", 11*time.Minute)
+	g.Eventually(conflicts.Load).Should(BeNumerically("==", 1), "the revoking pass met a conflict")
+	setCrash(nil)
+	g.Eventually(func() []v1alpha1.PendingRevocation { return e.get("ak").Status.PendingRevocations }).Should(BeEmpty())
+
+	want := []string{"KeyRevoked " + k1, "LeakedKeyRevoked " + leakedID}
+	g.Eventually(func() []string { return auditKeys(auditLog.of(t, e.ns)) }).Should(ContainElements(want))
+	e.poke("ak")
+	g.Consistently(func() []string { return repeated(auditKeys(auditLog.of(t, e.ns))) }).Should(BeEmpty(), "each event written once")
+	e.hygiene()
+}
+
+// repeated lists the elements of l that occur more than once.
+func repeated(l []string) []string {
+	var dup []string
+	seen := map[string]bool{}
+	for _, k := range l {
+		if seen[k] {
+			dup = append(dup, k)
+		}
+		seen[k] = true
+	}
+	return dup
 }

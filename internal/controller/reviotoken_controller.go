@@ -74,6 +74,7 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	orig := rt.DeepCopy()
 	ctx, records := withAudit(ctx)
 	res, err := r.reconcile(ctx, rt)
+	defer records.flush(r.Audit)
 	rt.Status.ObservedGeneration = rt.Generation
 	summariseRevioToken(rt, r.Clock.Now())
 	if perr := patchStatus(ctx, r.Client, r.superseded, rt, orig, rt.Status, orig.Status); perr != nil {
@@ -82,7 +83,6 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
 	}
-	records.flush(r.Audit)
 	if becameExpired(orig, rt) {
 		r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenExpired, "Refresh", "the token in the Secret expired and refreshes keep failing")
 	}

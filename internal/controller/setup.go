@@ -73,6 +73,10 @@ type Options struct {
 // resources to reconcile without scanning.
 const secretNamesIndex = "keywarden.secretNames"
 
+// auditMemory is how many audit records the manager remembers to write
+// each event once (audit.Once): a few hundred bytes each.
+const auditMemory = 4096
+
 // Setup registers the field indexes and both reconcilers with the manager.
 func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Clock == nil {
@@ -81,6 +85,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Audit == nil {
 		o.Audit = audit.Discard
 	}
+	// A pass run again after a status conflict tells again what it already
+	// did at the API: written once (internal/audit.Once).
+	o.Audit = audit.NewOnce(o.Audit, auditMemory)
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = 4
 	}
