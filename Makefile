@@ -77,7 +77,7 @@ test: manifests generate vet tools ## Run every test: unit, envtest, e2e and the
 
 .PHONY: test-repeat
 test-repeat: tools ## Run the controller suite, e2e and the reduced fault suite REPEAT times each under a CPU burner (flake hunt; asserts no timing).
-	KUBEBUILDER_ASSETS="$(ASSETS)" KEYWARDEN_HELM="$(HELM)" hack/test-repeat.sh -n $(or $(REPEAT),10) $(if $(SUITES),-s "$(SUITES)")
+	KUBEBUILDER_ASSETS="$(ASSETS)" KEYWARDEN_HELM="$(HELM)" hack/test-repeat.sh -n $(or $(REPEAT),10) $(if $(SUITES),-s "$(SUITES)") $(if $(PARALLEL),-p)
 
 .PHONY: ci-fresh
 ci-fresh: ## Rehearse CI as a fresh machine: a clean clone of HEAD, empty GOMODCACHE and GOCACHE, .ci/run.
