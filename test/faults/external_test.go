@@ -16,6 +16,10 @@ import (
 	"github.com/keywarden/keywarden/internal/testenv"
 )
 
+// controllerBackoffCap is the longest wait between two attempts of an object
+// after transient failures (internal/controller backoffCap).
+const controllerBackoffCap = time.Minute
+
 // reachability is the timeline of the Rev.io API being unusable (an outage,
 // or a latency at the client's timeout), for the token-expiry rule: a token
 // may expire in a Secret only when the API was down during the window in
@@ -152,7 +156,9 @@ func testExternalAPI(t *testing.T, s *suite) {
 	}
 	for i, p := range phases {
 		if p.convergeWithin == 0 {
-			p.convergeWithin = 2*p.hold + 45*time.Second
+			// An object whose last attempt failed just before the fault
+			// was lifted waits up to the backoff cap before it tries again.
+			p.convergeWithin = 2*p.hold + 45*time.Second + controllerBackoffCap
 		}
 		ok := t.Run(fmt.Sprintf("%d-%s", i+1, p.kind), func(t *testing.T) {
 			runExtPhase(t, s, sim, mgr, chk, reach, ns, n, p, i)
