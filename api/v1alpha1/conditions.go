@@ -68,4 +68,7 @@ const (
 	ReasonRevocationBacklog = "RevocationBacklog"
 	// ReasonIssuerInUse: an issuer's deletion waits for the keys made through it.
 	ReasonIssuerInUse = "IssuerInUse"
+	// ReasonRolloutRestartNotNeeded: a rollout target reads the Secret only
+	// through volumes the kubelet updates in place; it was not restarted.
+	ReasonRolloutRestartNotNeeded = "RolloutRestartNotNeeded"
 )

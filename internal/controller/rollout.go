@@ -33,6 +33,7 @@ type workloadKey struct{ Namespace, Kind, Name string }
 // workload's pod template should record.
 type restartWant struct {
 	secret, hash string
+	always       bool          // the target says when: Always
 	by           client.Object // the credential, for its event
 }
 
@@ -124,8 +125,12 @@ func (r *restarter) request(ctx context.Context, obj client.Object, secretName s
 			r.rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetRefused, "RolloutRestart",
 				"%s %s does not read Secret %s (env, envFrom or a volume): not restarted; mount the Secret, or annotate the workload %s=%s to opt in",
 				o.Target.Kind, o.Name, secretName, secretsync.AnnotationAllowRestart, secretName)
+		case o.Skipped:
+			r.rec.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestartNotNeeded, "RolloutRestart",
+				"%s %s: %s", o.Target.Kind, o.Name, o.Why)
 		case o.Stale:
-			r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name}, restartWant{secret: secretName, hash: hash, by: obj})
+			r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name},
+				restartWant{secret: secretName, hash: hash, always: o.Target.When == v1alpha1.RestartWhenAlways, by: obj})
 		}
 	}
 }
@@ -153,7 +158,8 @@ func (r *restarter) resume(ctx context.Context, obj client.Object, targets []v1a
 		if h, perSecret := secretsync.TemplateHash(o.Workload, existing.Name); !perSecret && h != "" {
 			continue
 		}
-		r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name}, restartWant{secret: existing.Name, hash: hash, by: obj})
+		r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name},
+			restartWant{secret: existing.Name, hash: hash, always: o.Target.When == v1alpha1.RestartWhenAlways, by: obj})
 	}
 }
 
@@ -230,7 +236,7 @@ func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string
 	annotations := map[string]string{}
 	var by []restartWant
 	for _, k := range slices.Sorted(maps.Keys(wants)) {
-		if w := wants[k]; secretsync.Stale(obj, w.secret, w.hash) {
+		if w := wants[k]; secretsync.Stale(obj, w.secret, w.hash, w.always) {
 			annotations[k] = w.hash
 			by = append(by, w)
 		}
@@ -255,8 +261,9 @@ func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string
 		note = fmt.Sprintf(" (one restart for %d changed Secrets: %s)", len(by), strings.Join(names, ", "))
 	}
 	for _, w := range by {
+		_, why := secretsync.RestartReason(obj, w.secret, w.always)
 		r.rec.Eventf(w.by, nil, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted, "RolloutRestart",
-			"%s %s restarted to pick up the new credential%s", key.Kind, key.Name, note)
+			"%s %s restarted to pick up the new credential%s: %s", key.Kind, key.Name, note, why)
 	}
 }
 
