@@ -44,6 +44,9 @@ var advice = map[string]string{
 	v1alpha1.ReasonRolloutTargetMissing:    "fix spec.rolloutRestart or create the workload",
 	v1alpha1.ReasonRolloutTargetRefused:    "mount the output Secret in the workload (env, envFrom or a volume), or annotate it keywarden.dev/allow-restart-for: <secret name>",
 	v1alpha1.ReasonRolloutStuck:            "look at the stuck workload (kubectl rollout status)",
+	v1alpha1.ReasonInWindow:                "nothing: the next rotation waits for a rotation window",
+	v1alpha1.ReasonNoWindowBeforeMaxKeyAge: "rotate more often (spec.rotation.every shorter than the issuer's policy.maxKeyAge by the longest gap between windows), or widen the windows",
+	v1alpha1.ReasonInvalidTimeZone:         "use an IANA time zone the manager knows (such as Europe/Berlin) in the rotation windows",
 	v1alpha1.ReasonRolloutRestartNotNeeded: "nothing: the kubelet updates the mounted files; make the application reread them, or set when: Always on the rollout target",
 }
 
