@@ -21,6 +21,12 @@ const (
 	// falls in a window, False when the windows cannot be followed. It does
 	// not change Ready: the key works.
 	ConditionRotationWindow = "RotationWindow"
+	// ConditionRolloutsComplete, on an ApiKey with spec.rolloutRestart, is
+	// owned by the restarts step: True when every target that needs a
+	// restart runs the current Secret, False (Progressing) while one is
+	// restarting, False (RolloutFailed) when a rollout failed. It does not
+	// change Ready: the Secret holds a valid key.
+	ConditionRolloutsComplete = "RolloutsComplete"
 )
 
 // Condition reasons. They double as event reasons; the README lists what a
@@ -85,4 +91,8 @@ const (
 	// ReasonInvalidTimeZone: a rotation window's time zone does not load in
 	// the manager; the windows are ignored.
 	ReasonInvalidTimeZone = "InvalidTimeZone"
+	// ReasonRolloutFailed: a rollout target's rollout failed (a Deployment
+	// past its progress deadline, a StatefulSet or DaemonSet that stopped
+	// progressing); the previous key is kept.
+	ReasonRolloutFailed = "RolloutFailed"
 )

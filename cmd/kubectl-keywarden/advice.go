@@ -47,6 +47,7 @@ var advice = map[string]string{
 	v1alpha1.ReasonInWindow:                "nothing: the next rotation waits for a rotation window",
 	v1alpha1.ReasonNoWindowBeforeMaxKeyAge: "rotate more often (spec.rotation.every shorter than the issuer's policy.maxKeyAge by the longest gap between windows), or widen the windows",
 	v1alpha1.ReasonInvalidTimeZone:         "use an IANA time zone the manager knows (such as Europe/Berlin) in the rotation windows",
+	v1alpha1.ReasonRolloutFailed:           "fix or roll back the failed workload (kubectl rollout status) before the previous key's grace period and --rollout-wait-limit end: it is revoked then",
 	v1alpha1.ReasonRolloutRestartNotNeeded: "nothing: the kubelet updates the mounted files; make the application reread them, or set when: Always on the rollout target",
 }
 

@@ -177,6 +177,15 @@ func build() ([]byte, error) {
 			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLine)).
 			Legend(legend()).
 			WithTarget(query("A", `keywarden_live_keys{`+ns+`}`, "{{namespace}}/{{name}}"))).
+		// Rollout restarts.
+		WithRow(dashboard.NewRowBuilder("Rollout restarts")).
+		WithPanel(statPanel("Failed rollouts",
+			"Rollout targets of ApiKeys whose rollout of the new key failed (RolloutFailed): their previous key is kept until the grace period and --rollout-wait-limit end (alert KeywardenRolloutFailed).",
+			`sum(keywarden_rollouts_failed{`+ns+`}) or vector(0)`, 1)).
+		WithPanel(timeseriesPanel("Restarts waiting for the coalescing window", "Workloads per namespace whose restart waits for --restart-coalesce-window to close.", "short",
+			query("A", `keywarden_rollouts_pending{`+ns+`}`, "{{namespace}}"))).
+		WithPanel(timeseriesPanel("Restart patches", "Pod-template patches restarting workloads per second, by kind (one per workload per coalescing window).", "ops",
+			query("A", `sum by (kind) (rate(keywarden_rollout_patches_total[$__rate_interval]))`, "{{kind}}"))).
 		Build()
 	if err != nil {
 		return nil, err

@@ -140,16 +140,17 @@ func (r *restarter) request(ctx context.Context, obj client.Object, secretName s
 // existing and records another version of it. A workload recording only
 // the annotation of an older release is left alone: that release restarted
 // it for every change. The request is idempotent: one already pending for
-// the same version changes nothing.
-func (r *restarter) resume(ctx context.Context, obj client.Object, targets []v1alpha1.RolloutTarget, existing *corev1.Secret) {
+// the same version changes nothing. It returns what the targets pick, for
+// a judgement of their rollouts; ok is false when they could not be read.
+func (r *restarter) resume(ctx context.Context, obj client.Object, targets []v1alpha1.RolloutTarget, existing *corev1.Secret) (outcomes []secretsync.RolloutOutcome, ok bool) {
 	if len(targets) == 0 || existing == nil || !secretsync.Intact(existing) {
-		return
+		return nil, false
 	}
 	hash := secretsync.RestartHash(existing.Data)
 	res, err := secretsync.Resolve(ctx, r.reader, obj.GetNamespace(), existing.Name, targets, hash)
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "check rollout targets")
-		return
+		return nil, false
 	}
 	for _, o := range res.Outcomes {
 		if !o.Stale {
@@ -161,6 +162,7 @@ func (r *restarter) resume(ctx context.Context, obj client.Object, targets []v1a
 		r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name},
 			restartWant{secret: existing.Name, hash: hash, always: o.Target.When == v1alpha1.RestartWhenAlways, by: obj})
 	}
+	return res.Outcomes, true
 }
 
 // add records one want; the first for a workload opens its window. With
@@ -284,10 +286,15 @@ func (r *restarter) retry(key workloadKey, wants map[string]restartWant) {
 }
 
 // stepResumeRestarts asks again for the restarts a lost request left
-// undone (restarter.resume), before the revocations look at the rollouts.
+// undone (restarter.resume), before the revocations look at the rollouts,
+// and judges the rollouts (judgeRollouts, which owns RolloutsComplete).
 func (r *ApiKeyReconciler) stepResumeRestarts(ctx context.Context, p *apiKeyPass) (stepResult, error) {
-	if !p.foreign {
-		r.restarts.resume(ctx, p.ak, p.ak.Spec.RolloutRestart, p.existing)
+	if p.foreign {
+		return next(0)
 	}
-	return next(0)
+	outcomes, ok := r.restarts.resume(ctx, p.ak, p.ak.Spec.RolloutRestart, p.existing)
+	if !ok && len(p.ak.Spec.RolloutRestart) > 0 && p.existing != nil {
+		return next(0) // unread: the condition stays as last judged
+	}
+	return next(r.judgeRollouts(p.ak, outcomes, p.now))
 }

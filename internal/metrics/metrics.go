@@ -90,6 +90,13 @@ var (
 		Help: "Workloads whose restart waits for the coalescing window (--restart-coalesce-window) to close.",
 	}, []string{"namespace"})
 
+	// RolloutsFailed is the number of an ApiKey's rollout targets whose
+	// rollout failed (RolloutsComplete=False, RolloutFailed).
+	RolloutsFailed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_rollouts_failed",
+		Help: "Rollout targets of an ApiKey whose rollout of the current Secret failed (RolloutFailed); the previous key is kept meanwhile.",
+	}, []string{"namespace", "name"})
+
 	// PolicyViolations is 1 for an object its issuer's policy refuses.
 	PolicyViolations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "keywarden_policy_violation",
@@ -99,7 +106,8 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys,
-		IssuerReady, IssuerCredentialFirstSeen, IssuerKeyTooOld, PolicyViolations, RolloutPatches, RolloutsPending)
+		IssuerReady, IssuerCredentialFirstSeen, IssuerKeyTooOld, PolicyViolations, RolloutPatches, RolloutsPending,
+		RolloutsFailed)
 }
 
 // Observer returns a client hook that records one external request.
@@ -118,6 +126,7 @@ func Forget(kind, namespace, name string) {
 	if kind == "ApiKey" {
 		PendingRevocations.DeleteLabelValues(namespace, name)
 		LiveKeys.DeleteLabelValues(namespace, name)
+		RolloutsFailed.DeleteLabelValues(namespace, name)
 	}
 }
 

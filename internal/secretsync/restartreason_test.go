@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 )
@@ -97,5 +98,40 @@ func TestVolumeOnlyReaderIsSkipped(t *testing.T) {
 	o = judge(v1alpha1.RolloutTarget{Kind: "Deployment", Name: "w", When: v1alpha1.RestartWhenAlways}, d, "creds", "h")
 	if o.Skipped || !o.Stale {
 		t.Errorf("judge under when: Always = %+v; want Stale", o)
+	}
+}
+
+// A rollout has failed when a Deployment's controller says so, or a
+// StatefulSet or DaemonSet on its current generation has pods left to
+// update and pods not ready; an earlier generation or a rollout with every
+// pod ready is not a failure.
+func TestRolloutFailure(t *testing.T) {
+	progressing := func(status corev1.ConditionStatus, reason string) []appsv1.DeploymentCondition {
+		return []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: status, Reason: reason}}
+	}
+	three := int32(3)
+	for name, c := range map[string]struct {
+		obj  client.Object
+		want string
+	}{
+		"deployment past its deadline": {&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 2},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 2, Conditions: progressing(corev1.ConditionFalse, "ProgressDeadlineExceeded")}}, "ProgressDeadlineExceeded"},
+		"deployment past the deadline of an earlier generation": {&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 3},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 2, Conditions: progressing(corev1.ConditionFalse, "ProgressDeadlineExceeded")}}, ""},
+		"deployment progressing": {&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 2},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 2, Conditions: progressing(corev1.ConditionTrue, "ReplicaSetUpdated")}}, ""},
+		"statefulset stalled": {&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Generation: 2}, Spec: appsv1.StatefulSetSpec{Replicas: &three},
+			Status: appsv1.StatefulSetStatus{ObservedGeneration: 2, UpdatedReplicas: 1, ReadyReplicas: 2}}, "1 of 3 pods updated, 2 ready"},
+		"statefulset updating with every pod ready": {&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Generation: 2}, Spec: appsv1.StatefulSetSpec{Replicas: &three},
+			Status: appsv1.StatefulSetStatus{ObservedGeneration: 2, UpdatedReplicas: 1, ReadyReplicas: 3}}, ""},
+		"daemonset stalled": {&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Generation: 2},
+			Status: appsv1.DaemonSetStatus{ObservedGeneration: 2, DesiredNumberScheduled: 4, UpdatedNumberScheduled: 2, NumberUnavailable: 1}}, "2 of 4 pods updated, 1 unavailable"},
+		"daemonset not seen yet": {&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Generation: 3},
+			Status: appsv1.DaemonSetStatus{ObservedGeneration: 2, DesiredNumberScheduled: 4, UpdatedNumberScheduled: 2, NumberUnavailable: 1}}, ""},
+	} {
+		got := RolloutFailure(c.obj)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: RolloutFailure = %q, want %q", name, got, c.want)
+		}
 	}
 }

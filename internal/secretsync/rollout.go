@@ -43,6 +43,9 @@ type RolloutOutcome struct {
 	Skipped bool
 	// Why says why the workload is restarted or skipped, for the event.
 	Why string
+	// Failed is set when the template records the version but its rollout
+	// has failed (RolloutFailure): it says how.
+	Failed string
 	// Done is true when the template records it and its pods run it.
 	Done bool
 }
@@ -347,8 +350,59 @@ func judge(t v1alpha1.RolloutTarget, obj client.Object, secretName, hash string)
 		o.Stale = true
 	default:
 		o.Done = rolledOut(obj)
+		if !o.Done {
+			o.Failed = RolloutFailure(obj)
+		}
 	}
 	return o
+}
+
+// RolloutFailure says, from its status alone, how the rollout of a
+// workload's current pod template has failed, or "" when it has not (it may
+// still be under way). A Deployment has failed when its controller says so:
+// condition Progressing=False with reason ProgressDeadlineExceeded (after
+// spec.progressDeadlineSeconds, 600 s by default) for its current
+// generation. StatefulSets and DaemonSets have no progress deadline; one
+// has stopped progressing when its controller has seen the current
+// generation, some pods do not run the current template, and some pods
+// are not ready (StatefulSet) or unavailable (DaemonSet): an update that
+// waits for a broken pod goes no further. A rollout being made judges the
+// same, so callers count such a stall only after a while (an ApiKey: once
+// the grace period has ended).
+func RolloutFailure(obj client.Object) string {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		if w.Status.ObservedGeneration < w.Generation {
+			return ""
+		}
+		for _, c := range w.Status.Conditions {
+			if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+				return "its rollout exceeded its progress deadline (Progressing=False, ProgressDeadlineExceeded)"
+			}
+		}
+	case *appsv1.StatefulSet:
+		want := int32(1)
+		if w.Spec.Replicas != nil {
+			want = *w.Spec.Replicas
+		}
+		if w.Status.ObservedGeneration >= w.Generation && w.Status.UpdatedReplicas < want && w.Status.ReadyReplicas < want {
+			return fmt.Sprintf("its rollout stopped progressing: %d of %d pods updated, %d ready", w.Status.UpdatedReplicas, want, w.Status.ReadyReplicas)
+		}
+	case *appsv1.DaemonSet:
+		if w.Status.ObservedGeneration >= w.Generation && w.Status.UpdatedNumberScheduled < w.Status.DesiredNumberScheduled && w.Status.NumberUnavailable > 0 {
+			return fmt.Sprintf("its rollout stopped progressing: %d of %d pods updated, %d unavailable",
+				w.Status.UpdatedNumberScheduled, w.Status.DesiredNumberScheduled, w.Status.NumberUnavailable)
+		}
+	}
+	return ""
+}
+
+// DeadlineKnown says whether a workload's controller reports a failed
+// rollout itself (a Deployment's progress deadline), so RolloutFailure is
+// final at once; for the other kinds it is a stall to be confirmed by time.
+func DeadlineKnown(obj client.Object) bool {
+	_, ok := obj.(*appsv1.Deployment)
+	return ok
 }
 
 // selectWorkloads lists the workloads of t.Kind matching t.Selector, at most
