@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -52,17 +53,35 @@ type restarter struct {
 	// closes; nil when window is 0 (requests are patched at once).
 	queue workqueue.TypedDelayingInterface[workloadKey]
 
+	// budget bounds the rollouts in flight (restart_budget.go); clock
+	// times them, inflightLimit frees a slot a rollout held this long.
+	budget        restartBudget
+	clock         clock.PassiveClock
+	inflightLimit time.Duration
+
 	mu      sync.Mutex
 	pending map[workloadKey]map[string]restartWant // by HashAnnotation
 	perNS   map[string]int
+	// waiting holds the workloads whose window closed and whose restart
+	// waits for the budget, in order; inflight those rolling out.
+	waiting    []*queuedRestart
+	inflight   map[workloadKey]inFlight
+	inflightNS map[string]int
 }
 
-// setupRestarts makes the manager's restarter (Options.RestartCoalesceWindow)
-// and runs it with the manager, under the leader's lease.
+// setupRestarts makes the manager's restarter (Options.RestartCoalesceWindow,
+// Options.MaxConcurrentRestarts and MaxConcurrentRestartsPerNamespace) and
+// runs it with the manager, under the leader's lease.
 func setupRestarts(mgr ctrl.Manager, o Options) (*restarter, error) {
 	r := &restarter{client: mgr.GetClient(), reader: mgr.GetAPIReader(), rec: mgr.GetEventRecorder("keywarden"),
-		window: o.RestartCoalesceWindow, pending: map[workloadKey]map[string]restartWant{}, perNS: map[string]int{}}
-	if r.window > 0 {
+		window: o.RestartCoalesceWindow, pending: map[workloadKey]map[string]restartWant{}, perNS: map[string]int{},
+		budget: restartBudget{global: o.MaxConcurrentRestarts, perNS: o.MaxConcurrentRestartsPerNamespace},
+		clock:  o.Clock, inflightLimit: o.RolloutWaitLimit,
+		inflight: map[workloadKey]inFlight{}, inflightNS: map[string]int{}}
+	if r.inflightLimit <= 0 {
+		r.inflightLimit = 15 * time.Minute
+	}
+	if r.window > 0 || r.budget.enabled() {
 		r.queue = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[workloadKey]{Clock: o.Clock})
 	}
 	return r, mgr.Add(r)
@@ -78,13 +97,29 @@ func (r *restarter) Start(ctx context.Context) error {
 		<-ctx.Done()
 		r.queue.ShutDown()
 	}()
+	if r.budget.enabled() {
+		// Before anything is patched: the rollouts a previous process
+		// started still hold their slots.
+		r.discoverInFlight(ctx)
+		r.queue.AddAfter(pollKey, budgetPoll)
+	}
 	for {
 		key, shutdown := r.queue.Get()
 		if shutdown {
 			r.forgetAll()
 			return nil
 		}
-		r.flush(ctx, key, r.take(key))
+		switch {
+		case key == pollKey:
+			r.poll(ctx)
+			r.admit(ctx)
+			r.queue.AddAfter(pollKey, budgetPoll)
+		case r.budget.enabled():
+			r.enqueue(key, r.take(key))
+			r.admit(ctx)
+		default:
+			r.flush(ctx, key, r.take(key))
+		}
 		r.queue.Done(key)
 	}
 }
@@ -213,27 +248,32 @@ func (r *restarter) forgetAll() {
 		metrics.RolloutsPending.DeleteLabelValues(ns)
 	}
 	r.pending, r.perNS = map[workloadKey]map[string]restartWant{}, map[string]int{}
+	// The queue and the rollouts in flight are derived again by the next
+	// leader: from the credentials (resume) and the workloads (discoverInFlight).
+	r.waiting, r.inflight, r.inflightNS = nil, map[workloadKey]inFlight{}, map[string]int{}
+	metrics.RestartQueueLength.Set(0)
+	metrics.RestartsInFlight.Set(0)
 }
 
 // flush reads the workload afresh and patches its pod template once with
 // every wanted version it still lacks (it may have stopped reading a
 // Secret, or been restarted meanwhile). A failed patch is tried again after
-// another window.
-func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string]restartWant) {
+// another window. It reports whether it patched.
+func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string]restartWant) bool {
 	if len(wants) == 0 {
-		return
+		return false
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("kind", key.Kind, "namespace", key.Namespace, "name", key.Name)
 	obj, err := secretsync.NewWorkload(key.Kind)
 	if err != nil {
-		return
+		return false
 	}
 	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, obj); err != nil {
 		if !apierrors.IsNotFound(err) {
 			log.Error(err, "read workload to restart")
 			r.retry(key, wants)
 		}
-		return
+		return false
 	}
 	annotations := map[string]string{}
 	var by []restartWant
@@ -244,14 +284,14 @@ func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string
 		}
 	}
 	if len(by) == 0 {
-		return
+		return false
 	}
 	if err := secretsync.PatchTemplate(ctx, r.client, obj, annotations); err != nil {
 		if !apierrors.IsNotFound(err) {
 			log.Error(err, "restart workload")
 			r.retry(key, wants)
 		}
-		return
+		return false
 	}
 	metrics.RolloutPatches.WithLabelValues(key.Kind).Inc()
 	note := ""
@@ -267,6 +307,7 @@ func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string
 		r.rec.Eventf(w.by, nil, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted, "RolloutRestart",
 			"%s %s restarted to pick up the new credential%s: %s", key.Kind, key.Name, note, why)
 	}
+	return true
 }
 
 // retry puts wants back for another window, unless a newer want for the

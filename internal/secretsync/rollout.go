@@ -220,6 +220,41 @@ func rolledOut(obj client.Object) bool {
 	return false
 }
 
+// RolledOut reports whether the controller of the workload has finished
+// rolling out its current generation.
+func RolledOut(obj client.Object) bool { return rolledOut(obj) }
+
+// RecordsRestart reports whether the workload's pod template carries a
+// restart annotation Keywarden writes (HashAnnotation of any Secret).
+func RecordsRestart(obj client.Object) bool {
+	for k := range templateAnnotations(obj) {
+		if strings.HasPrefix(k, hashAnnotationPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// ListWorkloads lists every workload of kind in the cluster, page by page.
+func ListWorkloads(ctx context.Context, reader client.Reader, kind string, each func(client.Object)) error {
+	cont := ""
+	for {
+		list, items, err := newWorkloadList(kind)
+		if err != nil {
+			return err
+		}
+		if err := reader.List(ctx, list, client.Limit(500), client.Continue(cont)); err != nil {
+			return fmt.Errorf("list %s: %w", kind, err)
+		}
+		for _, o := range items() {
+			each(o)
+		}
+		if cont = list.GetContinue(); cont == "" {
+			return nil
+		}
+	}
+}
+
 // MaxSelected bounds the workloads one selector target picks.
 const MaxSelected = 100
 
