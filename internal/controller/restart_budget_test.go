@@ -116,7 +116,7 @@ func TestRestartBudget(t *testing.T) {
 	for _, ns := range nss {
 		rtWaitReady(t, ns, "tok", 1)
 		g.Eventually(func() float64 { return metricValue("keywarden_rollouts_pending", "namespace", ns) }).
-			WithTimeout(rtWait).WithPolling(20*time.Millisecond).Should(BeEquivalentTo(perNSWorkloads))
+			WithTimeout(rtWait).WithPolling(20 * time.Millisecond).Should(BeEquivalentTo(perNSWorkloads))
 	}
 	clk.Step(restartWindow)
 
