@@ -50,7 +50,8 @@ type restarter struct {
 	rec    recorder.EventRecorder
 	window time.Duration
 	// queue holds each workload with pending requests until its window
-	// closes; nil when window is 0 (requests are patched at once).
+	// closes (then, under a budget, the poll of the rollouts in flight);
+	// nil when window is 0 and no budget is set (requests are patched at once).
 	queue workqueue.TypedDelayingInterface[workloadKey]
 
 	// budget bounds the rollouts in flight (restart_budget.go); clock
@@ -334,8 +335,8 @@ func (r *ApiKeyReconciler) stepResumeRestarts(ctx context.Context, p *apiKeyPass
 		return next(0)
 	}
 	outcomes, ok := r.restarts.resume(ctx, p.ak, p.ak.Spec.RolloutRestart, p.existing)
-	if !ok && len(p.ak.Spec.RolloutRestart) > 0 && p.existing != nil {
-		return next(0) // unread: the condition stays as last judged
+	if !ok && len(p.ak.Spec.RolloutRestart) > 0 {
+		return next(0) // no Secret, or unread: the condition stays as last judged
 	}
 	return next(r.judgeRollouts(p.ak, outcomes, p.now))
 }
