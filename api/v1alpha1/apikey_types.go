@@ -19,11 +19,54 @@ const (
 	DeletionPolicyRetain DeletionPolicy = "Retain"
 )
 
+// Weekday is a day of the week in a rotation window.
+// +kubebuilder:validation:Enum=Mon;Tue;Wed;Thu;Fri;Sat;Sun
+type Weekday string
+
+// RotationWindow is a time of the week when a scheduled rotation may start:
+// on each of days, from start to end in timeZone. A window ends on the day
+// it starts: end is later than start, or 24:00 for midnight. A window across
+// midnight is written as two (22:00-24:00 on Mon, 00:00-02:00 on Tue). On a
+// day a daylight-saving change skips clock times, a window is shortened by
+// the skipped hour (02:00-03:00 on the last Sunday of March in
+// Europe/Berlin does not happen at all); on a day it repeats them, a
+// window spanning the repeated hour is an hour longer, and a start or end
+// inside it means its second occurrence.
+// +kubebuilder:validation:XValidation:rule="!self.start.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$') || !self.end.matches('^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$') || self.end > self.start",message="windows[].end must be later than windows[].start on the same day (24:00 for midnight); write a window across midnight as two windows"
+type RotationWindow struct {
+	// Days the window opens on, in timeZone: Mon, Tue, Wed, Thu, Fri, Sat, Sun.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=7
+	// +listType=set
+	Days []Weekday `json:"days"`
+
+	// Start is when the window opens, "HH:MM" (24-hour clock, 00:00 to 23:59).
+	// +kubebuilder:validation:MaxLength=5
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')",message="windows[].start must be HH:MM on a 24-hour clock, such as 09:00"
+	Start string `json:"start"`
+
+	// End is when the window closes, "HH:MM" later than start, or 24:00.
+	// +kubebuilder:validation:MaxLength=5
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$')",message="windows[].end must be HH:MM on a 24-hour clock, such as 17:00, or 24:00"
+	End string `json:"end"`
+
+	// TimeZone is the IANA time zone of days, start and end, such as
+	// Europe/Berlin. Defaults to UTC. A zone the manager cannot load makes
+	// the ApiKey rotate on its schedule, ignoring the windows, and is told
+	// on the RotationWindow condition (InvalidTimeZone).
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`
+	// +kubebuilder:validation:XValidation:rule="self != 'Local' && timestamp('2026-01-01T00:00:00Z').getHours(self) >= 0",message="windows[].timeZone must be an IANA time zone name such as Europe/Berlin or UTC"
+	// +optional
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
 // Rotation says when a new key replaces the current one. Without rotation the
 // key is kept until the ApiKey is deleted, a key-relevant field of the spec
 // changes or a rotation is asked for with the keywarden.dev/rotate annotation.
 // +kubebuilder:validation:XValidation:rule="!(has(self.every) && has(self.schedule))",message="rotation.every and rotation.schedule are mutually exclusive: set one"
 // +kubebuilder:validation:XValidation:rule="!has(self.timeZone) || has(self.schedule)",message="rotation.timeZone applies only to rotation.schedule"
+// +kubebuilder:validation:XValidation:rule="!has(self.windows) || size(self.windows) == 0 || has(self.every) || has(self.schedule)",message="rotation.windows applies only to rotation.every or rotation.schedule: set one of them"
 // +kubebuilder:validation:XValidation:rule="!has(self.every) || !has(self.gracePeriod) || !self.every.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.gracePeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.gracePeriod) <= duration(self.every)",message="rotation.gracePeriod must not be longer than rotation.every"
 type Rotation struct {
 	// Every rotates the key at this interval after it became active, as a Go
@@ -61,6 +104,21 @@ type Rotation struct {
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) <= duration('720h')",message="rotation.gracePeriod must be at most 720h: a previous key stays valid no longer than 30 days"
 	// +optional
 	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+
+	// Windows are the times of the week a scheduled rotation (every or
+	// schedule) may start. A rotation due outside every window waits for the
+	// next window to open, and starts within its first half (a delay fixed
+	// per ApiKey, so many ApiKeys do not rotate at once); status.nextRotationTime
+	// shows when. A compromised key, the keywarden.dev/rotate annotation, a
+	// spec change, a lost Secret and a key revoked outside Keywarden never
+	// wait. Empty: the issuer's policy.rotationWindows, else any time. When
+	// no window opens before the key would pass the issuer's
+	// policy.maxKeyAge, the key rotates when due anyway (RotationWindow
+	// condition, reason NoWindowBeforeMaxKeyAge).
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	Windows []RotationWindow `json:"windows,omitempty"`
 }
 
 // ApiKeySpec is the desired Reevit API key.

@@ -62,7 +62,32 @@ type RolloutTarget struct {
 	// them: only those reading the Secret are restarted. Exclusive with name.
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+
+	// When says which of the picked workloads reading the Secret are
+	// restarted. Needed (the default) restarts only those whose pods cannot
+	// see a new value without a restart: they read it through env
+	// (valueFrom.secretKeyRef) or envFrom, mount it with subPath, or opt in
+	// with keywarden.dev/allow-restart-for. A workload reading the Secret only
+	// through secret or projected volumes is not restarted: the kubelet
+	// updates the mounted files in place (within about a minute), and the
+	// application should reread them. Always restarts every picked workload
+	// that reads the Secret.
+	// +kubebuilder:default=Needed
+	// +optional
+	When RestartWhen `json:"when,omitempty"`
 }
+
+// RestartWhen says when a rollout target's workloads are restarted.
+// +kubebuilder:validation:Enum=Needed;Always
+type RestartWhen string
+
+const (
+	// RestartWhenNeeded restarts only workloads that cannot see a new Secret
+	// value without a restart (env, envFrom, subPath, opt-in annotation).
+	RestartWhenNeeded RestartWhen = "Needed"
+	// RestartWhenAlways restarts every workload that reads the Secret.
+	RestartWhenAlways RestartWhen = "Always"
+)
 
 // Annotations understood on Keywarden resources.
 const (

@@ -15,6 +15,18 @@ const (
 	// (KeyTooOld) once its API key has been in use for longer. It does not
 	// change Ready: the key still works.
 	ConditionKeyAge = "KeyAge"
+	// ConditionRotationWindow, on an ApiKey whose rotations follow windows
+	// (spec.rotation.windows or the issuer's policy.rotationWindows), is
+	// owned by the schedule step: True when the next rotation waits for or
+	// falls in a window, False when the windows cannot be followed. It does
+	// not change Ready: the key works.
+	ConditionRotationWindow = "RotationWindow"
+	// ConditionRolloutsComplete, on an ApiKey with spec.rolloutRestart, is
+	// owned by the restarts step: True when every target that needs a
+	// restart runs the current Secret, False (Progressing) while one is
+	// restarting, False (RolloutFailed) when a rollout failed. It does not
+	// change Ready: the Secret holds a valid key.
+	ConditionRolloutsComplete = "RolloutsComplete"
 )
 
 // Condition reasons. They double as event reasons; the README lists what a
@@ -68,4 +80,19 @@ const (
 	ReasonRevocationBacklog = "RevocationBacklog"
 	// ReasonIssuerInUse: an issuer's deletion waits for the keys made through it.
 	ReasonIssuerInUse = "IssuerInUse"
+	// ReasonRolloutRestartNotNeeded: a rollout target reads the Secret only
+	// through volumes the kubelet updates in place; it was not restarted.
+	ReasonRolloutRestartNotNeeded = "RolloutRestartNotNeeded"
+	// ReasonInWindow: the next scheduled rotation starts inside a rotation window.
+	ReasonInWindow = "InWindow"
+	// ReasonNoWindowBeforeMaxKeyAge: no rotation window opens before the key
+	// passes the issuer's policy.maxKeyAge; it rotates when due anyway.
+	ReasonNoWindowBeforeMaxKeyAge = "NoWindowBeforeMaxKeyAge"
+	// ReasonInvalidTimeZone: a rotation window's time zone does not load in
+	// the manager; the windows are ignored.
+	ReasonInvalidTimeZone = "InvalidTimeZone"
+	// ReasonRolloutFailed: a rollout target's rollout failed (a Deployment
+	// past its progress deadline, a StatefulSet or DaemonSet that stopped
+	// progressing); the previous key is kept.
+	ReasonRolloutFailed = "RolloutFailed"
 )

@@ -55,6 +55,14 @@ type ReevitIssuerPolicy struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="policy.maxGracePeriod must be a Go duration such as 1h (units h, m, s; no days)"
 	// +optional
 	MaxGracePeriod *metav1.Duration `json:"maxGracePeriod,omitempty"`
+
+	// RotationWindows are the rotation windows of the ApiKeys using the
+	// issuer that set no spec.rotation.windows of their own (an ApiKey's own
+	// list wins). See ApiKey spec.rotation.windows.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	RotationWindows []RotationWindow `json:"rotationWindows,omitempty"`
 }
 
 // Environment is a Reevit key environment.

@@ -104,7 +104,10 @@ type rolloutState struct {
 	err     error
 	// refused: the workload neither reads the output Secret nor opts in
 	// with keywarden.dev/allow-restart-for, so the manager does not restart it.
-	refused  bool
+	refused bool
+	// skipped: it reads the Secret only through volumes the kubelet
+	// updates in place (when: Needed), so the manager does not restart it.
+	skipped  bool
 	hash     string // the Secret version the pod template records (secretsync.TemplateHash)
 	progress string
 }
@@ -229,7 +232,7 @@ func readRollout(ctx context.Context, c client.Client, ns, secretName string, t 
 	}
 	var out []rolloutState
 	for _, o := range res.Outcomes {
-		s := rolloutState{target: t, name: o.Name, missing: o.Missing, refused: o.Refused}
+		s := rolloutState{target: t, name: o.Name, missing: o.Missing, refused: o.Refused, skipped: o.Skipped}
 		if o.Workload != nil {
 			s.hash, _ = secretsync.TemplateHash(o.Workload, secretName)
 			s.progress = progressOf(o.Workload)
@@ -478,6 +481,8 @@ func rolloutLine(r rolloutState, x statusExtra) string {
 		return "cannot read: " + shortErr(r.err)
 	case r.refused:
 		return "refused: it does not read Secret " + x.secretName + " (RolloutTargetRefused); " + adviceFor(v1alpha1.ReasonRolloutTargetRefused)
+	case r.skipped:
+		return "not restarted: it reads Secret " + x.secretName + " only through volumes, which the kubelet updates in place (when: Always restarts it)"
 	case r.hash == "":
 		return "not restarted by Keywarden yet (" + r.progress + ")"
 	case x.secretHash == "":

@@ -76,6 +76,8 @@ func main() {
 	flag.DurationVar(&rolloutLimit, "rollout-wait-limit", 15*time.Minute, "How long a revocation waits for rollout targets after the grace period before going ahead with a Warning.")
 	auditLog := flag.String("audit-log", "stderr", "Where the audit stream goes (one JSON line per credential event, \"logger\":\"audit\", docs/audit.md): stderr (beside the manager's log), stdout, off, or a file path (appended).")
 	flag.DurationVar(&restartWindow, "restart-coalesce-window", 10*time.Second, "Restarts of one workload asked for within this long (several credentials changing together) make one pod-template patch; 0 patches at once.")
+	maxRestarts := flag.Int("max-concurrent-restarts", 0, "Workloads rolling out a Keywarden restart at once in the whole cluster; more wait in a queue, in order. 0: no bound.")
+	maxRestartsNS := flag.Int("max-concurrent-restarts-per-namespace", 0, "Workloads rolling out a Keywarden restart at once in one namespace; more wait in the queue. 0: no bound.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -176,17 +178,19 @@ func main() {
 		os.Exit(1)
 	}
 	if err := controller.Setup(mgr, controller.Options{
-		Audit:                    auditSink,
-		AllowedEndpoints:         allowed,
-		ClusterResourceNamespace: clusterNS,
-		Clock:                    clock.RealClock{},
-		AllowHTTP:                allowHTTP,
-		HTTPClient:               apiHTTP,
-		MaxConcurrentReconciles:  maxConcurrent,
-		DriftCheckInterval:       driftInterval,
-		RolloutWaitLimit:         rolloutLimit,
-		RestartCoalesceWindow:    restartWindow,
-		Sharded:                  shard != nil,
+		Audit:                             auditSink,
+		AllowedEndpoints:                  allowed,
+		ClusterResourceNamespace:          clusterNS,
+		Clock:                             clock.RealClock{},
+		AllowHTTP:                         allowHTTP,
+		HTTPClient:                        apiHTTP,
+		MaxConcurrentReconciles:           maxConcurrent,
+		DriftCheckInterval:                driftInterval,
+		RolloutWaitLimit:                  rolloutLimit,
+		RestartCoalesceWindow:             restartWindow,
+		MaxConcurrentRestarts:             *maxRestarts,
+		MaxConcurrentRestartsPerNamespace: *maxRestartsNS,
+		Sharded:                           shard != nil,
 	}); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)

@@ -177,6 +177,25 @@ func build() ([]byte, error) {
 			ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLine)).
 			Legend(legend()).
 			WithTarget(query("A", `keywarden_live_keys{`+ns+`}`, "{{namespace}}/{{name}}"))).
+		// Rollout restarts.
+		WithRow(dashboard.NewRowBuilder("Rollout restarts")).
+		WithPanel(statPanel("Failed rollouts",
+			"Rollout targets of ApiKeys whose rollout of the new key failed (RolloutFailed): their previous key is kept until the grace period and --rollout-wait-limit end (alert KeywardenRolloutFailed).",
+			`sum(keywarden_rollouts_failed{`+ns+`}) or vector(0)`, 1)).
+		WithPanel(timeseriesPanel("Restarts waiting for the coalescing window", "Workloads per namespace whose restart waits for --restart-coalesce-window to close.", "short",
+			query("A", `keywarden_rollouts_pending{`+ns+`}`, "{{namespace}}"))).
+		WithPanel(timeseriesPanel("Restart patches", "Pod-template patches restarting workloads per second, by kind (one per workload per coalescing window).", "ops",
+			query("A", `sum by (kind) (rate(keywarden_rollout_patches_total[$__rate_interval]))`, "{{kind}}"))).
+		WithPanel(timeseriesPanel("Restart budget", "Under --max-concurrent-restarts: workloads rolling out a restart (in flight) and restarts waiting in the queue for room.", "short",
+			query("A", `keywarden_restarts_in_flight`, "in flight"),
+			query("B", `keywarden_restart_queue_length`, "queued"))).
+		WithPanel(timeseriesPanel("Restarts by outcome", "Under the restart budget, per second: restarts asked for, those that had to wait, and rollouts finished (done) or failed (the workload's controller reports failure, or it took longer than --rollout-wait-limit).", "ops",
+			query("A", `rate(keywarden_restarts_requested_total[$__rate_interval])`, "asked"),
+			query("B", `rate(keywarden_restarts_queued_total[$__rate_interval])`, "queued"),
+			query("C", `sum by (result) (rate(keywarden_restarts_finished_total[$__rate_interval]))`, "{{result}}"))).
+		WithPanel(timeseriesPanel("Restart rollout duration", "Time from a restart's pod-template patch to the workload having rolled it out: 50th and 99th percentiles (under the restart budget).", "s",
+			query("A", `histogram_quantile(0.5, sum by (le) (rate(keywarden_restart_rollout_duration_seconds_bucket[$__rate_interval])))`, "p50"),
+			query("B", `histogram_quantile(0.99, sum by (le) (rate(keywarden_restart_rollout_duration_seconds_bucket[$__rate_interval])))`, "p99"))).
 		Build()
 	if err != nil {
 		return nil, err

@@ -152,6 +152,9 @@ type apiKeyPass struct {
 	// current is the issuer spec.issuerRef resolves to (nil: none).
 	current      *v1alpha1.IssuerRecord
 	adminVersion string
+	// policy is the issuer's policy (nil: no issuer), for its rotation
+	// windows and maximum key age.
+	policy *v1alpha1.ReevitIssuerPolicy
 	// gate stops the create path: a missing issuer, a policy violation, an
 	// issuer being deleted.
 	gate *failure
@@ -175,6 +178,7 @@ func (r *ApiKeyReconciler) apiKeySteps() []step[*apiKeyPass] {
 		{name: "schedule", run: r.stepSchedule},
 		{name: "intent", run: r.stepIntent},
 		{name: "create", run: r.stepCreate},
+		{name: "reschedule", run: r.stepReschedule},
 		{name: "metadata", run: r.stepMetadata},
 		{name: "restarts", run: r.stepResumeRestarts},
 		{name: "revoke", run: r.stepRevoke, always: true},
@@ -207,6 +211,7 @@ func (r *ApiKeyReconciler) resolveIssuer(ctx context.Context, p *apiKeyPass) {
 		return
 	}
 	p.current, p.adminVersion = iss.record(), iss.version(ctx, r.Cache)
+	p.policy = iss.spec.Policy.DeepCopy()
 	var nsLabels map[string]string
 	if iss.cluster() && iss.spec.Policy.NamespaceSelector != nil {
 		nsLabels = namespaceLabels(ctx, r.Client, ak.Namespace)
@@ -260,7 +265,8 @@ func (r *ApiKeyReconciler) stepBackoff(_ context.Context, p *apiKeyPass) (stepRe
 }
 
 // stepSchedule recomputes the next rotation: the schedule may have changed
-// since the key became active.
+// since the key became active. A rotation due outside the rotation windows
+// waits for the next one (applyWindows, which owns RotationWindow).
 func (r *ApiKeyReconciler) stepSchedule(_ context.Context, p *apiKeyPass) (stepResult, error) {
 	st := &p.ak.Status
 	if st.KeyID == "" || st.PendingCreate != nil || st.ActiveSince == nil {
@@ -272,7 +278,7 @@ func (r *ApiKeyReconciler) stepSchedule(_ context.Context, p *apiKeyPass) (stepR
 		r.fail(p.ak, p.now, &failure{Reason: v1alpha1.ReasonBadRequest, Message: err.Error() + ": fix spec.rotation"}, v1alpha1.ConditionIssued)
 		return stop(ctrl.Result{}, nil)
 	}
-	st.NextRotationTime = optTime(at)
+	st.NextRotationTime = optTime(applyWindows(p.ak, p.policy, at, p.now))
 	return next(0)
 }
 

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -33,6 +34,7 @@ type workloadKey struct{ Namespace, Kind, Name string }
 // workload's pod template should record.
 type restartWant struct {
 	secret, hash string
+	always       bool          // the target says when: Always
 	by           client.Object // the credential, for its event
 }
 
@@ -48,20 +50,39 @@ type restarter struct {
 	rec    recorder.EventRecorder
 	window time.Duration
 	// queue holds each workload with pending requests until its window
-	// closes; nil when window is 0 (requests are patched at once).
+	// closes (then, under a budget, the poll of the rollouts in flight);
+	// nil when window is 0 and no budget is set (requests are patched at once).
 	queue workqueue.TypedDelayingInterface[workloadKey]
+
+	// budget bounds the rollouts in flight (restart_budget.go); clock
+	// times them, inflightLimit frees a slot a rollout held this long.
+	budget        restartBudget
+	clock         clock.PassiveClock
+	inflightLimit time.Duration
 
 	mu      sync.Mutex
 	pending map[workloadKey]map[string]restartWant // by HashAnnotation
 	perNS   map[string]int
+	// waiting holds the workloads whose window closed and whose restart
+	// waits for the budget, in order; inflight those rolling out.
+	waiting    []*queuedRestart
+	inflight   map[workloadKey]inFlight
+	inflightNS map[string]int
 }
 
-// setupRestarts makes the manager's restarter (Options.RestartCoalesceWindow)
-// and runs it with the manager, under the leader's lease.
+// setupRestarts makes the manager's restarter (Options.RestartCoalesceWindow,
+// Options.MaxConcurrentRestarts and MaxConcurrentRestartsPerNamespace) and
+// runs it with the manager, under the leader's lease.
 func setupRestarts(mgr ctrl.Manager, o Options) (*restarter, error) {
 	r := &restarter{client: mgr.GetClient(), reader: mgr.GetAPIReader(), rec: mgr.GetEventRecorder("keywarden"),
-		window: o.RestartCoalesceWindow, pending: map[workloadKey]map[string]restartWant{}, perNS: map[string]int{}}
-	if r.window > 0 {
+		window: o.RestartCoalesceWindow, pending: map[workloadKey]map[string]restartWant{}, perNS: map[string]int{},
+		budget: restartBudget{global: o.MaxConcurrentRestarts, perNS: o.MaxConcurrentRestartsPerNamespace},
+		clock:  o.Clock, inflightLimit: o.RolloutWaitLimit,
+		inflight: map[workloadKey]inFlight{}, inflightNS: map[string]int{}}
+	if r.inflightLimit <= 0 {
+		r.inflightLimit = 15 * time.Minute
+	}
+	if r.window > 0 || r.budget.enabled() {
 		r.queue = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[workloadKey]{Clock: o.Clock})
 	}
 	return r, mgr.Add(r)
@@ -77,13 +98,29 @@ func (r *restarter) Start(ctx context.Context) error {
 		<-ctx.Done()
 		r.queue.ShutDown()
 	}()
+	if r.budget.enabled() {
+		// Before anything is patched: the rollouts a previous process
+		// started still hold their slots.
+		r.discoverInFlight(ctx)
+		r.queue.AddAfter(pollKey, budgetPoll)
+	}
 	for {
 		key, shutdown := r.queue.Get()
 		if shutdown {
 			r.forgetAll()
 			return nil
 		}
-		r.flush(ctx, key, r.take(key))
+		switch {
+		case key == pollKey:
+			r.poll(ctx)
+			r.admit(ctx)
+			r.queue.AddAfter(pollKey, budgetPoll)
+		case r.budget.enabled():
+			r.enqueue(key, r.take(key))
+			r.admit(ctx)
+		default:
+			r.flush(ctx, key, r.take(key))
+		}
 		r.queue.Done(key)
 	}
 }
@@ -124,8 +161,12 @@ func (r *restarter) request(ctx context.Context, obj client.Object, secretName s
 			r.rec.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutTargetRefused, "RolloutRestart",
 				"%s %s does not read Secret %s (env, envFrom or a volume): not restarted; mount the Secret, or annotate the workload %s=%s to opt in",
 				o.Target.Kind, o.Name, secretName, secretsync.AnnotationAllowRestart, secretName)
+		case o.Skipped:
+			r.rec.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestartNotNeeded, "RolloutRestart",
+				"%s %s: %s", o.Target.Kind, o.Name, o.Why)
 		case o.Stale:
-			r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name}, restartWant{secret: secretName, hash: hash, by: obj})
+			r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name},
+				restartWant{secret: secretName, hash: hash, always: o.Target.When == v1alpha1.RestartWhenAlways, by: obj})
 		}
 	}
 }
@@ -135,16 +176,17 @@ func (r *restarter) request(ctx context.Context, obj client.Object, secretName s
 // existing and records another version of it. A workload recording only
 // the annotation of an older release is left alone: that release restarted
 // it for every change. The request is idempotent: one already pending for
-// the same version changes nothing.
-func (r *restarter) resume(ctx context.Context, obj client.Object, targets []v1alpha1.RolloutTarget, existing *corev1.Secret) {
+// the same version changes nothing. It returns what the targets pick, for
+// a judgement of their rollouts; ok is false when they could not be read.
+func (r *restarter) resume(ctx context.Context, obj client.Object, targets []v1alpha1.RolloutTarget, existing *corev1.Secret) (outcomes []secretsync.RolloutOutcome, ok bool) {
 	if len(targets) == 0 || existing == nil || !secretsync.Intact(existing) {
-		return
+		return nil, false
 	}
 	hash := secretsync.RestartHash(existing.Data)
 	res, err := secretsync.Resolve(ctx, r.reader, obj.GetNamespace(), existing.Name, targets, hash)
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "check rollout targets")
-		return
+		return nil, false
 	}
 	for _, o := range res.Outcomes {
 		if !o.Stale {
@@ -153,8 +195,10 @@ func (r *restarter) resume(ctx context.Context, obj client.Object, targets []v1a
 		if h, perSecret := secretsync.TemplateHash(o.Workload, existing.Name); !perSecret && h != "" {
 			continue
 		}
-		r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name}, restartWant{secret: existing.Name, hash: hash, by: obj})
+		r.add(ctx, workloadKey{obj.GetNamespace(), o.Target.Kind, o.Name},
+			restartWant{secret: existing.Name, hash: hash, always: o.Target.When == v1alpha1.RestartWhenAlways, by: obj})
 	}
+	return res.Outcomes, true
 }
 
 // add records one want; the first for a workload opens its window. With
@@ -205,45 +249,50 @@ func (r *restarter) forgetAll() {
 		metrics.RolloutsPending.DeleteLabelValues(ns)
 	}
 	r.pending, r.perNS = map[workloadKey]map[string]restartWant{}, map[string]int{}
+	// The queue and the rollouts in flight are derived again by the next
+	// leader: from the credentials (resume) and the workloads (discoverInFlight).
+	r.waiting, r.inflight, r.inflightNS = nil, map[workloadKey]inFlight{}, map[string]int{}
+	metrics.RestartQueueLength.Set(0)
+	metrics.RestartsInFlight.Set(0)
 }
 
 // flush reads the workload afresh and patches its pod template once with
 // every wanted version it still lacks (it may have stopped reading a
 // Secret, or been restarted meanwhile). A failed patch is tried again after
-// another window.
-func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string]restartWant) {
+// another window. It reports whether it patched.
+func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string]restartWant) bool {
 	if len(wants) == 0 {
-		return
+		return false
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("kind", key.Kind, "namespace", key.Namespace, "name", key.Name)
 	obj, err := secretsync.NewWorkload(key.Kind)
 	if err != nil {
-		return
+		return false
 	}
 	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, obj); err != nil {
 		if !apierrors.IsNotFound(err) {
 			log.Error(err, "read workload to restart")
 			r.retry(key, wants)
 		}
-		return
+		return false
 	}
 	annotations := map[string]string{}
 	var by []restartWant
 	for _, k := range slices.Sorted(maps.Keys(wants)) {
-		if w := wants[k]; secretsync.Stale(obj, w.secret, w.hash) {
+		if w := wants[k]; secretsync.Stale(obj, w.secret, w.hash, w.always) {
 			annotations[k] = w.hash
 			by = append(by, w)
 		}
 	}
 	if len(by) == 0 {
-		return
+		return false
 	}
 	if err := secretsync.PatchTemplate(ctx, r.client, obj, annotations); err != nil {
 		if !apierrors.IsNotFound(err) {
 			log.Error(err, "restart workload")
 			r.retry(key, wants)
 		}
-		return
+		return false
 	}
 	metrics.RolloutPatches.WithLabelValues(key.Kind).Inc()
 	note := ""
@@ -255,9 +304,11 @@ func (r *restarter) flush(ctx context.Context, key workloadKey, wants map[string
 		note = fmt.Sprintf(" (one restart for %d changed Secrets: %s)", len(by), strings.Join(names, ", "))
 	}
 	for _, w := range by {
+		_, why := secretsync.RestartReason(obj, w.secret, w.always)
 		r.rec.Eventf(w.by, nil, corev1.EventTypeNormal, v1alpha1.ReasonRolloutRestarted, "RolloutRestart",
-			"%s %s restarted to pick up the new credential%s", key.Kind, key.Name, note)
+			"%s %s restarted to pick up the new credential%s: %s", key.Kind, key.Name, note, why)
 	}
+	return true
 }
 
 // retry puts wants back for another window, unless a newer want for the
@@ -277,10 +328,15 @@ func (r *restarter) retry(key workloadKey, wants map[string]restartWant) {
 }
 
 // stepResumeRestarts asks again for the restarts a lost request left
-// undone (restarter.resume), before the revocations look at the rollouts.
+// undone (restarter.resume), before the revocations look at the rollouts,
+// and judges the rollouts (judgeRollouts, which owns RolloutsComplete).
 func (r *ApiKeyReconciler) stepResumeRestarts(ctx context.Context, p *apiKeyPass) (stepResult, error) {
-	if !p.foreign {
-		r.restarts.resume(ctx, p.ak, p.ak.Spec.RolloutRestart, p.existing)
+	if p.foreign {
+		return next(0)
 	}
-	return next(0)
+	outcomes, ok := r.restarts.resume(ctx, p.ak, p.ak.Spec.RolloutRestart, p.existing)
+	if !ok && len(p.ak.Spec.RolloutRestart) > 0 {
+		return next(0) // no Secret, or unread: the condition stays as last judged
+	}
+	return next(r.judgeRollouts(p.ak, outcomes, p.now))
 }

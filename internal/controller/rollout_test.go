@@ -335,7 +335,7 @@ func TestRolloutWindowZero(t *testing.T) {
 	g.Expect(d.Spec.Template.Annotations).To(Equal(map[string]string{secretsync.HashAnnotation("creds"): "h1"}))
 	g.Expect(rec.notes).To(ConsistOf(
 		ContainSubstring("RolloutTargetMissing: StatefulSet gone not found"),
-		Equal("RolloutRestarted: Deployment w restarted to pick up the new credential")))
+		Equal("RolloutRestarted: Deployment w restarted to pick up the new credential: container app reads the Secret through envFrom, set only when a container starts")))
 	r.request(ctx, owner, "creds", targets, "h1")
 	g.Expect(getDeployment(t, ns, "w").Generation).To(Equal(d.Generation), "the same version restarted twice")
 }

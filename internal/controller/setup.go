@@ -45,6 +45,12 @@ type Options struct {
 	// RestartCoalesceWindow gathers the restarts of one workload asked for
 	// within this long into one pod-template patch; 0 patches at once.
 	RestartCoalesceWindow time.Duration
+	// MaxConcurrentRestarts bounds the workloads rolling out at once for
+	// Keywarden's restarts in the whole cluster; the others wait in a
+	// queue. 0: no bound.
+	MaxConcurrentRestarts int
+	// MaxConcurrentRestartsPerNamespace bounds them in each namespace; 0: no bound.
+	MaxConcurrentRestartsPerNamespace int
 	// AllowedEndpoints are the base URLs issuers may name (--allowed-endpoints).
 	// Empty means DefaultAllowedEndpoints.
 	AllowedEndpoints []string

@@ -146,6 +146,9 @@ const clusterNS = "keywarden-system"
 
 var (
 	stopManager func()
+	// optionsHook, when set, changes the Options of the managers started
+	// next (a test that needs a flag the others run without).
+	optionsHook func(*Options)
 	// metricsAddr is where the test manager serves /metrics.
 	metricsAddr string
 )
@@ -185,6 +188,9 @@ func startManager() error {
 			defer crashMu.Unlock()
 			return crashFn != nil && crashFn(step)
 		},
+	}
+	if optionsHook != nil {
+		optionsHook(&opts)
 	}
 	if err := Setup(mgr, opts); err != nil {
 		return err

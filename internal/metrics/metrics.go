@@ -90,6 +90,55 @@ var (
 		Help: "Workloads whose restart waits for the coalescing window (--restart-coalesce-window) to close.",
 	}, []string{"namespace"})
 
+	// RolloutsFailed is the number of an ApiKey's rollout targets whose
+	// rollout failed (RolloutsComplete=False, RolloutFailed).
+	RolloutsFailed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keywarden_rollouts_failed",
+		Help: "Rollout targets of an ApiKey whose rollout of the current Secret failed (RolloutFailed); the previous key is kept meanwhile.",
+	}, []string{"namespace", "name"})
+
+	// RestartsRequested counts workload restarts asked for under a restart
+	// budget, after coalescing (one per workload per window).
+	RestartsRequested = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keywarden_restarts_requested_total",
+		Help: "Workload restarts asked for under the restart budget (--max-concurrent-restarts), after coalescing.",
+	})
+
+	// RestartsQueued counts restarts that had to wait for the budget.
+	RestartsQueued = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keywarden_restarts_queued_total",
+		Help: "Workload restarts that waited in the queue because the restart budget was full.",
+	})
+
+	// RestartsFinished counts rollouts of Keywarden's restarts that left
+	// the budget, by result: done (rolled out, or the workload is gone) or
+	// failed (its controller reports failure, or it rolled out for longer
+	// than --rollout-wait-limit).
+	RestartsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keywarden_restarts_finished_total",
+		Help: "Rollouts of Keywarden's restarts that finished, by result: done or failed.",
+	}, []string{"result"})
+
+	// RestartRolloutDuration is the time from a restart's patch to its
+	// workload having rolled out.
+	RestartRolloutDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "keywarden_restart_rollout_duration_seconds",
+		Help:    "Time from a restart's pod-template patch to the workload having rolled it out.",
+		Buckets: []float64{5, 15, 30, 60, 120, 300, 600, 1200, 3600},
+	})
+
+	// RestartQueueLength is the number of restarts waiting for the budget.
+	RestartQueueLength = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "keywarden_restart_queue_length",
+		Help: "Workload restarts waiting for room in the restart budget.",
+	})
+
+	// RestartsInFlight is the number of workloads rolling out a restart.
+	RestartsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "keywarden_restarts_in_flight",
+		Help: "Workloads rolling out a Keywarden restart, counted against --max-concurrent-restarts.",
+	})
+
 	// PolicyViolations is 1 for an object its issuer's policy refuses.
 	PolicyViolations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "keywarden_policy_violation",
@@ -99,7 +148,8 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys,
-		IssuerReady, IssuerCredentialFirstSeen, IssuerKeyTooOld, PolicyViolations, RolloutPatches, RolloutsPending)
+		IssuerReady, IssuerCredentialFirstSeen, IssuerKeyTooOld, PolicyViolations, RolloutPatches, RolloutsPending,
+		RolloutsFailed, RestartsRequested, RestartsQueued, RestartsFinished, RestartRolloutDuration, RestartQueueLength, RestartsInFlight)
 }
 
 // Observer returns a client hook that records one external request.
@@ -118,6 +168,7 @@ func Forget(kind, namespace, name string) {
 	if kind == "ApiKey" {
 		PendingRevocations.DeleteLabelValues(namespace, name)
 		LiveKeys.DeleteLabelValues(namespace, name)
+		RolloutsFailed.DeleteLabelValues(namespace, name)
 	}
 }
 

@@ -37,6 +37,15 @@ type RolloutOutcome struct {
 	// Stale is true when the pod template does not record the Secret
 	// version yet: a restart is needed.
 	Stale bool
+	// Skipped is true when the workload reads the Secret only through
+	// volumes the kubelet updates in place, and the target's when is Needed:
+	// it is not restarted, and nothing waits for it.
+	Skipped bool
+	// Why says why the workload is restarted or skipped, for the event.
+	Why string
+	// Failed is set when the template records the version but its rollout
+	// has failed (RolloutFailure): it says how.
+	Failed string
 	// Done is true when the template records it and its pods run it.
 	Done bool
 }
@@ -75,25 +84,16 @@ func podTemplate(obj client.Object) *corev1.PodTemplateSpec {
 // (valueFrom.secretKeyRef), envFrom, a secret volume or a projected one, in
 // any container, or opts in with AnnotationAllowRestart.
 func Consumes(obj client.Object, name string) bool {
-	for _, v := range strings.Split(obj.GetAnnotations()[AnnotationAllowRestart], ",") {
-		if v = strings.TrimSpace(v); v == "*" || v == name {
-			return true
-		}
+	if optsIn(obj, name) {
+		return true
 	}
 	t := podTemplate(obj)
 	if t == nil {
 		return false
 	}
 	for _, v := range t.Spec.Volumes {
-		if v.Secret != nil && v.Secret.SecretName == name {
+		if volumeReads(v, name) {
 			return true
-		}
-		if v.Projected != nil {
-			for _, src := range v.Projected.Sources {
-				if src.Secret != nil && src.Secret.Name == name {
-					return true
-				}
-			}
 		}
 	}
 	containers := append(slices.Clone(t.Spec.InitContainers), t.Spec.Containers...)
@@ -107,6 +107,76 @@ func Consumes(obj client.Object, name string) bool {
 			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == name {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// RestartReason says whether a workload reading Secret name must be
+// restarted to see a new value, and why (for the event). always is the
+// target's when: Always. A workload that reads the Secret only through
+// secret or projected volumes, without subPath, sees new values without a
+// restart: the kubelet updates the files in place. Env, envFrom and subPath
+// mounts are read once at container start; an opt-in annotation says the
+// workload wants the restart. The caller checks Consumes first.
+func RestartReason(obj client.Object, name string, always bool) (bool, string) {
+	t := podTemplate(obj)
+	if t == nil {
+		return false, "not a workload"
+	}
+	vols := map[string]bool{}
+	for _, v := range t.Spec.Volumes {
+		if volumeReads(v, name) {
+			vols[v.Name] = true
+		}
+	}
+	containers := append(slices.Clone(t.Spec.InitContainers), t.Spec.Containers...)
+	for _, c := range containers {
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == name {
+				return true, fmt.Sprintf("container %s reads the Secret through env %s, set only when a container starts", c.Name, e.Name)
+			}
+		}
+		for _, e := range c.EnvFrom {
+			if e.SecretRef != nil && e.SecretRef.Name == name {
+				return true, fmt.Sprintf("container %s reads the Secret through envFrom, set only when a container starts", c.Name)
+			}
+		}
+		for _, m := range c.VolumeMounts {
+			if vols[m.Name] && (m.SubPath != "" || m.SubPathExpr != "") {
+				return true, fmt.Sprintf("container %s mounts the Secret with subPath at %s, which the kubelet never updates", c.Name, m.MountPath)
+			}
+		}
+	}
+	if optsIn(obj, name) {
+		return true, "it opts in with " + AnnotationAllowRestart
+	}
+	if always {
+		return true, "the rollout target says when: Always"
+	}
+	return false, "it reads the Secret only through volumes, which the kubelet updates in place: not restarted (the application should reread the files; set when: Always on the rollout target to restart it anyway)"
+}
+
+// volumeReads says whether volume v holds Secret name (secret or projected).
+func volumeReads(v corev1.Volume, name string) bool {
+	if v.Secret != nil && v.Secret.SecretName == name {
+		return true
+	}
+	if v.Projected != nil {
+		for _, src := range v.Projected.Sources {
+			if src.Secret != nil && src.Secret.Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// optsIn says whether the workload opts in with AnnotationAllowRestart.
+func optsIn(obj client.Object, name string) bool {
+	for _, v := range strings.Split(obj.GetAnnotations()[AnnotationAllowRestart], ",") {
+		if v = strings.TrimSpace(v); v == "*" || v == name {
+			return true
 		}
 	}
 	return false
@@ -148,6 +218,41 @@ func rolledOut(obj client.Object) bool {
 			w.Status.NumberAvailable >= w.Status.DesiredNumberScheduled
 	}
 	return false
+}
+
+// RolledOut reports whether the controller of the workload has finished
+// rolling out its current generation.
+func RolledOut(obj client.Object) bool { return rolledOut(obj) }
+
+// RecordsRestart reports whether the workload's pod template carries a
+// restart annotation Keywarden writes (HashAnnotation of any Secret).
+func RecordsRestart(obj client.Object) bool {
+	for k := range templateAnnotations(obj) {
+		if strings.HasPrefix(k, hashAnnotationPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// ListWorkloads lists every workload of kind in the cluster, page by page.
+func ListWorkloads(ctx context.Context, reader client.Reader, kind string, each func(client.Object)) error {
+	cont := ""
+	for {
+		list, items, err := newWorkloadList(kind)
+		if err != nil {
+			return err
+		}
+		if err := reader.List(ctx, list, client.Limit(500), client.Continue(cont)); err != nil {
+			return fmt.Errorf("list %s: %w", kind, err)
+		}
+		for _, o := range items() {
+			each(o)
+		}
+		if cont = list.GetContinue(); cont == "" {
+			return nil
+		}
+	}
 }
 
 // MaxSelected bounds the workloads one selector target picks.
@@ -196,10 +301,15 @@ func TemplateHash(obj client.Object, secretName string) (hash string, perSecret 
 }
 
 // Stale reports whether obj should be restarted for version hash of Secret
-// name: it consumes the Secret and its template records another version.
-func Stale(obj client.Object, secretName, hash string) bool {
+// name: it consumes the Secret, needs a restart to see it (RestartReason;
+// always is when: Always) and its template records another version.
+func Stale(obj client.Object, secretName, hash string, always bool) bool {
 	h, _ := TemplateHash(obj, secretName)
-	return h != hash && Consumes(obj, secretName)
+	if h == hash || !Consumes(obj, secretName) {
+		return false
+	}
+	need, _ := RestartReason(obj, secretName, always)
+	return need
 }
 
 // Resolved is what a list of rollout targets picks.
@@ -220,6 +330,13 @@ func Resolve(ctx context.Context, reader client.Reader, namespace, secretName st
 		if k := t.Kind + "/" + obj.GetName(); !seen[k] {
 			seen[k] = true
 			res.Outcomes = append(res.Outcomes, judge(t, obj, secretName, hash))
+		} else if t.When == v1alpha1.RestartWhenAlways {
+			// Picked twice: when: Always on either target wins.
+			for i := range res.Outcomes {
+				if o := &res.Outcomes[i]; o.Target.Kind == t.Kind && o.Name == obj.GetName() && o.Skipped {
+					*o = judge(t, obj, secretName, hash)
+				}
+			}
 		}
 	}
 	for i, t := range targets {
@@ -255,15 +372,72 @@ func Resolve(ctx context.Context, reader client.Reader, namespace, secretName st
 func judge(t v1alpha1.RolloutTarget, obj client.Object, secretName, hash string) RolloutOutcome {
 	o := RolloutOutcome{Target: t, Name: obj.GetName(), Workload: obj}
 	h, _ := TemplateHash(obj, secretName)
-	switch {
-	case !Consumes(obj, secretName):
+	if !Consumes(obj, secretName) {
 		o.Refused = true
+		return o
+	}
+	need, why := RestartReason(obj, secretName, t.When == v1alpha1.RestartWhenAlways)
+	o.Why = why
+	switch {
+	case !need:
+		o.Skipped, o.Done = true, true
 	case h != hash:
 		o.Stale = true
 	default:
 		o.Done = rolledOut(obj)
+		if !o.Done {
+			o.Failed = RolloutFailure(obj)
+		}
 	}
 	return o
+}
+
+// RolloutFailure says, from its status alone, how the rollout of a
+// workload's current pod template has failed, or "" when it has not (it may
+// still be under way). A Deployment has failed when its controller says so:
+// condition Progressing=False with reason ProgressDeadlineExceeded (after
+// spec.progressDeadlineSeconds, 600 s by default) for its current
+// generation. StatefulSets and DaemonSets have no progress deadline; one
+// has stopped progressing when its controller has seen the current
+// generation, some pods do not run the current template, and some pods
+// are not ready (StatefulSet) or unavailable (DaemonSet): an update that
+// waits for a broken pod goes no further. A rollout being made judges the
+// same, so callers count such a stall only after a while (an ApiKey: once
+// the grace period has ended).
+func RolloutFailure(obj client.Object) string {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		if w.Status.ObservedGeneration < w.Generation {
+			return ""
+		}
+		for _, c := range w.Status.Conditions {
+			if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+				return "its rollout exceeded its progress deadline (Progressing=False, ProgressDeadlineExceeded)"
+			}
+		}
+	case *appsv1.StatefulSet:
+		want := int32(1)
+		if w.Spec.Replicas != nil {
+			want = *w.Spec.Replicas
+		}
+		if w.Status.ObservedGeneration >= w.Generation && w.Status.UpdatedReplicas < want && w.Status.ReadyReplicas < want {
+			return fmt.Sprintf("its rollout stopped progressing: %d of %d pods updated, %d ready", w.Status.UpdatedReplicas, want, w.Status.ReadyReplicas)
+		}
+	case *appsv1.DaemonSet:
+		if w.Status.ObservedGeneration >= w.Generation && w.Status.UpdatedNumberScheduled < w.Status.DesiredNumberScheduled && w.Status.NumberUnavailable > 0 {
+			return fmt.Sprintf("its rollout stopped progressing: %d of %d pods updated, %d unavailable",
+				w.Status.UpdatedNumberScheduled, w.Status.DesiredNumberScheduled, w.Status.NumberUnavailable)
+		}
+	}
+	return ""
+}
+
+// DeadlineKnown says whether a workload's controller reports a failed
+// rollout itself (a Deployment's progress deadline), so RolloutFailure is
+// final at once; for the other kinds it is a stall to be confirmed by time.
+func DeadlineKnown(obj client.Object) bool {
+	_, ok := obj.(*appsv1.Deployment)
+	return ok
 }
 
 // selectWorkloads lists the workloads of t.Kind matching t.Selector, at most

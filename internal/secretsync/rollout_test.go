@@ -83,7 +83,7 @@ func TestTemplateHash(t *testing.T) {
 	if h, per := TemplateHash(d, "creds"); h != "new" || !per {
 		t.Fatalf("per Secret: %q %v", h, per)
 	}
-	if !Stale(d, "creds", "newer") || Stale(d, "creds", "new") || Stale(d, "other", "x") {
+	if !Stale(d, "creds", "newer", false) || Stale(d, "creds", "new", false) || Stale(d, "other", "x", false) {
 		t.Fatal("Stale")
 	}
 }
@@ -177,7 +177,7 @@ func TestPatchTemplateOnlyTheJudgedVersion(t *testing.T) {
 	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "w"}, judged); err != nil {
 		t.Fatal(err)
 	}
-	if !Stale(judged, "creds", "h1") {
+	if !Stale(judged, "creds", "h1", false) {
 		t.Fatal("the workload should be stale for h1")
 	}
 	changed := judged.DeepCopy()
