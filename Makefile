@@ -112,7 +112,7 @@ demo: build ## Local control plane + simulators + manager, live view. Ctrl-C sto
 	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/demo $(DEMO_FLAGS)
 
 .PHONY: bench
-bench: build ## Benchmarks at N=1000 (see README, Performance).
+bench: build ## Benchmarks at N=1000 (docs/performance.md).
 	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/bench $(BENCH_FLAGS)
 
 .PHONY: bench-quick

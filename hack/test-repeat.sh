@@ -7,7 +7,7 @@
 #   hack/test-repeat.sh [-n N] [-s 'controller e2e faults'] [-burn 0|1]
 #
 # KEYWARDEN_FAILOVERS=20 makes the fault suite's leader-election scenario
-# SIGKILL (and SIGTERM) the leader 20 times (README, Reliability).
+# SIGKILL (and SIGTERM) the leader 20 times (docs/reliability.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 n=10
