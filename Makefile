@@ -17,6 +17,11 @@ export CGO_ENABLED ?= 0
 TOOLS_BIN := $(CURDIR)/bin/tools
 CONTROLLER_GEN := $(TOOLS_BIN)/controller-gen
 HELM := $(TOOLS_BIN)/helm
+CRD_REF_DOCS := $(TOOLS_BIN)/crd-ref-docs
+# docs/api-reference.md: crd-ref-docs renders the Go types of api/v1alpha1
+# with the configuration and templates of hack/crd-ref-docs (test/docs runs
+# the same command and fails when the committed file differs).
+API_DOCS_FLAGS := --source-path=api/v1alpha1 --config=hack/crd-ref-docs/config.yaml --renderer=markdown --templates-dir=hack/crd-ref-docs/templates/markdown --output-path=docs/api-reference.md --log-level=ERROR
 GOLANGCI_LINT := go tool -modfile=hack/tools/go.mod golangci-lint
 ASSETS = $$(hack/controlplane.sh)
 TEST_FLAGS ?=
@@ -33,15 +38,18 @@ $(CONTROLLER_GEN): hack/tools/go.mod hack/tools/go.sum
 $(HELM): hack/tools/go.mod hack/tools/go.sum
 	cd hack/tools && go build -o $@ helm.sh/helm/v4/cmd/helm
 
+$(CRD_REF_DOCS): hack/tools/go.mod hack/tools/go.sum
+	cd hack/tools && go build -o $@ github.com/elastic/crd-ref-docs
+
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(HELM) ## Build the Go tools the tests run (controller-gen, helm) into bin/tools.
+tools: $(CONTROLLER_GEN) $(HELM) $(CRD_REF_DOCS) ## Build the Go tools the tests run (controller-gen, helm, crd-ref-docs) into bin/tools.
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the kubebuilder markers, the Helm chart's copies of them, and the dashboard.
+manifests: $(CONTROLLER_GEN) $(CRD_REF_DOCS) ## Generate CRDs and RBAC from the kubebuilder markers, the Helm chart's copies of them, the dashboard and docs/api-reference.md.
 	$(CONTROLLER_GEN) rbac:roleName=keywarden-manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	go run ./hack/chartgen -config config -chart charts/keywarden
 	@$(MAKE) --no-print-directory dashboard
-	go run ./hack/apidocs
+	$(CRD_REF_DOCS) $(API_DOCS_FLAGS)
 
 .PHONY: dashboard
 dashboard: ## Generate the Grafana dashboard config/grafana/keywarden.json (hack/dashboard).
@@ -73,7 +81,7 @@ controlplane: ## Build (once) and print the kube-apiserver/etcd directory.
 
 .PHONY: test
 test: manifests generate vet tools ## Run every test: unit, envtest, e2e and the reduced fault suite.
-	KUBEBUILDER_ASSETS="$(ASSETS)" KEYWARDEN_HELM="$(HELM)" go test -count=1 -timeout 85m $(TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$(ASSETS)" KEYWARDEN_HELM="$(HELM)" KEYWARDEN_CRD_REF_DOCS="$(CRD_REF_DOCS)" go test -count=1 -timeout 85m $(TEST_FLAGS) ./...
 
 .PHONY: test-repeat
 test-repeat: tools ## Run the controller suite, e2e and the reduced fault suite REPEAT times each under a CPU burner (flake hunt; asserts no timing).
@@ -112,7 +120,7 @@ demo: build ## Local control plane + simulators + manager, live view. Ctrl-C sto
 	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/demo $(DEMO_FLAGS)
 
 .PHONY: bench
-bench: build ## Benchmarks at N=1000 (see README, Performance).
+bench: build ## Benchmarks at N=1000 (docs/performance.md).
 	KUBEBUILDER_ASSETS="$(ASSETS)" go run ./hack/bench $(BENCH_FLAGS)
 
 .PHONY: bench-quick

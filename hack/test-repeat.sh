@@ -10,7 +10,7 @@
 # a harsher load than one at a time, and a third of the wall time.
 #
 # KEYWARDEN_FAILOVERS=20 makes the fault suite's leader-election scenario
-# SIGKILL (and SIGTERM) the leader 20 times (README, Reliability).
+# SIGKILL (and SIGTERM) the leader 20 times (docs/reliability.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 n=10

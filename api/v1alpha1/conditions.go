@@ -70,6 +70,9 @@ const (
 	ReasonEndpointNotAllowed = "EndpointNotAllowed"
 	// ReasonSecretTypeNotAllowed: an issuer credential Secret is not Opaque.
 	ReasonSecretTypeNotAllowed = "SecretTypeNotAllowed"
+	// ReasonPlaceholderCredential: an issuer credential Secret still holds a
+	// sample or documentation value (replace-me, <...>, xxx), not a key.
+	ReasonPlaceholderCredential = "PlaceholderCredential"
 	// ReasonMalformedKey: Reevit answered a create with a key of an unknown shape.
 	ReasonMalformedKey = "MalformedKey"
 	// ReasonRolloutTargetRefused: a rollout target does not consume the output Secret.

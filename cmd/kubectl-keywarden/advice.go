@@ -14,6 +14,7 @@ var advice = map[string]string{
 	v1alpha1.ReasonEndpointNotAllowed:      "use an allowed URL in the issuer, or add it to the manager's --allowed-endpoints",
 	v1alpha1.ReasonSecretTypeNotAllowed:    "name an Opaque Secret holding the real credential in the issuer (kubectl create secret generic), not one Keywarden writes",
 	v1alpha1.ReasonSecretNotFound:          "create the issuer's credential Secret (and its data key): in the issuer's namespace, or in --cluster-resource-namespace for a cluster issuer; Keywarden retries when it appears",
+	v1alpha1.ReasonPlaceholderCredential:   "put the real key in the issuer's Secret (kubectl create secret generic ... --dry-run=client -o yaml | kubectl apply -f -): it still holds a sample value; nothing was sent, and Keywarden checks again when the Secret changes",
 	v1alpha1.ReasonInvalidAPIKey:           "put a valid Rev.io API key into the issuer's Secret; there is no retry until the Secret, the issuer or the spec changes",
 	v1alpha1.ReasonUnauthorized:            "put a valid admin key of this organisation into the issuer's Secret",
 	v1alpha1.ReasonMissingScope:            "issue an admin key holding the named scope, or drop it from spec.scopes",

@@ -130,6 +130,10 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	say("  kubectl get apikeys,reviotokens -n %s -o wide", demoNamespace)
 	say("  kubectl get events -n %s --watch", demoNamespace)
 	say("  kubectl annotate apikey payments -n %s keywarden.dev/rotate=$(date +%%s)   # rotate now", demoNamespace)
+	say("and the kubectl plugin make built (bin/kubectl-keywarden; README, Quickstart):")
+	say("  export PATH=$PWD/bin:$PATH")
+	say("  kubectl keywarden status ak/payments rt/billing -n %s", demoNamespace)
+	say("  kubectl keywarden rotate payments -n %s --wait", demoNamespace)
 	say("")
 	return nil
 }

@@ -341,7 +341,8 @@ func endpointRefused(what, u string, allowed []string) *failure {
 
 // readIssuerCredential reads the credential an issuer names: an Opaque
 // Secret, nothing else, so no issuer can make the manager send a
-// service-account token or a TLS key anywhere.
+// service-account token or a TLS key anywhere; and a value that is not a
+// placeholder (samples, docs), so none is sent to the API as a key.
 func readIssuerCredential(ctx context.Context, r *secretReader, ns string, ref v1alpha1.SecretKeyReference, field string) (string, string, *failure) {
 	key := ref.Key
 	if key == "" {
@@ -354,6 +355,9 @@ func readIssuerCredential(ctx context.Context, r *secretReader, ns string, ref v
 		}
 	}
 	v, version, f := readSecretKey(ctx, r, ns, ref, field)
+	if f == nil && placeholderCredential(v) {
+		return "", version, placeholderRefused(field, ns, ref)
+	}
 	return strings.TrimSpace(v), version, f
 }
 

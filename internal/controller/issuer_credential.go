@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -68,4 +69,55 @@ func setKeyAge(st *v1alpha1.IssuerStatus, gen int64, v keyAgeVerdict, maxAge *me
 		fmt.Sprintf("the API key in Secret %s (%s) has been in use since %s, longer than spec.maxKeyAge %s: make a new API key in Rev.io's UI, put it in the Secret, then delete the old one; tokens keep being exchanged meanwhile",
 			secret, st.Credential.Fingerprint, since, maxAge.Duration))
 	return !toldAlready
+}
+
+// placeholderWords are values the samples, the README and the APIs'
+// documentation show where a credential goes; no issuer sends one.
+var placeholderWords = map[string]bool{
+	"replace-me": true, "replace_me": true, "replaceme": true, "replace-this": true,
+	"changeme": true, "change-me": true, "change_me": true,
+	"your-api-key-here": true, "your-api-key": true, "your_api_key": true, "your-key-here": true,
+	"your-admin-key": true, "api-key": true, "apikey": true, "api_key": true,
+	"placeholder": true, "todo": true, "tbd": true, "dummy": true, "example": true, "test": true,
+	"secret": true, "password": true, "none": true, "null": true, "key": true,
+}
+
+// placeholderCredential says whether v (trimmed) is an obvious placeholder
+// rather than a key: a word above, a <...> or {{...}} slot, a value made of
+// x, * or dots alone, one ending in "..." as the documentation's truncated
+// examples do (pfk_live_a1b2c3d4e5f6...), or a Reevit prefix followed by
+// one of these. A real key is random: none of these rules can match it.
+func placeholderCredential(v string) bool {
+	s := strings.ToLower(strings.TrimSpace(v))
+	if s == "" {
+		return false // SecretNotFound says so already
+	}
+	if strings.HasPrefix(s, "<") && strings.HasSuffix(s, ">") ||
+		strings.HasPrefix(s, "{{") && strings.HasSuffix(s, "}}") ||
+		strings.HasPrefix(s, "${") && strings.HasSuffix(s, "}") ||
+		strings.HasSuffix(s, "...") || strings.HasSuffix(s, "…") {
+		return true
+	}
+	for _, p := range []string{"pfk_live_", "pfk_test_"} {
+		if rest, ok := strings.CutPrefix(s, p); ok {
+			s = rest
+			break
+		}
+	}
+	if placeholderWords[s] {
+		return true
+	}
+	return s == "" || strings.Trim(s, "x*.-_ ") == ""
+}
+
+// placeholderRefused is the failure for a credential Secret holding a
+// placeholder; the value itself is never repeated.
+func placeholderRefused(field, ns string, ref v1alpha1.SecretKeyReference) *failure {
+	key := ref.Key
+	if key == "" {
+		key = "apiKey"
+	}
+	return &failure{Reason: v1alpha1.ReasonPlaceholderCredential, Message: fmt.Sprintf(
+		"%s: Secret %s/%s key %s still holds a placeholder (a sample or documentation value), not a key: put the real key in it (kubectl create secret generic %s -n %s --from-literal=%s=... --dry-run=client -o yaml | kubectl apply -f -); nothing was sent, and Keywarden checks again when the Secret changes",
+		field, ns, ref.Name, key, ref.Name, ns, key)}
 }

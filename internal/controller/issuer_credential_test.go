@@ -166,3 +166,71 @@ func TestIssuerCredentialAge(t *testing.T) {
 		g.Expect(string(b)).NotTo(ContainSubstring(k))
 	}
 }
+
+// placeholderCredential catches the values samples and documentation put
+// where a key goes, and none of the shapes real keys have.
+func TestPlaceholderCredential(t *testing.T) {
+	for _, v := range []string{
+		"replace-me", "REPLACE-ME", " replace-me\n", "changeme", "change-me", "your-api-key-here",
+		"<Rev.io API key>", "<Reevit admin key: api_keys:read, api_keys:write and every scope it grants>",
+		"{{ .Values.apiKey }}", "${REVIO_API_KEY}", "xxx", "XXXXXXXX", "pfk_live_xxx", "pfk_test_XXXX",
+		"pfk_live_a1b2c3d4e5f6g7h8i9j0...", "pfk_live_replace-me", "...", "****", "placeholder", "TODO",
+	} {
+		if !placeholderCredential(v) {
+			t.Errorf("placeholderCredential(%q) = false, want true", v)
+		}
+	}
+	for _, v := range []string{
+		"", "pfk_live_a1b2c3d4e5f6g7h8", "pfk_test_9f8e7d6c5b4a3f2e1d0c", "rv_8cX2kq0P9wLx7mZt", "xkcd-4815162342",
+		"replace-me-not-3f9a1c7e", "0123456789abcdef0123456789abcdef", "x.y.z", "pfk_live_x1x2x3x4",
+	} {
+		if placeholderCredential(v) {
+			t.Errorf("placeholderCredential(%q) = true, want false", v)
+		}
+	}
+}
+
+// An issuer whose Secret still holds a sample value (replace-me, <...>)
+// says so and sends nothing, for both APIs; the objects using it say the
+// same; the real key put in the Secret makes it Ready without a nudge.
+func TestIssuerRefusesPlaceholderCredential(t *testing.T) {
+	e := newAktBare(t) // its ReevitIssuer names aktAdminSecret, made here
+	e.g.Expect(k8s.Create(e.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: aktAdminSecret, Namespace: e.ns},
+		Data: map[string][]byte{"apiKey": []byte("replace-me")}})).To(Succeed())
+	before := callsNow()
+	c := issuerCondition(t, e.ns, aktIssuer, v1alpha1.ReasonPlaceholderCredential)
+	e.g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+	e.g.Expect(c.Message).To(ContainSubstring("Secret " + e.ns + "/" + aktAdminSecret + " key apiKey still holds a placeholder"))
+	e.g.Expect(c.Message).NotTo(ContainSubstring("replace-me"), "the value is not repeated")
+	e.create("key")
+	e.condition("key", v1alpha1.ConditionReady, v1alpha1.ReasonPlaceholderCredential)
+	e.g.Consistently(callsNow, time.Second).Should(Equal(before), "nothing sent to Reevit")
+	e.newAdmin()
+	issuerCondition(t, e.ns, aktIssuer, v1alpha1.ReasonSucceeded)
+	e.condition("key", v1alpha1.ConditionReady, v1alpha1.ReasonSucceeded)
+
+	ns := rtNamespace(t)
+	rtAPIKeySecret(t, ns, "revio", "<Rev.io API key>")
+	base := rtExchanges()
+	rtCreate(t, rtNew(ns, "token", "revio"))
+	revioReady := func(g Gomega) *metav1.Condition {
+		iss := &v1alpha1.RevioIssuer{}
+		g.Expect(k8s.Get(e.ctx, client.ObjectKey{Namespace: ns, Name: "revio"}, iss)).To(Succeed())
+		c := meta.FindStatusCondition(iss.Status.Conditions, v1alpha1.ConditionReady)
+		g.Expect(c).NotTo(BeNil())
+		return c
+	}
+	e.g.Eventually(func(g Gomega) {
+		c := revioReady(g)
+		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonPlaceholderCredential), c.Message)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+	}, rtWait, rtPoll).Should(Succeed())
+	rtWaitReason(t, ns, "token", v1alpha1.ReasonPlaceholderCredential)
+	rtExpectExchanges(t, base, 0)
+	rtSetAPIKey(t, ns, "revio", revioSim.GenerateAPIKey(rtHost))
+	e.g.Eventually(func(g Gomega) {
+		g.Expect(revioReady(g).Reason).To(Equal(v1alpha1.ReasonSucceeded))
+	}, rtWait, rtPoll).Should(Succeed())
+	rtWaitReady(t, ns, "token", 1)
+	e.hygiene()
+}

@@ -373,7 +373,7 @@ func TestDashboardPromQLNames(t *testing.T) {
 	}
 }
 
-// TestDashboardPanels: the generated dashboard has the panels the README
+// TestDashboardPanels: the generated dashboard has the panels docs/helm-and-dashboard.md
 // lists, each with a query, and every query parses.
 func TestDashboardPanels(t *testing.T) {
 	g := NewWithT(t)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -116,12 +117,13 @@ func runSuite(m *testing.M) int {
 }
 
 // TestSamples applies config/samples with kubectl as a user would: the
-// platform's cluster issuers (config/samples/platform, their Secrets in the
-// manager's cluster-resource namespace) as a platform admin, then the team
-// samples into a namespace of their own, with the placeholder credentials
-// replaced by apisim's and the issuers' URLs pointing at apisim. Every
-// issuer must become Ready, and every ApiKey and RevioToken Ready with its
-// Secret.
+// credential Secrets made first, as the Quickstart says (the samples ship
+// none, so applying them never overwrites a real credential), holding
+// apisim's keys; then the platform's cluster issuers (config/samples/platform,
+// naming Secrets in the manager's cluster-resource namespace) as a platform
+// admin, then the team samples into a namespace of their own, with the
+// issuers' URLs pointing at apisim. Every issuer must become Ready, and every
+// ApiKey and RevioToken Ready with its Secret.
 func TestSamples(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
@@ -147,28 +149,37 @@ func TestSamples(t *testing.T) {
 	reads := map[string][]string{}
 	// issuerKeys are the issuers the samples define, as kind/name.
 	issuerKeys := map[string]bool{}
+	// credentials are the Secrets the issuers name (namespace/name), and
+	// the key each must hold.
+	credentials := map[string]string{}
 	for _, o := range append(append([]*unstructured.Unstructured{}, platform...), team...) {
 		set := func(v string, path ...string) {
 			g.Expect(unstructured.SetNestedField(o.Object, v, path...)).To(Succeed())
 		}
+		// credential records the Secret an issuer names, in the namespace
+		// the manager reads it from, with apisim's key.
+		credential := func(value string, ref ...string) {
+			name, _, _ := unstructured.NestedString(o.Object, append(ref, "name")...)
+			g.Expect(name).NotTo(BeEmpty(), "%s %s names no credential Secret", o.GetKind(), o.GetName())
+			where := ns
+			if strings.HasPrefix(o.GetKind(), "Cluster") {
+				where = testenv.ClusterResourceNamespace
+			}
+			credentials[where+"/"+name] = value
+		}
 		switch o.GetKind() {
 		case "Secret":
-			switch o.GetName() {
-			case "reevit-admin":
-				set(c.AdminKey, "stringData", "apiKey")
-			case "revio-api-key":
-				set(c.RevioAPIKey, "stringData", "apiKey")
-			default:
-				t.Fatalf("sample Secret %s: the suite does not know which credential it stands for", o.GetName())
-			}
+			t.Fatalf("sample Secret %s: the samples ship no Secret, so that applying them never overwrites a credential the Quickstart made", o.GetName())
 		case v1alpha1.KindReevitIssuer, v1alpha1.KindClusterReevitIssuer:
 			set(c.ReevitURL, "spec", "url")
 			set(c.OrgID, "spec", "orgId")
+			credential(c.AdminKey, "spec", "adminKeySecretRef")
 			issuers = append(issuers, o)
 			issuerKeys[o.GetKind()+"/"+o.GetName()] = true
 		case v1alpha1.KindRevioIssuer, v1alpha1.KindClusterRevioIssuer:
 			set(c.RevioURL, "spec", "url")
 			set(c.RevioHost, "spec", "host")
+			credential(c.RevioAPIKey, "spec", "apiKeySecretRef")
 			issuers = append(issuers, o)
 			issuerKeys[o.GetKind()+"/"+o.GetName()] = true
 		case "ApiKey":
@@ -200,12 +211,9 @@ func TestSamples(t *testing.T) {
 	// samples name no namespace (kubectl apply -n picks it).
 	for _, o := range platform {
 		switch o.GetKind() {
-		case "Secret":
-			g.Expect(o.GetNamespace()).To(Equal(testenv.ClusterResourceNamespace),
-				"platform sample Secret %s is not in the manager's cluster-resource namespace", o.GetName())
 		case v1alpha1.KindClusterReevitIssuer, v1alpha1.KindClusterRevioIssuer:
 		default:
-			t.Fatalf("platform sample %s %s: not a cluster issuer or its Secret", o.GetKind(), o.GetName())
+			t.Fatalf("platform sample %s %s: not a cluster issuer", o.GetKind(), o.GetName())
 		}
 	}
 	for _, o := range team {
@@ -227,6 +235,15 @@ func TestSamples(t *testing.T) {
 	for _, name := range targets {
 		g.Expect(k8s.Create(ctx, consumer(ns, name, reads[name]...))).To(Succeed())
 	}
+	// The credential Secrets, as the Quickstart makes them (the keys go
+	// through stdin only).
+	var secrets []string
+	for _, where := range slices.Sorted(maps.Keys(credentials)) {
+		namespace, name, _ := strings.Cut(where, "/")
+		secrets = append(secrets, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: %s}\ntype: Opaque\nstringData: {apiKey: %q}\n",
+			name, namespace, credentials[where]))
+	}
+	apply(t, "", []byte(strings.Join(secrets, "---\n")))
 	manifest, err := testenv.JoinDocuments(platform)
 	g.Expect(err).NotTo(HaveOccurred())
 	apply(t, "", manifest)

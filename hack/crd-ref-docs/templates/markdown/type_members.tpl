@@ -1,0 +1,2 @@
+{{- define "type_members" -}}
+{{- end -}}
