@@ -261,16 +261,20 @@ func (r *IssuerReconciler) adminKeyStep(ctx context.Context, p *adminPass) (ctrl
 		metrics.IssuerAdminKeyMaxAge.DeleteLabelValues(labels...)
 		return ctrl.Result{}, nil
 	}
-	if a != nil && a.ActiveSince != nil {
-		metrics.IssuerAdminKeyAge.Set(a.ActiveSince.Time, labels...)
+	defer func() {
+		// After the step: a rotation just made restarts the age.
+		if a := st.AdminKey; a != nil && a.ActiveSince != nil {
+			metrics.IssuerAdminKeyAge.Set(a.ActiveSince.Time, labels...)
+		}
 		if rot != nil && rot.Every != nil {
 			metrics.IssuerAdminKeyMaxAge.WithLabelValues(labels...).Set((rot.Every.Duration + adminGrace(rot)).Seconds())
 		}
-	}
+	}()
 	if a == nil {
 		return ctrl.Result{}, nil // the check identifies the key first (Ready says why not)
 	}
-	if a.FailedAttempts > 0 && a.LastFailureTime != nil {
+	compromised := rot != nil && newTrigger(p.obj.GetAnnotations()[v1alpha1.AnnotationCompromised], a.LastCompromisedRequest)
+	if a.FailedAttempts > 0 && a.LastFailureTime != nil && !compromised {
 		if retry := a.LastFailureTime.Add(backoff(a.FailedAttempts)); p.now.Before(retry) {
 			return ctrl.Result{RequeueAfter: retry.Sub(p.now)}, nil
 		}
@@ -278,7 +282,6 @@ func (r *IssuerReconciler) adminKeyStep(ctx context.Context, p *adminPass) (ctrl
 	if a.Pending != nil {
 		return r.continueAdminRotation(ctx, p)
 	}
-	compromised := rot != nil && newTrigger(p.obj.GetAnnotations()[v1alpha1.AnnotationCompromised], a.LastCompromisedRequest)
 	if a.Previous != nil {
 		if !compromised && p.now.Before(a.Previous.RevokeAfter.Time) {
 			return ctrl.Result{RequeueAfter: until(p.now, a.Previous.RevokeAfter.Time)}, nil
@@ -497,6 +500,13 @@ func (r *IssuerReconciler) sendAdminCreate(ctx context.Context, p *adminPass, c 
 		f.Reason, f.Message = v1alpha1.ReasonAdminKeyRotationFailed, "creating the new admin key failed ("+f.Reason+"): "+f.Message
 		return nil, r.adminFail(p, f), false
 	}
+	if key.ID == pend.OldID {
+		// A hostile or broken answer naming the current key: revoking
+		// "the new key" would revoke the one in use. Nothing is revoked.
+		a.Pending = nil
+		return nil, r.adminFail(p, &failure{Reason: v1alpha1.ReasonAdminKeyRefused, Message: fmt.Sprintf(
+			"Reevit answered the admin-key creation with the id of the current admin key %s: nothing was written or revoked; retried with backoff", key.ID)}), false
+	}
 	why := "the answer has no usable key"
 	if key.Key != "" {
 		why = refuseAdminKey(key, pend)
@@ -558,7 +568,7 @@ func (r *IssuerReconciler) proveAdminKey(ctx context.Context, p *adminPass, valu
 	}
 	var mine *reevit.Key
 	for i := range keys {
-		if keys[i].Name == pend.Name && len(value) >= adminKeyPrefixLen && keys[i].Prefix == value[:adminKeyPrefixLen] {
+		if keys[i].Name == pend.Name && keys[i].ID != pend.OldID && len(value) >= adminKeyPrefixLen && keys[i].Prefix == value[:adminKeyPrefixLen] {
 			mine = &keys[i]
 		}
 	}

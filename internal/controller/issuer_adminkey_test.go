@@ -2,6 +2,7 @@ package controller
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -704,4 +706,38 @@ func TestAdminKeyAudit(t *testing.T) {
 		w.g.Expect(l).NotTo(ContainSubstring(oldKey))
 		w.g.Expect(l).NotTo(ContainSubstring(newKey))
 	}
+}
+
+// Invalid spec.adminKeyRotation is refused at admission, naming the field.
+func TestAdminKeyRotationAdmission(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	d := func(x string) *metav1.Duration {
+		v, err := time.ParseDuration(x)
+		g.Expect(err).NotTo(HaveOccurred())
+		return &metav1.Duration{Duration: v}
+	}
+	for i, tc := range []struct {
+		rot  v1alpha1.AdminKeyRotation
+		want string
+	}{
+		{v1alpha1.AdminKeyRotation{Every: d("30s")}, "adminKeyRotation.every must be at least 1m"},
+		{v1alpha1.AdminKeyRotation{Every: d("1h"), GracePeriod: d("2h")}, "adminKeyRotation.gracePeriod must not be longer than adminKeyRotation.every"},
+		{v1alpha1.AdminKeyRotation{Every: d("2000h"), GracePeriod: d("721h")}, "adminKeyRotation.gracePeriod must be at most 720h"},
+	} {
+		rot := tc.rot
+		iss := &v1alpha1.ReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: "bad-" + strconv.Itoa(i), Namespace: ns},
+			Spec: v1alpha1.ReevitIssuerSpec{URL: reevitSim.URL, OrgID: "org", AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "s"}, AdminKeyRotation: &rot}}
+		err := k8s.Create(context.Background(), iss)
+		g.Expect(err).To(HaveOccurred(), "case %d admitted", i)
+		g.Expect(err.Error()).To(ContainSubstring(tc.want))
+	}
+	// A raw "1d" (no days in Go durations) is refused too.
+	raw := []byte(`{"apiVersion":"credentials.keywarden.dev/v1alpha1","kind":"ReevitIssuer","metadata":{"name":"days","namespace":"` + ns +
+		`"},"spec":{"orgId":"org","adminKeySecretRef":{"name":"s"},"adminKeyRotation":{"every":"1d"}}}`)
+	u := &unstructured.Unstructured{}
+	g.Expect(u.UnmarshalJSON(raw)).To(Succeed())
+	err := k8s.Create(context.Background(), u)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("adminKeyRotation.every must be a Go duration"))
 }
