@@ -254,22 +254,11 @@ func (r *IssuerReconciler) save(ctx context.Context, p *adminPass) error {
 func (r *IssuerReconciler) adminKeyStep(ctx context.Context, p *adminPass) (ctrl.Result, error) {
 	st, rot := p.st, p.spec.AdminKeyRotation
 	a := st.AdminKey
-	labels := []string{r.k.kind, p.obj.GetNamespace(), p.obj.GetName()}
+	defer r.exportAdminKeyAge(p)
 	if rot == nil && (a == nil || a.Pending == nil && a.Previous == nil) {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionAdminKeyRotation)
-		metrics.IssuerAdminKeyAge.Delete(labels...)
-		metrics.IssuerAdminKeyMaxAge.DeleteLabelValues(labels...)
 		return ctrl.Result{}, nil
 	}
-	defer func() {
-		// After the step: a rotation just made restarts the age.
-		if a := st.AdminKey; a != nil && a.ActiveSince != nil {
-			metrics.IssuerAdminKeyAge.Set(a.ActiveSince.Time, labels...)
-		}
-		if rot != nil && rot.Every != nil {
-			metrics.IssuerAdminKeyMaxAge.WithLabelValues(labels...).Set((rot.Every.Duration + adminGrace(rot)).Seconds())
-		}
-	}()
 	if a == nil {
 		return ctrl.Result{}, nil // the check identifies the key first (Ready says why not)
 	}
@@ -291,6 +280,32 @@ func (r *IssuerReconciler) adminKeyStep(ctx context.Context, p *adminPass) (ctrl
 		}
 	}
 	return r.startAdminRotation(ctx, p)
+}
+
+// exportAdminKeyAge exports the admin key's age (from status.adminKey
+// under spec.adminKeyRotation, else from the credential's first sighting)
+// and the age it should not pass: every plus grace, 0 without rotation.
+func (r *IssuerReconciler) exportAdminKeyAge(p *adminPass) {
+	labels := []string{r.k.kind, p.obj.GetNamespace(), p.obj.GetName()}
+	rot := p.spec.AdminKeyRotation
+	var since *metav1.Time
+	switch a := p.st.AdminKey; {
+	case rot != nil && a != nil && a.ActiveSince != nil:
+		since = a.ActiveSince
+	case p.st.Credential != nil:
+		since = &p.st.Credential.FirstSeen
+	}
+	if since == nil {
+		metrics.IssuerAdminKeyAge.Delete(labels...)
+		metrics.IssuerAdminKeyMaxAge.DeleteLabelValues(labels...)
+		return
+	}
+	metrics.IssuerAdminKeyAge.Set(since.Time, labels...)
+	limit := 0.0
+	if rot != nil && rot.Every != nil {
+		limit = (rot.Every.Duration + adminGrace(rot)).Seconds()
+	}
+	metrics.IssuerAdminKeyMaxAge.WithLabelValues(labels...).Set(limit)
 }
 
 // adminFail records a failed rotation step: the condition, a Warning event

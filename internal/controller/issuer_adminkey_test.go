@@ -334,6 +334,15 @@ func TestAdminKeyRotationOnSchedule(t *testing.T) {
 	w.g.Expect(w.isActive(oldID)).To(BeTrue(), "old admin key revoked before its grace period ended")
 	w.assertAccounted()
 	w.event(aktIssuer, corev1.EventTypeNormal, v1alpha1.ReasonAdminKeyRotated)
+	// The age and its limit (every plus grace) are exported for the alert.
+	w.g.Eventually(func(g Gomega) {
+		body := scrape(g)
+		_, ok := seriesValue(body, "keywarden_issuer_admin_key_age_seconds", `namespace="`+w.ns+`"`, `name="`+aktIssuer+`"`)
+		g.Expect(ok).To(BeTrue(), "no admin-key age series")
+		v, ok := seriesValue(body, "keywarden_issuer_admin_key_max_age_seconds", `namespace="`+w.ns+`"`, `name="`+aktIssuer+`"`)
+		g.Expect(ok).To(BeTrue(), "no admin-key limit series")
+		g.Expect(asFloat(v)).To(Equal((70 * time.Minute).Seconds()))
+	}).Should(Succeed())
 
 	// After the grace period the old key is revoked (with the new one).
 	w.pokeIssuer(11 * time.Minute)

@@ -99,18 +99,19 @@ var (
 	}, []string{"kind", "namespace", "name"})
 )
 
-// IssuerAdminKeyAge is the age of a Reevit issuer's admin key (with
-// spec.adminKeyRotation), computed at each scrape from when it became active.
+// IssuerAdminKeyAge is the age of a Reevit issuer's admin key, computed at
+// each scrape: since it became active (status.adminKey, with
+// spec.adminKeyRotation), else since the Secret first held it.
 var IssuerAdminKeyAge = NewAgeVec("keywarden_issuer_admin_key_age_seconds",
-	"Seconds since the Reevit issuer's current admin key became active (issuers with spec.adminKeyRotation).",
+	"Seconds since the Reevit issuer's current admin key became active (status.adminKey.activeSince with spec.adminKeyRotation, else status.credential.firstSeen).",
 	[]string{"kind", "namespace", "name"})
 
-// IssuerAdminKeyMaxAge is spec.adminKeyRotation.every plus its grace period:
-// an admin key older than this was not rotated as asked (the alert
-// KeywardenIssuerAdminKeyTooOld compares the two).
+// IssuerAdminKeyMaxAge is spec.adminKeyRotation.every plus its grace period,
+// 0 without spec.adminKeyRotation (no limit): an admin key older than this
+// was not rotated as asked (the alert KeywardenIssuerAdminKeyTooOld).
 var IssuerAdminKeyMaxAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "keywarden_issuer_admin_key_max_age_seconds",
-	Help: "spec.adminKeyRotation.every plus its grace period, in seconds: the oldest the Reevit issuer's admin key should get.",
+	Help: "spec.adminKeyRotation.every plus its grace period, in seconds: the oldest the Reevit issuer's admin key should get; 0 without spec.adminKeyRotation (no limit).",
 }, []string{"kind", "namespace", "name"})
 
 func init() {
