@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -432,6 +433,10 @@ type adminProxy struct {
 	URL    string
 	mu     sync.Mutex
 	mutate func(m map[string]any)
+	// failDeletes answers this many revocations (DELETE) with 503.
+	failDeletes atomic.Int32
+	// deletesFailed counts the revocations answered so.
+	deletesFailed atomic.Int32
 }
 
 func newAdminProxy(t *testing.T) *adminProxy {
@@ -465,7 +470,16 @@ func newAdminProxy(t *testing.T) *adminProxy {
 	}
 	prefix := "/a" + strconv.FormatInt(hostileSeq.Add(1), 10)
 	h.URL = hostileFront.URL + prefix
-	hostileRoutes.Store(prefix, http.StripPrefix(prefix, proxy))
+	hostileRoutes.Store(prefix, http.StripPrefix(prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete && h.failDeletes.Add(-1) >= 0 {
+			h.deletesFailed.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":"unavailable","message":"try later"}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})))
 	t.Cleanup(func() { hostileRoutes.Delete(prefix) })
 	return h
 }
@@ -576,17 +590,26 @@ func TestAdminKeySecretEditedDuringRotation(t *testing.T) {
 // A failed revocation of the old admin key retries with backoff and shows
 // on the issuer.
 func TestAdminKeyRevokeRetries(t *testing.T) {
-	w := newAdminWorld(t, 720*time.Hour, time.Minute)
+	e := newAkt(t)
+	h := newAdminProxy(t)
+	e.useIssuerAt(h.URL)
+	w := &adminWorld{e}
+	w.setRotation(720*time.Hour, time.Minute)
+	w.identified(e.adminID)
 	oldID := w.adminID
 	w.annotateIssuer(v1alpha1.AnnotationRotate, "r1")
 	w.rotatedFrom(oldID)
-	reevitSim.Faults().FailNext(1, http.StatusServiceUnavailable)
+	// Only revocations fail (a listing of the issuer's check must not
+	// take the fault).
+	h.failDeletes.Store(1)
 	w.pokeIssuer(2 * time.Minute)
 	w.adminCondition(v1alpha1.ReasonAdminKeyRevokeFailed)
 	w.event(aktIssuer, corev1.EventTypeWarning, v1alpha1.ReasonAdminKeyRevokeFailed)
 	prev := w.issuer().Status.AdminKey.Previous
 	w.g.Expect(prev).NotTo(BeNil())
 	w.g.Expect(prev.Attempts).To(BeEquivalentTo(1))
+	w.g.Expect(prev.LastError).To(Equal(v1alpha1.ReasonAPIUnavailable))
+	w.g.Expect(h.deletesFailed.Load()).To(BeEquivalentTo(1))
 	w.g.Expect(w.isActive(oldID)).To(BeTrue())
 	w.pokeIssuer(time.Minute)
 	w.g.Eventually(func() bool { return w.isActive(oldID) }).Should(BeFalse())
