@@ -773,3 +773,33 @@ func TestAdminKeyRotationAdmission(t *testing.T) {
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring("adminKeyRotation.every must be a Go duration"))
 }
+
+// A rotation whose creation was sent and never finished, found after
+// Reevit's replay window, is abandoned: the key it made is found by its
+// marker name and revoked, the old admin key stays. Nothing is left
+// untracked.
+func TestAdminKeyReplayWindowPassed(t *testing.T) {
+	w := newAdminWorld(t, 720*time.Hour, time.Minute)
+	hits := crashAt("admin-after-post", -1)
+	w.annotateIssuer(v1alpha1.AnnotationRotate, "r1")
+	w.g.Eventually(hits.Load).Should(BeNumerically(">=", 1))
+	aktStopManager()
+	setCrash(nil)
+	var minted []string
+	for _, k := range reevitSim.ActiveKeys(w.org) {
+		if _, _, ok := reevit.ParseMarker(k.Name); ok {
+			minted = append(minted, k.ID)
+		}
+	}
+	w.g.Expect(minted).To(HaveLen(1), "the crash came after the POST")
+	clk.Step(24 * time.Hour)
+	aktStartManager(t)
+	w.pokeIssuer(time.Second)
+	c := w.adminCondition(v1alpha1.ReasonAdminKeyRotationFailed)
+	w.g.Expect(c.Message).To(ContainSubstring("no longer replays"))
+	w.g.Eventually(func() bool { return w.isActive(minted[0]) }).Should(BeFalse(), "the orphan was not revoked")
+	w.g.Expect(w.adminSecretValue()).To(Equal(w.adminKey))
+	a := w.assertAccounted()
+	w.g.Expect(a.ID).To(Equal(w.adminID))
+	w.hygiene()
+}
