@@ -476,8 +476,11 @@ func (r *IssuerReconciler) continueAdminRotation(ctx context.Context, p *adminPa
 		if err := r.crash("admin-after-post"); err != nil {
 			return ctrl.Result{}, err
 		}
+		// A merge patch of the one data key, locked on the resourceVersion
+		// read (the manager holds patch on Secrets, not update).
+		patch := client.MergeFromWithOptions(s.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		s.Data[secretDataKey(p.spec.AdminKeySecretRef)] = []byte(key.Key)
-		if err := r.Update(ctx, s); err != nil {
+		if err := r.Patch(ctx, s, patch); err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{RequeueAfter: staleRequeue}, nil // read again: a person's edit wins
 			}

@@ -40,7 +40,6 @@ const issuerFinalizer = "credentials.keywarden.dev/issuer-in-use"
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reevitissuers/status;clusterreevitissuers/status;revioissuers/status;clusterrevioissuers/status,verbs=get;patch
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reevitissuers/finalizers;clusterreevitissuers/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=update
 
 // issuerKind describes one of the four issuer kinds to the one issuer
 // reconciler.
