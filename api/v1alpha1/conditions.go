@@ -27,6 +27,11 @@ const (
 	// restarting, False (RolloutFailed) when a rollout failed. It does not
 	// change Ready: the Secret holds a valid key.
 	ConditionRolloutsComplete = "RolloutsComplete"
+	// ConditionAdminKeyRotation, on a Reevit issuer with
+	// spec.adminKeyRotation (or an admin-key rotation still in flight), is
+	// owned by the admin-key rotation step: True while rotations work,
+	// False with a reason when one needs a person or retries.
+	ConditionAdminKeyRotation = "AdminKeyRotation"
 )
 
 // Condition reasons. They double as event reasons; the README lists what a
@@ -98,4 +103,18 @@ const (
 	// past its progress deadline, a StatefulSet or DaemonSet that stopped
 	// progressing); the previous key is kept.
 	ReasonRolloutFailed = "RolloutFailed"
+	// ReasonAdminKeyUnidentified: the issuer's listing matches its admin key to no listed key, or to several.
+	ReasonAdminKeyUnidentified = "AdminKeyUnidentified"
+	// ReasonAdminKeyManagedElsewhere: the admin-key Secret is managed by another controller; Keywarden never writes it.
+	ReasonAdminKeyManagedElsewhere = "AdminKeyManagedElsewhere"
+	// ReasonAdminKeyRefused: Reevit answered an admin-key creation with a key of fewer scopes, another environment or an unknown shape; it was revoked and the old key kept.
+	ReasonAdminKeyRefused = "AdminKeyRefused"
+	// ReasonAdminKeyRotationFailed: an admin-key creation or its proof failed; it is retried with backoff.
+	ReasonAdminKeyRotationFailed = "AdminKeyRotationFailed"
+	// ReasonAdminKeyRevokeFailed: the previous admin key could not be revoked; it is retried with backoff.
+	ReasonAdminKeyRevokeFailed = "AdminKeyRevokeFailed"
+	// ReasonAdminKeySecretEdited: a person changed the admin-key Secret during a rotation; the rotation started over.
+	ReasonAdminKeySecretEdited = "AdminKeySecretEdited"
+	// ReasonAdminKeyRotated: the issuer replaced its admin key (event).
+	ReasonAdminKeyRotated = "AdminKeyRotated"
 )

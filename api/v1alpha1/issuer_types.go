@@ -103,6 +103,133 @@ type ReevitIssuerSpec struct {
 	// Policy bounds what the ApiKeys using the issuer may ask for.
 	// +optional
 	Policy ReevitIssuerPolicy `json:"policy,omitempty"`
+
+	// AdminKeyRotation makes the issuer replace its own admin key: a new key
+	// with exactly the current key's scopes, minted through the current key,
+	// written into the admin-key Secret, proven, then the old key revoked
+	// after gracePeriod. Absent: the admin key is never changed by Keywarden.
+	// The keywarden.dev/rotate and keywarden.dev/compromised annotations on
+	// the issuer ask for one rotation now (compromised: the old key is
+	// revoked at once). See docs/admin-key-rotation.md.
+	// +optional
+	AdminKeyRotation *AdminKeyRotation `json:"adminKeyRotation,omitempty"`
+}
+
+// AdminKeyRotation says how often an issuer replaces its admin key.
+// +kubebuilder:validation:XValidation:rule="!has(self.gracePeriod) || !self.every.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.gracePeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.gracePeriod) <= duration(self.every)",message="adminKeyRotation.gracePeriod must not be longer than adminKeyRotation.every"
+type AdminKeyRotation struct {
+	// Every rotates the admin key at this interval after it became active,
+	// as a Go duration such as 720h. At least 1m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="adminKeyRotation.every must be a Go duration such as 720h (units h, m, s, ms, us, ns; no days)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1m')",message="adminKeyRotation.every must be at least 1m"
+	Every *metav1.Duration `json:"every"`
+
+	// GracePeriod is how long the previous admin key stays valid after the
+	// Secret holds the new one, for anything else still using it. Defaults
+	// to 10m, or to Every when Every is shorter. At most 720h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="adminKeyRotation.gracePeriod must be a Go duration such as 10m or 1h30m (units h, m, s, ms, us, ns; no days)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) <= duration('720h')",message="adminKeyRotation.gracePeriod must be at most 720h"
+	// +optional
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+}
+
+// AdminKeyStatus is what a Reevit issuer knows of its admin key at Reevit:
+// never the key itself.
+type AdminKeyStatus struct {
+	// ID of the admin key at Reevit.
+	// +optional
+	ID string `json:"id,omitempty"`
+	// Prefix is the key's public prefix (its first 13 characters), as
+	// Reevit lists it.
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// Scopes the admin key holds; a new admin key gets exactly these.
+	// +optional
+	Scopes []string `json:"scopes,omitempty"`
+	// Environment of the admin key: live or test.
+	// +optional
+	Environment string `json:"environment,omitempty"`
+	// Fingerprint of the Secret value this record describes (as
+	// status.credential).
+	// +optional
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// ActiveSince is when the key was created at Reevit (or first seen).
+	// +optional
+	ActiveSince *metav1.Time `json:"activeSince,omitempty"`
+	// NextRotationTime is when spec.adminKeyRotation replaces the key.
+	// +optional
+	NextRotationTime *metav1.Time `json:"nextRotationTime,omitempty"`
+	// Rotations counts the rotations begun; it makes each rotation's
+	// Idempotency-Key and name marker unique.
+	// +optional
+	Rotations int64 `json:"rotations,omitempty"`
+	// LastRotateRequest is the keywarden.dev/rotate value acted on.
+	// +optional
+	LastRotateRequest string `json:"lastRotateRequest,omitempty"`
+	// LastCompromisedRequest is the keywarden.dev/compromised value acted on.
+	// +optional
+	LastCompromisedRequest string `json:"lastCompromisedRequest,omitempty"`
+	// Pending is the rotation in flight, recorded before the creation is
+	// sent: a restarted manager replays it with the same Idempotency-Key.
+	// +optional
+	Pending *AdminKeyPending `json:"pending,omitempty"`
+	// Previous is the replaced admin key, revoked after the grace period.
+	// +optional
+	Previous *AdminKeyPrevious `json:"previous,omitempty"`
+	// FailedAttempts counts consecutive failed rotation steps; it drives
+	// the backoff.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// LastFailureTime is when a rotation step last failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+}
+
+// AdminKeyPending is an admin-key creation recorded before it is sent.
+type AdminKeyPending struct {
+	// IdempotencyKey sent with the creation; the same on every replay.
+	IdempotencyKey string `json:"idempotencyKey"`
+	// Name of the new key at Reevit, carrying a marker that finds it again.
+	Name string `json:"name"`
+	// Reason: schedule, manual or compromised.
+	Reason string `json:"reason"`
+	// StartedAt is when the intent was recorded.
+	StartedAt metav1.Time `json:"startedAt"`
+	// Scopes asked for: the current key's.
+	Scopes []string `json:"scopes"`
+	// Environment the new key must have: the current key's.
+	Environment string `json:"environment"`
+	// OldFingerprint is the fingerprint of the Secret value the creation
+	// was sent with; a Secret holding neither it nor the new key was
+	// edited by a person, and the rotation starts over.
+	OldFingerprint string `json:"oldFingerprint"`
+	// OldID is the id of the admin key being replaced.
+	OldID string `json:"oldId"`
+	// OldPrefix is the prefix of the admin key being replaced.
+	// +optional
+	OldPrefix string `json:"oldPrefix,omitempty"`
+}
+
+// AdminKeyPrevious is a replaced admin key waiting for revocation.
+type AdminKeyPrevious struct {
+	// ID of the key at Reevit.
+	ID string `json:"id"`
+	// Prefix of the key.
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// RevokeAfter is when it is revoked (its grace period's end, or at once
+	// when compromised), or retried after a failure.
+	RevokeAfter metav1.Time `json:"revokeAfter"`
+	// Attempts counts failed revocations.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// LastError is the reason of the last failed revocation.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
 }
 
 // RevioIssuerSpec says which Rev.io endpoint and API key issue tokens.
@@ -186,6 +313,10 @@ type IssuerStatus struct {
 	// and since when: the age of the admin key or the Rev.io API key.
 	// +optional
 	Credential *CredentialRecord `json:"credential,omitempty"`
+	// AdminKey describes a Reevit issuer's admin key and its rotation
+	// (spec.adminKeyRotation).
+	// +optional
+	AdminKey *AdminKeyStatus `json:"adminKey,omitempty"`
 	// Conditions: Ready is True once the credential is proven.
 	// +listType=map
 	// +listMapKey=type

@@ -57,6 +57,7 @@ func renderIssuer(w io.Writer, v issuerView, x issuerExtra, now time.Time) {
 		t.add("Actor", "%s", orDash(v.reevit.ActorID))
 		t.add("Admin key", "%s", secret)
 		t.add("Policy", "%s", policyLine(v.reevit.Policy))
+		adminKeyLines(t, v.reevit.AdminKeyRotation, st.AdminKey, now)
 		if v.kind.clusterScoped() {
 			t.add("Namespaces", "%s", selectorLine(v.reevit.Policy.NamespaceSelector))
 		}
@@ -94,6 +95,32 @@ func renderIssuer(w io.Writer, v issuerView, x issuerExtra, now time.Time) {
 		}
 	}
 	renderEvents(w, statusExtra{events: x.events, eventsErr: x.eventsErr}, now)
+}
+
+// adminKeyLines shows spec.adminKeyRotation and status.adminKey.
+func adminKeyLines(t *table, rot *v1alpha1.AdminKeyRotation, a *v1alpha1.AdminKeyStatus, now time.Time) {
+	if rot != nil && rot.Every != nil {
+		t.add("Admin-key rotation", "every %s, grace %s", rot.Every.Duration, adminGraceOf(rot))
+	}
+	if a == nil || a.ID == "" {
+		if rot != nil {
+			t.add("Admin key id", "not identified yet (see Ready)")
+		}
+		return
+	}
+	t.add("Admin key id", "%s (%s), %s, scopes %s", a.ID, orDash(a.Prefix), orDash(a.Environment), strings.Join(a.Scopes, ", "))
+	t.add("Admin key since", "%s", when(a.ActiveSince, now))
+	t.add("Next rotation", "%s", when(a.NextRotationTime, now))
+	if p := a.Pending; p != nil {
+		t.add("Rotating", "%s since %s (replacing %s)", p.Reason, when(&p.StartedAt, now), p.OldID)
+	}
+	if p := a.Previous; p != nil {
+		line := fmt.Sprintf("%s (%s), revoked %s", p.ID, orDash(p.Prefix), when(&p.RevokeAfter, now))
+		if p.Attempts > 0 {
+			line += fmt.Sprintf("; %d failed attempts, last %s", p.Attempts, p.LastError)
+		}
+		t.add("Previous admin key", "%s", line)
+	}
 }
 
 // policyLine is a Reevit issuer's policy on one line.

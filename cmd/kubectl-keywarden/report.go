@@ -164,6 +164,7 @@ func issuerReport(ctx context.Context, c client.Client, ns string, now time.Time
 			maxAge[issuerAgeKey(v1alpha1.KindReevitIssuer, ri.Namespace, ri.Name)] = d.Duration
 		}
 		add(v1alpha1.KindReevitIssuer, ri.Namespace, ri.Name, ri.Spec.OrgID, stateAdminKey, &ri.Status, nil)
+		rows = adminKeyRows(rows, ri.Spec.AdminKeyRotation, &ri.Status, now)
 	}
 	var rvis v1alpha1.RevioIssuerList
 	if err := c.List(ctx, &rvis, opts...); err != nil {
@@ -182,6 +183,7 @@ func issuerReport(ctx context.Context, c client.Client, ns string, now time.Time
 		}
 		if ns == "" {
 			add(v1alpha1.KindClusterReevitIssuer, "", ci.Name, ci.Spec.OrgID, stateAdminKey, &ci.Status, nil)
+			rows = adminKeyRows(rows, ci.Spec.AdminKeyRotation, &ci.Status, now)
 		}
 	}
 	if ns == "" {
@@ -194,6 +196,53 @@ func issuerReport(ctx context.Context, c client.Client, ns string, now time.Time
 		}
 	}
 	return maxAge, rows, nil
+}
+
+// adminKeyRows completes the admin-key row just added for a Reevit issuer
+// whose status.adminKey identifies its key (spec.adminKeyRotation): id,
+// prefix, scopes, environment, age from activeSince, next rotation and
+// over-age against every plus grace; and adds a pending-revocation row for
+// the previous admin key still waiting.
+func adminKeyRows(rows []reportRow, rot *v1alpha1.AdminKeyRotation, st *v1alpha1.IssuerStatus, now time.Time) []reportRow {
+	a := st.AdminKey
+	if a == nil || a.ID == "" || len(rows) == 0 || st.Credential == nil {
+		return rows
+	}
+	r := &rows[len(rows)-1]
+	r.KeyID, r.KeyPrefix, r.Scopes, r.Environment = a.ID, a.Prefix, a.Scopes, a.Environment
+	if a.ActiveSince != nil {
+		since := a.ActiveSince.UTC()
+		r.ActiveSince, r.AgeSeconds = &since, int64(now.Sub(since)/time.Second)
+	}
+	if a.NextRotationTime != nil {
+		next := a.NextRotationTime.UTC()
+		r.NextRotation = &next
+	}
+	if rot != nil && rot.Every != nil && r.ActiveSince != nil {
+		limit := rot.Every.Duration + adminGraceOf(rot)
+		r.MaxKeyAge = limit.String()
+		r.OverAge = now.Sub(*r.ActiveSince) > limit
+	}
+	if p := a.Previous; p != nil {
+		prev := *r
+		after := p.RevokeAfter.UTC()
+		prev.State, prev.KeyID, prev.KeyPrefix, prev.Fingerprint = statePendingRevocation, p.ID, p.Prefix, ""
+		prev.ActiveSince, prev.AgeSeconds, prev.NextRotation, prev.RevokeAfter, prev.OverAge = nil, -1, nil, &after, false
+		rows = append(rows, prev)
+	}
+	return rows
+}
+
+// adminGraceOf is the grace period of spec.adminKeyRotation as the manager
+// applies it: the spec's, else 10m, or every when shorter.
+func adminGraceOf(r *v1alpha1.AdminKeyRotation) time.Duration {
+	if r.GracePeriod != nil {
+		return r.GracePeriod.Duration
+	}
+	if r.Every != nil && r.Every.Duration < 10*time.Minute {
+		return r.Every.Duration
+	}
+	return 10 * time.Minute
 }
 
 func issuerAgeKey(kind, ns, name string) string {

@@ -71,6 +71,52 @@ var (
 	}
 )
 
+// issuerAction is the same request (rotate, compromised) made of a Reevit
+// issuer: it replaces the issuer's admin key (spec.adminKeyRotation).
+func issuerAction(a action, k kind) action {
+	out := action{verb: a.verb, kind: k, annotation: a.annotation}
+	out.done = func(obj client.Object, value string) (bool, error) {
+		v, _ := viewIssuer(obj)
+		ak := v.status.AdminKey
+		if ak == nil || ak.Pending != nil {
+			return false, nil
+		}
+		last := ak.LastRotateRequest
+		if a.annotation == v1alpha1.AnnotationCompromised {
+			last = ak.LastCompromisedRequest
+		}
+		if last != value {
+			return false, nil
+		}
+		if c := meta.FindStatusCondition(v.status.Conditions, v1alpha1.ConditionAdminKeyRotation); c != nil && c.Status == metav1.ConditionFalse {
+			return true, fmt.Errorf("%s: %s (%s)", c.Reason, c.Message, advice[c.Reason])
+		}
+		return true, nil
+	}
+	out.result = func(before, after client.Object, _ time.Time) string {
+		b, _ := viewIssuer(before)
+		a, _ := viewIssuer(after)
+		if b.status.AdminKey == nil || a.status.AdminKey == nil {
+			return "admin key rotated"
+		}
+		return fmt.Sprintf("admin key %s (%s) replaced by %s (%s)", b.status.AdminKey.ID, orDash(b.status.AdminKey.Prefix), a.status.AdminKey.ID, orDash(a.status.AdminKey.Prefix))
+	}
+	return out
+}
+
+// forIssuers turns a rotate or compromised request naming Reevit issuers
+// (reevitissuer/NAME, clusterreevitissuer/NAME) into the issuer action.
+func forIssuers(a action, args []string) action {
+	refs, err := parseRefs(args, "")
+	if err != nil || len(refs) == 0 {
+		return a
+	}
+	if k := refs[0].kind; k == kindReevitIssuer || k == kindClusterReevitIssuer {
+		return issuerAction(a, k)
+	}
+	return a
+}
+
 func apiKeyResult(before, after client.Object, _ time.Time) string {
 	b, a := before.(*v1alpha1.ApiKey).Status, after.(*v1alpha1.ApiKey).Status
 	if b.KeyID == "" {
@@ -112,15 +158,19 @@ func (f *requestFlags) bind(cmd *cobra.Command, selectable bool) {
 func newRotateCommand(o *options) *cobra.Command {
 	f := &requestFlags{}
 	cmd := &cobra.Command{
-		Use:   "rotate [apikey/]NAME... | -l SELECTOR | --all",
+		Use:   "rotate [apikey/]NAME... | reevitissuer/NAME... | clusterreevitissuer/NAME... | -l SELECTOR | --all",
 		Short: "Ask the manager to rotate ApiKeys now, with the usual grace period",
 		Long: `Set a new keywarden.dev/rotate value on each selected ApiKey: the manager
 issues a new key, switches the Secret to it and revokes the previous key after
-the grace period (spec.rotation.gracePeriod, default 10m).`,
+the grace period (spec.rotation.gracePeriod, default 10m).
+
+Named as reevitissuer/NAME or clusterreevitissuer/NAME, a Reevit issuer with
+spec.adminKeyRotation replaces its own admin key the same way
+(spec.adminKeyRotation.gracePeriod).`,
 		Example: `  kubectl keywarden rotate payments-reevit --wait
   kubectl keywarden rotate -l team=payments -A`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.request(cmd.Context(), rotateAction, args, f)
+			return o.request(cmd.Context(), forIssuers(rotateAction, args), args, f)
 		},
 	}
 	f.bind(cmd, true)
@@ -147,17 +197,20 @@ manager exchanges the API key for a new token and writes it to the Secret.`,
 func newCompromisedCommand(o *options) *cobra.Command {
 	f := &requestFlags{}
 	cmd := &cobra.Command{
-		Use:   "compromised [apikey/]NAME...",
+		Use:   "compromised [apikey/]NAME... | reevitissuer/NAME... | clusterreevitissuer/NAME...",
 		Short: "Replace an ApiKey's key at once and revoke the current key without grace period",
 		Long: `Set a new keywarden.dev/compromised value on each named ApiKey: the manager
 issues a new key and revokes the current one immediately, without grace
 period and without waiting for rollouts. Workloads still using the old key
-fail until they have the new one. Asks for confirmation unless --yes.`,
+fail until they have the new one. Asks for confirmation unless --yes.
+
+Named as reevitissuer/NAME or clusterreevitissuer/NAME, a Reevit issuer with
+spec.adminKeyRotation replaces its admin key and revokes the old one at once.`,
 		Example: `  kubectl keywarden compromised payments-reevit -n payments
   kubectl keywarden compromised apikey/payments-reevit --yes --wait`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.request(cmd.Context(), compromisedAction, args, f)
+			return o.request(cmd.Context(), forIssuers(compromisedAction, args), args, f)
 		},
 	}
 	f.bind(cmd, false)

@@ -151,6 +151,10 @@ func build() ([]byte, error) {
 		WithPanel(timeseriesPanel("Issuer credential age",
 			"How long each issuer's credential (a Reevit admin key, a Rev.io API key) has been in its Secret: since status.credential.firstSeen. A new value starts again at 0.", "s",
 			query("A", `time() - (keywarden_issuer_credential_first_seen_timestamp_seconds{kind=~"Cluster.*"} or keywarden_issuer_credential_first_seen_timestamp_seconds{kind!~"Cluster.*", `+ns+`})`, "{{kind}} {{namespace}}/{{name}}"))).
+		WithPanel(timeseriesPanel("Issuer admin-key age",
+			"Age of each Reevit issuer's admin key (since it became active; without spec.adminKeyRotation since its Secret first held it), beside every plus grace for issuers that rotate it: a line above its limit is an admin key not rotated as asked (alert KeywardenIssuerAdminKeyTooOld).", "s",
+			query("A", `keywarden_issuer_admin_key_age_seconds{kind=~"Cluster.*"} or keywarden_issuer_admin_key_age_seconds{kind!~"Cluster.*", `+ns+`}`, "{{kind}} {{namespace}}/{{name}}"),
+			query("B", `(keywarden_issuer_admin_key_max_age_seconds{kind=~"Cluster.*"} or keywarden_issuer_admin_key_max_age_seconds{kind!~"Cluster.*", `+ns+`}) > 0`, "limit {{kind}} {{namespace}}/{{name}}"))).
 		// External APIs.
 		WithRow(dashboard.NewRowBuilder("Reevit and Rev.io")).
 		WithPanel(timeseriesPanel("External API latency", "Latency of requests to Reevit and Rev.io by operation: 50th and 99th percentiles.", "s",

@@ -39,10 +39,21 @@ const (
 	LeakedKeyRevoked Event = "LeakedKeyRevoked"
 	// PolicyRefused: the issuer's policy or namespace selector refused the object.
 	PolicyRefused Event = "PolicyRefused"
+	// AdminKeyRotated: a Reevit issuer replaced its admin key: the Secret
+	// holds the new key (keyId, keyPrefix) and status records it; the reason
+	// is schedule, manual or compromised.
+	AdminKeyRotated Event = "AdminKeyRotated"
+	// AdminKeyRevoked: Reevit revoked an issuer's previous admin key, or an
+	// admin key minted by a rotation and not kept (refused or abandoned).
+	AdminKeyRevoked Event = "AdminKeyRevoked"
+	// AdminKeyRevokeFailed: revoking an issuer's previous admin key failed;
+	// it is retried with backoff.
+	AdminKeyRevokeFailed Event = "AdminKeyRevokeFailed"
 )
 
 // Events lists every event type, in the order of the constants.
-var Events = []Event{KeyMinted, KeyActivated, RotationRequested, KeyCompromised, KeyRevoked, RevokeFailed, LeakedKeyRevoked, PolicyRefused}
+var Events = []Event{KeyMinted, KeyActivated, RotationRequested, KeyCompromised, KeyRevoked, RevokeFailed, LeakedKeyRevoked, PolicyRefused,
+	AdminKeyRotated, AdminKeyRevoked, AdminKeyRevokeFailed}
 
 // Object is the Kubernetes object an event is about.
 type Object struct {

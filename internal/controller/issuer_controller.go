@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/issuerref"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/reevit"
@@ -225,8 +226,15 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			metrics.IssuerReady.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
 			metrics.IssuerCredentialFirstSeen.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
 			metrics.IssuerKeyTooOld.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
+			metrics.IssuerAdminKeyAge.Delete(r.k.kind, req.Namespace, req.Name)
+			metrics.IssuerAdminKeyMaxAge.DeleteLabelValues(r.k.kind, req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.k.reevit && r.superseded.stale(obj) {
+		// A cached copy older than this process's own status write: an
+		// admin-key rotation must not act on it.
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	orig := obj.DeepCopyObject().(client.Object)
 	st := r.k.status(obj)
@@ -257,11 +265,24 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 	}
 	res = r.judgeCredentialAge(obj, st, now, res)
+	var audits []audit.Record
+	if spec := reevitSpecOf(obj); spec != nil {
+		p := &adminPass{obj: obj, orig: orig, st: st, origStatus: origStatus, spec: spec, secretNS: secretNS, now: now}
+		ares, err := r.adminKeyStep(ctx, p)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		orig, origStatus, audits = p.orig, p.origStatus, p.audits
+		res.RequeueAfter = earliest(res.RequeueAfter, ares.RequeueAfter)
+	}
 	if err := patchStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: staleRequeue}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
+	}
+	for _, rec := range audits {
+		r.Audit.Record(rec)
 	}
 	return res, nil
 }
@@ -270,7 +291,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // outcome and the credential's fingerprint, and returns the version checked
 // (after the protecting patch).
 func (r *IssuerReconciler) checkNow(ctx context.Context, obj client.Object, st *v1alpha1.IssuerStatus, secretNS, version string, now time.Time) (ctrl.Result, string, error) {
-	f, usableRV, fingerprint := r.check(ctx, obj, secretNS)
+	f, usableRV, fingerprint := r.check(ctx, obj, st, secretNS, now)
 	if usableRV != "" {
 		// Only now, the Secret having passed every check, is it protected;
 		// the version then names the Secret after that patch, so the patch
@@ -379,7 +400,10 @@ func (r *IssuerReconciler) recordCheck(obj client.Object, st *v1alpha1.IssuerSta
 // returns the resourceVersion of its credential Secret when that Secret
 // passed every check of it (type, not an output Secret, the key present),
 // whatever Reevit then answered; "" when it did not or was not read.
-func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretNS string) (*failure, string, string) {
+//
+// With spec.adminKeyRotation the same listing identifies the admin key
+// (status.adminKey): a key it cannot identify fails the check.
+func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, st *v1alpha1.IssuerStatus, secretNS string, now time.Time) (*failure, string, string) {
 	switch o := obj.(type) {
 	case *v1alpha1.ReevitIssuer, *v1alpha1.ClusterReevitIssuer:
 		var spec v1alpha1.ReevitIssuerSpec
@@ -402,8 +426,16 @@ func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, secretN
 		if err != nil {
 			return classifyReevit(err), rv, fp
 		}
-		if _, err := c.ListKeys(ctx); err != nil {
+		keys, err := c.ListKeys(ctx)
+		if err != nil {
 			return classifyReevit(err), rv, fp
+		}
+		if spec.AdminKeyRotation != nil {
+			k, f := identifyAdminKey(keys, key, spec.AdminKeySecretRef.Name)
+			if f != nil {
+				return f, rv, fp
+			}
+			recordAdminKey(st, k, fp, spec.AdminKeyRotation, now)
 		}
 		return nil, rv, fp
 	default:

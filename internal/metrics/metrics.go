@@ -5,6 +5,8 @@ package metrics
 
 import (
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,10 +148,77 @@ var (
 	}, []string{"kind", "namespace", "name"})
 )
 
+// IssuerAdminKeyAge is the age of a Reevit issuer's admin key, computed at
+// each scrape: since it became active (status.adminKey, with
+// spec.adminKeyRotation), else since the Secret first held it.
+var IssuerAdminKeyAge = NewAgeVec("keywarden_issuer_admin_key_age_seconds",
+	"Seconds since the Reevit issuer's current admin key became active (status.adminKey.activeSince with spec.adminKeyRotation, else status.credential.firstSeen).",
+	[]string{"kind", "namespace", "name"})
+
+// IssuerAdminKeyMaxAge is spec.adminKeyRotation.every plus its grace period,
+// 0 without spec.adminKeyRotation (no limit): an admin key older than this
+// was not rotated as asked (the alert KeywardenIssuerAdminKeyTooOld).
+var IssuerAdminKeyMaxAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "keywarden_issuer_admin_key_max_age_seconds",
+	Help: "spec.adminKeyRotation.every plus its grace period, in seconds: the oldest the Reevit issuer's admin key should get; 0 without spec.adminKeyRotation (no limit).",
+}, []string{"kind", "namespace", "name"})
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys,
 		IssuerReady, IssuerCredentialFirstSeen, IssuerKeyTooOld, PolicyViolations, RolloutPatches, RolloutsPending,
-		RolloutsFailed, RestartsRequested, RestartsQueued, RestartsFinished, RestartRolloutDuration, RestartQueueLength, RestartsInFlight)
+		RolloutsFailed, RestartsRequested, RestartsQueued, RestartsFinished, RestartRolloutDuration, RestartQueueLength, RestartsInFlight,
+		IssuerAdminKeyAge, IssuerAdminKeyMaxAge)
+}
+
+// AgeVec is a gauge family whose value is the time since a recorded
+// instant, computed when scraped (a gauge set at reconcile time would stand
+// still between reconciles).
+type AgeVec struct {
+	desc   *prometheus.Desc
+	mu     sync.Mutex
+	since  map[string]ageEntry
+	now    func() time.Time
+	labels int
+}
+
+type ageEntry struct {
+	labels []string
+	since  time.Time
+}
+
+// NewAgeVec makes an AgeVec with the given label names.
+func NewAgeVec(name, help string, labels []string) *AgeVec {
+	return &AgeVec{desc: prometheus.NewDesc(name, help, labels, nil), since: map[string]ageEntry{}, now: time.Now, labels: len(labels)}
+}
+
+// Set records since when the series counts.
+func (v *AgeVec) Set(since time.Time, labels ...string) {
+	if len(labels) != v.labels {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.since[strings.Join(labels, "\x00")] = ageEntry{labels: append([]string(nil), labels...), since: since}
+}
+
+// Delete removes a series.
+func (v *AgeVec) Delete(labels ...string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.since, strings.Join(labels, "\x00"))
+}
+
+// Describe implements prometheus.Collector.
+func (v *AgeVec) Describe(ch chan<- *prometheus.Desc) { ch <- v.desc }
+
+// Collect implements prometheus.Collector.
+func (v *AgeVec) Collect(ch chan<- prometheus.Metric) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := v.now()
+	for _, e := range v.since {
+		ch <- prometheus.MustNewConstMetric(v.desc, prometheus.GaugeValue, max(now.Sub(e.since).Seconds(), 0), e.labels...)
+	}
 }
 
 // Observer returns a client hook that records one external request.
