@@ -197,9 +197,10 @@ func build() ([]byte, error) {
 			query("A", `rate(keywarden_restarts_requested_total[$__rate_interval])`, "asked"),
 			query("B", `rate(keywarden_restarts_queued_total[$__rate_interval])`, "queued"),
 			query("C", `sum by (result) (rate(keywarden_restarts_finished_total[$__rate_interval]))`, "{{result}}"))).
-		WithPanel(timeseriesPanel("Restart rollout duration", "Time from a restart's pod-template patch to the workload having rolled it out: 50th and 99th percentiles (under the restart budget).", "s",
+		WithPanel(timeseriesPanel("Restart rollout duration", "Time from a restart's pod-template patch to the workload having rolled it out: 50th and 99th percentiles and the mean (under the restart budget).", "s",
 			query("A", `histogram_quantile(0.5, sum by (le) (rate(keywarden_restart_rollout_duration_seconds_bucket[$__rate_interval])))`, "p50"),
-			query("B", `histogram_quantile(0.99, sum by (le) (rate(keywarden_restart_rollout_duration_seconds_bucket[$__rate_interval])))`, "p99"))).
+			query("B", `histogram_quantile(0.99, sum by (le) (rate(keywarden_restart_rollout_duration_seconds_bucket[$__rate_interval])))`, "p99"),
+			query("C", `sum(rate(keywarden_restart_rollout_duration_seconds_sum[$__rate_interval])) / sum(rate(keywarden_restart_rollout_duration_seconds_count[$__rate_interval]))`, "mean"))).
 		Build()
 	if err != nil {
 		return nil, err

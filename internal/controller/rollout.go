@@ -233,10 +233,10 @@ func (r *restarter) take(key workloadKey) map[string]restartWant {
 	delete(r.pending, key)
 	if r.perNS[key.Namespace]--; r.perNS[key.Namespace] <= 0 {
 		delete(r.perNS, key.Namespace)
-		metrics.RolloutsPending.DeleteLabelValues(key.Namespace)
-	} else {
-		metrics.RolloutsPending.WithLabelValues(key.Namespace).Set(float64(r.perNS[key.Namespace]))
 	}
+	// A namespace's series stays, at 0, once it had a restart: a gauge
+	// that vanished between scrapes would read as "no data", not "none".
+	metrics.RolloutsPending.WithLabelValues(key.Namespace).Set(float64(r.perNS[key.Namespace]))
 	return p
 }
 
@@ -246,7 +246,7 @@ func (r *restarter) forgetAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for ns := range r.perNS {
-		metrics.RolloutsPending.DeleteLabelValues(ns)
+		metrics.RolloutsPending.WithLabelValues(ns).Set(0)
 	}
 	r.pending, r.perNS = map[workloadKey]map[string]restartWant{}, map[string]int{}
 	// The queue and the rollouts in flight are derived again by the next

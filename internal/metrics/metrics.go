@@ -168,6 +168,14 @@ func init() {
 		IssuerReady, IssuerCredentialFirstSeen, IssuerKeyTooOld, PolicyViolations, RolloutPatches, RolloutsPending,
 		RolloutsFailed, RestartsRequested, RestartsQueued, RestartsFinished, RestartRolloutDuration, RestartQueueLength, RestartsInFlight,
 		IssuerAdminKeyAge, IssuerAdminKeyMaxAge)
+	// Counters of a small, known label space start at 0, so that a rate()
+	// and the dashboard see them before the first restart.
+	for _, kind := range []string{"Deployment", "StatefulSet", "DaemonSet"} {
+		RolloutPatches.WithLabelValues(kind)
+	}
+	for _, result := range []string{"done", "failed"} {
+		RestartsFinished.WithLabelValues(result)
+	}
 }
 
 // AgeVec is a gauge family whose value is the time since a recorded

@@ -660,6 +660,26 @@ spec:
   scopes: [payments:read]
   environment: %s
   rotation: {every: 1h}
+  rolloutRestart: [{kind: Deployment, name: payments-api}]
+---
+# A consumer reading the key from env: restarted when it changes (and the
+# rollout series the dashboard queries are exported).
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: payments-api
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: payments-api}}
+  template:
+    metadata: {labels: {app: payments-api}}
+    spec:
+      containers:
+      - name: app
+        image: registry.invalid/payments-api:1
+        env:
+        - name: REEVIT_API_KEY
+          valueFrom: {secretKeyRef: {name: payments, key: apiKey}}
 ---
 apiVersion: credentials.keywarden.dev/v1alpha1
 kind: RevioToken
