@@ -289,21 +289,10 @@ type ApiKeyStatus struct {
 	// SecretName is the output Secret the active key was written to.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
-	// FailedAttempts counts consecutive failures; it drives the backoff.
-	// +optional
-	FailedAttempts int32 `json:"failedAttempts,omitempty"`
-	// NeedsAttention is true when the last failure is one no retry can fix
-	// (a rejected credential, a missing scope, a conflicting Secret): nothing
-	// is retried until the spec, the issuer or its admin-key Secret, or a rotate or compromised annotation changes. The Ready condition says what to do.
-	// +optional
-	NeedsAttention bool `json:"needsAttention,omitempty"`
-	// LastFailureTime is when the last attempt failed.
-	// +optional
-	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
-	// NextRetryTime is when a transient failure is retried (backoff, or the
-	// API's retry_after).
-	// +optional
-	NextRetryTime *metav1.Time `json:"nextRetryTime,omitempty"`
+	// RetryStatus records consecutive failures: nothing is retried until
+	// the spec, the issuer or its admin-key Secret, or a rotate or
+	// compromised annotation changes when the last one needs a person.
+	RetryStatus `json:",inline"`
 	// History is the audit trail of the last spec.historyLimit keys.
 	// +listType=atomic
 	// +optional

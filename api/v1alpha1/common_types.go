@@ -103,3 +103,26 @@ const (
 	// wrote. It is still read, never written.
 	AnnotationSecretHash = "keywarden.dev/secret-hash"
 )
+
+// RetryStatus is the retry record every reconciled kind keeps in its status:
+// consecutive failures, when the last one happened and when it is retried.
+// The version of the inputs it waits on (spec, credential Secret,
+// annotations) is kept by each kind next to it.
+type RetryStatus struct {
+	// FailedAttempts counts consecutive failures; it drives the backoff.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// NeedsAttention is true when the last failure is one no retry can fix
+	// (a rejected credential, a missing scope, a conflicting Secret): nothing
+	// is retried until one of the object's inputs changes. The Ready
+	// condition says what to do.
+	// +optional
+	NeedsAttention bool `json:"needsAttention,omitempty"`
+	// LastFailureTime is when the last attempt failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	// NextRetryTime is when a transient failure is retried (backoff, or the
+	// API's retry_after).
+	// +optional
+	NextRetryTime *metav1.Time `json:"nextRetryTime,omitempty"`
+}

@@ -306,9 +306,11 @@ type IssuerStatus struct {
 	// LastCheckTime is when the credential was last checked.
 	// +optional
 	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`
-	// FailedAttempts counts consecutive failed checks; it drives the backoff.
-	// +optional
-	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// RetryStatus records consecutive failed checks. A failed check is
+	// retried with backoff whatever the failure (needsAttention stays
+	// false): what fixes an issuer's credential may happen at the API,
+	// where no watch sees it.
+	RetryStatus `json:",inline"`
 	// Credential identifies the credential the Secret holds (a fingerprint)
 	// and since when: the age of the admin key or the Rev.io API key.
 	// +optional

@@ -89,17 +89,10 @@ type RevioTokenStatus struct {
 	// SecretName is the output Secret the token was written to.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
-	// FailedAttempts counts consecutive failures; it drives the backoff.
-	// +optional
-	FailedAttempts int32 `json:"failedAttempts,omitempty"`
-	// NeedsAttention is true when the last failure is one no retry can fix
-	// (a rejected credential, a missing scope, a conflicting Secret): nothing
-	// is retried until the spec, the issuer or its API-key Secret, or a refresh annotation changes. The Ready condition says what to do.
-	// +optional
-	NeedsAttention bool `json:"needsAttention,omitempty"`
-	// LastFailureTime is when the last attempt failed.
-	// +optional
-	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	// RetryStatus records consecutive failures: nothing is retried until
+	// the spec, the issuer or its API-key Secret, or a refresh annotation
+	// changes when the last one needs a person.
+	RetryStatus `json:",inline"`
 	// Conditions: Ready summarises; Issued and SecretSynced say which step failed.
 	// +listType=map
 	// +listMapKey=type

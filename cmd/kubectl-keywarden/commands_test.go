@@ -73,7 +73,7 @@ func fixture() []client.Object {
 			KeyID: "key_new", KeyPrefix: activeKey[:13], Issuer: reevitRecord, ActiveSince: mtime(-5 * time.Minute),
 			LastRotationTime: mtime(-5 * time.Minute), NextRotationTime: mtime(720*time.Hour - 5*time.Minute), Rotations: 3,
 			PendingRevocations: []v1alpha1.PendingRevocation{{KeyID: "key_old", KeyPrefix: oldKey[:13], RevokeAfter: *mtime(5 * time.Minute), Reason: "Rotation", Issuer: reevitRecord}},
-			SecretName:         "payments-reevit", FailedAttempts: 2, LastFailureTime: mtime(-time.Minute), NextRetryTime: mtime(30 * time.Second),
+			SecretName:         "payments-reevit", RetryStatus: v1alpha1.RetryStatus{FailedAttempts: 2, LastFailureTime: mtime(-time.Minute), NextRetryTime: mtime(30 * time.Second)},
 			Conditions: []metav1.Condition{
 				{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonMissingScope, Message: "the admin key lacks payments:read", ObservedGeneration: 2, LastTransitionTime: *mtime(-time.Minute)},
 				{Type: v1alpha1.ConditionIssued, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonMissingScope, Message: "the admin key lacks payments:read", ObservedGeneration: 2, LastTransitionTime: *mtime(-time.Minute)},
@@ -142,7 +142,7 @@ func fixture() []client.Object {
 		Spec: v1alpha1.ReevitIssuerSpec{URL: "https://api.reevit.com", OrgID: "org_platform", ActorID: "keywarden",
 			AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: "platform-admin"},
 			Policy:            v1alpha1.ReevitIssuerPolicy{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"keywarden.dev/reevit": "enabled"}}}},
-		Status: v1alpha1.IssuerStatus{CheckedVersion: "3/77", LastCheckTime: mtime(-2 * time.Minute), FailedAttempts: 3, ObservedGeneration: 3,
+		Status: v1alpha1.IssuerStatus{CheckedVersion: "3/77", LastCheckTime: mtime(-2 * time.Minute), RetryStatus: v1alpha1.RetryStatus{FailedAttempts: 3}, ObservedGeneration: 3,
 			Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonUnauthorized,
 				Message: "Reevit refused the admin key of ClusterReevitIssuer acme (401)", ObservedGeneration: 3, LastTransitionTime: *mtime(-2 * time.Minute)}}},
 	}

@@ -72,7 +72,7 @@ func renderIssuer(w io.Writer, v issuerView, x issuerExtra, now time.Time) {
 		t.add("Deleting", "since %s; finalizers %s", when(dt, now), strings.Join(v.obj.GetFinalizers(), ", "))
 	}
 	fmt.Fprint(w, indent(t.String()))
-	renderFailure(w, st.Conditions, st.FailedAttempts, nil, nil, now)
+	renderFailure(w, st.Conditions, st.FailedAttempts, st.LastFailureTime, st.NextRetryTime, now)
 	renderConditions(w, st.Conditions, now)
 
 	what := "ApiKeys"

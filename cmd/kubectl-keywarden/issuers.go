@@ -14,8 +14,6 @@ import (
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/issuerref"
-	"github.com/keywarden/keywarden/internal/reevit"
-	"github.com/keywarden/keywarden/internal/revio"
 )
 
 // issuerView is what the plugin shows of an issuer of any of the four kinds.
@@ -31,17 +29,12 @@ type issuerView struct {
 // viewIssuer returns the view of an issuer object; ok is false for any
 // other object.
 func viewIssuer(obj client.Object) (issuerView, bool) {
-	switch o := obj.(type) {
-	case *v1alpha1.ReevitIssuer:
-		return issuerView{kind: kindReevitIssuer, obj: o, reevit: &o.Spec, status: &o.Status}, true
-	case *v1alpha1.ClusterReevitIssuer:
-		return issuerView{kind: kindClusterReevitIssuer, obj: o, reevit: &o.Spec, status: &o.Status}, true
-	case *v1alpha1.RevioIssuer:
-		return issuerView{kind: kindRevioIssuer, obj: o, revio: &o.Spec, status: &o.Status}, true
-	case *v1alpha1.ClusterRevioIssuer:
-		return issuerView{kind: kindClusterRevioIssuer, obj: o, revio: &o.Spec, status: &o.Status}, true
+	gi, ok := obj.(v1alpha1.GenericIssuer)
+	if !ok {
+		return issuerView{}, false
 	}
-	return issuerView{}, false
+	k, _ := kindOfAPI(gi.IssuerKind())
+	return issuerView{kind: k, obj: gi, reevit: gi.ReevitSpec(), revio: gi.RevioSpec(), status: gi.IssuerStatus()}, true
 }
 
 // credentialRef is the issuer's credential Secret reference and the field
@@ -63,17 +56,7 @@ func (v issuerView) secretNamespace(clusterResourceNamespace string) string {
 }
 
 // url is the issuer's URL, with the API's default when the spec has none.
-func (v issuerView) url() string {
-	switch {
-	case v.reevit != nil && v.reevit.URL != "":
-		return v.reevit.URL
-	case v.reevit != nil:
-		return reevit.DefaultBaseURL
-	case v.revio.URL != "":
-		return v.revio.URL
-	}
-	return revio.DefaultBaseURL
-}
+func (v issuerView) url() string { return v.obj.(v1alpha1.GenericIssuer).BaseURL() }
 
 // readyCondition is the issuer's Ready condition, or nil.
 func (v issuerView) readyCondition() *metav1.Condition {

@@ -54,16 +54,15 @@ func parseKind(s string) (kind, bool) {
 // Kind is the API kind's name.
 func (k kind) Kind() string {
 	switch k {
+	case kindApiKey:
+		return "ApiKey"
 	case kindRevioToken:
 		return "RevioToken"
-	case kindReevitIssuer:
-		return v1alpha1.KindReevitIssuer
-	case kindClusterReevitIssuer:
-		return v1alpha1.KindClusterReevitIssuer
-	case kindRevioIssuer:
-		return v1alpha1.KindRevioIssuer
-	case kindClusterRevioIssuer:
-		return v1alpha1.KindClusterRevioIssuer
+	}
+	for _, ik := range v1alpha1.IssuerKinds {
+		if strings.ToLower(ik) == string(k) {
+			return ik
+		}
 	}
 	return "ApiKey"
 }

@@ -155,44 +155,33 @@ func issuerReport(ctx context.Context, c client.Client, ns string, now time.Time
 		}
 		rows = append(rows, r)
 	}
-	var ris v1alpha1.ReevitIssuerList
-	if err := c.List(ctx, &ris, opts...); err != nil {
-		return nil, nil, fmt.Errorf("list ReevitIssuers: %w", err)
-	}
-	for _, ri := range ris.Items {
-		if d := ri.Spec.Policy.MaxKeyAge; d != nil {
-			maxAge[issuerAgeKey(v1alpha1.KindReevitIssuer, ri.Namespace, ri.Name)] = d.Duration
+	for _, kind := range v1alpha1.IssuerKinds {
+		cluster := v1alpha1.NewIssuer(kind).Cluster()
+		if ns != "" && cluster && !v1alpha1.IsReevitKind(kind) {
+			continue // a namespace's report needs nothing of cluster Rev.io issuers
 		}
-		add(v1alpha1.KindReevitIssuer, ri.Namespace, ri.Name, ri.Spec.OrgID, stateAdminKey, &ri.Status, nil)
-		rows = adminKeyRows(rows, ri.Spec.AdminKeyRotation, &ri.Status, now)
-	}
-	var rvis v1alpha1.RevioIssuerList
-	if err := c.List(ctx, &rvis, opts...); err != nil {
-		return nil, nil, fmt.Errorf("list RevioIssuers: %w", err)
-	}
-	for _, ri := range rvis.Items {
-		add(v1alpha1.KindRevioIssuer, ri.Namespace, ri.Name, "", stateAPIKey, &ri.Status, ri.Spec.MaxKeyAge)
-	}
-	var cris v1alpha1.ClusterReevitIssuerList
-	if err := c.List(ctx, &cris); err != nil {
-		return nil, nil, fmt.Errorf("list ClusterReevitIssuers: %w", err)
-	}
-	for _, ci := range cris.Items {
-		if d := ci.Spec.Policy.MaxKeyAge; d != nil {
-			maxAge[issuerAgeKey(v1alpha1.KindClusterReevitIssuer, "", ci.Name)] = d.Duration
+		var lopts []client.ListOption
+		if !cluster {
+			lopts = opts
 		}
-		if ns == "" {
-			add(v1alpha1.KindClusterReevitIssuer, "", ci.Name, ci.Spec.OrgID, stateAdminKey, &ci.Status, nil)
-			rows = adminKeyRows(rows, ci.Spec.AdminKeyRotation, &ci.Status, now)
+		l := v1alpha1.NewIssuerList(kind)
+		if err := c.List(ctx, l, lopts...); err != nil {
+			return nil, nil, fmt.Errorf("list %ss: %w", kind, err)
 		}
-	}
-	if ns == "" {
-		var crvis v1alpha1.ClusterRevioIssuerList
-		if err := c.List(ctx, &crvis); err != nil {
-			return nil, nil, fmt.Errorf("list ClusterRevioIssuers: %w", err)
-		}
-		for _, ci := range crvis.Items {
-			add(v1alpha1.KindClusterRevioIssuer, "", ci.Name, "", stateAPIKey, &ci.Status, ci.Spec.MaxKeyAge)
+		for _, gi := range l.Issuers() {
+			rs := gi.ReevitSpec()
+			if rs != nil && rs.Policy.MaxKeyAge != nil {
+				maxAge[issuerAgeKey(kind, gi.GetNamespace(), gi.GetName())] = rs.Policy.MaxKeyAge.Duration
+			}
+			if ns != "" && cluster {
+				continue // a cluster issuer's own rows are in the cluster's report; its maxKeyAge applies here
+			}
+			if rs == nil {
+				add(kind, gi.GetNamespace(), gi.GetName(), "", stateAPIKey, gi.IssuerStatus(), gi.RevioSpec().MaxKeyAge)
+				continue
+			}
+			add(kind, gi.GetNamespace(), gi.GetName(), rs.OrgID, stateAdminKey, gi.IssuerStatus(), nil)
+			rows = adminKeyRows(rows, rs.AdminKeyRotation, gi.IssuerStatus(), now)
 		}
 	}
 	return maxAge, rows, nil

@@ -199,17 +199,11 @@ func eventsOf(ctx context.Context, c client.Client, obj client.Object) ([]events
 
 // kindOf is the API kind of one of Keywarden's objects.
 func kindOf(obj client.Object) string {
-	switch obj.(type) {
+	switch o := obj.(type) {
 	case *v1alpha1.RevioToken:
 		return "RevioToken"
-	case *v1alpha1.ReevitIssuer:
-		return v1alpha1.KindReevitIssuer
-	case *v1alpha1.ClusterReevitIssuer:
-		return v1alpha1.KindClusterReevitIssuer
-	case *v1alpha1.RevioIssuer:
-		return v1alpha1.KindRevioIssuer
-	case *v1alpha1.ClusterRevioIssuer:
-		return v1alpha1.KindClusterRevioIssuer
+	case v1alpha1.GenericIssuer:
+		return o.IssuerKind()
 	}
 	return "ApiKey"
 }
@@ -345,7 +339,7 @@ func renderRevioToken(w io.Writer, rt *v1alpha1.RevioToken, x statusExtra, now t
 	t.add("Refreshes", "%d", st.Refreshes)
 	t.add("Secret", "%s", secretLine(x))
 	fmt.Fprint(w, indent(t.String()))
-	renderFailure(w, st.Conditions, st.FailedAttempts, st.LastFailureTime, nil, now)
+	renderFailure(w, st.Conditions, st.FailedAttempts, st.LastFailureTime, st.NextRetryTime, now)
 	renderConditions(w, st.Conditions, now)
 	renderRollouts(w, x)
 	renderEvents(w, x, now)

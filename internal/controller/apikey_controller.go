@@ -117,21 +117,32 @@ func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	orig := ak.DeepCopy()
 	ctx, records := withAudit(ctx)
 	res, err := r.reconcile(ctx, ak, orig)
+	return r.finish(ctx, records, ak, orig, res, err)
+}
+
+// finish ends every ApiKey pass, the finalizer's too: Ready derived from the
+// narrow conditions, the one status write (writeStatus's conflict policy),
+// the metrics, and the pass's audit records, written whether or not the
+// status write landed (what was done at Reevit was done). A simulated crash
+// (tests) writes nothing more, as a dead process would.
+func (r *ApiKeyReconciler) finish(ctx context.Context, records *auditBuffer, ak, orig *v1alpha1.ApiKey, res ctrl.Result, err error) (ctrl.Result, error) {
 	if errors.Is(err, errCrash) {
-		return ctrl.Result{}, err // a dead process writes nothing more
+		records.drop()
+		return ctrl.Result{}, err
+	}
+	if cerr := r.crash("before-status-patch/" + ak.Namespace + "/" + ak.Name); cerr != nil {
+		records.drop()
+		return ctrl.Result{}, cerr
 	}
 	defer records.flush(r.Audit)
 	ak.Status.ObservedGeneration = ak.Generation
 	summariseApiKey(ak)
-	if err := r.crash("before-status-patch/" + ak.Namespace + "/" + ak.Name); err != nil {
-		records.drop()
-		return ctrl.Result{}, err
-	}
-	if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil {
-		if apierrors.IsConflict(perr) {
-			return ctrl.Result{RequeueAfter: staleRequeue}, nil
-		}
-		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
+	again, werr := writeStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status)
+	switch {
+	case werr != nil:
+		return ctrl.Result{}, fmt.Errorf("patch status: %w", werr)
+	case again:
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	recordApiKey(ak)
 	return res, err
@@ -229,14 +240,13 @@ func (r *ApiKeyReconciler) stepOwnership(_ context.Context, p *apiKeyPass) (step
 	if !p.foreign {
 		return next(0)
 	}
-	r.fail(p.ak, p.now, classifySecretWrite(&secretsync.ConflictError{Namespace: p.ak.Namespace, Name: p.secretName}), v1alpha1.ConditionSecretSynced)
-	return stop(ctrl.Result{}, nil)
+	return r.fail(p.ak, p.now, classifySecretWrite(&secretsync.ConflictError{Namespace: p.ak.Namespace, Name: p.secretName}), v1alpha1.ConditionSecretSynced)
 }
 
 // stepIssuerGate stops when the issuer cannot serve the ApiKey.
 func (r *ApiKeyReconciler) stepIssuerGate(ctx context.Context, p *apiKeyPass) (stepResult, error) {
 	if p.gate != nil {
-		return stop(r.gated(ctx, p.ak, p.gate, p.now, p.current))
+		return r.gated(ctx, p.ak, p.gate, p.now, p.current)
 	}
 	metrics.PolicyViolations.DeleteLabelValues(kindApiKey, p.ak.Namespace, p.ak.Name)
 	return next(0)
@@ -246,16 +256,9 @@ func (r *ApiKeyReconciler) stepIssuerGate(ctx context.Context, p *apiKeyPass) (s
 // runs, or until a change when it needs a person.
 func (r *ApiKeyReconciler) stepBackoff(_ context.Context, p *apiKeyPass) (stepResult, error) {
 	ak, st := p.ak, &p.ak.Status
-	// Getting here means no foreign Secret holds the output name any more: a
-	// SecretConflict recorded earlier is gone, which no other field shows.
-	conflictGone := hasReason(st.Conditions, v1alpha1.ConditionSecretSynced, v1alpha1.ReasonSecretConflict)
-	if conflictGone {
-		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonProgressing, "the conflicting Secret is gone")
-	}
-	if st.FailedAttempts > 0 && !conflictGone && !gateLifted(st.Conditions) {
-		if wait, blocked := backingOff(ak, p.now, p.adminVersion); blocked {
-			return stepResult{RequeueAfter: wait, Stop: true}, nil
-		}
+	liftResolved(&st.Conditions, ak.Generation, &st.RetryStatus)
+	if wait, isHeld := held(st.RetryStatus, apiKeyWaitedOn(ak), apiKeyInputs(ak, p.adminVersion), p.now); isHeld {
+		return stepResult{RequeueAfter: wait, Stop: true}, nil
 	}
 	if p.adminVersion != "" {
 		st.AdminKeySecretVersion = p.adminVersion
@@ -275,8 +278,7 @@ func (r *ApiKeyReconciler) stepSchedule(_ context.Context, p *apiKeyPass) (stepR
 	at, err := nextRotation(p.ak.Spec.Rotation, st.ActiveSince.Time)
 	if err != nil {
 		// A spec error: recorded in a condition, retried when the spec changes.
-		r.fail(p.ak, p.now, &failure{Reason: v1alpha1.ReasonBadRequest, Message: err.Error() + ": fix spec.rotation"}, v1alpha1.ConditionIssued)
-		return stop(ctrl.Result{}, nil)
+		return r.fail(p.ak, p.now, &failure{Reason: v1alpha1.ReasonBadRequest, Message: err.Error() + ": fix spec.rotation"}, v1alpha1.ConditionIssued)
 	}
 	st.NextRotationTime = optTime(applyWindows(p.ak, p.policy, at, p.now))
 	return next(0)
@@ -292,7 +294,7 @@ func (r *ApiKeyReconciler) stepMetadata(ctx context.Context, p *apiKeyPass) (ste
 	}
 	written, err := r.applySecret(ctx, ak, existing, existing.Data)
 	if err != nil {
-		return stop(r.failResult(ak, p.now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced))
+		return r.fail(ak, p.now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 	}
 	p.existing = written
 	return next(0)
@@ -302,8 +304,7 @@ func (r *ApiKeyReconciler) stepMetadata(ctx context.Context, p *apiKeyPass) (ste
 // (a drift listing, a refused Secret write) no longer describes the key.
 func (r *ApiKeyReconciler) stepSettle(_ context.Context, p *apiKeyPass) (stepResult, error) {
 	ak, st := p.ak, &p.ak.Status
-	st.FailedAttempts, st.LastFailureTime, st.NextRetryTime = 0, nil, nil
-	st.NeedsAttention = false
+	st.RetryStatus = v1alpha1.RetryStatus{}
 	if st.KeyID != "" && st.PendingCreate == nil {
 		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "key "+st.KeyID+" issued")
 		if p.existing != nil && string(p.existing.Data["keyId"]) == st.KeyID {
@@ -316,45 +317,19 @@ func (r *ApiKeyReconciler) stepSettle(_ context.Context, p *apiKeyPass) (stepRes
 	return next(0)
 }
 
-// backingOff reports whether a previous failure still holds the object back:
-// a failure that needs a person waits for a change of the spec, the admin
-// Secret or an annotation; a transient one for its backoff.
-func backingOff(ak *v1alpha1.ApiKey, now time.Time, adminVersion string) (time.Duration, bool) {
-	st := &ak.Status
-	// A trigger annotation not acted on yet lifts the wait only when no
-	// creation is recorded: a recorded one is the attempt that failed (or
-	// will act on the trigger), and must keep its backoff.
-	changed := ak.Generation != st.ObservedGeneration || (adminVersion != "" && adminVersion != st.AdminKeySecretVersion) ||
-		(st.PendingCreate == nil && (newTrigger(ak.Annotations[v1alpha1.AnnotationRotate], st.LastRotateRequest) ||
-			newTrigger(ak.Annotations[v1alpha1.AnnotationCompromised], st.LastCompromisedRequest)))
-	if changed {
-		return 0, false
-	}
-	if st.NeedsAttention {
-		return 0, true
-	}
-	if st.LastFailureTime == nil {
-		return 0, false
-	}
-	if retry := retryTime(st); now.Before(retry) {
-		return retry.Sub(now), true
-	}
-	return 0, false
-}
-
 // gated handles an ApiKey its issuer cannot serve (missing, or a policy
 // violation): nothing is created; the caller still runs revocations, so a
 // policy tightened later never keeps an old key live.
-func (r *ApiKeyReconciler) gated(ctx context.Context, ak *v1alpha1.ApiKey, f *failure, now time.Time, iss *v1alpha1.IssuerRecord) (ctrl.Result, error) {
+func (r *ApiKeyReconciler) gated(ctx context.Context, ak *v1alpha1.ApiKey, f *failure, now time.Time, iss *v1alpha1.IssuerRecord) (stepResult, error) {
 	if gateToldAlready(kindApiKey, ak, ak.Status.Conditions, f) {
-		return ctrl.Result{}, nil
+		return stepResult{Stop: true}, nil
 	}
 	if f.Reason == v1alpha1.ReasonPolicyViolation {
 		rec := apiKeyRecord(ak, audit.PolicyRefused, now, iss, "", "", f.Reason)
 		rec.Message = f.Message
 		auditNote(ctx, rec)
 	}
-	return r.failResult(ak, now, f, v1alpha1.ConditionIssued)
+	return r.fail(ak, now, f, v1alpha1.ConditionIssued)
 }
 
 func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, data map[string][]byte) (*corev1.Secret, error) {
@@ -363,35 +338,6 @@ func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey,
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindApiKey,
 		Labels: ak.Spec.Secret.Labels, Annotations: ak.Spec.Secret.Annotations, Data: data,
 	})
-}
-
-// fail records a failure in status (the failing step's condition, the
-// counters) and a Warning event.
-func (r *ApiKeyReconciler) fail(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) {
-	st := &ak.Status
-	recordFailure(r.Recorder, ak, kindApiKey, "Reconcile", failureRecord{&st.Conditions, &st.FailedAttempts, &st.LastFailureTime, &st.NeedsAttention}, now, f, condType)
-}
-
-func (r *ApiKeyReconciler) failResult(ak *v1alpha1.ApiKey, now time.Time, f *failure, condType string) (ctrl.Result, error) {
-	r.fail(ak, now, f, condType)
-	if !f.Transient {
-		return ctrl.Result{}, nil
-	}
-	d := backoff(ak.Status.FailedAttempts)
-	if f.RetryAfter > 0 {
-		d = f.RetryAfter
-	}
-	// Kept in status so an event or a restart before then does not retry early.
-	ak.Status.NextRetryTime = mtime(now.Add(d))
-	return ctrl.Result{RequeueAfter: d}, nil
-}
-
-// retryTime is when a transient failure may be retried.
-func retryTime(st *v1alpha1.ApiKeyStatus) time.Time {
-	if st.NextRetryTime != nil {
-		return st.NextRetryTime.Time
-	}
-	return st.LastFailureTime.Add(backoff(st.FailedAttempts))
 }
 
 // summariseApiKey derives Ready from the narrower conditions.
@@ -437,10 +383,4 @@ func appendHistory(ak *v1alpha1.ApiKey, e v1alpha1.KeyHistoryEntry) {
 		h = nil
 	}
 	ak.Status.History = h
-}
-
-// hasReason reports whether a condition of the type has the reason.
-func hasReason(conds []metav1.Condition, typ, reason string) bool {
-	c := meta.FindStatusCondition(conds, typ)
-	return c != nil && c.Reason == reason
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
@@ -33,8 +32,8 @@ func (r *ApiKeyReconciler) stepIntent(ctx context.Context, p *apiKeyPass) (stepR
 	if len(st.PendingRevocations) >= maxPendingRevocations && reason != createCompromised && reason != createInitial {
 		// Revocations are failing: making more keys would only grow the
 		// number live. Wait for them (the revoke step runs regardless).
-		return stop(r.failResult(ak, p.now, &failure{Reason: v1alpha1.ReasonRevocationBacklog, Transient: true, Message: fmt.Sprintf(
-			"%d previous keys still wait for revocation: no new key (%s) until they are revoked; see RevocationsComplete", len(st.PendingRevocations), reason)}, v1alpha1.ConditionIssued))
+		return r.fail(ak, p.now, &failure{Reason: v1alpha1.ReasonRevocationBacklog, Transient: true, Message: fmt.Sprintf(
+			"%d previous keys still wait for revocation: no new key (%s) until they are revoked; see RevocationsComplete", len(st.PendingRevocations), reason)}, v1alpha1.ConditionIssued)
 	}
 	if out, err := r.recordIntent(ctx, ak, p.orig, reason, p.specHash, p.current); out.Stop {
 		return out, err
@@ -50,7 +49,7 @@ func (r *ApiKeyReconciler) stepCreate(ctx context.Context, p *apiKeyPass) (stepR
 	}
 	c, f := p.conns.get(st.PendingCreate.Issuer)
 	if f != nil {
-		return stop(r.failResult(p.ak, p.now, f, v1alpha1.ConditionIssued))
+		return r.fail(p.ak, p.now, f, v1alpha1.ConditionIssued)
 	}
 	if out, err := r.completeCreate(ctx, p.ak, c, p.existing, p.specHash, p.now); out.Stop {
 		return out, err
@@ -79,11 +78,11 @@ func (r *ApiKeyReconciler) recordIntent(ctx context.Context, ak, orig *v1alpha1.
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionIssued, false, v1alpha1.ReasonProgressing, "creating a new key ("+reason+")")
 	st.ObservedGeneration = ak.Generation
-	if err := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); err != nil {
-		if apierrors.IsConflict(err) {
-			return stop(ctrl.Result{RequeueAfter: staleRequeue}, nil)
-		}
+	if again, err := writeStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); err != nil {
 		return stop(ctrl.Result{}, fmt.Errorf("record key intent: %w", err))
+	} else if again {
+		// Never sent on a stale read: the next pass reads the newer object.
+		return stepResult{RequeueAfter: staleRequeue, Stop: true}, nil
 	}
 	*orig = *ak.DeepCopy()
 	if err := r.crash("intent-recorded"); err != nil {
@@ -99,8 +98,7 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 	if now.Sub(ak.Status.PendingCreate.StartedAt.Time) > replayWindow {
 		// Reevit no longer replays this request: adopt what the Secret holds
 		// or revoke what was created, then start afresh.
-		res, err := r.recoverExpired(ctx, ak, c, existing, now)
-		return stop(res, err)
+		return r.recoverExpired(ctx, ak, c, existing, now)
 	}
 	key, out, err := r.sendCreate(ctx, ak, c, now)
 	if out.Stop {
@@ -131,8 +129,7 @@ func (r *ApiKeyReconciler) sendCreate(ctx context.Context, ak *v1alpha1.ApiKey, 
 		// (too short, another prefix): never published, revoked by id, and
 		// the next attempt uses a new Idempotency-Key (a replay would give
 		// the same answer for 24 h).
-		res, ferr := r.discardMalformed(ctx, ak, c, malformed, now)
-		out, err := stop(res, ferr)
+		out, err := r.discardMalformed(ctx, ak, c, malformed, now)
 		return nil, out, err
 	}
 	if err != nil {
@@ -143,14 +140,12 @@ func (r *ApiKeyReconciler) sendCreate(ctx context.Context, ak *v1alpha1.ApiKey, 
 			// replay): find such a key by its marker name and revoke it
 			// before the record goes, so no key is left live untracked.
 			if sf := r.sweepByName(ctx, ak, c, req.Name); sf != nil {
-				res, ferr := r.failResult(ak, now, sf, v1alpha1.ConditionIssued)
-				out, err := stop(res, ferr)
+				out, err := r.fail(ak, now, sf, v1alpha1.ConditionIssued)
 				return nil, out, err
 			}
 			st.PendingCreate = nil
 		}
-		res, ferr := r.failResult(ak, now, f, v1alpha1.ConditionIssued)
-		out, err := stop(res, ferr)
+		out, err := r.fail(ak, now, f, v1alpha1.ConditionIssued)
 		return nil, out, err
 	}
 	if err := r.crash("after-post"); err != nil {
@@ -168,23 +163,20 @@ func (r *ApiKeyReconciler) refuseUnusable(ctx context.Context, ak *v1alpha1.ApiK
 		// Stricter than the client's own check (the status prefix must
 		// leave most of the key unseen): the same handling as its
 		// MalformedKeyError, never published, revoked, asked for anew.
-		res, ferr := r.discardMalformed(ctx, ak, c, &reevit.MalformedKeyError{ID: key.ID,
+		return r.discardMalformed(ctx, ak, c, &reevit.MalformedKeyError{ID: key.ID,
 			Reason: fmt.Sprintf("%d characters, not pfk_live_ or pfk_test_ and at least 16 letters and digits", len(key.Key))}, now)
-		return stop(res, ferr)
 	}
 	if strings.HasPrefix(key.Key, "pfk_"+ak.Spec.Environment+"_") {
 		return stepResult{}, nil
 	}
 	if err := c.RevokeKey(ctx, key.ID, revokeIdempotencyKey(key.ID)); err != nil {
-		res, ferr := r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
-		return stop(res, ferr)
+		return r.fail(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
 	}
 	st.PendingCreate = nil
 	appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: key.ID, KeyPrefix: keyPrefix(key.Key), CreatedAt: *mtime(key.CreatedAt), RevokedAt: mtime(now), Reason: v1alpha1.ReasonEnvironmentMismatch})
-	r.fail(ak, now, &failure{Reason: v1alpha1.ReasonEnvironmentMismatch, Message: fmt.Sprintf(
+	return r.fail(ak, now, &failure{Reason: v1alpha1.ReasonEnvironmentMismatch, Message: fmt.Sprintf(
 		"Reevit issued a %s key but spec.environment is %q: the key was revoked; use an admin key of the %s environment or change spec.environment",
 		key.Key[:9], ak.Spec.Environment, ak.Spec.Environment)}, v1alpha1.ConditionIssued)
-	return stop(ctrl.Result{}, nil)
 }
 
 // publishKey writes the new key into the Secret (keeping the previous one
@@ -205,8 +197,7 @@ func (r *ApiKeyReconciler) publishKey(ctx context.Context, ak *v1alpha1.ApiKey, 
 		keepPrevious(data, existing, st.KeyID, key.ID)
 	}
 	if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
-		res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
-		return stop(res, ferr)
+		return r.fail(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+outputSecretName(ak.Name, ak.Spec.Secret)+" holds key "+key.ID)
 	if err := r.crash("after-secret"); err != nil {
@@ -266,11 +257,11 @@ func (r *ApiKeyReconciler) sweepByName(ctx context.Context, ak *v1alpha1.ApiKey,
 
 // discardMalformed revokes a created key whose value cannot be used and
 // records a fresh creation, so nothing made is left live or untracked.
-func (r *ApiKeyReconciler) discardMalformed(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, mk *reevit.MalformedKeyError, now time.Time) (ctrl.Result, error) {
+func (r *ApiKeyReconciler) discardMalformed(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, mk *reevit.MalformedKeyError, now time.Time) (stepResult, error) {
 	st := &ak.Status
 	if mk.ID != "" {
 		if err := c.RevokeKey(ctx, mk.ID, revokeIdempotencyKey(mk.ID)); err != nil {
-			return r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued) // the replay brings the same id back
+			return r.fail(ak, now, classifyReevit(err), v1alpha1.ConditionIssued) // the replay brings the same id back
 		}
 		appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: mk.ID, CreatedAt: *mtime(now), RevokedAt: mtime(now), Reason: v1alpha1.ReasonMalformedKey})
 	}
@@ -278,7 +269,7 @@ func (r *ApiKeyReconciler) discardMalformed(ctx context.Context, ak *v1alpha1.Ap
 	st.PendingCreate.IdempotencyKey = createIdempotencyKey(ak, st.KeyGeneration, keySpecHash(ak, st.PendingCreate.Issuer))
 	st.PendingCreate.Name = keyName(ak, st.KeyGeneration)
 	st.PendingCreate.StartedAt = *mtime(now)
-	return r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonMalformedKey, Transient: true, Message: fmt.Sprintf(
+	return r.fail(ak, now, &failure{Reason: v1alpha1.ReasonMalformedKey, Transient: true, Message: fmt.Sprintf(
 		"Reevit created key %q but answered with an unusable value (%s): it was revoked and a new key is requested with backoff; report this to Reevit if it persists", mk.ID, mk.Reason)}, v1alpha1.ConditionIssued)
 }
 
@@ -356,11 +347,11 @@ func (r *ApiKeyReconciler) auditSwitch(ctx context.Context, ak *v1alpha1.ApiKey,
 // recoverExpired handles a recorded creation older than Reevit's replay
 // window: a key it created is adopted when the Secret holds it, otherwise
 // revoked, and a fresh creation is recorded.
-func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, existing *corev1.Secret, now time.Time) (ctrl.Result, error) {
+func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiKey, c keyAPI, existing *corev1.Secret, now time.Time) (stepResult, error) {
 	st := &ak.Status
 	keys, err := c.ListKeys(ctx)
 	if err != nil {
-		return r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+		return r.fail(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
 	}
 	for _, k := range keys {
 		if k.Name != st.PendingCreate.Name {
@@ -370,10 +361,10 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 			adopted := k
 			adopted.Key = string(existing.Data["apiKey"])
 			r.switchTo(ctx, ak, &adopted, st.PendingCreate, keySpecHash(ak, st.PendingCreate.Issuer), now)
-			return ctrl.Result{RequeueAfter: staleRequeue}, nil
+			return stepResult{RequeueAfter: staleRequeue, Stop: true}, nil
 		}
 		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
-			return r.failResult(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+			return r.fail(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
 		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Recover",
 			"revoked key %s: created by an interrupted request older than Reevit's replay window", k.ID)
@@ -384,7 +375,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 	st.PendingCreate.Name = keyName(ak, st.KeyGeneration)
 	st.PendingCreate.StartedAt = *mtime(now)
 	// Record the fresh intent before sending it.
-	return ctrl.Result{RequeueAfter: staleRequeue}, nil
+	return stepResult{RequeueAfter: staleRequeue, Stop: true}, nil
 }
 
 // keyData is the output Secret's data for a key made through rec.

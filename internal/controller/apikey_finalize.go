@@ -2,14 +2,12 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,24 +28,29 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 	now := r.Clock.Now()
 	orig := ak.DeepCopy()
 	ctx, records := withAudit(ctx)
-	defer records.flush(r.Audit)
 	if ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain {
-		if wait, held := r.deletionHeld(ctx, ak, now); held {
-			return ctrl.Result{RequeueAfter: wait}, nil
+		iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
+		var current *v1alpha1.IssuerRecord
+		adminVersion := ""
+		if iss != nil {
+			current, adminVersion = iss.record(), iss.version(ctx, r.Cache)
 		}
-		if out, err := r.revokeAll(ctx, ak, now); out.Stop {
-			if errors.Is(err, errCrash) {
-				records.drop() // a dead process writes nothing more
-				return ctrl.Result{}, err
+		// Every status write of a deleting object is an update event that
+		// comes back here: a blocked deletion waits for its backoff, or for
+		// a change of the spec or the admin-key Secret.
+		if hasReason(ak.Status.Conditions, v1alpha1.ConditionRevoked, v1alpha1.ReasonDeletionBlocked) {
+			if wait, isHeld := held(ak.Status.RetryStatus, apiKeyWaitedOn(ak), apiKeyInputs(ak, adminVersion), now); isHeld {
+				return ctrl.Result{RequeueAfter: wait}, nil
 			}
-			ak.Status.ObservedGeneration = ak.Generation
-			summariseApiKey(ak)
-			if perr := patchStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status); perr != nil && !apierrors.IsNotFound(perr) {
-				return ctrl.Result{}, perr
-			}
-			return ctrl.Result{RequeueAfter: out.RequeueAfter}, err
+		}
+		if adminVersion != "" {
+			ak.Status.AdminKeySecretVersion = adminVersion
+		}
+		if out, err := r.revokeAll(ctx, ak, current, now); out.Stop {
+			return r.finish(ctx, records, ak, orig, ctrl.Result{RequeueAfter: out.RequeueAfter}, err)
 		}
 	}
+	defer records.flush(r.Audit)
 	if ak.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetain {
 		if err := r.orphanSecret(ctx, ak); err != nil {
 			return ctrl.Result{}, err
@@ -90,7 +93,7 @@ func (r *ApiKeyReconciler) orphanSecret(ctx context.Context, ak *v1alpha1.ApiKey
 
 // revokeAll revokes the active key, every pending one and any key an
 // interrupted creation made. Stop is set while that is not possible.
-func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (stepResult, error) {
+func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, current *v1alpha1.IssuerRecord, now time.Time) (stepResult, error) {
 	st := &ak.Status
 	type target struct {
 		id  string
@@ -110,11 +113,6 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, n
 	}
 	if len(targets) == 0 && st.PendingCreate == nil {
 		return stepResult{}, nil
-	}
-	iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
-	var current *v1alpha1.IssuerRecord
-	if iss != nil {
-		current = iss.record()
 	}
 	conns := r.newConns(ctx, ak.Namespace, current)
 	if st.PendingCreate != nil {
@@ -147,29 +145,7 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, n
 	return stepResult{}, nil
 }
 
-// deletionHeld reports whether a blocked deletion still waits for its
-// backoff. Every status write of a deleting object is an update event that
-// comes back here, so without this a blocked deletion would spin. A change
-// of the admin-key Secret or of the spec lifts the wait at once.
-func (r *ApiKeyReconciler) deletionHeld(ctx context.Context, ak *v1alpha1.ApiKey, now time.Time) (time.Duration, bool) {
-	st := &ak.Status
-	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionRevoked)
-	if c == nil || c.Reason != v1alpha1.ReasonDeletionBlocked || st.LastFailureTime == nil || ak.Generation != st.ObservedGeneration {
-		return 0, false
-	}
-	if iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace); iss != nil {
-		if v := iss.version(ctx, r.Cache); v != st.AdminKeySecretVersion {
-			return 0, false
-		}
-	}
-	if retry := retryTime(st); now.Before(retry) {
-		return retry.Sub(now), true
-	}
-	return 0, false
-}
-
 func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *failure) (stepResult, error) {
 	msg := "deletion waits until the keys can be revoked: " + f.Message + " (or set spec.deletionPolicy: Retain to keep them)"
-	res, err := r.failResult(ak, now, &failure{Reason: v1alpha1.ReasonDeletionBlocked, Message: msg, Transient: f.Transient, RetryAfter: f.RetryAfter}, v1alpha1.ConditionRevoked)
-	return stop(res, err)
+	return r.fail(ak, now, &failure{Reason: v1alpha1.ReasonDeletionBlocked, Message: msg, Transient: f.Transient, RetryAfter: f.RetryAfter}, v1alpha1.ConditionRevoked)
 }

@@ -119,15 +119,13 @@ func (r *ApiKeyReconciler) revokeEach(ctx context.Context, ak *v1alpha1.ApiKey, 
 		c, f := conns.get(rec)
 		if f != nil {
 			auditNote(ctx, revokeFailedRecord(ak, now, rec, p, f))
-			res, err := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
-			out, err := stop(res, err)
+			out, err := r.fail(ak, now, f, v1alpha1.ConditionRevoked)
 			return nil, out, err
 		}
 		if err := c.RevokeKey(ctx, p.KeyID, revokeIdempotencyKey(p.KeyID)); err != nil {
 			f := classifyReevit(err)
 			auditNote(ctx, revokeFailedRecord(ak, now, rec, p, f))
-			res, ferr := r.failResult(ak, now, f, v1alpha1.ConditionRevoked)
-			out, err := stop(res, ferr)
+			out, err := r.fail(ak, now, f, v1alpha1.ConditionRevoked)
 			return nil, out, err
 		}
 		st.PendingRevocations = removePending(st.PendingRevocations, p.KeyID)
@@ -167,8 +165,7 @@ func (r *ApiKeyReconciler) scrubSecret(ctx context.Context, ak *v1alpha1.ApiKey,
 		slices.Contains(revokedNow, string(existing.Data["keyId"])) {
 		written, err := r.applySecret(ctx, ak, existing, keyData(st.Issuer, "", ""))
 		if err != nil {
-			res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
-			return stop(res, ferr)
+			return r.fail(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 		}
 		existing = written
 		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonRevoked,
@@ -177,8 +174,7 @@ func (r *ApiKeyReconciler) scrubSecret(ctx context.Context, ak *v1alpha1.ApiKey,
 	if existing != nil && len(existing.Data["previousKeyId"]) > 0 && !hasPending(st.PendingRevocations, string(existing.Data["previousKeyId"])) {
 		data := keyData(st.Issuer, string(existing.Data["keyId"]), string(existing.Data["apiKey"]))
 		if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
-			res, ferr := r.failResult(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
-			return stop(res, ferr)
+			return r.fail(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 		}
 	}
 	return stepResult{}, nil

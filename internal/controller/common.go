@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -223,17 +226,79 @@ func setCondition(conds *[]metav1.Condition, gen int64, typ string, ok bool, rea
 	meta.SetStatusCondition(conds, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg, ObservedGeneration: gen})
 }
 
-// patchStatus writes obj's status if it differs from orig's, with
-// optimistic locking so a stale read can never overwrite newer state.
-func patchStatus(ctx context.Context, c client.Client, sup *supersededSet, obj, orig client.Object, status, origStatus any) error {
+// writeStatus writes obj's status if it differs from orig's, with
+// optimistic locking so a stale read can never overwrite newer state. It
+// is the one status write of every kind, with one conflict policy:
+//   - a conflict caused by metadata alone (an annotation, a label, a
+//     finalizer: the generation and the status the pass started from are
+//     still the server's) is not a stale read, so the same status is written
+//     once more onto the new version: what the pass did (a failed call, a
+//     revocation) is recorded, not done again;
+//   - any other conflict means the pass worked from a stale copy: nothing is
+//     an error, and again asks for a pass shortly (staleRequeue) on the
+//     newer object;
+//   - an object already gone needs nothing more.
+func writeStatus(ctx context.Context, c client.Client, sup *supersededSet, obj, orig client.Object, status, origStatus any) (again bool, err error) {
 	if equality.Semantic.DeepEqual(status, origStatus) {
-		return nil
+		return false, nil
 	}
-	before := orig.GetResourceVersion()
-	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+	for try := 0; ; try++ {
+		before := orig.GetResourceVersion()
+		err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		switch {
+		case err == nil:
+			sup.add(obj.GetUID(), before)
+			return false, nil
+		case apierrors.IsNotFound(err):
+			return false, nil
+		case !apierrors.IsConflict(err):
+			return false, err
+		case try > 0:
+			return true, nil
+		}
+		fresh, ok := metadataMoved(ctx, c, orig)
+		if !ok {
+			return true, nil
+		}
+		if err := withStatusOf(obj, fresh, obj); err != nil {
+			return false, err
+		}
+		orig = fresh
+	}
+}
+
+// metadataMoved reads obj's current version and reports whether only its
+// metadata moved since orig: same generation, same status.
+func metadataMoved(ctx context.Context, c client.Client, orig client.Object) (client.Object, bool) {
+	fresh := orig.DeepCopyObject().(client.Object)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(orig), fresh); err != nil ||
+		fresh.GetResourceVersion() == orig.GetResourceVersion() || fresh.GetGeneration() != orig.GetGeneration() {
+		return nil, false
+	}
+	a, err1 := runtime.DefaultUnstructuredConverter.ToUnstructured(fresh)
+	b, err2 := runtime.DefaultUnstructuredConverter.ToUnstructured(orig)
+	if err1 != nil || err2 != nil || !equality.Semantic.DeepEqual(a["status"], b["status"]) {
+		return nil, false
+	}
+	return fresh, true
+}
+
+// withStatusOf sets out to base with the status of src (objects of one type).
+func withStatusOf(src, base, out client.Object) error {
+	s, err := runtime.DefaultUnstructuredConverter.ToUnstructured(src)
+	if err != nil {
 		return err
 	}
-	sup.add(obj.GetUID(), before)
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(base)
+	if err != nil {
+		return err
+	}
+	u["status"] = s["status"]
+	merged := reflect.New(reflect.TypeOf(base).Elem()).Interface().(client.Object)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u, merged); err != nil {
+		return err
+	}
+	reflect.ValueOf(out).Elem().Set(reflect.ValueOf(merged).Elem())
 	return nil
 }
 
@@ -335,4 +400,17 @@ func (o Options) jitter() float64 {
 		return o.Jitter()
 	}
 	return rand.Float64()
+}
+
+func optTime(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return mtime(t)
+}
+
+// hasReason reports whether a condition of the type has the reason.
+func hasReason(conds []metav1.Condition, typ, reason string) bool {
+	c := meta.FindStatusCondition(conds, typ)
+	return c != nil && c.Reason == reason
 }

@@ -111,70 +111,97 @@ func TestRefreshAt(t *testing.T) {
 	})
 }
 
-func TestRefreshDue(t *testing.T) {
+// tokenCase is a RevioToken's state as the exchange decision sees it; a
+// failure is recorded as fail records it (recordRetry at LastFailure).
+type tokenCase struct {
+	Now          time.Time
+	SecretIntact bool
+	Changed      bool
+	NextRefresh  time.Time
+	ExpiresAt    time.Time
+	LastFailure  time.Time
+	Attempts     int32
+	Permanent    bool
+	RetryAfter   time.Duration
+}
+
+func (c tokenCase) decide() (bool, time.Duration) {
+	var r v1alpha1.RetryStatus
+	if c.Attempts > 0 {
+		r.FailedAttempts = c.Attempts - 1
+		recordRetry(&r, &failure{Transient: !c.Permanent, RetryAfter: c.RetryAfter}, c.Permanent, c.LastFailure, c.ExpiresAt)
+	}
+	inputs := "v1"
+	if c.Changed {
+		inputs = "v2"
+	}
+	return exchangeDue(r, "v1", inputs, c.SecretIntact, c.NextRefresh, c.Now)
+}
+
+func TestExchangeDue(t *testing.T) {
 	now := decideT0
 	exp := now.Add(time.Hour)
 	cases := []struct {
 		name     string
-		s        refreshState
+		s        tokenCase
 		due      bool
 		wait     time.Duration
 		waitDesc string
 	}{
 		{name: "intact Secret before the next refresh waits until it",
-			s:   refreshState{Now: now, SecretIntact: true, NextRefresh: now.Add(40 * time.Minute), ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: true, NextRefresh: now.Add(40 * time.Minute), ExpiresAt: exp},
 			due: false, wait: 40 * time.Minute},
 		{name: "next refresh reached",
-			s:   refreshState{Now: now, SecretIntact: true, NextRefresh: now, ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: true, NextRefresh: now, ExpiresAt: exp},
 			due: true},
 		{name: "next refresh passed (manager was down)",
-			s:   refreshState{Now: now, SecretIntact: true, NextRefresh: now.Add(-3 * time.Hour), ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: true, NextRefresh: now.Add(-3 * time.Hour), ExpiresAt: exp},
 			due: true},
 		{name: "missing or edited Secret is due at once",
-			s:   refreshState{Now: now, SecretIntact: false, NextRefresh: now.Add(40 * time.Minute), ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: false, NextRefresh: now.Add(40 * time.Minute), ExpiresAt: exp},
 			due: true},
 		{name: "nothing scheduled yet (first exchange)",
-			s:   refreshState{Now: now, SecretIntact: true},
+			s:   tokenCase{Now: now, SecretIntact: true},
 			due: true},
 		{name: "change is due at once",
-			s:   refreshState{Now: now, SecretIntact: true, Changed: true, NextRefresh: now.Add(40 * time.Minute)},
+			s:   tokenCase{Now: now, SecretIntact: true, Changed: true, NextRefresh: now.Add(40 * time.Minute)},
 			due: true},
 		{name: "change bypasses transient backoff",
-			s:   refreshState{Now: now, SecretIntact: true, Changed: true, Attempts: 6, LastFailure: now.Add(-time.Second), NextRefresh: now.Add(40 * time.Minute)},
+			s:   tokenCase{Now: now, SecretIntact: true, Changed: true, Attempts: 6, LastFailure: now.Add(-time.Second), NextRefresh: now.Add(40 * time.Minute)},
 			due: true},
 		{name: "change lifts a permanent failure",
-			s:   refreshState{Now: now, SecretIntact: true, Changed: true, Attempts: 1, Permanent: true, LastFailure: now.Add(-time.Second)},
+			s:   tokenCase{Now: now, SecretIntact: true, Changed: true, Attempts: 1, Permanent: true, LastFailure: now.Add(-time.Second)},
 			due: true},
 		{name: "permanent failure waits for a change, with nothing scheduled",
-			s:   refreshState{Now: now, SecretIntact: true, Attempts: 1, Permanent: true, LastFailure: now.Add(-time.Hour), NextRefresh: now.Add(-time.Minute)},
+			s:   tokenCase{Now: now, SecretIntact: true, Attempts: 1, Permanent: true, LastFailure: now.Add(-time.Hour), NextRefresh: now.Add(-time.Minute)},
 			due: false, wait: 0},
 		{name: "permanent failure with the Secret gone still waits for a change",
-			s:   refreshState{Now: now, SecretIntact: false, Attempts: 3, Permanent: true, LastFailure: now.Add(-time.Hour)},
+			s:   tokenCase{Now: now, SecretIntact: false, Attempts: 3, Permanent: true, LastFailure: now.Add(-time.Hour)},
 			due: false, wait: 0},
 		{name: "transient failure backs off (first retry after 5s)",
-			s:   refreshState{Now: now, SecretIntact: true, Attempts: 1, LastFailure: now.Add(-2 * time.Second), NextRefresh: now.Add(-time.Minute), ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: true, Attempts: 1, LastFailure: now.Add(-2 * time.Second), NextRefresh: now.Add(-time.Minute), ExpiresAt: exp},
 			due: false, wait: 3 * time.Second},
 		{name: "transient failure retried when the backoff has passed",
-			s:   refreshState{Now: now, SecretIntact: true, Attempts: 1, LastFailure: now.Add(-5 * time.Second), NextRefresh: now.Add(-time.Minute), ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: true, Attempts: 1, LastFailure: now.Add(-5 * time.Second), NextRefresh: now.Add(-time.Minute), ExpiresAt: exp},
 			due: true},
 		{name: "transient backoff grows with attempts",
-			s:   refreshState{Now: now, SecretIntact: true, Attempts: 4, LastFailure: now.Add(-10 * time.Second), ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: true, Attempts: 4, LastFailure: now.Add(-10 * time.Second), ExpiresAt: exp},
 			due: false, wait: 30 * time.Second},
 		{name: "transient backoff ignores a missing Secret until the retry",
-			s:   refreshState{Now: now, SecretIntact: false, Attempts: 2, LastFailure: now.Add(-time.Second), ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: false, Attempts: 2, LastFailure: now.Add(-time.Second), ExpiresAt: exp},
 			due: false, wait: 9 * time.Second},
 		{name: "429 waits for retryAfter",
-			s:   refreshState{Now: now, SecretIntact: true, Attempts: 1, RetryAfter: 30 * time.Second, LastFailure: now.Add(-10 * time.Second), ExpiresAt: exp},
+			s:   tokenCase{Now: now, SecretIntact: true, Attempts: 1, RetryAfter: 30 * time.Second, LastFailure: now.Add(-10 * time.Second), ExpiresAt: exp},
 			due: false, wait: 20 * time.Second},
 		{name: "backoff capped by the token's remaining life",
-			s: refreshState{Now: now, SecretIntact: true, Attempts: 10, LastFailure: now.Add(-10 * time.Second),
+			s: tokenCase{Now: now, SecretIntact: true, Attempts: 10, LastFailure: now.Add(-10 * time.Second),
 				ExpiresAt: now.Add(-10*time.Second + 90*time.Second)},
 			due: false, wait: 20 * time.Second},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
-			due, wait := refreshDue(c.s)
+			due, wait := c.s.decide()
 			g.Expect(due).To(Equal(c.due))
 			g.Expect(wait).To(Equal(c.wait))
 		})

@@ -115,12 +115,16 @@ func issuerNotFound(kind, name, ns string) *failure {
 		"%s %s not found %s: ask the platform team for an issuer, or fix spec.issuerRef", kind, name, where)}
 }
 
-// getIssuer reads a namespaced or cluster issuer from the cache: obj and
-// spec are the cluster kind's when cluster, else the namespaced kind's.
-// It returns where the issuer's credential Secret lives.
-func getIssuer(ctx context.Context, c client.Reader, obj client.Object, cluster bool, ns, kind, name, clusterNS string) (string, *failure) {
+// getIssuer reads the issuer of that kind and name (a cluster kind, or the
+// namespaced kind in namespace ns) from the cache, and says where its
+// credential Secret lives.
+func getIssuer(ctx context.Context, c client.Reader, ns, kind, name, clusterNS string) (v1alpha1.GenericIssuer, string, *failure) {
+	obj := v1alpha1.NewIssuer(kind)
+	if obj == nil {
+		return nil, "", issuerNotFound(kind, name, ns)
+	}
 	key, secretNS := client.ObjectKey{Name: name, Namespace: ns}, ns
-	if cluster {
+	if obj.Cluster() {
 		key.Namespace, secretNS = "", clusterNS
 	}
 	if err := c.Get(ctx, key, obj); err != nil {
@@ -131,31 +135,25 @@ func getIssuer(ctx context.Context, c client.Reader, obj client.Object, cluster 
 				// the namespaced kind while the platform made the cluster one.
 				f.Message += fmt.Sprintf("; a %s named %s exists: set spec.issuerRef.kind: %s to use it", other, name, other)
 			}
-			return "", f
+			return nil, "", f
 		}
-		return "", &failure{Reason: v1alpha1.ReasonIssuerNotFound, Transient: true, Err: err, Message: "reading " + kind + " " + name + " failed: " + err.Error()}
+		return nil, "", &failure{Reason: v1alpha1.ReasonIssuerNotFound, Transient: true, Err: err, Message: "reading " + kind + " " + name + " failed: " + err.Error()}
 	}
-	return secretNS, nil
+	return obj, secretNS, nil
 }
 
 // otherIssuerKind returns the issuer kind of the other scope (cluster for a
 // namespaced kind, namespaced for a cluster kind) when an issuer of that kind
 // named name exists for namespace ns; "" otherwise.
 func otherIssuerKind(ctx context.Context, c client.Reader, kind, ns, name string) string {
-	var other string
-	var obj client.Object
-	key := client.ObjectKey{Name: name}
-	switch kind {
-	case v1alpha1.KindReevitIssuer:
-		other, obj = v1alpha1.KindClusterReevitIssuer, &v1alpha1.ClusterReevitIssuer{}
-	case v1alpha1.KindClusterReevitIssuer:
-		other, obj, key.Namespace = v1alpha1.KindReevitIssuer, &v1alpha1.ReevitIssuer{}, ns
-	case v1alpha1.KindRevioIssuer:
-		other, obj = v1alpha1.KindClusterRevioIssuer, &v1alpha1.ClusterRevioIssuer{}
-	case v1alpha1.KindClusterRevioIssuer:
-		other, obj, key.Namespace = v1alpha1.KindRevioIssuer, &v1alpha1.RevioIssuer{}, ns
-	default:
+	other := v1alpha1.OtherScope(kind)
+	if other == "" {
 		return ""
+	}
+	obj := v1alpha1.NewIssuer(other)
+	key := client.ObjectKey{Name: name}
+	if !obj.Cluster() {
+		key.Namespace = ns
 	}
 	if c.Get(ctx, key, obj) != nil {
 		return ""
@@ -166,23 +164,14 @@ func otherIssuerKind(ctx context.Context, c client.Reader, kind, ns, name string
 // getReevitIssuer reads a ReevitIssuer or ClusterReevitIssuer.
 func getReevitIssuer(ctx context.Context, c client.Reader, ns, kind, name, clusterNS string) (*reevitIssuer, *failure) {
 	kind = reevitKind(kind)
-	var (
-		obj  client.Object
-		spec *v1alpha1.ReevitIssuerSpec
-	)
-	cluster := kind == v1alpha1.KindClusterReevitIssuer
-	if cluster {
-		ci := &v1alpha1.ClusterReevitIssuer{}
-		obj, spec = ci, &ci.Spec
-	} else {
-		ni := &v1alpha1.ReevitIssuer{}
-		obj, spec = ni, &ni.Spec
+	if !v1alpha1.IsReevitKind(kind) {
+		return nil, issuerNotFound(kind, name, ns)
 	}
-	secretNS, f := getIssuer(ctx, c, obj, cluster, ns, kind, name, clusterNS)
+	obj, secretNS, f := getIssuer(ctx, c, ns, kind, name, clusterNS)
 	if f != nil {
 		return nil, f
 	}
-	return &reevitIssuer{obj: obj, kind: kind, spec: *spec, secretNS: secretNS}, nil
+	return &reevitIssuer{obj: obj, kind: kind, spec: *obj.ReevitSpec(), secretNS: secretNS}, nil
 }
 
 // reevitPolicyViolation checks an ApiKey against its issuer's policy and
@@ -481,23 +470,14 @@ func (i *revioIssuer) version(ctx context.Context, cache client.Reader) string {
 
 func getRevioIssuer(ctx context.Context, c client.Reader, ns, kind, name, clusterNS string) (*revioIssuer, *failure) {
 	kind = revioKind(kind)
-	var (
-		obj  client.Object
-		spec *v1alpha1.RevioIssuerSpec
-	)
-	cluster := kind == v1alpha1.KindClusterRevioIssuer
-	if cluster {
-		ci := &v1alpha1.ClusterRevioIssuer{}
-		obj, spec = ci, &ci.Spec
-	} else {
-		ni := &v1alpha1.RevioIssuer{}
-		obj, spec = ni, &ni.Spec
+	if v1alpha1.IsReevitKind(kind) {
+		return nil, issuerNotFound(kind, name, ns)
 	}
-	secretNS, f := getIssuer(ctx, c, obj, cluster, ns, kind, name, clusterNS)
+	obj, secretNS, f := getIssuer(ctx, c, ns, kind, name, clusterNS)
 	if f != nil {
 		return nil, f
 	}
-	return &revioIssuer{obj: obj, kind: kind, spec: *spec, secretNS: secretNS}, nil
+	return &revioIssuer{obj: obj, kind: kind, spec: *obj.RevioSpec(), secretNS: secretNS}, nil
 }
 
 // revioNamespaceViolation checks a cluster issuer's namespace selector.

@@ -60,13 +60,7 @@ const defaultAdminGrace = 10 * time.Minute
 
 // reevitSpecOf returns a Reevit issuer's spec (nil for the Rev.io kinds).
 func reevitSpecOf(obj client.Object) *v1alpha1.ReevitIssuerSpec {
-	switch o := obj.(type) {
-	case *v1alpha1.ReevitIssuer:
-		return &o.Spec
-	case *v1alpha1.ClusterReevitIssuer:
-		return &o.Spec
-	}
-	return nil
+	return obj.(v1alpha1.GenericIssuer).ReevitSpec()
 }
 
 // adminGrace is the grace period in effect: the spec's, else 10m, or Every
@@ -238,13 +232,13 @@ func (r *IssuerReconciler) crash(step string) error {
 
 // save stores the status now (optimistic locking): the intent is on the
 // server before the creation is sent.
-func (r *IssuerReconciler) save(ctx context.Context, p *adminPass) error {
-	if err := patchStatus(ctx, r.Client, r.superseded, p.obj, p.orig, *p.st, p.origStatus); err != nil {
-		return err
+func (r *IssuerReconciler) save(ctx context.Context, p *adminPass) (again bool, err error) {
+	if again, err := writeStatus(ctx, r.Client, r.superseded, p.obj, p.orig, *p.st, p.origStatus); err != nil || again {
+		return again, err
 	}
 	p.orig = p.obj.DeepCopyObject().(client.Object)
 	p.origStatus = *p.st.DeepCopy()
-	return nil
+	return false, nil
 }
 
 // adminKeyStep runs the admin-key rotation of a Reevit issuer: it resumes a
@@ -428,11 +422,10 @@ func (r *IssuerReconciler) startAdminRotation(ctx context.Context, p *adminPass)
 		a.LastCompromisedRequest = p.obj.GetAnnotations()[v1alpha1.AnnotationCompromised]
 	}
 	setCondition(&st.Conditions, p.obj.GetGeneration(), v1alpha1.ConditionAdminKeyRotation, false, v1alpha1.ReasonProgressing, "rotating admin key "+a.ID+" ("+reason+")")
-	if err := r.save(ctx, p); err != nil {
-		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: staleRequeue}, nil
-		}
+	if again, err := r.save(ctx, p); err != nil {
 		return ctrl.Result{}, fmt.Errorf("record admin-key intent: %w", err)
+	} else if again {
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	if err := r.crash("admin-intent"); err != nil {
 		return ctrl.Result{}, err

@@ -41,44 +41,29 @@ const issuerFinalizer = "credentials.keywarden.dev/issuer-in-use"
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=reevitissuers/finalizers;clusterreevitissuers/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
-// issuerKind describes one of the four issuer kinds to the one issuer
-// reconciler.
+// issuerKind is one of the four issuer kinds (v1alpha1.IssuerKinds), as
+// the one issuer reconciler sees it.
 type issuerKind struct {
 	kind    string
 	cluster bool
 	// reevit issuers hold keys: their deletion waits for the ApiKeys.
 	reevit bool
-	newObj func() client.Object
-	status func(client.Object) *v1alpha1.IssuerStatus
-	// secretRef is the credential Secret the issuer names.
-	secretRef func(client.Object) v1alpha1.SecretKeyReference
 }
 
-var issuerKinds = []issuerKind{
-	{kind: v1alpha1.KindReevitIssuer, reevit: true,
-		newObj: func() client.Object { return &v1alpha1.ReevitIssuer{} },
-		status: func(o client.Object) *v1alpha1.IssuerStatus { return &o.(*v1alpha1.ReevitIssuer).Status },
-		secretRef: func(o client.Object) v1alpha1.SecretKeyReference {
-			return o.(*v1alpha1.ReevitIssuer).Spec.AdminKeySecretRef
-		}},
-	{kind: v1alpha1.KindClusterReevitIssuer, cluster: true, reevit: true,
-		newObj: func() client.Object { return &v1alpha1.ClusterReevitIssuer{} },
-		status: func(o client.Object) *v1alpha1.IssuerStatus { return &o.(*v1alpha1.ClusterReevitIssuer).Status },
-		secretRef: func(o client.Object) v1alpha1.SecretKeyReference {
-			return o.(*v1alpha1.ClusterReevitIssuer).Spec.AdminKeySecretRef
-		}},
-	{kind: v1alpha1.KindRevioIssuer,
-		newObj: func() client.Object { return &v1alpha1.RevioIssuer{} },
-		status: func(o client.Object) *v1alpha1.IssuerStatus { return &o.(*v1alpha1.RevioIssuer).Status },
-		secretRef: func(o client.Object) v1alpha1.SecretKeyReference {
-			return o.(*v1alpha1.RevioIssuer).Spec.APIKeySecretRef
-		}},
-	{kind: v1alpha1.KindClusterRevioIssuer, cluster: true,
-		newObj: func() client.Object { return &v1alpha1.ClusterRevioIssuer{} },
-		status: func(o client.Object) *v1alpha1.IssuerStatus { return &o.(*v1alpha1.ClusterRevioIssuer).Status },
-		secretRef: func(o client.Object) v1alpha1.SecretKeyReference {
-			return o.(*v1alpha1.ClusterRevioIssuer).Spec.APIKeySecretRef
-		}},
+func kindOf(kind string) issuerKind {
+	o := v1alpha1.NewIssuer(kind)
+	return issuerKind{kind: kind, cluster: o.Cluster(), reevit: o.ReevitSpec() != nil}
+}
+
+func (k issuerKind) newObj() client.Object { return v1alpha1.NewIssuer(k.kind) }
+
+func (k issuerKind) status(o client.Object) *v1alpha1.IssuerStatus {
+	return o.(v1alpha1.GenericIssuer).IssuerStatus()
+}
+
+// secretRef is the credential Secret the issuer names.
+func (k issuerKind) secretRef(o client.Object) v1alpha1.SecretKeyReference {
+	return o.(v1alpha1.GenericIssuer).CredentialRef()
 }
 
 // IssuerReconciler proves an issuer's credential once per version of the
@@ -134,40 +119,13 @@ func (r *IssuerReconciler) issuersForSecret(ctx context.Context, o client.Object
 
 // listIssuers lists the issuers of this kind.
 func (r *IssuerReconciler) listIssuers(ctx context.Context, opts ...client.ListOption) ([]client.Object, error) {
+	l := v1alpha1.NewIssuerList(r.k.kind)
+	if err := r.List(ctx, l, opts...); err != nil {
+		return nil, err
+	}
 	var out []client.Object
-	switch r.k.kind {
-	case v1alpha1.KindReevitIssuer:
-		l := &v1alpha1.ReevitIssuerList{}
-		if err := r.List(ctx, l, opts...); err != nil {
-			return nil, err
-		}
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case v1alpha1.KindClusterReevitIssuer:
-		l := &v1alpha1.ClusterReevitIssuerList{}
-		if err := r.List(ctx, l, opts...); err != nil {
-			return nil, err
-		}
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case v1alpha1.KindRevioIssuer:
-		l := &v1alpha1.RevioIssuerList{}
-		if err := r.List(ctx, l, opts...); err != nil {
-			return nil, err
-		}
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-	case v1alpha1.KindClusterRevioIssuer:
-		l := &v1alpha1.ClusterRevioIssuerList{}
-		if err := r.List(ctx, l, opts...); err != nil {
-			return nil, err
-		}
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
+	for _, i := range l.Issuers() {
+		out = append(out, i)
 	}
 	return out, nil
 }
@@ -257,8 +215,13 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	secretRV := secretVersion(ctx, r.Cache, secretNS, r.k.secretRef(obj).Name)
 	now := r.Clock.Now()
 	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretRV)
-	res, checked := r.checkedAlready(obj, st, version, now)
-	if !checked {
+	var res ctrl.Result
+	wait, isHeld := held(st.RetryStatus, st.CheckedVersion, version, now)
+	if st.CheckedVersion == version && r.checkCurrent(obj, st) && (st.FailedAttempts == 0 || isHeld) {
+		// Checked already (by this process or another): nothing to do
+		// until the issuer or its Secret changes, or the backoff ends.
+		res.RequeueAfter = wait
+	} else {
 		var err error
 		if res, version, err = r.checkNow(ctx, obj, st, secretNS, version, now); err != nil {
 			return ctrl.Result{}, err
@@ -275,11 +238,10 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		orig, origStatus, audits = p.orig, p.origStatus, p.audits
 		res.RequeueAfter = earliest(res.RequeueAfter, ares.RequeueAfter)
 	}
-	if err := patchStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
-		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: staleRequeue}, nil
-		}
+	if again, err := writeStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
+	} else if again {
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	for _, rec := range audits {
 		r.Audit.Record(rec)
@@ -304,7 +266,7 @@ func (r *IssuerReconciler) checkNow(ctx context.Context, obj client.Object, st *
 			version = fmt.Sprintf("%d/%s", obj.GetGeneration(), rv)
 		}
 	}
-	res := r.recordCheck(obj, st, f)
+	res := r.recordCheck(obj, st, f, now)
 	trackCredential(st, fingerprint, now)
 	st.CheckedVersion, st.LastCheckTime, st.ObservedGeneration = version, mtime(now), obj.GetGeneration()
 	return res, version, nil
@@ -319,11 +281,8 @@ func (r *IssuerReconciler) judgeCredentialAge(obj client.Object, st *v1alpha1.Is
 		metrics.SetTime(metrics.IssuerCredentialFirstSeen, st.Credential.FirstSeen.Time, labels...)
 	}
 	var maxAge *metav1.Duration
-	switch o := obj.(type) {
-	case *v1alpha1.RevioIssuer:
-		maxAge = o.Spec.MaxKeyAge
-	case *v1alpha1.ClusterRevioIssuer:
-		maxAge = o.Spec.MaxKeyAge
+	if rs := obj.(v1alpha1.GenericIssuer).RevioSpec(); rs != nil {
+		maxAge = rs.MaxKeyAge
 	}
 	v := judgeKeyAge(st.Credential, maxAge, now)
 	if !r.k.reevit && st.Credential != nil {
@@ -339,37 +298,25 @@ func (r *IssuerReconciler) judgeCredentialAge(obj client.Object, st *v1alpha1.Is
 	return res
 }
 
-// checkedAlready reports whether this version of the issuer and its Secret
-// was checked (by this process or another) and needs no check now.
-func (r *IssuerReconciler) checkedAlready(obj client.Object, st *v1alpha1.IssuerStatus, version string, now time.Time) (ctrl.Result, bool) {
+// checkCurrent reports whether the last check answers this generation of
+// the issuer, and recorded the credential's fingerprint (a manager that did
+// not record it yet checks once more, to start its age). The gauge then
+// says what that check found, for a restarted manager or a new shard.
+func (r *IssuerReconciler) checkCurrent(obj client.Object, st *v1alpha1.IssuerStatus) bool {
 	ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
-	if st.CheckedVersion != version || ready == nil || ready.ObservedGeneration != obj.GetGeneration() {
-		return ctrl.Result{}, false
+	if ready == nil || ready.ObservedGeneration != obj.GetGeneration() || ready.Status == metav1.ConditionTrue && st.Credential == nil {
+		return false
 	}
-	if ready.Status == metav1.ConditionTrue && st.Credential == nil {
-		// Checked by a manager that did not record the credential's
-		// fingerprint yet: once more, to start its age.
-		return ctrl.Result{}, false
-	}
-	// The gauge still says so, for a restarted manager or a new shard.
 	metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName()).Set(map[bool]float64{true: 1}[ready.Status == metav1.ConditionTrue])
-	if st.FailedAttempts == 0 {
-		return ctrl.Result{}, true
-	}
-	if st.LastCheckTime != nil {
-		if retry := st.LastCheckTime.Add(backoff(st.FailedAttempts)); now.Before(retry) {
-			return ctrl.Result{RequeueAfter: retry.Sub(now)}, true
-		}
-	}
-	return ctrl.Result{}, false
+	return true
 }
 
 // recordCheck sets Ready, the gauge and the backoff from a check's outcome
 // (f nil: the check passed); a new failure reason is told by an event.
-func (r *IssuerReconciler) recordCheck(obj client.Object, st *v1alpha1.IssuerStatus, f *failure) ctrl.Result {
+func (r *IssuerReconciler) recordCheck(obj client.Object, st *v1alpha1.IssuerStatus, f *failure, now time.Time) ctrl.Result {
 	gauge := metrics.IssuerReady.WithLabelValues(r.k.kind, obj.GetNamespace(), obj.GetName())
 	if f == nil {
-		st.FailedAttempts = 0
+		st.RetryStatus = v1alpha1.RetryStatus{}
 		msg := "the admin key lists this organisation's keys"
 		if !r.k.reevit {
 			msg = "the endpoint is allowed and the API-key Secret holds a key; the first RevioToken exchange proves the key itself"
@@ -383,16 +330,9 @@ func (r *IssuerReconciler) recordCheck(obj client.Object, st *v1alpha1.IssuerSta
 	}
 	setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, false, f.Reason, f.Message)
 	gauge.Set(0)
-	if !f.Transient {
-		st.FailedAttempts = 0 // checked again when the issuer or its Secret changes
-		return ctrl.Result{}
-	}
-	st.FailedAttempts++
-	d := backoff(st.FailedAttempts)
-	if f.RetryAfter > 0 {
-		d = f.RetryAfter
-	}
-	return ctrl.Result{RequeueAfter: d}
+	// Any failure but a transient one waits for a change of the issuer or
+	// its Secret (held); a transient one is checked again after backoff.
+	return ctrl.Result{RequeueAfter: recordRetry(&st.RetryStatus, f, !f.Transient, now, time.Time{})}
 }
 
 // check proves the credential: a key listing (Reevit), or for Rev.io the
@@ -404,14 +344,9 @@ func (r *IssuerReconciler) recordCheck(obj client.Object, st *v1alpha1.IssuerSta
 // With spec.adminKeyRotation the same listing identifies the admin key
 // (status.adminKey): a key it cannot identify fails the check.
 func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, st *v1alpha1.IssuerStatus, secretNS string, now time.Time) (*failure, string, string) {
-	switch o := obj.(type) {
-	case *v1alpha1.ReevitIssuer, *v1alpha1.ClusterReevitIssuer:
-		var spec v1alpha1.ReevitIssuerSpec
-		if ri, ok := o.(*v1alpha1.ReevitIssuer); ok {
-			spec = ri.Spec
-		} else {
-			spec = o.(*v1alpha1.ClusterReevitIssuer).Spec
-		}
+	gi := obj.(v1alpha1.GenericIssuer)
+	if rs := gi.ReevitSpec(); rs != nil {
+		spec := *rs
 		iss := &reevitIssuer{obj: obj, kind: r.k.kind, spec: spec, secretNS: secretNS}
 		if !endpointAllowed(iss.url(), r.AllowedEndpoints) {
 			return endpointRefused(iss.describe(), iss.url(), r.AllowedEndpoints), "", ""
@@ -438,24 +373,17 @@ func (r *IssuerReconciler) check(ctx context.Context, obj client.Object, st *v1a
 			recordAdminKey(st, k, fp, spec.AdminKeyRotation, now)
 		}
 		return nil, rv, fp
-	default:
-		var spec v1alpha1.RevioIssuerSpec
-		if ri, ok := o.(*v1alpha1.RevioIssuer); ok {
-			spec = ri.Spec
-		} else {
-			spec = o.(*v1alpha1.ClusterRevioIssuer).Spec
-		}
-		iss := &revioIssuer{obj: obj, kind: r.k.kind, spec: spec, secretNS: secretNS}
-		// The endpoint, the Secret's type and the key are checked; no
-		// exchange is made: it would mint a token nobody uses and spend
-		// Rev.io's rate limit once per Secret version. The first RevioToken
-		// exchange proves the key itself (its Issued condition).
-		_, apiKey, _, f := r.connectRevio(ctx, r.secrets, iss)
-		if f != nil {
-			return f, "", ""
-		}
-		return nil, "", credentialFingerprint(apiKey)
 	}
+	iss := &revioIssuer{obj: obj, kind: r.k.kind, spec: *gi.RevioSpec(), secretNS: secretNS}
+	// The endpoint, the Secret's type and the key are checked; no
+	// exchange is made: it would mint a token nobody uses and spend
+	// Rev.io's rate limit once per Secret version. The first RevioToken
+	// exchange proves the key itself (its Issued condition).
+	_, apiKey, _, f := r.connectRevio(ctx, r.secrets, iss)
+	if f != nil {
+		return f, "", ""
+	}
+	return nil, "", credentialFingerprint(apiKey)
 }
 
 // finalize holds a Reevit issuer while ApiKeys depending on it still have
@@ -475,7 +403,7 @@ func (r *IssuerReconciler) finalize(ctx context.Context, obj, orig client.Object
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonIssuerInUse, "Delete", "%s", msg)
 		}
 		setCondition(&st.Conditions, obj.GetGeneration(), v1alpha1.ConditionReady, false, v1alpha1.ReasonIssuerInUse, msg)
-		if err := patchStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		if _, err := writeStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
 			return ctrl.Result{}, err
 		}
 		return ctrl.Result{}, nil // ApiKey events bring it back

@@ -74,14 +74,28 @@ func (r *RevioTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	orig := rt.DeepCopy()
 	ctx, records := withAudit(ctx)
 	res, err := r.reconcile(ctx, rt)
+	return r.finish(ctx, records, rt, orig, res, err)
+}
+
+// finish ends every RevioToken pass: Ready derived from the narrow
+// conditions, the one status write (writeStatus's conflict policy), the
+// TokenExpired event, the metrics and the pass's audit records.
+func (r *RevioTokenReconciler) finish(ctx context.Context, records *auditBuffer, rt, orig *v1alpha1.RevioToken, res ctrl.Result, err error) (ctrl.Result, error) {
 	defer records.flush(r.Audit)
-	rt.Status.ObservedGeneration = rt.Generation
+	st := &rt.Status
+	st.ObservedGeneration = rt.Generation
+	if st.FailedAttempts > 0 && st.NextRetryTime != nil {
+		// The next exchange is the retry: what status, the printer column
+		// and keywarden_next_renewal show as the next refresh.
+		st.NextRefreshTime = st.NextRetryTime
+	}
 	summariseRevioToken(rt, r.Clock.Now())
-	if perr := patchStatus(ctx, r.Client, r.superseded, rt, orig, rt.Status, orig.Status); perr != nil {
-		if apierrors.IsConflict(perr) {
-			return ctrl.Result{RequeueAfter: staleRequeue}, nil
-		}
-		return ctrl.Result{}, fmt.Errorf("patch status: %w", perr)
+	again, werr := writeStatus(ctx, r.Client, r.superseded, rt, orig, rt.Status, orig.Status)
+	switch {
+	case werr != nil:
+		return ctrl.Result{}, fmt.Errorf("patch status: %w", werr)
+	case again:
+		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
 	if becameExpired(orig, rt) {
 		r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenExpired, "Refresh", "the token in the Secret expired and refreshes keep failing")
@@ -143,8 +157,7 @@ func (r *RevioTokenReconciler) stepOwnership(_ context.Context, p *revioTokenPas
 	if p.existing == nil || secretsync.Controlled(p.existing, p.rt) {
 		return next(0)
 	}
-	r.fail(p.rt, p.now, classifySecretWrite(&secretsync.ConflictError{Namespace: p.rt.Namespace, Name: p.secretName}), v1alpha1.ConditionSecretSynced)
-	return stop(ctrl.Result{}, nil)
+	return r.fail(p.rt, p.now, classifySecretWrite(&secretsync.ConflictError{Namespace: p.rt.Namespace, Name: p.secretName}), v1alpha1.ConditionSecretSynced)
 }
 
 // stepIssuer resolves the issuer and checks its namespace selector.
@@ -156,7 +169,7 @@ func (r *RevioTokenReconciler) stepIssuer(ctx context.Context, p *revioTokenPass
 	}
 	if f != nil {
 		if gateToldAlready(kindRevioToken, rt, rt.Status.Conditions, f) {
-			return stop(ctrl.Result{}, nil)
+			return stepResult{Stop: true}, nil
 		}
 		if f.Reason == v1alpha1.ReasonPolicyViolation {
 			var rec *audit.Issuer
@@ -166,17 +179,23 @@ func (r *RevioTokenReconciler) stepIssuer(ctx context.Context, p *revioTokenPass
 			auditNote(ctx, audit.Record{Time: p.now, Event: audit.PolicyRefused, Issuer: rec, Reason: f.Reason, Message: f.Message,
 				Object: audit.Object{Kind: kindRevioToken, Namespace: rt.Namespace, Name: rt.Name, UID: string(rt.UID)}})
 		}
-		return stop(r.failResult(rt, p.now, f, v1alpha1.ConditionIssued))
+		return r.fail(rt, p.now, f, v1alpha1.ConditionIssued)
 	}
 	metrics.PolicyViolations.DeleteLabelValues(kindRevioToken, rt.Namespace, rt.Name)
 	p.iss, p.inputVersion = iss, iss.version(ctx, r.Cache)
 	return next(0)
 }
 
-// stepDue decides whether to exchange now (refreshDue, a pure function).
+// stepDue decides whether to exchange now (exchangeDue, a pure function).
 func (r *RevioTokenReconciler) stepDue(ctx context.Context, p *revioTokenPass) (stepResult, error) {
 	rt, st := p.rt, &p.rt.Status
-	due, wait := refreshDue(r.refreshState(p))
+	liftResolved(&st.Conditions, rt.Generation, &st.RetryStatus)
+	var scheduled time.Time
+	if st.NextRefreshTime != nil {
+		scheduled = st.NextRefreshTime.Time
+	}
+	intact := p.existing != nil && secretsync.Intact(p.existing) && st.SecretName == p.secretName
+	due, wait := exchangeDue(st.RetryStatus, revioTokenWaitedOn(rt), revioTokenInputs(rt, p.inputVersion), intact, scheduled, p.now)
 	if !due {
 		r.restarts.resume(ctx, rt, rt.Spec.RolloutRestart, p.existing)
 		return stepResult{RequeueAfter: wait, Stop: true}, nil
@@ -185,44 +204,6 @@ func (r *RevioTokenReconciler) stepDue(ctx context.Context, p *revioTokenPass) (
 	st.APIKeySecretVersion = p.inputVersion
 	st.LastRefreshRequest = rt.Annotations[v1alpha1.AnnotationRefresh]
 	return next(0)
-}
-
-// refreshState gathers what the refresh decision looks at.
-func (r *RevioTokenReconciler) refreshState(p *revioTokenPass) refreshState {
-	rt, st := p.rt, &p.rt.Status
-	// A SecretConflict recorded earlier is gone by now (the foreign Secret was
-	// deleted): that is a change to act on, not a failure that needs a person.
-	conflictGone := false
-	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionSecretSynced); c != nil &&
-		c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonSecretConflict {
-		conflictGone = true
-	}
-	changed := rt.Generation != st.ObservedGeneration ||
-		newTrigger(rt.Annotations[v1alpha1.AnnotationRefresh], st.LastRefreshRequest) ||
-		(p.inputVersion != "" && p.inputVersion != st.APIKeySecretVersion) || conflictGone || gateLifted(st.Conditions)
-	state := refreshState{
-		Now:          p.now,
-		SecretIntact: p.existing != nil && secretsync.Intact(p.existing) && st.SecretName == p.secretName,
-		Changed:      changed,
-		Attempts:     st.FailedAttempts,
-		Permanent:    st.NeedsAttention,
-	}
-	if st.NextRefreshTime != nil {
-		state.NextRefresh = st.NextRefreshTime.Time
-	}
-	if st.ExpiresAt != nil {
-		state.ExpiresAt = st.ExpiresAt.Time
-	}
-	if st.LastFailureTime != nil {
-		state.LastFailure = st.LastFailureTime.Time
-		// failResult stored the retry time of a transient failure (a 429's
-		// retry_after included) as nextRefreshTime, so every later
-		// reconcile, and a restarted manager, honours it.
-		if st.FailedAttempts > 0 && st.NextRefreshTime != nil && st.NextRefreshTime.After(state.LastFailure) {
-			state.RetryAfter = st.NextRefreshTime.Sub(state.LastFailure)
-		}
-	}
-	return state
 }
 
 // stepConnect reads the API key and builds the Rev.io client for the pass.
@@ -234,7 +215,7 @@ func (r *RevioTokenReconciler) stepConnect(ctx context.Context, p *revioTokenPas
 	}
 	if f != nil {
 		// A missing Secret waits for the Secret watch; a failed read backs off.
-		return stop(r.failResult(p.rt, p.now, f, v1alpha1.ConditionIssued))
+		return r.fail(p.rt, p.now, f, v1alpha1.ConditionIssued)
 	}
 	p.client, p.apiKey = c, apiKey
 	return next(0)
@@ -245,11 +226,11 @@ func (r *RevioTokenReconciler) stepExchange(ctx context.Context, p *revioTokenPa
 	rt := p.rt
 	tok, err := p.client.Exchange(ctx, p.apiKey)
 	if err != nil {
-		return stop(r.failResult(rt, p.now, classifyRevio(err), v1alpha1.ConditionIssued))
+		return r.fail(rt, p.now, classifyRevio(err), v1alpha1.ConditionIssued)
 	}
 	if rt.Spec.Verify != nil {
 		if f := r.verify(ctx, p.client, tok, rt.Spec.Verify.Path); f != nil {
-			return stop(r.failResult(rt, p.now, f, v1alpha1.ConditionIssued))
+			return r.fail(rt, p.now, f, v1alpha1.ConditionIssued)
 		}
 	}
 	setCondition(&rt.Status.Conditions, rt.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "token obtained from Rev.io")
@@ -266,7 +247,7 @@ func (r *RevioTokenReconciler) stepPublish(ctx context.Context, p *revioTokenPas
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindRevioToken,
 		Labels: rt.Spec.Secret.Labels, Annotations: rt.Spec.Secret.Annotations, Data: p.data,
 	}); err != nil {
-		return stop(r.failResult(rt, p.now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced))
+		return r.fail(rt, p.now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
 	}
 	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+p.secretName+" holds the current token")
 	at := refreshAt(p.now, tok.IssuedAt, tok.ExpiresAt, rt.Spec.Refresh, r.jitter())
@@ -275,7 +256,7 @@ func (r *RevioTokenReconciler) stepPublish(ctx context.Context, p *revioTokenPas
 	st.LastRefreshTime = mtime(p.now)
 	st.NextRefreshTime = mtime(at)
 	st.Refreshes++
-	st.FailedAttempts, st.LastFailureTime, st.NeedsAttention = 0, nil, false
+	st.RetryStatus = v1alpha1.RetryStatus{}
 	metrics.Renewals.WithLabelValues(kindRevioToken, "success").Inc()
 	expiry := "no expiry claim"
 	if !tok.ExpiresAt.IsZero() {
@@ -323,28 +304,6 @@ func (r *RevioTokenReconciler) verify(ctx context.Context, c *revio.Client, tok 
 	return nil
 }
 
-// fail records a failure in status (the failing step's condition, the
-// counters) and a Warning event. The last good token stays in the Secret.
-func (r *RevioTokenReconciler) fail(rt *v1alpha1.RevioToken, now time.Time, f *failure, condType string) {
-	st := &rt.Status
-	recordFailure(r.Recorder, rt, kindRevioToken, "Refresh", failureRecord{&st.Conditions, &st.FailedAttempts, &st.LastFailureTime, &st.NeedsAttention}, now, f, condType)
-}
-
-// failResult records a failure and returns when to try again.
-func (r *RevioTokenReconciler) failResult(rt *v1alpha1.RevioToken, now time.Time, f *failure, condType string) (ctrl.Result, error) {
-	r.fail(rt, now, f, condType)
-	if !f.Transient {
-		return ctrl.Result{}, nil
-	}
-	var exp time.Time
-	if rt.Status.ExpiresAt != nil {
-		exp = rt.Status.ExpiresAt.Time
-	}
-	d := retryDelay(rt.Status.FailedAttempts, f.RetryAfter, now, exp)
-	rt.Status.NextRefreshTime = mtime(now.Add(d))
-	return ctrl.Result{RequeueAfter: d}, nil
-}
-
 // summariseRevioToken derives Ready from the narrower conditions (pure: now
 // is the pass's time).
 func summariseRevioToken(rt *v1alpha1.RevioToken, now time.Time) {
@@ -383,28 +342,4 @@ func (r *RevioTokenReconciler) record(rt *v1alpha1.RevioToken) {
 func (r *RevioTokenReconciler) restart(ctx context.Context, obj client.Object, hash string) {
 	rt := obj.(*v1alpha1.RevioToken)
 	r.restarts.request(ctx, obj, outputSecretName(rt.Name, rt.Spec.Secret), targetsOf(obj), hash)
-}
-
-// needsPerson reports whether a failure is one no retry fixes: the object
-// waits for a change of its spec, its issuer, the credential Secret or an
-// annotation (status.needsAttention).
-func needsPerson(f *failure) bool {
-	if f.Transient {
-		return false
-	}
-	switch f.Reason {
-	case v1alpha1.ReasonInvalidAPIKey, v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonInsecureEndpoint,
-		v1alpha1.ReasonSecretConflict, v1alpha1.ReasonUnauthorized, v1alpha1.ReasonMissingScope,
-		v1alpha1.ReasonBadRequest, v1alpha1.ReasonEnvironmentMismatch, v1alpha1.ReasonEndpointNotAllowed,
-		v1alpha1.ReasonSecretTypeNotAllowed:
-		return true
-	}
-	return false
-}
-
-func optTime(t time.Time) *metav1.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return mtime(t)
 }

@@ -45,71 +45,18 @@ func refreshAt(now, iat, exp time.Time, spec v1alpha1.Refresh, jitter float64) t
 	return t
 }
 
-// refreshState is what the refresh decision looks at.
-type refreshState struct {
-	Now time.Time
-	// SecretIntact: the output Secret exists, is ours and holds what we wrote.
-	SecretIntact bool
-	// Changed: the spec, the API-key Secret or the refresh annotation changed
-	// since the last attempt. Changes bypass any backoff.
-	Changed bool
-	// NextRefresh is the scheduled refresh; zero when none.
-	NextRefresh time.Time
-	// ExpiresAt of the token in the Secret; zero when unknown.
-	ExpiresAt time.Time
-	// LastFailure and Attempts describe consecutive failures.
-	LastFailure time.Time
-	Attempts    int32
-	// Permanent: the last failure needs a person (InvalidAPIKey, ...).
-	Permanent bool
-	// RetryAfter asked by the API with the last failure (429).
-	RetryAfter time.Duration
-}
-
-// refreshDue decides whether to exchange now; when not, wait is the delay
-// until the next look (0 means nothing is scheduled: wait for an event).
-func refreshDue(s refreshState) (due bool, wait time.Duration) {
-	if s.Changed {
+// exchangeDue decides whether a RevioToken exchanges now; when not, wait is
+// the delay until the next look (0: nothing is scheduled, an event brings it
+// back). The last failure's hold comes first (held); a changed input, or a
+// failure whose hold has ended, is due at once; otherwise the schedule: at
+// next, or at once when the Secret does not hold the token (missing,
+// edited, or another output name).
+func exchangeDue(r v1alpha1.RetryStatus, waitedOn, inputs string, secretIntact bool, next, now time.Time) (due bool, wait time.Duration) {
+	if wait, isHeld := held(r, waitedOn, inputs, now); isHeld {
+		return false, wait
+	}
+	if waitedOn != inputs || r.FailedAttempts > 0 || !secretIntact || next.IsZero() || !now.Before(next) {
 		return true, 0
 	}
-	if s.Attempts > 0 {
-		if s.Permanent {
-			return false, 0
-		}
-		retry := s.LastFailure.Add(retryDelay(s.Attempts, s.RetryAfter, s.LastFailure, s.ExpiresAt))
-		if s.Now.Before(retry) {
-			return false, retry.Sub(s.Now)
-		}
-		return true, 0
-	}
-	if !s.SecretIntact || s.NextRefresh.IsZero() || !s.Now.Before(s.NextRefresh) {
-		return true, 0
-	}
-	return false, s.NextRefresh.Sub(s.Now)
-}
-
-// expiredRetryCap bounds retries while the token in the Secret has expired.
-const expiredRetryCap = 10 * time.Second
-
-// retryDelay is the wait after a transient failure: retryAfter when the API
-// asked for one, else exponential backoff, and in both cases no later than a
-// third of the time the current token has left, so a retry always comes well
-// before it expires.
-func retryDelay(attempts int32, retryAfter time.Duration, failedAt, expiresAt time.Time) time.Duration {
-	d := backoff(attempts)
-	if retryAfter > 0 {
-		d = retryAfter
-	}
-	if !expiresAt.IsZero() {
-		left := expiresAt.Sub(failedAt)
-		switch {
-		case left > 0 && d > left/3:
-			d = max(left/3, time.Second)
-		case left <= 0 && retryAfter == 0:
-			// The Secret holds an expired token: every minute without a
-			// new one is an outage for its workloads.
-			d = min(d, expiredRetryCap)
-		}
-	}
-	return d
+	return false, next.Sub(now)
 }

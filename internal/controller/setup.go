@@ -124,9 +124,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if err := ak.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	for _, k := range issuerKinds {
+	for _, kind := range v1alpha1.IssuerKinds {
 		ir := &IssuerReconciler{Client: mgr.GetClient(), Cache: mgr.GetCache(), Recorder: mgr.GetEventRecorder("keywarden"),
-			Options: o, secrets: secrets, k: k}
+			Options: o, secrets: secrets, k: kindOf(kind)}
 		if o.Sharded {
 			// The cache holds this shard's ApiKeys only: an issuer's
 			// dependents are counted over every shard, on the API server.

@@ -85,7 +85,7 @@ func TestSummariseRevioToken(t *testing.T) {
 		{"foreign Secret first", []metav1.Condition{cond(v1alpha1.ConditionSecretSynced, false, "SecretConflict", "taken"), cond(v1alpha1.ConditionIssued, false, "InvalidAPIKey", "bad")}, nil, 1, false, "SecretConflict"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt := &v1alpha1.RevioToken{Status: v1alpha1.RevioTokenStatus{Conditions: tc.conds, ExpiresAt: tc.expires, FailedAttempts: tc.failed, NextRefreshTime: exp(30 * time.Minute)}}
+			rt := &v1alpha1.RevioToken{Status: v1alpha1.RevioTokenStatus{Conditions: tc.conds, ExpiresAt: tc.expires, RetryStatus: v1alpha1.RetryStatus{FailedAttempts: tc.failed}, NextRefreshTime: exp(30 * time.Minute)}}
 			summariseRevioToken(rt, now)
 			r := readyOf(t, rt.Status.Conditions)
 			if (r.Status == metav1.ConditionTrue) != tc.ok || r.Reason != tc.reason {
@@ -95,18 +95,18 @@ func TestSummariseRevioToken(t *testing.T) {
 	}
 }
 
-// TestBackingOff: a change (spec, issuer version, a new trigger with no
+// TestHeldApiKey: a change (spec, issuer version, a new trigger with no
 // creation recorded) lifts any wait; a failure that needs a person waits for
 // one; a transient failure waits for its retry time.
-func TestBackingOff(t *testing.T) {
+func TestHeldApiKey(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	failed := metav1.NewTime(now.Add(-2 * time.Second))
 	retry := metav1.NewTime(now.Add(8 * time.Second))
 	base := func() *v1alpha1.ApiKey {
 		return &v1alpha1.ApiKey{
 			ObjectMeta: metav1.ObjectMeta{Generation: 2},
-			Status: v1alpha1.ApiKeyStatus{ObservedGeneration: 2, AdminKeySecretVersion: "v1", FailedAttempts: 1,
-				LastFailureTime: &failed, NextRetryTime: &retry},
+			Status: v1alpha1.ApiKeyStatus{ObservedGeneration: 2, AdminKeySecretVersion: "v1",
+				RetryStatus: v1alpha1.RetryStatus{FailedAttempts: 1, LastFailureTime: &failed, NextRetryTime: &retry}},
 		}
 	}
 	for _, tc := range []struct {
@@ -133,9 +133,9 @@ func TestBackingOff(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ak := base()
 			tc.edit(ak)
-			wait, blocked := backingOff(ak, now, tc.version)
+			wait, blocked := held(ak.Status.RetryStatus, apiKeyWaitedOn(ak), apiKeyInputs(ak, tc.version), now)
 			if wait != tc.wait || blocked != tc.blocked {
-				t.Errorf("backingOff = %s, %v; want %s, %v", wait, blocked, tc.wait, tc.blocked)
+				t.Errorf("held = %s, %v; want %s, %v", wait, blocked, tc.wait, tc.blocked)
 			}
 		})
 	}

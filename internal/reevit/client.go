@@ -18,13 +18,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // DefaultBaseURL is Reevit's documented API root, the default of an issuer's
 // spec.url (the CRD's +kubebuilder:default repeats it, as markers cannot name
 // a constant).
-const DefaultBaseURL = "https://api.reevit.com"
+const DefaultBaseURL = v1alpha1.DefaultReevitURL
 
 // DefaultTimeout bounds each call when Config.Timeout is zero.
 const DefaultTimeout = httpcore.DefaultTimeout

@@ -17,13 +17,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // DefaultBaseURL is Rev.io's documented API root, the default of an issuer's
 // spec.url (the CRD's +kubebuilder:default repeats it, as markers cannot name
 // a constant).
-const DefaultBaseURL = "https://api.psarev.io"
+const DefaultBaseURL = v1alpha1.DefaultRevioURL
 
 // DefaultTimeout bounds each call when Config.Timeout is zero.
 const DefaultTimeout = httpcore.DefaultTimeout
