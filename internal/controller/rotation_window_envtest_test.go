@@ -114,6 +114,60 @@ func TestRotationWindowsFromIssuerPolicy(t *testing.T) {
 	e.hygiene()
 }
 
+// TestRotationWindowAcrossDST: the fake clock is moved to the Saturday
+// before Europe/Berlin's next daylight-saving change (the last Sunday of
+// March or October), an hour's rotation is due then, and its only window is
+// Sunday 03:00-04:00 in Berlin, after the change. The rotation waits for
+// 03:00 at that day's offset (01:00 UTC in spring, 02:00 UTC in autumn, not
+// the offset of the Saturday it was due on), plus the ApiKey's jitter.
+func TestRotationWindowAcrossDST(t *testing.T) {
+	e := newAkt(t)
+	g := e.g
+	b := berlin(t)
+	change := nextOffsetChange(t, b, clk.Now().Add(48*time.Hour))
+	day := change.In(b)
+	open := time.Date(day.Year(), day.Month(), day.Day(), 3, 0, 0, 0, b)
+	_, before := open.Add(-24 * time.Hour).Zone()
+	_, after := open.Zone()
+	g.Expect(before).NotTo(Equal(after), "no offset change between the Saturday and the window")
+	clk.Step(open.Add(-26 * time.Hour).Sub(clk.Now()))
+	e.create("dst", aktEvery(time.Hour, 5*time.Minute), func(ak *v1alpha1.ApiKey) {
+		ak.Spec.Rotation.Windows = []v1alpha1.RotationWindow{{Days: []v1alpha1.Weekday{"Sun"}, Start: "03:00", End: "04:00", TimeZone: "Europe/Berlin"}}
+	})
+	ak := e.settled("dst")
+	k1 := ak.Status.KeyID
+	at := open.Add(windowJitter(time.Hour, windowSeed(ak))).UTC()
+	g.Eventually(func() time.Time { return e.nextRotationAt("dst") }).Should(BeTemporally("==", at))
+
+	// Due (an hour after issue, Saturday) but outside the window: nothing
+	// until a second before the start at Sunday's offset.
+	e.stepAndPoke("dst", time.Hour+time.Minute)
+	g.Consistently(func() string { return e.get("dst").Status.KeyID }).Should(Equal(k1))
+	e.stepAndPoke("dst", at.Sub(clk.Now())-time.Second)
+	g.Consistently(func() string { return e.get("dst").Status.KeyID }).Should(Equal(k1))
+	clk.Step(time.Second)
+	e.poke("dst")
+	ak = e.rotated("dst", k1)
+	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally(">=", at))
+	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally("<", open.Add(time.Hour)))
+	e.hygiene()
+}
+
+// nextOffsetChange is the first hour after from at which loc's UTC offset
+// differs from the hour before (within a year).
+func nextOffsetChange(t *testing.T, loc *time.Location, from time.Time) time.Time {
+	t.Helper()
+	from = from.Truncate(time.Hour)
+	_, off := from.In(loc).Zone()
+	for h := from; h.Before(from.AddDate(1, 0, 0)); h = h.Add(time.Hour) {
+		if _, o := h.In(loc).Zone(); o != off {
+			return h
+		}
+	}
+	t.Fatalf("%s changes no offset within a year of %s", loc, from)
+	return time.Time{}
+}
+
 // nextRotationAt is the ApiKey's status.nextRotationTime (zero when unset).
 func (e *akt) nextRotationAt(name string) time.Time {
 	e.t.Helper()
