@@ -153,6 +153,37 @@ func TestRotationWindowAcrossDST(t *testing.T) {
 	e.hygiene()
 }
 
+// TestEmergenciesIgnoreWindows: with its only window hours away, an
+// ApiKey's key is replaced at once when marked compromised, when a
+// key-relevant spec field changes, and when its Secret is lost.
+func TestEmergenciesIgnoreWindows(t *testing.T) {
+	e := newAkt(t)
+	g := e.g
+	w, _ := windowAhead(t)
+	e.create("ak", aktEvery(time.Hour, 5*time.Minute), func(ak *v1alpha1.ApiKey) {
+		ak.Spec.Rotation.Windows = []v1alpha1.RotationWindow{w}
+	})
+	k1 := e.settled("ak").Status.KeyID
+	e.condition("ak", v1alpha1.ConditionRotationWindow, v1alpha1.ReasonInWindow)
+
+	e.annotate("ak", v1alpha1.AnnotationCompromised, "incident-7")
+	ak := e.rotated("ak", k1)
+	g.Expect(historyOf(ak, k1).Reason).To(Equal(createCompromised))
+	k2 := e.settled("ak").Status.KeyID
+
+	e.update("ak", func(ak *v1alpha1.ApiKey) { ak.Spec.Scopes = []v1alpha1.Scope{"payments:read", "payments:write"} })
+	ak = e.rotated("ak", k2)
+	g.Expect(pending(ak, k2).Reason).To(Equal(createSpecChange))
+	k3 := e.settled("ak").Status.KeyID
+
+	g.Expect(k8s.Delete(e.ctx, e.secret("ak"))).To(Succeed())
+	e.poke("ak")
+	ak = e.rotated("ak", k3)
+	g.Expect(e.secret("ak")).NotTo(BeNil())
+	g.Expect(ak.Status.NextRotationTime.Time).To(BeTemporally(">", clk.Now().Add(time.Hour)), "the next scheduled rotation still waits for the window")
+	e.hygiene()
+}
+
 // nextOffsetChange is the first hour after from at which loc's UTC offset
 // differs from the hour before (within a year).
 func nextOffsetChange(t *testing.T, loc *time.Location, from time.Time) time.Time {
