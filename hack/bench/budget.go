@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -48,25 +47,9 @@ type rollouts struct {
 // startRollouts watches the Deployments carrying budgetLabel.
 func startRollouts(ctx context.Context, cl *cluster, wait time.Duration) (*rollouts, error) {
 	r := &rollouts{c: cl.c, wait: wait, started: map[string]int64{}, done: map[string]time.Time{}}
-	c, err := cache.New(cl.cfg, cache.Options{Scheme: testenv.Scheme(), DefaultLabelSelector: labels.SelectorFromSet(labels.Set{budgetLabel: "true"})})
-	if err != nil {
+	opts := cache.Options{Scheme: testenv.Scheme(), DefaultLabelSelector: labels.SelectorFromSet(labels.Set{budgetLabel: "true"})}
+	if err := watch(ctx, cl.cfg, opts, func(o any) { r.observe(ctx, o) }, &appsv1.Deployment{}); err != nil {
 		return nil, err
-	}
-	inf, err := c.GetInformer(ctx, &appsv1.Deployment{})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { r.observe(ctx, o) },
-		UpdateFunc: func(_, o any) { r.observe(ctx, o) },
-	}); err != nil {
-		return nil, err
-	}
-	go func() { _ = c.Start(ctx) }()
-	sctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if !c.WaitForCacheSync(sctx) {
-		return nil, fmt.Errorf("the benchmark's Deployment watch did not sync")
 	}
 	return r, nil
 }
@@ -195,12 +178,8 @@ func (b *bench) budget(ctx context.Context) error {
 		if err := cl.c.Get(ctx, client.ObjectKey{Namespace: cl.objNS(i), Name: tokens[i]}, &s); err != nil {
 			return err
 		}
-		d := budgetDeployment(cl.objNS(i), deploymentName(i), tokens[i], secretsync.RestartHash(s.Data))
-		if err := cl.c.Create(ctx, d); err != nil {
-			return err
-		}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
-		return cl.c.Status().Update(ctx, d)
+		// Rolled out by the watch, as a patched one.
+		return cl.c.Create(ctx, budgetDeployment(cl.objNS(i), deploymentName(i), tokens[i], secretsync.RestartHash(s.Data)))
 	}); err != nil {
 		return err
 	}

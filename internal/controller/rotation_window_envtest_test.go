@@ -45,19 +45,7 @@ func TestRotationWaitsForWindow(t *testing.T) {
 	g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(c.Message).To(ContainSubstring("waits for the next window: it starts at " + at.Format(time.RFC3339)))
 
-	// Due (1 h after issue) but outside the window: nothing happens.
-	e.stepAndPoke("ak", time.Hour+time.Minute)
-	g.Consistently(func() string { return e.get("ak").Status.KeyID }).Should(Equal(k1))
-	g.Expect(e.nextRotationAt("ak")).To(BeTemporally("==", at))
-	// A second before the jittered start: still nothing.
-	e.stepAndPoke("ak", at.Sub(clk.Now())-time.Second)
-	g.Consistently(func() string { return e.get("ak").Status.KeyID }).Should(Equal(k1))
-	// At it: the rotation.
-	clk.Step(time.Second)
-	e.poke("ak")
-	ak = e.rotated("ak", k1)
-	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally(">=", at))
-	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally("<", open.Add(time.Hour)))
+	ak = e.waitsThenRotatesAt("ak", k1, time.Hour, at, open.Add(time.Hour))
 	g.Expect(pending(ak, k1).Reason).To(Equal(createRotation))
 	k2 := ak.Status.KeyID
 
@@ -139,17 +127,8 @@ func TestRotationWindowAcrossDST(t *testing.T) {
 	at := open.Add(windowJitter(time.Hour, windowSeed(ak))).UTC()
 	g.Eventually(func() time.Time { return e.nextRotationAt("dst") }).Should(BeTemporally("==", at))
 
-	// Due (an hour after issue, Saturday) but outside the window: nothing
-	// until a second before the start at Sunday's offset.
-	e.stepAndPoke("dst", time.Hour+time.Minute)
-	g.Consistently(func() string { return e.get("dst").Status.KeyID }).Should(Equal(k1))
-	e.stepAndPoke("dst", at.Sub(clk.Now())-time.Second)
-	g.Consistently(func() string { return e.get("dst").Status.KeyID }).Should(Equal(k1))
-	clk.Step(time.Second)
-	e.poke("dst")
-	ak = e.rotated("dst", k1)
-	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally(">=", at))
-	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally("<", open.Add(time.Hour)))
+	// Due an hour after issue, on the Saturday: it waits for Sunday's offset.
+	e.waitsThenRotatesAt("dst", k1, time.Hour, at, open.Add(time.Hour))
 	e.hygiene()
 }
 
@@ -197,6 +176,26 @@ func nextOffsetChange(t *testing.T, loc *time.Location, from time.Time) time.Tim
 	}
 	t.Fatalf("%s changes no offset within a year of %s", loc, from)
 	return time.Time{}
+}
+
+// waitsThenRotatesAt moves the clock past the rotation's due time (every
+// after issue) and to a second before at, the window's jittered start: the
+// key stays k1 and nextRotationTime at; at at, the key is replaced, its
+// new one active from at, before closes (the window's end).
+func (e *akt) waitsThenRotatesAt(name, k1 string, every time.Duration, at, closes time.Time) *v1alpha1.ApiKey {
+	e.t.Helper()
+	g := e.g
+	e.stepAndPoke(name, every+time.Minute)
+	g.Consistently(func() string { return e.get(name).Status.KeyID }).Should(Equal(k1))
+	g.Expect(e.nextRotationAt(name)).To(BeTemporally("==", at))
+	e.stepAndPoke(name, at.Sub(clk.Now())-time.Second)
+	g.Consistently(func() string { return e.get(name).Status.KeyID }).Should(Equal(k1))
+	clk.Step(time.Second)
+	e.poke(name)
+	ak := e.rotated(name, k1)
+	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally(">=", at))
+	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally("<", closes))
+	return ak
 }
 
 // nextRotationAt is the ApiKey's status.nextRotationTime (zero when unset).
