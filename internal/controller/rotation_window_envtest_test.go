@@ -33,9 +33,7 @@ func TestRotationWaitsForWindow(t *testing.T) {
 	e := newAkt(t)
 	g := e.g
 	w, open := windowAhead(t)
-	e.create("ak", aktEvery(time.Hour, 5*time.Minute), func(ak *v1alpha1.ApiKey) {
-		ak.Spec.Rotation.Windows = []v1alpha1.RotationWindow{w}
-	})
+	e.createWindowed("ak", w)
 	ak := e.settled("ak")
 	k1 := ak.Status.KeyID
 	at := open.Add(windowJitter(time.Hour, windowSeed(ak))).UTC()
@@ -119,9 +117,7 @@ func TestRotationWindowAcrossDST(t *testing.T) {
 	_, after := open.Zone()
 	g.Expect(before).NotTo(Equal(after), "no offset change between the Saturday and the window")
 	clk.Step(open.Add(-26 * time.Hour).Sub(clk.Now()))
-	e.create("dst", aktEvery(time.Hour, 5*time.Minute), func(ak *v1alpha1.ApiKey) {
-		ak.Spec.Rotation.Windows = []v1alpha1.RotationWindow{{Days: []v1alpha1.Weekday{"Sun"}, Start: "03:00", End: "04:00", TimeZone: "Europe/Berlin"}}
-	})
+	e.createWindowed("dst", v1alpha1.RotationWindow{Days: []v1alpha1.Weekday{"Sun"}, Start: "03:00", End: "04:00", TimeZone: "Europe/Berlin"})
 	ak := e.settled("dst")
 	k1 := ak.Status.KeyID
 	at := open.Add(windowJitter(time.Hour, windowSeed(ak))).UTC()
@@ -139,9 +135,7 @@ func TestEmergenciesIgnoreWindows(t *testing.T) {
 	e := newAkt(t)
 	g := e.g
 	w, _ := windowAhead(t)
-	e.create("ak", aktEvery(time.Hour, 5*time.Minute), func(ak *v1alpha1.ApiKey) {
-		ak.Spec.Rotation.Windows = []v1alpha1.RotationWindow{w}
-	})
+	e.createWindowed("ak", w)
 	k1 := e.settled("ak").Status.KeyID
 	e.condition("ak", v1alpha1.ConditionRotationWindow, v1alpha1.ReasonInWindow)
 
@@ -176,6 +170,13 @@ func nextOffsetChange(t *testing.T, loc *time.Location, from time.Time) time.Tim
 	}
 	t.Fatalf("%s changes no offset within a year of %s", loc, from)
 	return time.Time{}
+}
+
+// createWindowed creates an ApiKey rotating every hour (grace 5m) inside
+// the given windows.
+func (e *akt) createWindowed(name string, windows ...v1alpha1.RotationWindow) {
+	e.t.Helper()
+	e.create(name, aktEvery(time.Hour, 5*time.Minute), func(ak *v1alpha1.ApiKey) { ak.Spec.Rotation.Windows = windows })
 }
 
 // waitsThenRotatesAt moves the clock past the rotation's due time (every
