@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,7 +55,10 @@ type cluster struct {
 	mgr      *testenv.Manager
 	stopping bool // the benchmark stops the manager on purpose
 	mgrArgs  []string
-	tmp      string
+	// budgetArgs are the budget measure's further manager flags (not in
+	// mgrArgs, which the report's header prints).
+	budgetArgs []string
+	tmp        string
 	// pprofAddr is where the manager serves /debug/pprof (-manager-profile).
 	pprofAddr string
 	// replicas are the managers of a -sharded run (the first is mgr).
@@ -205,7 +209,8 @@ func (cl *cluster) profileManager(ctx context.Context, what, file string) error 
 // startManager starts the manager process and waits until it is ready.
 func (cl *cluster) startManager(ctx context.Context) (*testenv.Manager, error) {
 	cl.mgrArgs = cl.managerArgs()
-	m, err := cl.env.StartManager(ctx, testenv.ManagerOptions{NoLeaderElection: true, Args: cl.mgrArgs, AllowedEndpoints: cl.sim.Endpoints()})
+	args := append(slices.Clip(cl.mgrArgs), cl.budgetArgs...)
+	m, err := cl.env.StartManager(ctx, testenv.ManagerOptions{NoLeaderElection: true, Args: args, AllowedEndpoints: cl.sim.Endpoints()})
 	cl.mgrMu.Lock()
 	cl.mgr, cl.stopping = m, false
 	cl.mgrMu.Unlock()

@@ -54,6 +54,8 @@ type options struct {
 	managerBin            string
 	profileSeconds        int
 	busyBefore            float64
+	restartBudget         int
+	rolloutTime           time.Duration
 	explicit              map[string]bool
 }
 
@@ -99,7 +101,9 @@ func main() {
 	flag.StringVar(&o.managerProfile, "manager-profile", "", "write the manager's CPU profile (converge) and heap profiles (memory) into this directory; needs a manager with --pprof-bind-address")
 	flag.StringVar(&o.managerBin, "manager-bin", "", "run this manager binary instead of bin/manager")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 20, "length of the -apiserver-profile, from the first create")
-	flag.StringVar(&o.skip, "skip", "", "comma-separated measures to skip: floor (the ConfigMap floors), steady, restart, rotation, storm, memory, same-floor")
+	flag.IntVar(&o.restartBudget, "restart-budget", 50, "the budget measure's --max-concurrent-restarts (20 with -quick)")
+	flag.DurationVar(&o.rolloutTime, "rollout-time", time.Second, "how long after its pod template is patched the budget measure's Deployment rolls out (the benchmark plays the Deployment controller)")
+	flag.StringVar(&o.skip, "skip", "", "comma-separated measures to skip: floor (the ConfigMap floors), steady, restart, rotation, storm, memory, budget, same-floor")
 	flag.Parse()
 	o.explicit = map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
@@ -115,6 +119,10 @@ func main() {
 	skip, err := parseSkip(o.skip)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if o.restartBudget < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -restart-budget must be at least 1")
 		os.Exit(2)
 	}
 	if o.grace < time.Second {
@@ -158,6 +166,9 @@ func (o *options) quickDefaults() {
 	}
 	if !o.explicit["grace"] {
 		o.grace = 20 * time.Second
+	}
+	if !o.explicit["restart-budget"] {
+		o.restartBudget = 20
 	}
 }
 
@@ -219,7 +230,7 @@ func run(ctx context.Context, o options, skip map[string]bool) int {
 }
 
 // measures that -skip accepts.
-var measures = []string{"floor", "steady", "restart", "rotation", "storm", "memory", "same-floor"}
+var measures = []string{"floor", "steady", "restart", "rotation", "storm", "memory", "budget", "same-floor"}
 
 // parseSkip checks -skip against the measures.
 func parseSkip(v string) (map[string]bool, error) {
@@ -314,6 +325,12 @@ func (b *bench) measure(ctx context.Context) error {
 	if !skip["memory"] {
 		if err := b.memory(ctx); err != nil {
 			return fmt.Errorf("memory: %w", err)
+		}
+	}
+	if !skip["budget"] {
+		// It restarts the manager with a restart budget.
+		if err := b.budget(ctx); err != nil {
+			return fmt.Errorf("restart budget: %w", err)
 		}
 	}
 	if err := cl.alive(); err != nil {

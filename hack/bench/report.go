@@ -56,6 +56,7 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 	b.reportLifecycle(t)
 	b.reportMemory(t)
 	b.reportStorm(t)
+	b.reportBudget(t)
 
 	b.header(w, took)
 	_, _ = fmt.Fprintln(w, "| measure | result | goal | met |")
@@ -279,6 +280,24 @@ func (b *bench) reportStorm(t *table) {
 	p99 := percentile(r.lags, 99)
 	t.add(subRow+"lag of the Secret write behind status.nextRefreshTime (kept to the second): p50 / p99 / max",
 		fmt.Sprintf("%s / %s / %s", secs(percentile(r.lags, 50)), secs(p99), secs(maxOf(r.lags))), "p99 < 5 s", met(p99 < 5*time.Second))
+}
+
+// reportBudget: the restart budget measure.
+func (b *bench) reportBudget(t *table) {
+	r := b.res
+	if r.budgetN == 0 || r.budgetDone == 0 {
+		return
+	}
+	t.add(fmt.Sprintf("**restart budget**: %d RevioTokens refreshed at once (keywarden.dev/refresh), each restarting its own Deployment (envFrom), --max-concurrent-restarts=%d: most restarts in flight, Deployments patched and not rolled out / the manager's keywarden_restarts_in_flight (sampled every 250 ms)", r.budgetN, r.budgetB),
+		fmt.Sprintf("%d / %d", r.budgetMostSeen, r.budgetMostGauge), fmt.Sprintf("≤ %d", r.budgetB), met(r.budgetMostSeen <= r.budgetB && r.budgetMostGauge <= r.budgetB))
+	t.add(subRow+"Deployments restarted for their Secret's current version and rolled out",
+		fmt.Sprintf("%d of %d", r.budgetN-r.budgetStale, r.budgetN), "all", met(r.budgetStale == 0 && r.budgetDone == r.budgetN))
+	t.add(fmt.Sprintf(subRow+"time to drain, refresh asked to the last rollout done (each rollout takes %s; the manager sees one finish within 5 s); first patch after (the coalescing window)", secs(r.budgetRollout)),
+		fmt.Sprintf("%s; %s", secs(r.budgetDrain), secs(r.budgetFirstPatch)), "", "")
+	t.add(subRow+"restarts asked / queued / done / failed (the manager's counters); longest queue",
+		fmt.Sprintf("%.0f / %.0f / %.0f / %.0f; %d", r.budgetRequested, r.budgetQueued, r.budgetFinished, r.budgetFailed, r.budgetMostQueue), "", "")
+	t.add(subRow+"manager CPU / peak RSS (anonymous) while draining",
+		fmt.Sprintf("%s / %s (%s)", secs(r.budgetCPU), mib(r.budgetPeak.rss), mib(r.budgetPeak.anon)), "", "")
 }
 
 // countEmpty counts the rows without a goal.

@@ -83,6 +83,19 @@ type results struct {
 	baseRSS, withRSS          []int64
 	baseHeap, withHeap        float64 // go_gc_heap_live_bytes
 	memReqs                   tally
+
+	// restart budget: N RevioTokens refreshed at once, N Deployments
+	budgetN, budgetB              int
+	budgetRollout                 time.Duration
+	budgetMostSeen                int // Deployments patched, not rolled out
+	budgetMostGauge               int // keywarden_restarts_in_flight
+	budgetMostQueue               int // keywarden_restart_queue_length
+	budgetDone, budgetStale       int
+	budgetDrain, budgetFirstPatch time.Duration
+	budgetCPU                     time.Duration
+	budgetPeak                    peakMem
+	budgetRequested, budgetQueued float64
+	budgetFinished, budgetFailed  float64
 }
 
 // owner is the benchmark object a request concerns, from its name: an

@@ -59,29 +59,38 @@ func stateKey(kind, name string) string { return kind + "/" + name }
 // startTracker starts informers on ApiKeys and RevioTokens.
 func startTracker(ctx context.Context, cfg *rest.Config) (*tracker, error) {
 	t := &tracker{objs: map[string]*objState{}}
-	c, err := cache.New(cfg, cache.Options{Scheme: testenv.Scheme()})
-	if err != nil {
+	if err := watch(ctx, cfg, cache.Options{Scheme: testenv.Scheme()}, t.observe, &v1alpha1.ApiKey{}, &v1alpha1.RevioToken{}); err != nil {
 		return nil, err
 	}
-	for _, obj := range []client.Object{&v1alpha1.ApiKey{}, &v1alpha1.RevioToken{}} {
+	return t, nil
+}
+
+// watch starts informers on objs with the cache options opts, calls
+// observe with every object added or updated, and waits for their sync.
+func watch(ctx context.Context, cfg *rest.Config, opts cache.Options, observe func(any), objs ...client.Object) error {
+	c, err := cache.New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	for _, obj := range objs {
 		inf, err := c.GetInformer(ctx, obj)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { t.observe(o) },
-			UpdateFunc: func(_, o any) { t.observe(o) },
+			AddFunc:    func(o any) { observe(o) },
+			UpdateFunc: func(_, o any) { observe(o) },
 		}); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	go func() { _ = c.Start(ctx) }()
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if !c.WaitForCacheSync(sctx) {
-		return nil, fmt.Errorf("benchmark watch did not sync")
+		return fmt.Errorf("benchmark watch did not sync")
 	}
-	return t, nil
+	return nil
 }
 
 // expect registers an object about to be created.

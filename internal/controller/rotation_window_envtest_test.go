@@ -33,9 +33,7 @@ func TestRotationWaitsForWindow(t *testing.T) {
 	e := newAkt(t)
 	g := e.g
 	w, open := windowAhead(t)
-	e.create("ak", aktEvery(time.Hour, 5*time.Minute), func(ak *v1alpha1.ApiKey) {
-		ak.Spec.Rotation.Windows = []v1alpha1.RotationWindow{w}
-	})
+	e.createWindowed("ak", w)
 	ak := e.settled("ak")
 	k1 := ak.Status.KeyID
 	at := open.Add(windowJitter(time.Hour, windowSeed(ak))).UTC()
@@ -45,19 +43,7 @@ func TestRotationWaitsForWindow(t *testing.T) {
 	g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 	g.Expect(c.Message).To(ContainSubstring("waits for the next window: it starts at " + at.Format(time.RFC3339)))
 
-	// Due (1 h after issue) but outside the window: nothing happens.
-	e.stepAndPoke("ak", time.Hour+time.Minute)
-	g.Consistently(func() string { return e.get("ak").Status.KeyID }).Should(Equal(k1))
-	g.Expect(e.nextRotationAt("ak")).To(BeTemporally("==", at))
-	// A second before the jittered start: still nothing.
-	e.stepAndPoke("ak", at.Sub(clk.Now())-time.Second)
-	g.Consistently(func() string { return e.get("ak").Status.KeyID }).Should(Equal(k1))
-	// At it: the rotation.
-	clk.Step(time.Second)
-	e.poke("ak")
-	ak = e.rotated("ak", k1)
-	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally(">=", at))
-	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally("<", open.Add(time.Hour)))
+	ak = e.waitsThenRotatesAt("ak", k1, time.Hour, at, open.Add(time.Hour))
 	g.Expect(pending(ak, k1).Reason).To(Equal(createRotation))
 	k2 := ak.Status.KeyID
 
@@ -112,6 +98,105 @@ func TestRotationWindowsFromIssuerPolicy(t *testing.T) {
 	e.condition("too-old", v1alpha1.ConditionRotationWindow, v1alpha1.ReasonInWindow)
 	g.Expect(e.nextRotationAt("too-old")).To(BeTemporally("==", due))
 	e.hygiene()
+}
+
+// TestRotationWindowAcrossDST: the fake clock is moved to the Saturday
+// before Europe/Berlin's next daylight-saving change (the last Sunday of
+// March or October), an hour's rotation is due then, and its only window is
+// Sunday 03:00-04:00 in Berlin, after the change. The rotation waits for
+// 03:00 at that day's offset (01:00 UTC in spring, 02:00 UTC in autumn, not
+// the offset of the Saturday it was due on), plus the ApiKey's jitter.
+func TestRotationWindowAcrossDST(t *testing.T) {
+	e := newAkt(t)
+	g := e.g
+	b := berlin(t)
+	change := nextOffsetChange(t, b, clk.Now().Add(48*time.Hour))
+	day := change.In(b)
+	open := time.Date(day.Year(), day.Month(), day.Day(), 3, 0, 0, 0, b)
+	_, before := open.Add(-24 * time.Hour).Zone()
+	_, after := open.Zone()
+	g.Expect(before).NotTo(Equal(after), "no offset change between the Saturday and the window")
+	clk.Step(open.Add(-26 * time.Hour).Sub(clk.Now()))
+	e.createWindowed("dst", v1alpha1.RotationWindow{Days: []v1alpha1.Weekday{"Sun"}, Start: "03:00", End: "04:00", TimeZone: "Europe/Berlin"})
+	ak := e.settled("dst")
+	k1 := ak.Status.KeyID
+	at := open.Add(windowJitter(time.Hour, windowSeed(ak))).UTC()
+	g.Eventually(func() time.Time { return e.nextRotationAt("dst") }).Should(BeTemporally("==", at))
+
+	// Due an hour after issue, on the Saturday: it waits for Sunday's offset.
+	e.waitsThenRotatesAt("dst", k1, time.Hour, at, open.Add(time.Hour))
+	e.hygiene()
+}
+
+// TestEmergenciesIgnoreWindows: with its only window hours away, an
+// ApiKey's key is replaced at once when marked compromised, when a
+// key-relevant spec field changes, and when its Secret is lost.
+func TestEmergenciesIgnoreWindows(t *testing.T) {
+	e := newAkt(t)
+	g := e.g
+	w, _ := windowAhead(t)
+	e.createWindowed("ak", w)
+	k1 := e.settled("ak").Status.KeyID
+	e.condition("ak", v1alpha1.ConditionRotationWindow, v1alpha1.ReasonInWindow)
+
+	e.annotate("ak", v1alpha1.AnnotationCompromised, "incident-7")
+	ak := e.rotated("ak", k1)
+	g.Expect(historyOf(ak, k1).Reason).To(Equal(createCompromised))
+	k2 := e.settled("ak").Status.KeyID
+
+	e.update("ak", func(ak *v1alpha1.ApiKey) { ak.Spec.Scopes = []v1alpha1.Scope{"payments:read", "payments:write"} })
+	ak = e.rotated("ak", k2)
+	g.Expect(pending(ak, k2).Reason).To(Equal(createSpecChange))
+	k3 := e.settled("ak").Status.KeyID
+
+	g.Expect(k8s.Delete(e.ctx, e.secret("ak"))).To(Succeed())
+	e.poke("ak")
+	ak = e.rotated("ak", k3)
+	g.Expect(e.secret("ak")).NotTo(BeNil())
+	g.Expect(ak.Status.NextRotationTime.Time).To(BeTemporally(">", clk.Now().Add(time.Hour)), "the next scheduled rotation still waits for the window")
+	e.hygiene()
+}
+
+// nextOffsetChange is the first hour after from at which loc's UTC offset
+// differs from the hour before (within a year).
+func nextOffsetChange(t *testing.T, loc *time.Location, from time.Time) time.Time {
+	t.Helper()
+	from = from.Truncate(time.Hour)
+	_, off := from.In(loc).Zone()
+	for h := from; h.Before(from.AddDate(1, 0, 0)); h = h.Add(time.Hour) {
+		if _, o := h.In(loc).Zone(); o != off {
+			return h
+		}
+	}
+	t.Fatalf("%s changes no offset within a year of %s", loc, from)
+	return time.Time{}
+}
+
+// createWindowed creates an ApiKey rotating every hour (grace 5m) inside
+// the given windows.
+func (e *akt) createWindowed(name string, windows ...v1alpha1.RotationWindow) {
+	e.t.Helper()
+	e.create(name, aktEvery(time.Hour, 5*time.Minute), func(ak *v1alpha1.ApiKey) { ak.Spec.Rotation.Windows = windows })
+}
+
+// waitsThenRotatesAt moves the clock past the rotation's due time (every
+// after issue) and to a second before at, the window's jittered start: the
+// key stays k1 and nextRotationTime at; at at, the key is replaced, its
+// new one active from at, before closes (the window's end).
+func (e *akt) waitsThenRotatesAt(name, k1 string, every time.Duration, at, closes time.Time) *v1alpha1.ApiKey {
+	e.t.Helper()
+	g := e.g
+	e.stepAndPoke(name, every+time.Minute)
+	g.Consistently(func() string { return e.get(name).Status.KeyID }).Should(Equal(k1))
+	g.Expect(e.nextRotationAt(name)).To(BeTemporally("==", at))
+	e.stepAndPoke(name, at.Sub(clk.Now())-time.Second)
+	g.Consistently(func() string { return e.get(name).Status.KeyID }).Should(Equal(k1))
+	clk.Step(time.Second)
+	e.poke(name)
+	ak := e.rotated(name, k1)
+	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally(">=", at))
+	g.Expect(ak.Status.ActiveSince.Time).To(BeTemporally("<", closes))
+	return ak
 }
 
 // nextRotationAt is the ApiKey's status.nextRotationTime (zero when unset).

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -488,6 +489,10 @@ allowedEndpoints: [`+apis.Credentials.ReevitURL+`, `+apis.Credentials.RevioURL+`
 logLevel: debug
 # The drift check (and with it keywarden_live_keys) within the test's time.
 extraArgs: [--drift-check-interval=5s]
+# The restart budget subtest: a small budget, and restarts patched a
+# second after they are asked for.
+restartBudget: {global: `+strconv.Itoa(helmBudget)+`}
+restartCoalesceWindow: 1s
 prometheus: {serviceMonitor: {enabled: false}}
 `), 0o600)).To(Succeed())
 	out, err := helm(ctx, e, "install", helmRelease, chartDir, "--namespace", helmNamespace, "--values", values, "--kubeconfig", e.AdminKubeconfig)
@@ -527,7 +532,8 @@ prometheus: {serviceMonitor: {enabled: false}}
 		}
 	}
 	g.Expect(args).To(ContainElements("--leader-elect", "--namespaces="+helmWatched, "--zap-log-level=debug",
-		"--allowed-endpoints="+apis.Credentials.ReevitURL+","+apis.Credentials.RevioURL))
+		"--allowed-endpoints="+apis.Credentials.ReevitURL+","+apis.Credentials.RevioURL,
+		"--max-concurrent-restarts="+strconv.Itoa(helmBudget), "--restart-coalesce-window=1s"))
 	g.Expect(args).NotTo(ContainElement(HavePrefix("--cluster-resource-namespace")))
 	args = append(args, "--leader-election-namespace="+helmNamespace)
 	kubeconfig, err := e.ServiceAccountKubeconfig(ctx, helmNamespace, sa)
@@ -747,6 +753,14 @@ spec:
 		err = e.Client.Get(ctx, client.ObjectKey{Namespace: helmWatched, Name: "too-broad"}, &corev1.Secret{})
 		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a Secret for the ApiKey the policy refuses: %v", err)
 		t.Logf("issuers, ApiKey and RevioToken Ready under the chart's RBAC %s after the install", time.Since(start).Round(100*time.Millisecond))
+	})
+
+	t.Run("restart budget", func(t *testing.T) {
+		environment := "test"
+		if strings.HasPrefix(apis.Credentials.AdminKey, "pfk_live_") {
+			environment = "live"
+		}
+		restartBudgetAgainst(t, e, helmWatched, "platform", environment)
 	})
 
 	t.Run("DashboardQueriesNameExportedSeries", func(t *testing.T) {
