@@ -20,53 +20,102 @@ import (
 	"github.com/keywarden/keywarden/internal/secretsync"
 )
 
+// finalizePass is what one pass of an ApiKey's deletion knows.
+type finalizePass struct {
+	ak  *v1alpha1.ApiKey
+	now time.Time
+	// current is the issuer spec.issuerRef resolves to (nil: none), resolved
+	// once for the pass; adminVersion its version ("" when none).
+	current      *v1alpha1.IssuerRecord
+	adminVersion string
+	// released: the finalizer is off, the object goes, no status to write.
+	released bool
+}
+
+// finalizeSteps is an ApiKey's deletion, in order, on the same runner as
+// its reconcile: revoke per deletionPolicy (or keep the Secret), then
+// release the finalizer.
+func (r *ApiKeyReconciler) finalizeSteps() []step[*finalizePass] {
+	return []step[*finalizePass]{
+		{name: "backoff", run: r.stepDeletionBackoff},
+		{name: "revoke", run: r.stepRevokeAll},
+		{name: "retain", run: r.stepRetain},
+		{name: "release", run: r.stepRelease},
+	}
+}
+
 // finalize revokes keys per deletionPolicy and releases the finalizer.
 func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(ak, finalizer) {
 		return ctrl.Result{}, nil
 	}
-	now := r.Clock.Now()
 	orig := ak.DeepCopy()
 	ctx, records := withAudit(ctx)
+	p := &finalizePass{ak: ak, now: r.Clock.Now()}
 	if ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain {
-		iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace)
-		var current *v1alpha1.IssuerRecord
-		adminVersion := ""
-		if iss != nil {
-			current, adminVersion = iss.record(), iss.version(ctx, r.Cache)
-		}
-		// Every status write of a deleting object is an update event that
-		// comes back here: a blocked deletion waits for its backoff, or for
-		// a change of the spec or the admin-key Secret.
-		if hasReason(ak.Status.Conditions, v1alpha1.ConditionRevoked, v1alpha1.ReasonDeletionBlocked) {
-			if wait, isHeld := held(ak.Status.RetryStatus, apiKeyWaitedOn(ak), apiKeyInputs(ak, adminVersion), now); isHeld {
-				return ctrl.Result{RequeueAfter: wait}, nil
-			}
-		}
-		if adminVersion != "" {
-			ak.Status.AdminKeySecretVersion = adminVersion
-		}
-		if out, err := r.revokeAll(ctx, ak, current, now); out.Stop {
-			return r.finish(ctx, records, ak, orig, ctrl.Result{RequeueAfter: out.RequeueAfter}, err)
+		if iss, _ := getReevitIssuer(ctx, r.Client, ak.Namespace, ak.Spec.IssuerRef.Kind, ak.Spec.IssuerRef.Name, r.ClusterResourceNamespace); iss != nil {
+			p.current, p.adminVersion = iss.record(), iss.version(ctx, r.Cache)
 		}
 	}
-	defer records.flush(r.Audit)
+	res, err := runSteps(ctx, p, r.finalizeSteps())
+	if p.released {
+		records.flush(r.Audit)
+		return res, err
+	}
+	return r.finish(ctx, records, ak, orig, res, err)
+}
+
+// stepDeletionBackoff holds a blocked deletion in its backoff, or until a
+// change of the spec or the admin-key Secret: every status write of a
+// deleting object is an update event that comes back here.
+func (r *ApiKeyReconciler) stepDeletionBackoff(_ context.Context, p *finalizePass) (stepResult, error) {
+	ak := p.ak
 	if ak.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetain {
-		if err := r.orphanSecret(ctx, ak); err != nil {
-			return ctrl.Result{}, err
+		return next(0)
+	}
+	if hasReason(ak.Status.Conditions, v1alpha1.ConditionRevoked, v1alpha1.ReasonDeletionBlocked) {
+		if wait, isHeld := held(ak.Status.RetryStatus, apiKeyWaitedOn(ak), apiKeyInputs(ak, p.adminVersion), p.now); isHeld {
+			return stepResult{RequeueAfter: wait, Stop: true}, nil
 		}
 	}
+	if p.adminVersion != "" {
+		ak.Status.AdminKeySecretVersion = p.adminVersion
+	}
+	return next(0)
+}
+
+// stepRevokeAll revokes every key of the ApiKey (deletionPolicy Revoke).
+func (r *ApiKeyReconciler) stepRevokeAll(ctx context.Context, p *finalizePass) (stepResult, error) {
+	if p.ak.Spec.DeletionPolicy == v1alpha1.DeletionPolicyRetain {
+		return next(0)
+	}
+	return r.revokeAll(ctx, p.ak, p.current, p.now)
+}
+
+// stepRetain keeps the Secret of a retained key (deletionPolicy Retain).
+func (r *ApiKeyReconciler) stepRetain(ctx context.Context, p *finalizePass) (stepResult, error) {
+	if p.ak.Spec.DeletionPolicy != v1alpha1.DeletionPolicyRetain {
+		return next(0)
+	}
+	return stepResult{}, r.orphanSecret(ctx, p.ak)
+}
+
+// stepRelease removes the finalizer and forgets the object's metrics and
+// drift schedule.
+func (r *ApiKeyReconciler) stepRelease(ctx context.Context, p *finalizePass) (stepResult, error) {
+	ak := p.ak
 	patch := client.MergeFrom(ak.DeepCopy())
 	controllerutil.RemoveFinalizer(ak, finalizer)
 	if err := r.Patch(ctx, ak, patch); err != nil && !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+		return stepResult{}, fmt.Errorf("remove finalizer: %w", err)
 	}
+	p.released = true
 	r.driftMu.Lock()
 	delete(r.nextDrift, ak.UID)
 	r.driftMu.Unlock()
 	metrics.Forget(kindApiKey, ak.Namespace, ak.Name)
 	r.superseded.forget(ak.UID)
-	return ctrl.Result{}, nil
+	return next(0)
 }
 
 // orphanSecret keeps a retained key's Secret: without its owner reference

@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
-	"github.com/keywarden/keywarden/internal/audit"
 	"github.com/keywarden/keywarden/internal/issuerref"
 	"github.com/keywarden/keywarden/internal/metrics"
 	"github.com/keywarden/keywarden/internal/reevit"
@@ -212,41 +211,59 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		orig = obj.DeepCopyObject().(client.Object)
 	}
-	secretRV := secretVersion(ctx, r.Cache, secretNS, r.k.secretRef(obj).Name)
-	now := r.Clock.Now()
-	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretRV)
-	var res ctrl.Result
-	wait, isHeld := held(st.RetryStatus, st.CheckedVersion, version, now)
-	if st.CheckedVersion == version && r.checkCurrent(obj, st) && (st.FailedAttempts == 0 || isHeld) {
-		// Checked already (by this process or another): nothing to do
-		// until the issuer or its Secret changes, or the backoff ends.
-		res.RequeueAfter = wait
-	} else {
-		var err error
-		if res, version, err = r.checkNow(ctx, obj, st, secretNS, version, now); err != nil {
-			return ctrl.Result{}, err
-		}
+	p := &adminPass{obj: obj, orig: orig, st: st, origStatus: origStatus, spec: reevitSpecOf(obj), secretNS: secretNS, now: r.Clock.Now()}
+	res, err := runSteps(ctx, p, r.issuerSteps())
+	if err != nil {
+		return ctrl.Result{}, err // a crash or an API error: nothing more is written
 	}
-	res = r.judgeCredentialAge(obj, st, now, res)
-	var audits []audit.Record
-	if spec := reevitSpecOf(obj); spec != nil {
-		p := &adminPass{obj: obj, orig: orig, st: st, origStatus: origStatus, spec: spec, secretNS: secretNS, now: now}
-		ares, err := r.adminKeyStep(ctx, p)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		orig, origStatus, audits = p.orig, p.origStatus, p.audits
-		res.RequeueAfter = earliest(res.RequeueAfter, ares.RequeueAfter)
-	}
-	if again, err := writeStatus(ctx, r.Client, r.superseded, obj, orig, *st, origStatus); err != nil {
+	if again, err := writeStatus(ctx, r.Client, r.superseded, obj, p.orig, *st, p.origStatus); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
 	} else if again {
 		return ctrl.Result{RequeueAfter: staleRequeue}, nil
 	}
-	for _, rec := range audits {
+	for _, rec := range p.audits {
 		r.Audit.Record(rec)
 	}
 	return res, nil
+}
+
+// issuerSteps is an issuer's reconcile, in order, on the same runner as the
+// credential kinds: check the credential once per version, judge its age,
+// and for a Reevit issuer rotate its admin key.
+func (r *IssuerReconciler) issuerSteps() []step[*adminPass] {
+	return []step[*adminPass]{
+		{name: "check", run: r.stepCheck},
+		{name: "age", run: r.stepCredentialAge},
+		{name: "adminKey", run: r.stepAdminKey},
+	}
+}
+
+// stepCheck checks the credential unless this version of the issuer and its
+// Secret was checked already (by this process or another) and no failure
+// is due for a retry (held, with checkedVersion as the inputs waited on).
+func (r *IssuerReconciler) stepCheck(ctx context.Context, p *adminPass) (stepResult, error) {
+	obj, st := p.obj, p.st
+	version := fmt.Sprintf("%d/%s", obj.GetGeneration(), secretVersion(ctx, r.Cache, p.secretNS, r.k.secretRef(obj).Name))
+	wait, isHeld := held(st.RetryStatus, st.CheckedVersion, version, p.now)
+	if st.CheckedVersion == version && r.checkCurrent(obj, st) && (st.FailedAttempts == 0 || isHeld) {
+		return next(wait)
+	}
+	res, _, err := r.checkNow(ctx, obj, st, p.secretNS, version, p.now)
+	return stepResult{RequeueAfter: res.RequeueAfter}, err
+}
+
+// stepCredentialAge judges the credential's age (judgeCredentialAge).
+func (r *IssuerReconciler) stepCredentialAge(_ context.Context, p *adminPass) (stepResult, error) {
+	return next(r.judgeCredentialAge(p.obj, p.st, p.now))
+}
+
+// stepAdminKey runs a Reevit issuer's admin-key rotation (adminKeyStep).
+func (r *IssuerReconciler) stepAdminKey(ctx context.Context, p *adminPass) (stepResult, error) {
+	if p.spec == nil {
+		return next(0)
+	}
+	res, err := r.adminKeyStep(ctx, p)
+	return stepResult{RequeueAfter: res.RequeueAfter}, err
 }
 
 // checkNow checks the credential, protects a usable Secret, records the
@@ -275,7 +292,7 @@ func (r *IssuerReconciler) checkNow(ctx context.Context, obj client.Object, st *
 // judgeCredentialAge exports since when the credential is in use and, for
 // a Rev.io issuer with spec.maxKeyAge, sets KeyAge (a Warning event when it
 // turns KeyTooOld) and asks to be woken when it will turn.
-func (r *IssuerReconciler) judgeCredentialAge(obj client.Object, st *v1alpha1.IssuerStatus, now time.Time, res ctrl.Result) ctrl.Result {
+func (r *IssuerReconciler) judgeCredentialAge(obj client.Object, st *v1alpha1.IssuerStatus, now time.Time) time.Duration {
 	labels := []string{r.k.kind, obj.GetNamespace(), obj.GetName()}
 	if st.Credential != nil {
 		metrics.SetTime(metrics.IssuerCredentialFirstSeen, st.Credential.FirstSeen.Time, labels...)
@@ -292,10 +309,7 @@ func (r *IssuerReconciler) judgeCredentialAge(obj client.Object, st *v1alpha1.Is
 		c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionKeyAge)
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.ReasonKeyTooOld, "Check", "%s", c.Message)
 	}
-	if v.Next > 0 && (res.RequeueAfter == 0 || v.Next < res.RequeueAfter) {
-		res.RequeueAfter = v.Next
-	}
-	return res
+	return max(v.Next, 0)
 }
 
 // checkCurrent reports whether the last check answers this generation of
