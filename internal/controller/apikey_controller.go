@@ -158,6 +158,8 @@ type apiKeyPass struct {
 	// gate stops the create path: a missing issuer, a policy violation, an
 	// issuer being deleted.
 	gate *failure
+	// issuerRecovered: the issuer's check passed after the last failure.
+	issuerRecovered bool
 	// conns hands out one Reevit client per issuer record for the pass.
 	conns    *reevitConns
 	specHash string
@@ -211,6 +213,7 @@ func (r *ApiKeyReconciler) resolveIssuer(ctx context.Context, p *apiKeyPass) {
 		return
 	}
 	p.current, p.adminVersion = iss.record(), iss.version(ctx, r.Cache)
+	p.issuerRecovered = issuerRecovered(iss.obj, ak.Status.FailedAttempts, ak.Status.LastFailureTime)
 	p.policy = iss.spec.Policy.DeepCopy()
 	var nsLabels map[string]string
 	if iss.cluster() && iss.spec.Policy.NamespaceSelector != nil {
@@ -252,7 +255,7 @@ func (r *ApiKeyReconciler) stepBackoff(_ context.Context, p *apiKeyPass) (stepRe
 	if conflictGone {
 		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonProgressing, "the conflicting Secret is gone")
 	}
-	if st.FailedAttempts > 0 && !conflictGone && !gateLifted(st.Conditions) {
+	if st.FailedAttempts > 0 && !conflictGone && !gateLifted(st.Conditions) && !p.issuerRecovered {
 		if wait, blocked := backingOff(ak, p.now, p.adminVersion); blocked {
 			return stepResult{RequeueAfter: wait, Stop: true}, nil
 		}

@@ -199,7 +199,8 @@ func (r *RevioTokenReconciler) refreshState(p *revioTokenPass) refreshState {
 	}
 	changed := rt.Generation != st.ObservedGeneration ||
 		newTrigger(rt.Annotations[v1alpha1.AnnotationRefresh], st.LastRefreshRequest) ||
-		(p.inputVersion != "" && p.inputVersion != st.APIKeySecretVersion) || conflictGone || gateLifted(st.Conditions)
+		(p.inputVersion != "" && p.inputVersion != st.APIKeySecretVersion) || conflictGone || gateLifted(st.Conditions) ||
+		issuerRecovered(p.iss.obj, st.FailedAttempts, st.LastFailureTime)
 	state := refreshState{
 		Now:          p.now,
 		SecretIntact: p.existing != nil && secretsync.Intact(p.existing) && st.SecretName == p.secretName,
