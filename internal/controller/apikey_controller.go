@@ -400,6 +400,7 @@ func retryTime(st *v1alpha1.ApiKeyStatus) time.Time {
 // summariseApiKey derives Ready from the narrower conditions.
 func summariseApiKey(ak *v1alpha1.ApiKey) {
 	st := &ak.Status
+	st.ResolvedIssuer = issuerKey(reevitKind(ak.Spec.IssuerRef.Kind), ak.Spec.IssuerRef.Name)
 	for _, t := range []string{v1alpha1.ConditionSecretSynced, v1alpha1.ConditionIssued, v1alpha1.ConditionRevoked} {
 		c := meta.FindStatusCondition(st.Conditions, t)
 		if c != nil && c.Status == metav1.ConditionFalse && c.Reason != v1alpha1.ReasonRevocationPending && c.Reason != v1alpha1.ReasonProgressing {

@@ -350,6 +350,7 @@ func (r *RevioTokenReconciler) failResult(rt *v1alpha1.RevioToken, now time.Time
 // is the pass's time).
 func summariseRevioToken(rt *v1alpha1.RevioToken, now time.Time) {
 	st := &rt.Status
+	st.ResolvedIssuer = issuerKey(revioKind(rt.Spec.IssuerRef.Kind), rt.Spec.IssuerRef.Name)
 	for _, t := range []string{v1alpha1.ConditionSecretSynced, v1alpha1.ConditionIssued} {
 		if c := meta.FindStatusCondition(st.Conditions, t); c != nil && c.Status == metav1.ConditionFalse {
 			if st.ExpiresAt != nil && !now.Before(st.ExpiresAt.Time) {

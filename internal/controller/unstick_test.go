@@ -112,6 +112,9 @@ func (w *unstickWorld) ready(t *testing.T) {
 	e.g.Expect(revioSim.ValidToken(rtToken(t, e.ns, "token"), rtHost)).To(BeTrue())
 	e.g.Expect(rt.Status.FailedAttempts).To(BeZero())
 	e.g.Expect(rt.Status.NeedsAttention).To(BeFalse())
+	// The Issuer column of kubectl get shows the kind with the name.
+	e.g.Expect(ak.Status.ResolvedIssuer).To(Equal(v1alpha1.KindClusterReevitIssuer + "/" + w.issuer))
+	e.g.Expect(rt.Status.ResolvedIssuer).To(Equal(v1alpha1.KindClusterRevioIssuer + "/" + w.issuer))
 	e.hygiene()
 	assertNoSecretsLeaked(t, e.ns, w.admin, w.revioKey, rtToken(t, e.ns, "token"))
 }
