@@ -137,37 +137,39 @@ func TestConsumersUnstickWhenIssuerFixed(t *testing.T) {
 		w.ready(t)
 	})
 
-	t.Run("CredentialSecretCreated", func(t *testing.T) {
-		var reevitSecret, revioSecret string
-		w := newUnstickWorld(t, func(rs *v1alpha1.ReevitIssuerSpec, vs *v1alpha1.RevioIssuerSpec) {
-			reevitSecret, revioSecret = rs.AdminKeySecretRef.Name+"-later", vs.APIKeySecretRef.Name+"-later"
-			rs.AdminKeySecretRef.Name, vs.APIKeySecretRef.Name = reevitSecret, revioSecret
+	// Credential Secrets of other names than the good ones: created (first
+	// nothing, then the good keys) or corrected (first keys of nobody:
+	// Reevit answers 401, Rev.io refuses the exchange).
+	for _, c := range []struct {
+		name, suffix             string
+		badAdmin, badRevio       string
+		adminReason, revioReason string
+	}{
+		{"CredentialSecretCreated", "-later", "", "", v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonSecretNotFound},
+		{"CredentialSecretCorrected", "-wrong", "pfk_live_not_a_key_of_this_org_", "rvk_unknown_to_the_simulator_",
+			v1alpha1.ReasonUnauthorized, v1alpha1.ReasonInvalidAPIKey},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var reevitSecret, revioSecret string
+			w := newUnstickWorld(t, func(rs *v1alpha1.ReevitIssuerSpec, vs *v1alpha1.RevioIssuerSpec) {
+				reevitSecret, revioSecret = rs.AdminKeySecretRef.Name+c.suffix, vs.APIKeySecretRef.Name+c.suffix
+				rs.AdminKeySecretRef.Name, vs.APIKeySecretRef.Name = reevitSecret, revioSecret
+			})
+			var bad []string
+			if c.badAdmin != "" {
+				bad = []string{c.badAdmin + w.e.ns, c.badRevio + w.e.ns}
+				w.e.seen = append(w.e.seen, bad...)
+				putClusterSecret(t, reevitSecret, bad[0])
+				putClusterSecret(t, revioSecret, bad[1])
+			}
+			w.e.condition("key", v1alpha1.ConditionReady, c.adminReason)
+			rtWaitReason(t, w.e.ns, "token", c.revioReason)
+			putClusterSecret(t, reevitSecret, w.admin)
+			putClusterSecret(t, revioSecret, w.revioKey)
+			w.ready(t)
+			assertNoSecretsLeaked(t, w.e.ns, bad...)
 		})
-		w.e.condition("key", v1alpha1.ConditionReady, v1alpha1.ReasonSecretNotFound)
-		rtWaitReason(t, w.e.ns, "token", v1alpha1.ReasonSecretNotFound)
-		putClusterSecret(t, reevitSecret, w.admin)
-		putClusterSecret(t, revioSecret, w.revioKey)
-		w.ready(t)
-	})
-
-	t.Run("CredentialSecretCorrected", func(t *testing.T) {
-		var reevitSecret, revioSecret string
-		w := newUnstickWorld(t, func(rs *v1alpha1.ReevitIssuerSpec, vs *v1alpha1.RevioIssuerSpec) {
-			reevitSecret, revioSecret = rs.AdminKeySecretRef.Name+"-wrong", vs.APIKeySecretRef.Name+"-wrong"
-			rs.AdminKeySecretRef.Name, vs.APIKeySecretRef.Name = reevitSecret, revioSecret
-		})
-		// Keys of nobody: Reevit answers 401, Rev.io refuses the exchange.
-		badAdmin, badRevio := "pfk_live_not_a_key_of_this_org_"+w.e.ns, "rvk_unknown_to_the_simulator_"+w.e.ns
-		w.e.seen = append(w.e.seen, badAdmin, badRevio)
-		putClusterSecret(t, reevitSecret, badAdmin)
-		putClusterSecret(t, revioSecret, badRevio)
-		w.e.condition("key", v1alpha1.ConditionReady, v1alpha1.ReasonUnauthorized)
-		rtWaitReason(t, w.e.ns, "token", v1alpha1.ReasonInvalidAPIKey)
-		putClusterSecret(t, reevitSecret, w.admin)
-		putClusterSecret(t, revioSecret, w.revioKey)
-		w.ready(t)
-		assertNoSecretsLeaked(t, w.e.ns, badAdmin, badRevio)
-	})
+	}
 }
 
 // An ApiKey backing off from a failure its issuer shared (Reevit down) is
