@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -112,6 +113,14 @@ func TestNewcomerOnTheDemo(t *testing.T) {
 	}
 	team := newNamespace(t, "samples-team")
 	t.Cleanup(func() {
+		// The team's ApiKeys name issuers this manager may not call: they
+		// could never revoke, so they go with Retain (they made no key).
+		aks := &v1alpha1.ApiKeyList{}
+		if err := k8s.List(ctx, aks, client.InNamespace(team)); err == nil {
+			for i := range aks.Items {
+				_ = k8s.Patch(ctx, &aks.Items[i], client.RawPatch(types.MergePatchType, []byte(`{"spec":{"deletionPolicy":"Retain"}}`)))
+			}
+		}
 		_ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}})
 		for _, kind := range []string{v1alpha1.KindClusterReevitIssuer, v1alpha1.KindClusterRevioIssuer} {
 			u := &unstructured.Unstructured{}
@@ -126,6 +135,10 @@ func TestNewcomerOnTheDemo(t *testing.T) {
 				continue
 			}
 			_ = k8s.Delete(ctx, u)
+			// Gone before the next test applies the samples again.
+			NewWithT(t).Eventually(func() bool {
+				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "acme"}, u))
+			}).WithTimeout(90*time.Second).WithPolling(time.Second).Should(BeTrue(), "%s acme deleted", kind)
 		}
 	})
 	for _, args := range [][]string{{"apply", "-k", "config/samples/platform"}, {"apply", "-k", "config/samples", "-n", team}} {
