@@ -55,8 +55,10 @@ type RotationWindow struct {
 	// the ApiKey rotate on its schedule, ignoring the windows, and is told
 	// on the RotationWindow condition (InvalidTimeZone).
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`
-	// +kubebuilder:validation:XValidation:rule="self != 'Local' && timestamp('2026-01-01T00:00:00Z').getHours(self) >= 0",message="windows[].timeZone must be an IANA time zone name such as Europe/Berlin or UTC"
+	// The API server checks the name's form; CEL cannot ask whether a zone
+	// exists without failing with an evaluation error, which the API server
+	// reports with the field's type ("string") in place of the value.
+	// +kubebuilder:validation:XValidation:rule="self != 'Local' && self.matches('^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$')",message="windows[].timeZone must be an IANA time zone name (Area/Location) such as Europe/Berlin or UTC, not Local or an offset"
 	// +optional
 	TimeZone string `json:"timeZone,omitempty"`
 }
@@ -87,10 +89,13 @@ type Rotation struct {
 	Schedule string `json:"schedule,omitempty"`
 
 	// TimeZone is the IANA time zone of Schedule, such as Europe/Berlin.
-	// Defaults to UTC.
+	// Defaults to UTC. A zone the manager cannot load is told on the Issued
+	// condition (BadRequest) and no rotation is scheduled until it is fixed.
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`
-	// +kubebuilder:validation:XValidation:rule="self != 'Local' && timestamp('2026-01-01T00:00:00Z').getHours(self) >= 0",message="rotation.timeZone must be an IANA time zone name such as Europe/Berlin or UTC"
+	// The API server checks the name's form; CEL cannot ask whether a zone
+	// exists without failing with an evaluation error, which the API server
+	// reports with the field's type ("string") in place of the value.
+	// +kubebuilder:validation:XValidation:rule="self != 'Local' && self.matches('^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$')",message="rotation.timeZone must be an IANA time zone name (Area/Location) such as Europe/Berlin or UTC, not Local or an offset"
 	// +optional
 	TimeZone string `json:"timeZone,omitempty"`
 
@@ -246,6 +251,11 @@ type ApiKeyStatus struct {
 	// URL); its revocation goes there even after spec.issuerRef changes.
 	// +optional
 	Issuer *IssuerRecord `json:"issuer,omitempty"`
+	// ResolvedIssuer is the issuer spec.issuerRef names, as Kind/name with
+	// the kind defaulted (ReevitIssuer/payments,
+	// ClusterReevitIssuer/platform): the Issuer column of kubectl get.
+	// +optional
+	ResolvedIssuer string `json:"resolvedIssuer,omitempty"`
 	// ActiveSince is when the Secret started holding the active key.
 	// +optional
 	ActiveSince *metav1.Time `json:"activeSince,omitempty"`
@@ -315,7 +325,7 @@ type ApiKeyStatus struct {
 // +kubebuilder:resource:shortName=ak,categories=keywarden
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Prefix",type=string,JSONPath=`.status.keyPrefix`
-// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuerRef.name`
+// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.status.resolvedIssuer`
 // +kubebuilder:printcolumn:name="Next Rotation",type=string,JSONPath=`.status.nextRotationTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Key ID",type=string,JSONPath=`.status.keyId`,priority=1

@@ -82,6 +82,11 @@ type RevioTokenStatus struct {
 	// LastRefreshRequest is the last keywarden.dev/refresh value acted on.
 	// +optional
 	LastRefreshRequest string `json:"lastRefreshRequest,omitempty"`
+	// ResolvedIssuer is the issuer spec.issuerRef names, as Kind/name with
+	// the kind defaulted (RevioIssuer/billing, ClusterRevioIssuer/platform):
+	// the Issuer column of kubectl get.
+	// +optional
+	ResolvedIssuer string `json:"resolvedIssuer,omitempty"`
 	// APIKeySecretVersion is the resourceVersion of the API-key Secret used
 	// for the current token; a change triggers a new exchange.
 	// +optional
@@ -112,7 +117,7 @@ type RevioTokenStatus struct {
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Next Refresh",type=string,JSONPath=`.status.nextRefreshTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuerRef.name`,priority=1
+// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.status.resolvedIssuer`,priority=1
 // +kubebuilder:printcolumn:name="Refreshes",type=integer,JSONPath=`.status.refreshes`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 type RevioToken struct {

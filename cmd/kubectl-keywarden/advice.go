@@ -10,7 +10,7 @@ var advice = map[string]string{
 	v1alpha1.ReasonKeyTooOld:                "make a new API key in Rev.io's UI, put it in the issuer's Secret, then delete the old one in Rev.io: tokens keep being exchanged meanwhile",
 	v1alpha1.ReasonProgressing:              "wait: a key is being created",
 	v1alpha1.ReasonIssuerNotFound:           "create the issuer, or fix spec.issuerRef (a ReevitIssuer or RevioIssuer must be in the object's namespace; set kind ClusterReevitIssuer or ClusterRevioIssuer for a cluster issuer); Keywarden acts as soon as it appears",
-	v1alpha1.ReasonPolicyViolation:          "change the spec to what the issuer's policy allows (the message names the field), or ask the platform team to change the policy; the current key is kept",
+	v1alpha1.ReasonPolicyViolation:          "change the spec to what the issuer's policy allows (the message names the field), or ask the platform team to change the policy or to label the namespace for the issuer's namespaceSelector; Keywarden acts as soon as either changes, and the Secret keeps what it holds meanwhile (a token until it expires)",
 	v1alpha1.ReasonEndpointNotAllowed:       "use an allowed URL in the issuer, or add it to the manager's --allowed-endpoints",
 	v1alpha1.ReasonSecretTypeNotAllowed:     "name an Opaque Secret holding the real credential in the issuer (kubectl create secret generic), not one Keywarden writes",
 	v1alpha1.ReasonSecretNotFound:           "create the issuer's credential Secret (and its data key): in the issuer's namespace, or in --cluster-resource-namespace for a cluster issuer; Keywarden retries when it appears",

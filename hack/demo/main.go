@@ -20,7 +20,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -108,13 +107,9 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	if _, err := env.WaitLeader(ctx, time.Minute); err != nil {
 		return err
 	}
-	c := sim.Credentials
-	manifest := fmt.Sprintf(demoManifest, demoNamespace,
-		c.AdminKey, c.RevioAPIKey,
-		c.ReevitURL, c.OrgID, environmentOf(c.AdminKey), o.every, o.grace,
-		c.RevioURL, c.RevioHost, testenv.ClusterResourceNamespace, issuerName)
+	manifest := testenv.DemoManifest(sim.Credentials, testenv.DemoSetup{Namespace: demoNamespace, Issuer: issuerName, Every: o.every, Grace: o.grace})
 	// The manifest carries the simulators' keys: it goes through stdin only.
-	if _, err := env.AdminKubectl(ctx, []byte(manifest), "apply", "-f", "-"); err != nil {
+	if _, err := env.AdminKubectl(ctx, manifest, "apply", "-f", "-"); err != nil {
 		return err
 	}
 	say("")
@@ -138,95 +133,5 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	return nil
 }
 
-// environmentOf is the Reevit environment of a key, from its prefix:
-// Reevit issues keys in the environment of the admin key that asks.
-func environmentOf(key string) string {
-	if strings.HasPrefix(key, "pfk_live_") {
-		return "live"
-	}
-	return "test"
-}
-
 // issuerName names the demo's two cluster issuers.
 const issuerName = "demo"
-
-// demoManifest: the platform's part (the two credential Secrets in the
-// cluster-resource namespace, the two cluster issuers, a policy bounding
-// what the team may ask for) and the team's (namespace, ApiKey, RevioToken).
-const demoManifest = `apiVersion: v1
-kind: Secret
-metadata:
-  name: reevit-admin
-  namespace: %[11]s
-type: Opaque
-stringData:
-  apiKey: %[2]q
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: revio-api-key
-  namespace: %[11]s
-type: Opaque
-stringData:
-  apiKey: %[3]q
----
-apiVersion: credentials.keywarden.dev/v1alpha1
-kind: ClusterReevitIssuer
-metadata:
-  name: %[12]s
-spec:
-  url: %[4]s
-  orgId: %[5]s
-  actorId: keywarden-demo
-  adminKeySecretRef:
-    name: reevit-admin
-  policy:
-    allowedScopes: [payments:read, payments:write]
-    environments: [%[6]s]
-    namespaceSelector:
-      matchLabels:
-        kubernetes.io/metadata.name: %[1]s
----
-apiVersion: credentials.keywarden.dev/v1alpha1
-kind: ClusterRevioIssuer
-metadata:
-  name: %[12]s
-spec:
-  url: %[9]s
-  host: %[10]s
-  apiKeySecretRef:
-    name: revio-api-key
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
----
-apiVersion: credentials.keywarden.dev/v1alpha1
-kind: ApiKey
-metadata:
-  name: payments
-  namespace: %[1]s
-spec:
-  issuerRef:
-    kind: ClusterReevitIssuer
-    name: %[12]s
-  scopes: [payments:read, payments:write]
-  environment: %[6]s
-  rotation:
-    every: %[7]s
-    gracePeriod: %[8]s
----
-apiVersion: credentials.keywarden.dev/v1alpha1
-kind: RevioToken
-metadata:
-  name: billing
-  namespace: %[1]s
-spec:
-  issuerRef:
-    kind: ClusterRevioIssuer
-    name: %[12]s
-  verify:
-    path: /billing/api/v1/customers
-`

@@ -169,6 +169,8 @@ type apiKeyPass struct {
 	// gate stops the create path: a missing issuer, a policy violation, an
 	// issuer being deleted.
 	gate *failure
+	// issuerRecovered: the issuer's check passed after the last failure.
+	issuerRecovered bool
 	// conns hands out one Reevit client per issuer record for the pass.
 	conns    *reevitConns
 	specHash string
@@ -222,6 +224,7 @@ func (r *ApiKeyReconciler) resolveIssuer(ctx context.Context, p *apiKeyPass) {
 		return
 	}
 	p.current, p.adminVersion = iss.record(), iss.version(ctx, r.Cache)
+	p.issuerRecovered = issuerRecovered(iss.obj, ak.Status.FailedAttempts, ak.Status.LastFailureTime)
 	p.policy = iss.spec.Policy.DeepCopy()
 	var nsLabels map[string]string
 	if iss.cluster() && iss.spec.Policy.NamespaceSelector != nil {
@@ -256,7 +259,7 @@ func (r *ApiKeyReconciler) stepIssuerGate(ctx context.Context, p *apiKeyPass) (s
 // runs, or until a change when it needs a person.
 func (r *ApiKeyReconciler) stepBackoff(_ context.Context, p *apiKeyPass) (stepResult, error) {
 	ak, st := p.ak, &p.ak.Status
-	liftResolved(&st.Conditions, ak.Generation, &st.RetryStatus)
+	liftResolved(&st.Conditions, ak.Generation, &st.RetryStatus, p.issuerRecovered)
 	if wait, isHeld := held(st.RetryStatus, apiKeyWaitedOn(ak), apiKeyInputs(ak, p.adminVersion), p.now); isHeld {
 		return stepResult{RequeueAfter: wait, Stop: true}, nil
 	}
@@ -343,6 +346,7 @@ func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey,
 // summariseApiKey derives Ready from the narrower conditions.
 func summariseApiKey(ak *v1alpha1.ApiKey) {
 	st := &ak.Status
+	st.ResolvedIssuer = issuerKey(reevitKind(ak.Spec.IssuerRef.Kind), ak.Spec.IssuerRef.Name)
 	for _, t := range []string{v1alpha1.ConditionSecretSynced, v1alpha1.ConditionIssued, v1alpha1.ConditionRevoked} {
 		c := meta.FindStatusCondition(st.Conditions, t)
 		if c != nil && c.Status == metav1.ConditionFalse && c.Reason != v1alpha1.ReasonRevocationPending && c.Reason != v1alpha1.ReasonProgressing {

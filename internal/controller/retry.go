@@ -71,10 +71,14 @@ func liftHold(r *v1alpha1.RetryStatus) {
 
 // liftResolved ends the hold of a failure whose cause this pass found gone:
 // a SecretConflict (getting past the ownership step means no foreign Secret
-// holds the output name any more; SecretSynced then says so) or an issuer
+// holds the output name any more; SecretSynced then says so), an issuer
 // gate (gateLifted: the issuer created, the namespace labelled, the policy
-// widened). Called once those steps have passed.
-func liftResolved(conds *[]metav1.Condition, generation int64, r *v1alpha1.RetryStatus) {
+// widened), or an issuer that proved itself since the failure
+// (issuerRecovered). Called once those steps have passed.
+func liftResolved(conds *[]metav1.Condition, generation int64, r *v1alpha1.RetryStatus, issuerRecovered bool) {
+	if issuerRecovered {
+		liftHold(r)
+	}
 	if hasReason(*conds, v1alpha1.ConditionSecretSynced, v1alpha1.ReasonSecretConflict) {
 		setCondition(conds, generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonProgressing, "the conflicting Secret is gone")
 		liftHold(r)

@@ -189,7 +189,7 @@ func (r *RevioTokenReconciler) stepIssuer(ctx context.Context, p *revioTokenPass
 // stepDue decides whether to exchange now (exchangeDue, a pure function).
 func (r *RevioTokenReconciler) stepDue(ctx context.Context, p *revioTokenPass) (stepResult, error) {
 	rt, st := p.rt, &p.rt.Status
-	liftResolved(&st.Conditions, rt.Generation, &st.RetryStatus)
+	liftResolved(&st.Conditions, rt.Generation, &st.RetryStatus, issuerRecovered(p.iss.obj, st.FailedAttempts, st.LastFailureTime))
 	var scheduled time.Time
 	if st.NextRefreshTime != nil {
 		scheduled = st.NextRefreshTime.Time
@@ -308,6 +308,7 @@ func (r *RevioTokenReconciler) verify(ctx context.Context, c *revio.Client, tok 
 // is the pass's time).
 func summariseRevioToken(rt *v1alpha1.RevioToken, now time.Time) {
 	st := &rt.Status
+	st.ResolvedIssuer = issuerKey(revioKind(rt.Spec.IssuerRef.Kind), rt.Spec.IssuerRef.Name)
 	for _, t := range []string{v1alpha1.ConditionSecretSynced, v1alpha1.ConditionIssued} {
 		if c := meta.FindStatusCondition(st.Conditions, t); c != nil && c.Status == metav1.ConditionFalse {
 			if st.ExpiresAt != nil && !now.Before(st.ExpiresAt.Time) {

@@ -255,19 +255,11 @@ func namespaceLabelsChanged() predicate.Predicate {
 // condition, not every status write.
 func issuerChanged() predicate.Predicate {
 	ready := func(o client.Object) string {
-		var st *v1alpha1.IssuerStatus
-		switch i := o.(type) {
-		case *v1alpha1.ReevitIssuer:
-			st = &i.Status
-		case *v1alpha1.ClusterReevitIssuer:
-			st = &i.Status
-		case *v1alpha1.RevioIssuer:
-			st = &i.Status
-		case *v1alpha1.ClusterRevioIssuer:
-			st = &i.Status
-		default:
+		gi, ok := o.(v1alpha1.GenericIssuer)
+		if !ok {
 			return ""
 		}
+		st := gi.IssuerStatus()
 		// A new credential version checked is a change too: it lifts the
 		// consumers' failures that waited for a person.
 		out := st.CheckedVersion

@@ -41,14 +41,18 @@ func TestPrinterColumns(t *testing.T) {
 	_, _ = secretData(ctx, ns, "cols")
 	_, _ = secretData(ctx, ns, "cols-token")
 
+	// The Issuer column names the kind with the name: issuerRef {name: x}
+	// means the namespaced kind, and a cluster issuer may share the name.
 	for _, c := range []struct {
 		resource string
 		want     []string
+		wideOnly []string
 	}{
-		{"apikeys", []string{"True", ak.Status.KeyPrefix, reevitIssuerName, ak.Status.NextRotationTime.UTC().Format(time.RFC3339)}},
-		{"reviotokens", []string{"True", rt.Status.ExpiresAt.UTC().Format(time.RFC3339), rt.Status.NextRefreshTime.UTC().Format(time.RFC3339)}},
-		{"reevitissuers", []string{"True", sim.Credentials.OrgID, "Succeeded"}},
-		{"revioissuers", []string{"True", sim.Credentials.RevioHost, "Succeeded"}},
+		{"apikeys", []string{"True", ak.Status.KeyPrefix, "ReevitIssuer/" + reevitIssuerName, ak.Status.NextRotationTime.UTC().Format(time.RFC3339)}, nil},
+		{"reviotokens", []string{"True", rt.Status.ExpiresAt.UTC().Format(time.RFC3339), rt.Status.NextRefreshTime.UTC().Format(time.RFC3339)},
+			[]string{"RevioIssuer/" + revioIssuerName}},
+		{"reevitissuers", []string{"True", sim.Credentials.OrgID, "Succeeded"}, nil},
+		{"revioissuers", []string{"True", sim.Credentials.RevioHost, "Succeeded"}, nil},
 	} {
 		for _, wide := range []bool{false, true} {
 			args := []string{"get", c.resource, "-n", ns}
@@ -63,6 +67,11 @@ func TestPrinterColumns(t *testing.T) {
 			g.Expect(out).NotTo(ContainSubstring("<none>"), "%s: a known value is missing", c.resource)
 			for _, w := range c.want {
 				g.Expect(out).To(ContainSubstring(w), c.resource)
+			}
+			for _, w := range c.wideOnly {
+				if wide {
+					g.Expect(out).To(ContainSubstring(w), c.resource)
+				}
 			}
 		}
 	}

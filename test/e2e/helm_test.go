@@ -829,3 +829,47 @@ func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	return s
 }
+
+// TestHelmNextToKustomize: the suite's cluster holds config/default as
+// kubectl applied it from the kustomize output (as make demo and make
+// deploy do). helm install, against the cluster, refuses before writing
+// anything and says why and what to do: first for the CRDs, then, with
+// crds.enabled=false, for the manager Deployment config/default makes.
+// Without that Deployment a release that shares the CRDs renders.
+func TestHelmNextToKustomize(t *testing.T) {
+	ctx := context.Background()
+	g := NewWithT(t)
+	install := func(release string, set ...string) error {
+		args := []string{"install", release, chartDir, "--namespace", "keywarden-system", "--dry-run=server", "--kubeconfig", env.AdminKubeconfig}
+		for _, s := range set {
+			args = append(args, "--set", s)
+		}
+		_, err := helm(ctx, env, args...)
+		return err
+	}
+	err := install("keywarden")
+	g.Expect(err).To(MatchError(ContainSubstring("The Keywarden CRDs are already installed, by no Helm release (kubectl or kustomize")))
+	g.Expect(err).To(MatchError(ContainSubstring("--set crds.enabled=false")))
+	g.Expect(err.Error()).NotTo(ContainSubstring("invalid ownership metadata"), "the pre-flight speaks first")
+
+	// The manager Deployment of config/default; no kubelet runs it here.
+	objs, err := env.RenderInstall(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	var d *unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" {
+			d = o
+		}
+	}
+	g.Expect(d).NotTo(BeNil(), "config/default renders the manager Deployment")
+	d.SetNamespace(newNamespace(t, "kustomized"))
+	g.Expect(unstructured.SetNestedField(d.Object, int64(0), "spec", "replicas")).To(Succeed())
+	g.Expect(k8s.Create(ctx, d)).To(Succeed())
+	err = install("shard", "crds.enabled=false")
+	g.Expect(err).To(MatchError(ContainSubstring("Keywarden is already installed in this cluster without Helm: Deployment " + d.GetNamespace() + "/" + d.GetName())))
+	g.Expect(err).To(MatchError(ContainSubstring("managed-by: kustomize")))
+	g.Expect(err).To(MatchError(ContainSubstring("make undeploy")))
+
+	g.Expect(k8s.Delete(ctx, d)).To(Succeed())
+	g.Expect(install("shard", "crds.enabled=false", "watchLabelSelector=keywarden.dev/shard=b")).To(Succeed())
+}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/testenv"
 )
 
 // credentials remembers every key and token the suite saw, so the last test
@@ -162,12 +163,7 @@ func issuerConditions(g Gomega, kind, ns, name string) ([]metav1.Condition, int6
 
 // adminEnvironment is the Reevit environment of apisim's admin key: Reevit
 // issues keys in the environment of the key that asks.
-func adminEnvironment() string {
-	if strings.HasPrefix(sim.Credentials.AdminKey, "pfk_live_") {
-		return "live"
-	}
-	return "test"
-}
+func adminEnvironment() string { return testenv.EnvironmentOf(sim.Credentials.AdminKey) }
 
 // The namespaced issuers apiKeyManifest and revioTokenManifest bring: in
 // the namespace of the manifest, naming the Secrets reevit-admin and
