@@ -137,12 +137,8 @@ func (r *ApiKeyReconciler) finish(ctx context.Context, records *auditBuffer, ak,
 	defer records.flush(r.Audit)
 	ak.Status.ObservedGeneration = ak.Generation
 	summariseApiKey(ak)
-	again, werr := writeStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status)
-	switch {
-	case werr != nil:
-		return ctrl.Result{}, fmt.Errorf("patch status: %w", werr)
-	case again:
-		return ctrl.Result{RequeueAfter: staleRequeue}, nil
+	if wres, ok, werr := statusWritten(writeStatus(ctx, r.Client, r.superseded, ak, orig, ak.Status, orig.Status)); !ok {
+		return wres, werr
 	}
 	recordApiKey(ak)
 	return res, err

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -265,6 +266,19 @@ func writeStatus(ctx context.Context, c client.Client, sup *supersededSet, obj, 
 		}
 		orig = fresh
 	}
+}
+
+// statusWritten turns writeStatus's answer into the pass's result: ok when
+// the status is stored (or needed no write); otherwise the result to return
+// (a stale read looks again shortly).
+func statusWritten(again bool, err error) (res ctrl.Result, ok bool, werr error) {
+	switch {
+	case err != nil:
+		return ctrl.Result{}, false, fmt.Errorf("patch status: %w", err)
+	case again:
+		return ctrl.Result{RequeueAfter: staleRequeue}, false, nil
+	}
+	return ctrl.Result{}, true, nil
 }
 
 // metadataMoved reads obj's current version and reports whether only its

@@ -216,10 +216,8 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err != nil {
 		return ctrl.Result{}, err // a crash or an API error: nothing more is written
 	}
-	if again, err := writeStatus(ctx, r.Client, r.superseded, obj, p.orig, *st, p.origStatus); err != nil {
-		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
-	} else if again {
-		return ctrl.Result{RequeueAfter: staleRequeue}, nil
+	if wres, ok, werr := statusWritten(writeStatus(ctx, r.Client, r.superseded, obj, p.orig, *st, p.origStatus)); !ok {
+		return wres, werr
 	}
 	for _, rec := range p.audits {
 		r.Audit.Record(rec)

@@ -90,12 +90,8 @@ func (r *RevioTokenReconciler) finish(ctx context.Context, records *auditBuffer,
 		st.NextRefreshTime = st.NextRetryTime
 	}
 	summariseRevioToken(rt, r.Clock.Now())
-	again, werr := writeStatus(ctx, r.Client, r.superseded, rt, orig, rt.Status, orig.Status)
-	switch {
-	case werr != nil:
-		return ctrl.Result{}, fmt.Errorf("patch status: %w", werr)
-	case again:
-		return ctrl.Result{RequeueAfter: staleRequeue}, nil
+	if wres, ok, werr := statusWritten(writeStatus(ctx, r.Client, r.superseded, rt, orig, rt.Status, orig.Status)); !ok {
+		return wres, werr
 	}
 	if becameExpired(orig, rt) {
 		r.Recorder.Eventf(rt, nil, corev1.EventTypeWarning, v1alpha1.ReasonTokenExpired, "Refresh", "the token in the Secret expired and refreshes keep failing")
