@@ -97,22 +97,8 @@ func testKills(t *testing.T, s *suite) {
 	killStart := time.Now()
 	for i := 0; i < m.kills; i++ {
 		sleep(ctx, 200*time.Millisecond+time.Duration(rng.Int64N(int64(2800*time.Millisecond))))
-		if err := mgr.Kill(); err != nil {
-			t.Fatalf("kill %d: %v", i+1, err)
-		}
+		mgr = s.killAndRestart(t, mgr, opts, i+1)
 		s.sum.fault("manager SIGKILL (kill scenario)", 1)
-		var err error
-		for attempt := 0; ; attempt++ {
-			if mgr, err = s.tryStartManager(opts); err == nil {
-				break
-			}
-			if mgr != nil {
-				_ = mgr.Kill()
-			}
-			if attempt == 2 {
-				t.Fatalf("restart after kill %d: %v", i+1, err)
-			}
-		}
 	}
 	killPhase := time.Since(killStart)
 	cancelPhase()
@@ -162,4 +148,25 @@ func testKills(t *testing.T, s *suite) {
 	}
 	s.sum.note("kills: %d SIGKILLs over %s (seed %d) during the creation of %d ApiKeys and %d RevioTokens, %d key rotations, %d token refreshes, %d rotate/refresh requests; one more rotation and refresh of everything done and all converged %s after the last kill",
 		m.kills, killPhase.Round(time.Second), seed, len(aks.Items), len(rts.Items), rotations, refreshes, triggers, took.Round(time.Second))
+}
+
+// killAndRestart SIGKILLs mgr and starts its successor with the same
+// options (up to three tries); kill n names it in failures.
+func (s *suite) killAndRestart(t *testing.T, mgr *testenv.Manager, opts testenv.ManagerOptions, n int) *testenv.Manager {
+	t.Helper()
+	if err := mgr.Kill(); err != nil {
+		t.Fatalf("kill %d: %v", n, err)
+	}
+	for attempt := 0; ; attempt++ {
+		next, err := s.tryStartManager(opts)
+		if err == nil {
+			return next
+		}
+		if next != nil {
+			_ = next.Kill()
+		}
+		if attempt == 2 {
+			t.Fatalf("restart after kill %d: %v", n, err)
+		}
+	}
 }
