@@ -123,19 +123,7 @@ func testAdminKeyKills(t *testing.T, s *suite) {
 	if err := poll(ctx, 2*time.Minute, 200*time.Millisecond, w.settled); err != nil {
 		t.Error(err)
 	}
-	if err := s.rotateAll(ctx, ns, "after-admin-kills"); err != nil {
-		t.Fatal(err)
-	}
-	if err := waitServed(ctx, s, ns, "after-admin-kills", settled, 3*time.Minute); err != nil {
-		t.Error(err)
-	}
-	_, err := chk.waitConverged(ctx, 3*time.Minute)
-	took := time.Since(settled)
-	stopChecks()
-	if err != nil {
-		t.Error(err)
-	}
-	chk.report(t)
+	took, err := s.rotateAllAndSettle(t, chk, "after-admin-kills", settled, stopChecks)
 
 	final := w.obj()
 	if err := s.env.Client.Get(ctx, w.key, final); err != nil {

@@ -108,20 +108,7 @@ func testKills(t *testing.T, s *suite) {
 	}
 	// The manager that survived the last kill still does what it is asked:
 	// one more rotation and refresh of everything.
-	asked := time.Now()
-	if err := s.rotateAll(ctx, ns, "after-kills"); err != nil {
-		t.Fatal(err)
-	}
-	if err := waitServed(ctx, s, ns, "after-kills", asked, 3*time.Minute); err != nil {
-		t.Error(err)
-	}
-	_, err := chk.waitConverged(ctx, 4*time.Minute)
-	took := time.Since(asked)
-	stopChecks()
-	if err != nil {
-		t.Error(err)
-	}
-	chk.report(t)
+	took, err := s.rotateAllAndSettle(t, chk, "after-kills", time.Now(), stopChecks)
 
 	var aks v1alpha1.ApiKeyList
 	var rts v1alpha1.RevioTokenList
@@ -169,4 +156,27 @@ func (s *suite) killAndRestart(t *testing.T, mgr *testenv.Manager, opts testenv.
 			t.Fatalf("restart after kill %d: %v", n, err)
 		}
 	}
+}
+
+// rotateAllAndSettle asks every object of chk's namespace for one more
+// rotation or refresh (value v), waits until each served it and everything
+// converged, stops the background checks and reports them; took is
+// measured from since.
+func (s *suite) rotateAllAndSettle(t *testing.T, chk *checker, v string, since time.Time, stopChecks func()) (time.Duration, error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.rotateAll(ctx, chk.ns, v); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitServed(ctx, s, chk.ns, v, since, 3*time.Minute); err != nil {
+		t.Error(err)
+	}
+	_, err := chk.waitConverged(ctx, 4*time.Minute)
+	took := time.Since(since)
+	stopChecks()
+	if err != nil {
+		t.Error(err)
+	}
+	chk.report(t)
+	return took, err
 }
