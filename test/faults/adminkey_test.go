@@ -80,12 +80,12 @@ func testAdminKeyKills(t *testing.T, s *suite) {
 
 	w := &adminWatch{s: s, sim: sim, key: client.ObjectKeyFromObject(iss)}
 	killed := map[string]int{}
-	var started, compromised int
+	var started, compromised, unwritten int
 	var maxReady time.Duration
 	killStart := time.Now()
 	for i := 0; i < m.adminKills; i++ {
 		phase := adminPhases[i%len(adminPhases)]
-		got, err := w.waitPhase(ctx, phase, 90*time.Second, func() error {
+		ask := func() error {
 			// Nothing in flight: ask for the next rotation (each value
 			// acts once), now and then as compromised. A compromised
 			// rotation revokes the previous key in the pass that proves
@@ -99,17 +99,36 @@ func testAdminKeyKills(t *testing.T, s *suite) {
 			}
 			started++
 			return s.annotate(ctx, w.obj(), key, v)
-		})
+		}
+		if phase == adminPhaseSecret && i/len(adminPhases)%2 == 0 {
+			// Every other kill aimed at the Secret write lands between
+			// the creation at Reevit and the Secret write: apisim drops
+			// the creation's answer after committing it, so the key is
+			// minted, the manager backs off with the old key still in the
+			// Secret, and a restart must replay the creation.
+			if _, err := w.waitPhase(ctx, adminPhaseCreate, 90*time.Second, ask); err != nil {
+				t.Fatalf("kill %d (creation before a dropped answer): %v; %s", i+1, err, w.describe(ctx))
+			}
+			if err := sim.Control.SetReevitFaults(ctx, simfault.Settings{Latency: simfault.Duration(adminLatency), DropAfterCommit: 1}); err != nil {
+				t.Fatalf("drop the creation's answer: %v", err)
+			}
+			s.sum.fault("Reevit answer dropped after commit (admin-key kills)", 1)
+		}
+		got, err := w.waitPhase(ctx, phase, 90*time.Second, ask)
 		if err != nil {
 			stopChecks()
 			chk.report(t)
 			t.Fatalf("kill %d (%s phase): %v; %s", i+1, phase, err, w.describe(ctx))
 		}
+		aimedUnwritten := w.unwritten
 		// A random delay within the phase (it lasts at least one
 		// apisim latency): not always the same instant of it.
 		sleep(ctx, time.Duration(rng.Int64N(int64(adminLatency/2))))
 		mgr = s.killAndRestart(t, mgr, opts, i+1)
 		killed[got]++
+		if got == adminPhaseSecret && aimedUnwritten {
+			unwritten++
+		}
 		s.sum.fault("manager SIGKILL (admin-key rotations)", 1)
 		// Recovered: the interrupted phase done and the issuer Ready.
 		restarted := time.Now()
@@ -146,8 +165,8 @@ func testAdminKeyKills(t *testing.T, s *suite) {
 			s.sum.kill()
 		}
 	}
-	s.sum.note("admin-key kills: %d SIGKILLs over %s (seed %d) during %d admin-key rotations of a ReevitIssuer (%d compromised), with %d ApiKeys of it: %d in the creation, %d in the Secret write, %d in the revocation; %d previous admin keys revoked; admin keys lost %d, live and untracked %d; the interrupted phase done and the issuer Ready at most %s after each restart; every ApiKey rotated and converged %s after the last rotation",
-		m.adminKills, killPhase.Round(time.Second), seed, started, compromised, len(aks), killed[adminPhaseCreate], killed[adminPhaseSecret], killed[adminPhaseRevoke],
+	s.sum.note("admin-key kills: %d SIGKILLs over %s (seed %d) during %d admin-key rotations of a ReevitIssuer (%d compromised), with %d ApiKeys of it: %d in the creation, %d in the Secret write (%d found minted and not yet written), %d in the revocation; %d previous admin keys revoked; admin keys lost %d, live and untracked %d; the interrupted phase done and the issuer Ready at most %s after each restart; every ApiKey rotated and converged %s after the last rotation",
+		m.adminKills, killPhase.Round(time.Second), seed, started, compromised, len(aks), killed[adminPhaseCreate], killed[adminPhaseSecret], unwritten, killed[adminPhaseRevoke],
 		revoked, lost, untracked, maxReady.Round(100*time.Millisecond), took.Round(time.Second))
 	for _, p := range adminPhases {
 		if killed[p] < m.adminKills/len(adminPhases) {
@@ -162,6 +181,9 @@ type adminWatch struct {
 	s   *suite
 	sim *testenv.Apisim
 	key client.ObjectKey
+	// unwritten is set when the last phase read found the new key minted
+	// and the Secret not yet written.
+	unwritten bool
 }
 
 func (w *adminWatch) obj() *v1alpha1.ReevitIssuer {
@@ -177,6 +199,7 @@ func (w *adminWatch) phase(ctx context.Context) (phase string, idle bool, err er
 		return "", false, err
 	}
 	a := iss.Status.AdminKey
+	w.unwritten = false
 	switch {
 	case a == nil:
 		return "", false, nil
@@ -193,6 +216,7 @@ func (w *adminWatch) phase(ctx context.Context) (phase string, idle bool, err er
 		if err != nil || !minted {
 			return adminPhaseCreate, false, err
 		}
+		w.unwritten = true
 		return adminPhaseSecret, false, nil // minted, not yet written
 	case a.Previous != nil:
 		if !time.Now().Before(a.Previous.RevokeAfter.Time) {
