@@ -112,7 +112,7 @@ func testAdminKeyKills(t *testing.T, s *suite) {
 			if err := sim.Control.SetReevitFaults(ctx, simfault.Settings{Latency: simfault.Duration(adminLatency), DropAfterCommit: 1}); err != nil {
 				t.Fatalf("drop the creation's answer: %v", err)
 			}
-			s.sum.fault("Reevit answer dropped after commit (admin-key kills)", 1)
+			s.sum.fault("admin-key creation answer dropped", 1)
 		}
 		got, err := w.waitPhase(ctx, phase, 90*time.Second, ask)
 		if err != nil {

@@ -7,7 +7,7 @@
 //
 // `make test` runs the reduced mode (a few minutes); `make test-faults` sets
 // KEYWARDEN_FAULTS=full for the full counts (at least 100 kills, 50 ApiKeys
-// and 50 RevioTokens, a 60 s outage).
+// and 50 RevioTokens, 60 kills during admin-key rotations, a 60 s outage).
 package faults
 
 import (
