@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -24,13 +23,9 @@ import (
 // admin key is one of its own, seeded at apisim: the suite's admin key
 // serves every other test and must stay.
 func TestAdminKeyRotation(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
-	ctx := context.Background()
-	g := NewWithT(t)
-	ns := newNamespace(t, "adminkey")
 	start := time.Now()
+	g, ns := credentialTest(t, "adminkey")
+	ctx := context.Background()
 	since := func() time.Duration { return time.Since(start).Round(100 * time.Millisecond) }
 	authenticates := func(key string) bool {
 		_, ok, err := sim.Control.Authenticate(ctx, "", key)
@@ -52,11 +47,11 @@ func TestAdminKeyRotation(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	seen.add("TestAdminKeyRotation's first admin key", key1)
 	createSecret(t, ns, "reevit-admin", key1)
-	manifest := bytes.Replace(apiKeyManifest("under-rotation", time.Hour, time.Minute),
-		[]byte("  adminKeySecretRef:\n    name: reevit-admin\n"),
-		[]byte("  adminKeySecretRef:\n    name: reevit-admin\n  adminKeyRotation:\n    every: 1m\n    gracePeriod: 5s\n"), 1)
-	g.Expect(string(manifest)).To(ContainSubstring("adminKeyRotation"))
-	apply(t, ns, manifest)
+	manifest := strings.Replace(string(apiKeyManifest("under-rotation", time.Hour, time.Minute)),
+		"  adminKeySecretRef:\n    name: reevit-admin\n",
+		"  adminKeySecretRef:\n    name: reevit-admin\n  adminKeyRotation:\n    every: 1m\n    gracePeriod: 5s\n", 1)
+	g.Expect(manifest).To(ContainSubstring("adminKeyRotation"))
+	apply(t, ns, []byte(manifest))
 
 	issuer := func(g Gomega) *v1alpha1.ReevitIssuer {
 		ri := &v1alpha1.ReevitIssuer{}
