@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 )
@@ -98,5 +99,22 @@ func TestRenderIssuerAdminKey(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// compromised on an issuer asks about its admin key (it panicked on the
+// ApiKey-only confirmation before).
+func TestConfirmLinesIssuers(t *testing.T) {
+	ri := adminIssuer(time.Now())
+	cri := &v1alpha1.ClusterReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: "acme"}}
+	got := strings.Join(confirmLines([]client.Object{ri, cri}), "\n")
+	for _, want := range []string{"admin key of each of these issuers", "reevitissuer/reevit in platform: admin key key_new (pfk_live_abcd)", "clusterreevitissuer/acme: admin key - (not identified yet)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("confirmation lacks %q:\n%s", want, got)
+		}
+	}
+	ak := &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Name: "pay", Namespace: "team"}}
+	if got := strings.Join(confirmLines([]client.Object{ak}), "\n"); !strings.Contains(got, "these ApiKeys") || !strings.Contains(got, "apikey/pay in team") {
+		t.Errorf("ApiKey confirmation:\n%s", got)
 	}
 }

@@ -385,6 +385,10 @@ func failureOrNil(obj client.Object) error {
 		conds = o.Status.Conditions
 	case *v1alpha1.RevioToken:
 		conds = o.Status.Conditions
+	case *v1alpha1.ReevitIssuer:
+		conds = o.Status.Conditions
+	case *v1alpha1.ClusterReevitIssuer:
+		conds = o.Status.Conditions
 	}
 	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
 		return errors.New("the request is not recorded in status although Ready is True: is the manager running?")
@@ -394,11 +398,8 @@ func failureOrNil(obj client.Object) error {
 
 // confirm asks on stdin whether to go ahead with a compromised request.
 func (o *options) confirm(objs []client.Object) bool {
-	fmt.Fprintln(o.errOut, "The current key of each of these ApiKeys will be revoked at once, without grace period;")
-	fmt.Fprintln(o.errOut, "workloads still using it fail until they have the new key:")
-	for _, obj := range objs {
-		ak := obj.(*v1alpha1.ApiKey)
-		fmt.Fprintf(o.errOut, "  apikey/%s in %s: key %s (%s)\n", ak.Name, ak.Namespace, orDash(ak.Status.KeyID), orDash(ak.Status.KeyPrefix))
+	for _, l := range confirmLines(objs) {
+		fmt.Fprintln(o.errOut, l)
 	}
 	fmt.Fprint(o.errOut, "Revoke now? [y/N]: ")
 	line, _ := bufio.NewReader(o.in).ReadString('\n')
@@ -408,4 +409,43 @@ func (o *options) confirm(objs []client.Object) bool {
 	}
 	fmt.Fprintln(o.errOut)
 	return false
+}
+
+// confirmLines is what a compromised request asks confirmation for: the
+// keys of the ApiKeys, or the admin keys of the Reevit issuers, that are
+// revoked at once.
+func confirmLines(objs []client.Object) []string {
+	lines := []string{
+		"The current key of each of these ApiKeys will be revoked at once, without grace period;",
+		"workloads still using it fail until they have the new key:",
+	}
+	if len(objs) > 0 {
+		if _, ok := objs[0].(*v1alpha1.ApiKey); !ok {
+			lines = []string{
+				"The admin key of each of these issuers will be replaced and revoked at once, without grace period;",
+				"anything else still using it fails until it has the new key:",
+			}
+		}
+	}
+	for _, obj := range objs {
+		switch o := obj.(type) {
+		case *v1alpha1.ApiKey:
+			lines = append(lines, fmt.Sprintf("  apikey/%s in %s: key %s (%s)", o.Name, o.Namespace, orDash(o.Status.KeyID), orDash(o.Status.KeyPrefix)))
+		case *v1alpha1.ReevitIssuer:
+			lines = append(lines, fmt.Sprintf("  reevitissuer/%s in %s: admin key %s", o.Name, o.Namespace, adminKeyLabel(o.Status.AdminKey)))
+		case *v1alpha1.ClusterReevitIssuer:
+			lines = append(lines, fmt.Sprintf("  clusterreevitissuer/%s: admin key %s", o.Name, adminKeyLabel(o.Status.AdminKey)))
+		default:
+			lines = append(lines, fmt.Sprintf("  %T %s", obj, client.ObjectKeyFromObject(obj)))
+		}
+	}
+	return lines
+}
+
+// adminKeyLabel names an issuer's admin key by id and prefix.
+func adminKeyLabel(a *v1alpha1.AdminKeyStatus) string {
+	if a == nil {
+		return "- (not identified yet)"
+	}
+	return fmt.Sprintf("%s (%s)", orDash(a.ID), orDash(a.Prefix))
 }

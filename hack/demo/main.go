@@ -5,9 +5,11 @@
 // ClusterReevitIssuer and a ClusterRevioIssuer whose credentials live in
 // keywarden-system; in the namespace demo, a team's ApiKey that rotates every
 // minute and RevioToken whose tokens live a minute name them and hold no
-// credential of their own. It then shows them changing, live:
-// key prefixes and ids, rotations, pending revocations, token expiry, and
-// events. It never prints a full key or token.
+// credential of their own. The ClusterReevitIssuer rotates its own admin key
+// every two minutes (spec.adminKeyRotation). It then shows them changing,
+// live: key prefixes and ids, rotations, pending revocations, token expiry,
+// the issuer's admin key and its previous one until revoked, and events. It
+// never prints a full key or token.
 //
 // Ctrl-C (or -duration) stops the manager, apisim and the control plane and
 // removes every temporary file.
@@ -31,6 +33,7 @@ const demoNamespace = "demo"
 
 type options struct {
 	duration, tokenLifetime, every, grace, interval time.Duration
+	adminEvery, adminGrace                          time.Duration
 }
 
 func main() {
@@ -39,6 +42,8 @@ func main() {
 	flag.DurationVar(&o.tokenLifetime, "token-lifetime", time.Minute, "lifetime of the Rev.io tokens apisim issues")
 	flag.DurationVar(&o.every, "rotate-every", time.Minute, "the ApiKey's rotation.every (at least 1m)")
 	flag.DurationVar(&o.grace, "grace-period", 20*time.Second, "the ApiKey's rotation.gracePeriod")
+	flag.DurationVar(&o.adminEvery, "admin-rotate-every", 2*time.Minute, "the ClusterReevitIssuer's adminKeyRotation.every (at least 1m)")
+	flag.DurationVar(&o.adminGrace, "admin-grace-period", 20*time.Second, "the ClusterReevitIssuer's adminKeyRotation.gracePeriod")
 	flag.DurationVar(&o.interval, "interval", 2*time.Second, "how often the view is redrawn")
 	flag.Parse()
 
@@ -107,7 +112,8 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	if _, err := env.WaitLeader(ctx, time.Minute); err != nil {
 		return err
 	}
-	manifest := testenv.DemoManifest(sim.Credentials, testenv.DemoSetup{Namespace: demoNamespace, Issuer: issuerName, Every: o.every, Grace: o.grace})
+	manifest := testenv.DemoManifest(sim.Credentials, testenv.DemoSetup{Namespace: demoNamespace, Issuer: issuerName,
+		Every: o.every, Grace: o.grace, AdminEvery: o.adminEvery, AdminGrace: o.adminGrace})
 	// The manifest carries the simulators' keys: it goes through stdin only.
 	if _, err := env.AdminKubectl(ctx, manifest, "apply", "-f", "-"); err != nil {
 		return err
@@ -117,6 +123,9 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	say("  (apisim's credentials) in %s, the manager's --cluster-resource-namespace;", testenv.ClusterResourceNamespace)
 	say("  in namespace %s: ApiKey payments (rotation.every %s, gracePeriod %s) and RevioToken billing", demoNamespace, o.every, o.grace)
 	say("  (tokens live %s), naming the issuers and holding no credential of their own", o.tokenLifetime)
+	say("the ClusterReevitIssuer rotates its own admin key every %s (gracePeriod %s): a new key with the", o.adminEvery, o.adminGrace)
+	say("  same scopes into the Secret, the old one revoked after the grace period (AdminKeyRotated, Revoked events)")
+	say("audit records (one JSON line per credential event): grep '\"logger\":\"audit\"' %s", mgr.LogPath)
 	say("manager log: %s", mgr.LogPath)
 	say("")
 	say("Run kubectl beside the demo:")
@@ -129,6 +138,9 @@ func setUp(ctx context.Context, env *testenv.Env, o options, say func(string, ..
 	say("  export PATH=$PWD/bin:$PATH")
 	say("  kubectl keywarden status ak/payments rt/billing -n %s", demoNamespace)
 	say("  kubectl keywarden rotate payments -n %s --wait", demoNamespace)
+	say("  kubectl keywarden rotate cri/%s --wait          # rotate the issuer's admin key now", issuerName)
+	say("  kubectl keywarden compromised cri/%s --wait     # replace it and revoke the old one at once", issuerName)
+	say("  kubectl keywarden report -A                       # every live key, admin keys included")
 	say("")
 	return nil
 }

@@ -86,6 +86,16 @@ func (v *view) draw(ctx context.Context) {
 	if err == nil {
 		err = c.List(ctx, &evs, in)
 	}
+	if err == nil {
+		// The cluster issuers' events are in the default namespace.
+		var clusterEvs eventsv1.EventList
+		err = c.List(ctx, &clusterEvs, client.InNamespace(metav1.NamespaceDefault))
+		for _, e := range clusterEvs.Items {
+			if e.Regarding.Kind == v1alpha1.KindClusterReevitIssuer || e.Regarding.Kind == v1alpha1.KindClusterRevioIssuer {
+				evs.Items = append(evs.Items, e)
+			}
+		}
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			_, _ = fmt.Fprintf(v.out, "%s  (reading the resources failed: %v)\n", now.Format(time.TimeOnly), err)
@@ -98,6 +108,8 @@ func (v *view) draw(ctx context.Context) {
 	tables := func(now time.Time, relative bool) string {
 		var b strings.Builder
 		writeIssuers(&b, ris.Items, rvis.Items)
+		b.WriteString("\n")
+		writeAdminKeys(&b, ris.Items, now, relative)
 		b.WriteString("\n")
 		writeApiKeys(&b, aks.Items, now, relative)
 		b.WriteString("\n")
@@ -147,6 +159,31 @@ func writeIssuers(w io.Writer, ris []v1alpha1.ClusterReevitIssuer, rvis []v1alph
 	for _, i := range rvis {
 		st, reason := ready(i.Status.Conditions)
 		_, _ = fmt.Fprintf(tw, "%s/%s\t%s\t%s\thost %s\n", v1alpha1.KindClusterRevioIssuer, i.Name, st, reason, i.Spec.Host)
+	}
+	_ = tw.Flush()
+}
+
+// writeAdminKeys prints the Reevit cluster issuers' admin keys (id and
+// prefix only): rotations, the next one, and the previous key until it is
+// revoked.
+func writeAdminKeys(w io.Writer, ris []v1alpha1.ClusterReevitIssuer, now time.Time, relative bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "ISSUER ADMIN KEY\tKEY ID\tPREFIX\tACTIVE SINCE\tROTATIONS\tNEXT ROTATION\tPREVIOUS KEY\tREVOKED AFTER")
+	for _, i := range ris {
+		a := i.Status.AdminKey
+		if a == nil {
+			_, _ = fmt.Fprintf(tw, "%s/%s\t-\t-\t-\t-\t-\t-\t-\n", v1alpha1.KindClusterReevitIssuer, i.Name)
+			continue
+		}
+		prev, revokeAt := "-", "-"
+		if a.Previous != nil {
+			prev, revokeAt = a.Previous.ID, at(&a.Previous.RevokeAfter, now, relative)
+		}
+		if a.Pending != nil {
+			prev, revokeAt = a.ID, "rotating now ("+a.Pending.Reason+")"
+		}
+		_, _ = fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v1alpha1.KindClusterReevitIssuer, i.Name, dash(a.ID), dash(a.Prefix),
+			at(a.ActiveSince, now, relative), a.Rotations, at(a.NextRotationTime, now, relative), prev, revokeAt)
 	}
 	_ = tw.Flush()
 }

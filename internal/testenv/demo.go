@@ -13,10 +13,12 @@ import (
 // ClusterResourceNamespace, a ClusterReevitIssuer and a ClusterRevioIssuer
 // named Issuer (the Reevit one with a policy selecting Namespace), and in
 // Namespace an ApiKey payments rotating every Every with Grace, and a
-// RevioToken billing.
+// RevioToken billing. With AdminEvery set, the ClusterReevitIssuer rotates
+// its own admin key that often, with AdminGrace (spec.adminKeyRotation).
 type DemoSetup struct {
-	Namespace, Issuer string
-	Every, Grace      time.Duration
+	Namespace, Issuer      string
+	Every, Grace           time.Duration
+	AdminEvery, AdminGrace time.Duration
 }
 
 // DemoManifest renders the setup with apisim's credentials. It carries the
@@ -25,7 +27,16 @@ func DemoManifest(c apisim.Credentials, s DemoSetup) []byte {
 	return fmt.Appendf(nil, demoManifest, s.Namespace,
 		c.AdminKey, c.RevioAPIKey,
 		c.ReevitURL, c.OrgID, EnvironmentOf(c.AdminKey), s.Every, s.Grace,
-		c.RevioURL, c.RevioHost, ClusterResourceNamespace, s.Issuer)
+		c.RevioURL, c.RevioHost, ClusterResourceNamespace, s.Issuer, adminKeyRotation(s))
+}
+
+// adminKeyRotation is the ClusterReevitIssuer's spec.adminKeyRotation, or
+// nothing without AdminEvery.
+func adminKeyRotation(s DemoSetup) string {
+	if s.AdminEvery == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n  adminKeyRotation:\n    every: %s\n    gracePeriod: %s", s.AdminEvery, s.AdminGrace)
 }
 
 // EnvironmentOf is the Reevit environment of a key, from its prefix:
@@ -38,7 +49,8 @@ func EnvironmentOf(key string) string {
 }
 
 // demoManifest: the platform's part (the two credential Secrets in the
-// cluster-resource namespace, the two cluster issuers, a policy bounding
+// cluster-resource namespace, the two cluster issuers, the Reevit one
+// rotating its admin key when asked, a policy bounding
 // what the team may ask for) and the team's (namespace, ApiKey, RevioToken).
 const demoManifest = `apiVersion: v1
 kind: Secret
@@ -67,7 +79,7 @@ spec:
   orgId: %[5]s
   actorId: keywarden-demo
   adminKeySecretRef:
-    name: reevit-admin
+    name: reevit-admin%[13]s
   policy:
     allowedScopes: [payments:read, payments:write]
     environments: [%[6]s]

@@ -256,3 +256,13 @@ func managerLog(t *testing.T) string {
 	}
 	return string(b)
 }
+
+// credentialTest starts a parallel test whose keys the log check waits for
+// (credentialTests) in a new namespace of its own.
+func credentialTest(t *testing.T, prefix string) (Gomega, string) {
+	t.Helper()
+	credentialTests.Add(1)
+	t.Cleanup(credentialTests.Done)
+	t.Parallel()
+	return NewWithT(t), newNamespace(t, prefix)
+}

@@ -25,12 +25,8 @@ import (
 // suite's control plane runs no Deployment controller: the test writes the
 // rollout status the controller would.
 func TestRolloutRestarts(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
+	g, ns := credentialTest(t, "rollout")
 	ctx := context.Background()
-	g := NewWithT(t)
-	ns := newNamespace(t, "rollout")
 	createSecret(t, ns, "reevit-admin", sim.Credentials.AdminKey)
 	createSecret(t, ns, "revio-api-key", sim.Credentials.RevioAPIKey)
 

@@ -7,7 +7,7 @@
 //
 // `make test` runs the reduced mode (a few minutes); `make test-faults` sets
 // KEYWARDEN_FAULTS=full for the full counts (at least 100 kills, 50 ApiKeys
-// and 50 RevioTokens, a 60 s outage).
+// and 50 RevioTokens, 60 kills during admin-key rotations, a 60 s outage).
 package faults
 
 import (
@@ -33,6 +33,9 @@ type mode struct {
 	killApiKeys     int
 	killRevioTokens int
 
+	adminKills   int // SIGKILLs during admin-key rotations (issue 23)
+	adminApiKeys int // ApiKeys of the rotating issuer
+
 	leRounds int // failovers per kind (SIGKILL, SIGTERM)
 
 	extObjects int           // ApiKeys and as many RevioTokens under external faults
@@ -53,6 +56,7 @@ func currentMode() mode {
 		return mode{
 			name: "full", parallel: false,
 			kills: 100, killApiKeys: 50, killRevioTokens: 50,
+			adminKills: 60, adminApiKeys: 10,
 			leRounds:   3,
 			extObjects: 20, extHold: 45 * time.Second, outage: 60 * time.Second,
 			kubeObjects: 20, rbacHold: 60 * time.Second, apiServerRestarts: 2,
@@ -63,6 +67,7 @@ func currentMode() mode {
 	return mode{
 		name: "reduced", parallel: true,
 		kills: 10, killApiKeys: 10, killRevioTokens: 10,
+		adminKills: 24, adminApiKeys: 3,
 		leRounds:   1,
 		extObjects: 4, extHold: 12 * time.Second, outage: 18 * time.Second,
 		kubeObjects: 4, rbacHold: 15 * time.Second, apiServerRestarts: 1,
@@ -105,6 +110,7 @@ func TestFaults(t *testing.T) {
 			fn   func(*testing.T, *suite)
 		}{
 			{"Kills", testKills},
+			{"AdminKeyKills", testAdminKeyKills},
 			{"LeaderElection", testLeaderElection},
 			{"ExternalAPI", testExternalAPI},
 			{"BadInput", testBadInput},

@@ -44,10 +44,18 @@ type checker struct {
 	sim    *testenv.Apisim
 	ns     string
 	policy tokenPolicy // nil: every token must validate
+	// adminKeys accounts for the admin keys of the namespace's
+	// ReevitIssuers too (issue 23): every live key at apisim without an
+	// ApiKey's marker must be an issuer's status.adminKey id, its previous
+	// key or its pending rotation's, and each issuer's admin Secret must
+	// hold a key that authenticates.
+	adminKeys bool
 
-	mu       sync.Mutex
-	checks   int
-	problems []string
+	mu        sync.Mutex
+	checks    int
+	problems  []string
+	lostAdmin []string // admin Secrets found without a working key
+	untracked []string // live admin keys no issuer tracks
 }
 
 func newChecker(s *suite, sim *testenv.Apisim, ns string, policy tokenPolicy) *checker {
@@ -138,6 +146,19 @@ func (c *checker) check(ctx context.Context) error {
 		c.s.needles.addSecret(&secrets.Items[i])
 	}
 
+	issuers, err := c.adminIssuers(ctx)
+	if err != nil {
+		return err
+	}
+	// Admin Secrets: the admin key must authenticate; the key each holds
+	// counts as tracked (an issuer that has not identified it yet).
+	inSecrets := map[string]bool{}
+	for _, iss := range issuers {
+		if id := c.checkAdminSecret(ctx, iss, secretByName[iss.Spec.AdminKeySecretRef.Name]); id != "" {
+			inSecrets[id] = true
+		}
+	}
+
 	// Keys: leaked or created twice.
 	markers := map[string]string{}
 	for _, k := range all {
@@ -157,6 +178,12 @@ func (c *checker) check(ctx context.Context) error {
 			continue
 		}
 		uid, _, ok := reevit.ParseMarker(k.Name)
+		if c.adminKeys && (!ok || byUID[uid] == nil) {
+			if !inSecrets[id] {
+				c.checkAdminKey(k, issuers)
+			}
+			continue
+		}
 		if !ok {
 			continue // not Keywarden's (apisim's admin key, a seeded key)
 		}
@@ -225,6 +252,100 @@ func (c *checker) check(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// adminIssuers lists the namespace's ReevitIssuers when the checker
+// accounts for admin keys (none otherwise).
+func (c *checker) adminIssuers(ctx context.Context) ([]*v1alpha1.ReevitIssuer, error) {
+	if !c.adminKeys {
+		return nil, nil
+	}
+	var list v1alpha1.ReevitIssuerList
+	if err := c.s.env.Client.List(ctx, &list, client.InNamespace(c.ns)); err != nil {
+		return nil, err
+	}
+	out := make([]*v1alpha1.ReevitIssuer, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+		c.s.statuses.add(out[i], out[i].Status)
+	}
+	return out, nil
+}
+
+// checkAdminKey accounts for a key active before and after the objects were
+// read that no ApiKey tracks: an issuer's admin key, the previous one it
+// has still to revoke, or the key its rotation in flight makes.
+func (c *checker) checkAdminKey(k apisim.KeyInfo, issuers []*v1alpha1.ReevitIssuer) {
+	for _, iss := range issuers {
+		a := iss.Status.AdminKey
+		if a == nil {
+			continue
+		}
+		if k.ID == a.ID || a.Previous != nil && k.ID == a.Previous.ID || a.Pending != nil && k.Name == a.Pending.Name {
+			return
+		}
+	}
+	p := fmt.Sprintf("key %s (%q, scopes %v) is live at Reevit but no issuer's status.adminKey nor any ApiKey tracks it", k.ID, k.Name, k.Scopes)
+	c.mu.Lock()
+	if !slices.Contains(c.untracked, k.ID) {
+		c.untracked = append(c.untracked, k.ID)
+	}
+	c.mu.Unlock()
+	c.problem("leaked " + p)
+	c.s.sum.leak(p)
+}
+
+// checkAdminSecret checks that an issuer's admin Secret holds a key that
+// authenticates (re-read once if it changed meanwhile) and returns its id
+// ("" when there is none or no verdict).
+func (c *checker) checkAdminSecret(ctx context.Context, iss *v1alpha1.ReevitIssuer, sec *corev1.Secret) string {
+	if sec == nil {
+		return ""
+	}
+	// valid is false only when apisim says the key does not authenticate.
+	valid := func(sec *corev1.Secret) (string, bool) {
+		id, ok, err := c.sim.Control.Authenticate(ctx, c.sim.Credentials.OrgID, strings.TrimSpace(string(sec.Data[adminSecretKey(iss)])))
+		return id, err != nil || ok
+	}
+	if id, ok := valid(sec); ok {
+		return id
+	}
+	if fresh, err := c.reread(ctx, sec); err == nil && fresh.ResourceVersion != sec.ResourceVersion {
+		if id, ok := valid(fresh); ok {
+			return id
+		}
+	}
+	p := fmt.Sprintf("ReevitIssuer %s/%s: admin Secret %s holds a key that does not authenticate (status.adminKey %s)", iss.Namespace, iss.Name, sec.Name, adminKeyID(iss))
+	c.mu.Lock()
+	if !slices.Contains(c.lostAdmin, p) {
+		c.lostAdmin = append(c.lostAdmin, p)
+	}
+	c.mu.Unlock()
+	c.problem("lost admin key: " + p)
+	c.s.sum.loss(p)
+	return ""
+}
+
+// adminFindings counts the admin keys lost and the live admin keys found
+// untracked so far.
+func (c *checker) adminFindings() (lost, untracked int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.lostAdmin), len(c.untracked)
+}
+
+func adminSecretKey(iss *v1alpha1.ReevitIssuer) string {
+	if iss.Spec.AdminKeySecretRef.Key == "" {
+		return "apiKey"
+	}
+	return iss.Spec.AdminKeySecretRef.Key
+}
+
+func adminKeyID(iss *v1alpha1.ReevitIssuer) string {
+	if iss.Status.AdminKey == nil {
+		return "-"
+	}
+	return iss.Status.AdminKey.ID
 }
 
 // ownedElsewhere reports whether uid is an ApiKey of another namespace (a

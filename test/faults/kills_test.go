@@ -97,22 +97,8 @@ func testKills(t *testing.T, s *suite) {
 	killStart := time.Now()
 	for i := 0; i < m.kills; i++ {
 		sleep(ctx, 200*time.Millisecond+time.Duration(rng.Int64N(int64(2800*time.Millisecond))))
-		if err := mgr.Kill(); err != nil {
-			t.Fatalf("kill %d: %v", i+1, err)
-		}
+		mgr = s.killAndRestart(t, mgr, opts, i+1)
 		s.sum.fault("manager SIGKILL (kill scenario)", 1)
-		var err error
-		for attempt := 0; ; attempt++ {
-			if mgr, err = s.tryStartManager(opts); err == nil {
-				break
-			}
-			if mgr != nil {
-				_ = mgr.Kill()
-			}
-			if attempt == 2 {
-				t.Fatalf("restart after kill %d: %v", i+1, err)
-			}
-		}
 	}
 	killPhase := time.Since(killStart)
 	cancelPhase()
@@ -122,20 +108,7 @@ func testKills(t *testing.T, s *suite) {
 	}
 	// The manager that survived the last kill still does what it is asked:
 	// one more rotation and refresh of everything.
-	asked := time.Now()
-	if err := s.rotateAll(ctx, ns, "after-kills"); err != nil {
-		t.Fatal(err)
-	}
-	if err := waitServed(ctx, s, ns, "after-kills", asked, 3*time.Minute); err != nil {
-		t.Error(err)
-	}
-	_, err := chk.waitConverged(ctx, 4*time.Minute)
-	took := time.Since(asked)
-	stopChecks()
-	if err != nil {
-		t.Error(err)
-	}
-	chk.report(t)
+	took, err := s.rotateAllAndSettle(t, chk, "after-kills", time.Now(), stopChecks)
 
 	var aks v1alpha1.ApiKeyList
 	var rts v1alpha1.RevioTokenList
@@ -162,4 +135,48 @@ func testKills(t *testing.T, s *suite) {
 	}
 	s.sum.note("kills: %d SIGKILLs over %s (seed %d) during the creation of %d ApiKeys and %d RevioTokens, %d key rotations, %d token refreshes, %d rotate/refresh requests; one more rotation and refresh of everything done and all converged %s after the last kill",
 		m.kills, killPhase.Round(time.Second), seed, len(aks.Items), len(rts.Items), rotations, refreshes, triggers, took.Round(time.Second))
+}
+
+// killAndRestart SIGKILLs mgr and starts its successor with the same
+// options (up to three tries); kill n names it in failures.
+func (s *suite) killAndRestart(t *testing.T, mgr *testenv.Manager, opts testenv.ManagerOptions, n int) *testenv.Manager {
+	t.Helper()
+	if err := mgr.Kill(); err != nil {
+		t.Fatalf("kill %d: %v", n, err)
+	}
+	for attempt := 0; ; attempt++ {
+		next, err := s.tryStartManager(opts)
+		if err == nil {
+			return next
+		}
+		if next != nil {
+			_ = next.Kill()
+		}
+		if attempt == 2 {
+			t.Fatalf("restart after kill %d: %v", n, err)
+		}
+	}
+}
+
+// rotateAllAndSettle asks every object of chk's namespace for one more
+// rotation or refresh (value v), waits until each served it and everything
+// converged, stops the background checks and reports them; took is
+// measured from since.
+func (s *suite) rotateAllAndSettle(t *testing.T, chk *checker, v string, since time.Time, stopChecks func()) (time.Duration, error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.rotateAll(ctx, chk.ns, v); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitServed(ctx, s, chk.ns, v, since, 3*time.Minute); err != nil {
+		t.Error(err)
+	}
+	_, err := chk.waitConverged(ctx, 4*time.Minute)
+	took := time.Since(since)
+	stopChecks()
+	if err != nil {
+		t.Error(err)
+	}
+	chk.report(t)
+	return took, err
 }
