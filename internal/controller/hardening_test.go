@@ -46,22 +46,10 @@ func newHostileReevit(t *testing.T) *hostileReevit {
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ModifyResponse = func(resp *http.Response) error {
 		repl := h.keyAs.Load().(string)
-		if repl == "" || resp.Request.Method != http.MethodPost || resp.StatusCode/100 != 2 {
+		if repl == "" {
 			return nil
 		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return err
-		}
-		var m map[string]any
-		if json.Unmarshal(body, &m) == nil {
-			m["key"] = repl
-			body, _ = json.Marshal(m)
-		}
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		resp.ContentLength = int64(len(body))
-		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-		return nil
+		return rewriteCreateAnswer(resp, func(m map[string]any) { m["key"] = repl })
 	}
 	prefix := "/h" + strconv.FormatInt(hostileSeq.Add(1), 10)
 	h.URL = hostileFront.URL + prefix
@@ -250,4 +238,26 @@ func TestApiKeyRefusedReplayRevokesFirstAttempt(t *testing.T) {
 	e.g.Expect(e.get("ak").Status.PendingCreate).To(BeNil())
 	e.event("ak", corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked)
 	e.hygiene()
+}
+
+// rewriteCreateAnswer lets mutate edit the JSON answer of a successful
+// POST (a key creation) on its way back from the simulator: a hostile or
+// broken server, played by a reverse proxy.
+func rewriteCreateAnswer(resp *http.Response, mutate func(map[string]any)) error {
+	if resp.Request.Method != http.MethodPost || resp.StatusCode/100 != 2 {
+		return nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if json.Unmarshal(body, &m) == nil {
+		mutate(m)
+		body, _ = json.Marshal(m)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -203,26 +204,24 @@ func (w *adminWorld) issuer() *v1alpha1.ReevitIssuer {
 // identified waits until status.adminKey names id, with nothing in flight.
 func (w *adminWorld) identified(id string) *v1alpha1.AdminKeyStatus {
 	w.t.Helper()
-	var out *v1alpha1.AdminKeyStatus
-	w.g.Eventually(func(g Gomega) {
-		a := w.issuer().Status.AdminKey
-		g.Expect(a).NotTo(BeNil())
-		g.Expect(a.ID).To(Equal(id))
-		g.Expect(a.Pending).To(BeNil())
-		out = a
-	}).Should(Succeed())
-	return out
+	return w.settledOn(Equal(id))
 }
 
 // rotatedFrom waits until status.adminKey names another key than from,
 // with nothing in flight.
 func (w *adminWorld) rotatedFrom(from string) *v1alpha1.AdminKeyStatus {
 	w.t.Helper()
+	return w.settledOn(Not(Or(Equal(from), BeEmpty())))
+}
+
+// settledOn waits until status.adminKey's id matches, with nothing in flight.
+func (w *adminWorld) settledOn(id types.GomegaMatcher) *v1alpha1.AdminKeyStatus {
+	w.t.Helper()
 	var out *v1alpha1.AdminKeyStatus
 	w.g.Eventually(func(g Gomega) {
 		a := w.issuer().Status.AdminKey
 		g.Expect(a).NotTo(BeNil())
-		g.Expect(a.ID).NotTo(Or(Equal(from), BeEmpty()))
+		g.Expect(a.ID).To(id)
 		g.Expect(a.Pending).To(BeNil())
 		out = a
 	}).Should(Succeed())
@@ -445,22 +444,10 @@ func newAdminProxy(t *testing.T) *adminProxy {
 		h.mu.Lock()
 		mutate := h.mutate
 		h.mu.Unlock()
-		if mutate == nil || resp.Request.Method != http.MethodPost || resp.StatusCode/100 != 2 {
+		if mutate == nil {
 			return nil
 		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return err
-		}
-		var m map[string]any
-		if json.Unmarshal(body, &m) == nil {
-			mutate(m)
-			body, _ = json.Marshal(m)
-		}
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		resp.ContentLength = int64(len(body))
-		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-		return nil
+		return rewriteCreateAnswer(resp, mutate)
 	}
 	prefix := "/a" + strconv.FormatInt(hostileSeq.Add(1), 10)
 	h.URL = hostileFront.URL + prefix
