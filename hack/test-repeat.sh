@@ -51,6 +51,10 @@ if [[ $burn == 1 ]]; then
   echo "CPU burner: ${#burners[@]} busy loops (pids ${burners[*]})"
 fi
 
+# The load the suites ran under, sampled every 30 s.
+( while :; do cut -d' ' -f1 /proc/loadavg >>"$logs/load"; sleep 30; done ) &
+burners+=($!)
+
 declare -A pkg=([controller]=./internal/controller/ [e2e]=./test/e2e/ [faults]=./test/faults/)
 for s in $suites; do
   [[ -n "${pkg[$s]:-}" ]] || { echo "unknown suite $s (controller, e2e, faults)" >&2; exit 2; }
@@ -65,7 +69,7 @@ run_suite() {
     if go test -count=1 -timeout 60m -v "${pkg[$s]}" >"$log" 2>&1; then
       ok=$((ok + 1))
       echo "$s run $i/$n: pass"
-      rm -f "$log"
+      gzip -q "$log" # kept: a fault run's summary holds its failover gaps
     else
       echo "$s run $i/$n: FAIL (log: $log)"
       grep -E -- '^\s*--- FAIL' "$log" | head -20
@@ -89,5 +93,6 @@ for s in $suites; do
 done
 echo "== summary (burner: $([[ $burn == 1 ]] && echo on || echo off); suites $([[ $parallel == 1 ]] && echo side by side || echo one at a time))"
 for s in $suites; do echo "$s: ${passed[$s]}/$n passed"; done
-[[ $status == 0 ]] && rm -rf "$logs"
+awk '{l[NR]=$1} END {if (NR) {asort(l); printf "load average (1 min, sampled every 30 s): median %s, max %s\n", l[int((NR+1)/2)], l[NR]}}' "$logs/load" 2>/dev/null
+echo "logs: $logs (passed runs gzipped)"
 exit $status
