@@ -142,16 +142,6 @@ func outputSecretName(obj client.Object) string {
 	return obj.GetName()
 }
 
-func rolloutTargets(obj client.Object) []v1alpha1.RolloutTarget {
-	switch o := obj.(type) {
-	case *v1alpha1.ApiKey:
-		return o.Spec.RolloutRestart
-	case *v1alpha1.RevioToken:
-		return o.Spec.RolloutRestart
-	}
-	return nil
-}
-
 func gatherExtra(ctx context.Context, c client.Client, obj client.Object) statusExtra {
 	ns := obj.GetNamespace()
 	x := statusExtra{secretName: outputSecretName(obj)}
@@ -169,7 +159,11 @@ func gatherExtra(ctx context.Context, c client.Client, obj client.Object) status
 			x.secretHash = sm.Annotations[secretsync.AnnotationDataHash]
 		}
 	}
-	for _, t := range rolloutTargets(obj) {
+	var targets []v1alpha1.RolloutTarget
+	if c, ok := obj.(v1alpha1.Credential); ok {
+		targets = c.RolloutTargets()
+	}
+	for _, t := range targets {
 		x.rollouts = append(x.rollouts, readRollout(ctx, c, ns, x.secretName, t)...)
 	}
 	x.issuer = readIssuer(ctx, c, obj)

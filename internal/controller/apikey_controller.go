@@ -57,6 +57,8 @@ type ApiKeyReconciler struct {
 
 	driftMu   sync.Mutex
 	nextDrift map[types.UID]time.Time
+	// connector reaches Reevit; nil: connectReevit (tests pass a fake).
+	connector reevitConnector
 }
 
 // +kubebuilder:rbac:groups=credentials.keywarden.dev,resources=apikeys,verbs=get;list;watch;patch
@@ -180,19 +182,19 @@ type apiKeyPass struct {
 // compromised key live.
 func (r *ApiKeyReconciler) apiKeySteps() []step[*apiKeyPass] {
 	return []step[*apiKeyPass]{
-		{name: "quarantine", run: r.stepQuarantine},
-		{name: "ownership", run: r.stepOwnership},
-		{name: "issuer", run: r.stepIssuerGate},
-		{name: "backoff", run: r.stepBackoff},
-		{name: "schedule", run: r.stepSchedule},
-		{name: "intent", run: r.stepIntent},
-		{name: "create", run: r.stepCreate},
-		{name: "reschedule", run: r.stepReschedule},
-		{name: "metadata", run: r.stepMetadata},
-		{name: "restarts", run: r.stepResumeRestarts},
-		{name: "revoke", run: r.stepRevoke, always: true},
-		{name: "drift", run: r.stepDrift},
-		{name: "settle", run: r.stepSettle},
+		{name: "quarantine", owns: v1alpha1.ConditionRevoked, run: r.stepQuarantine},
+		{name: "ownership", owns: v1alpha1.ConditionSecretSynced, run: r.stepOwnership},
+		{name: "issuer", owns: v1alpha1.ConditionIssued, run: r.stepIssuerGate},
+		{name: "backoff", owns: v1alpha1.ConditionIssued, run: r.stepBackoff},
+		{name: "schedule", owns: v1alpha1.ConditionIssued, run: r.stepSchedule},
+		{name: "intent", owns: v1alpha1.ConditionIssued, run: r.stepIntent},
+		{name: "create", owns: v1alpha1.ConditionIssued, run: r.stepCreate},
+		{name: "reschedule", owns: v1alpha1.ConditionRotationWindow, run: r.stepReschedule},
+		{name: "metadata", owns: v1alpha1.ConditionSecretSynced, run: r.stepMetadata},
+		{name: "restarts", owns: v1alpha1.ConditionRolloutsComplete, run: r.stepResumeRestarts},
+		{name: "revoke", owns: v1alpha1.ConditionRevoked, run: r.stepRevoke, always: true},
+		{name: "drift", owns: v1alpha1.ConditionIssued, run: r.stepDrift},
+		{name: "settle", owns: v1alpha1.ConditionIssued, run: r.stepSettle},
 	}
 }
 
@@ -208,7 +210,12 @@ func (r *ApiKeyReconciler) reconcile(ctx context.Context, ak, orig *v1alpha1.Api
 	p.foreign = existing != nil && !secretsync.Controlled(existing, ak)
 	r.resolveIssuer(ctx, p)
 	p.conns = r.newConns(ctx, ak.Namespace, p.current)
-	return runSteps(ctx, p, r.apiKeySteps())
+	return runSteps(ctx, p, r.apiKeySteps(), r.failApiKey)
+}
+
+// failApiKey is the ApiKey passes' failure hook (fail).
+func (r *ApiKeyReconciler) failApiKey(_ context.Context, p *apiKeyPass, cond string, f *failure) stepResult {
+	return r.fail(p.ak, p.now, cond, f)
 }
 
 // resolveIssuer finds the issuer and decides whether it may serve the ApiKey.
@@ -239,7 +246,7 @@ func (r *ApiKeyReconciler) stepOwnership(_ context.Context, p *apiKeyPass) (step
 	if !p.foreign {
 		return next(0)
 	}
-	return r.fail(p.ak, p.now, classifySecretWrite(&secretsync.ConflictError{Namespace: p.ak.Namespace, Name: p.secretName}), v1alpha1.ConditionSecretSynced)
+	return failed(classifySecretWrite(&secretsync.ConflictError{Namespace: p.ak.Namespace, Name: p.secretName}))
 }
 
 // stepIssuerGate stops when the issuer cannot serve the ApiKey.
@@ -277,7 +284,7 @@ func (r *ApiKeyReconciler) stepSchedule(_ context.Context, p *apiKeyPass) (stepR
 	at, err := nextRotation(p.ak.Spec.Rotation, st.ActiveSince.Time)
 	if err != nil {
 		// A spec error: recorded in a condition, retried when the spec changes.
-		return r.fail(p.ak, p.now, &failure{Reason: v1alpha1.ReasonBadRequest, Message: err.Error() + ": fix spec.rotation"}, v1alpha1.ConditionIssued)
+		return failed(&failure{Reason: v1alpha1.ReasonBadRequest, Message: err.Error() + ": fix spec.rotation"})
 	}
 	st.NextRotationTime = optTime(applyWindows(p.ak, p.policy, at, p.now))
 	return next(0)
@@ -293,7 +300,7 @@ func (r *ApiKeyReconciler) stepMetadata(ctx context.Context, p *apiKeyPass) (ste
 	}
 	written, err := r.applySecret(ctx, ak, existing, existing.Data)
 	if err != nil {
-		return r.fail(ak, p.now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+		return failed(classifySecretWrite(err))
 	}
 	p.existing = written
 	return next(0)
@@ -328,7 +335,7 @@ func (r *ApiKeyReconciler) gated(ctx context.Context, ak *v1alpha1.ApiKey, f *fa
 		rec.Message = f.Message
 		auditNote(ctx, rec)
 	}
-	return r.fail(ak, now, f, v1alpha1.ConditionIssued)
+	return failed(f)
 }
 
 func (r *ApiKeyReconciler) applySecret(ctx context.Context, ak *v1alpha1.ApiKey, existing *corev1.Secret, data map[string][]byte) (*corev1.Secret, error) {

@@ -32,10 +32,10 @@ func (r *ApiKeyReconciler) stepIntent(ctx context.Context, p *apiKeyPass) (stepR
 	if len(st.PendingRevocations) >= maxPendingRevocations && reason != createCompromised && reason != createInitial {
 		// Revocations are failing: making more keys would only grow the
 		// number live. Wait for them (the revoke step runs regardless).
-		return r.fail(ak, p.now, &failure{Reason: v1alpha1.ReasonRevocationBacklog, Transient: true, Message: fmt.Sprintf(
-			"%d previous keys still wait for revocation: no new key (%s) until they are revoked; see RevocationsComplete", len(st.PendingRevocations), reason)}, v1alpha1.ConditionIssued)
+		return failed(&failure{Reason: v1alpha1.ReasonRevocationBacklog, Transient: true, Message: fmt.Sprintf(
+			"%d previous keys still wait for revocation: no new key (%s) until they are revoked; see RevocationsComplete", len(st.PendingRevocations), reason)})
 	}
-	if out, err := r.recordIntent(ctx, ak, p.orig, reason, p.specHash, p.current); out.Stop {
+	if out, err := r.recordIntent(ctx, ak, p.orig, reason, p.specHash, p.current); halted(out, err) {
 		return out, err
 	}
 	return next(0)
@@ -49,9 +49,9 @@ func (r *ApiKeyReconciler) stepCreate(ctx context.Context, p *apiKeyPass) (stepR
 	}
 	c, f := p.conns.get(st.PendingCreate.Issuer)
 	if f != nil {
-		return r.fail(p.ak, p.now, f, v1alpha1.ConditionIssued)
+		return failed(f)
 	}
-	if out, err := r.completeCreate(ctx, p.ak, c, p.existing, p.specHash, p.now); out.Stop {
+	if out, err := r.completeCreate(ctx, p.ak, c, p.existing, p.specHash, p.now); halted(out, err) {
 		return out, err
 	}
 	// completeCreate wrote the Secret a moment ago; the metadata cache may
@@ -101,10 +101,10 @@ func (r *ApiKeyReconciler) completeCreate(ctx context.Context, ak *v1alpha1.ApiK
 		return r.recoverExpired(ctx, ak, c, existing, now)
 	}
 	key, out, err := r.sendCreate(ctx, ak, c, now)
-	if out.Stop {
+	if halted(out, err) {
 		return out, err
 	}
-	if out, err := r.refuseUnusable(ctx, ak, c, key, now); out.Stop {
+	if out, err := r.refuseUnusable(ctx, ak, c, key, now); halted(out, err) {
 		return out, err
 	}
 	return r.publishKey(ctx, ak, key, existing, specHash, now)
@@ -140,13 +140,11 @@ func (r *ApiKeyReconciler) sendCreate(ctx context.Context, ak *v1alpha1.ApiKey, 
 			// replay): find such a key by its marker name and revoke it
 			// before the record goes, so no key is left live untracked.
 			if sf := r.sweepByName(ctx, ak, c, req.Name); sf != nil {
-				out, err := r.fail(ak, now, sf, v1alpha1.ConditionIssued)
-				return nil, out, err
+				return nil, stepResult{}, sf
 			}
 			st.PendingCreate = nil
 		}
-		out, err := r.fail(ak, now, f, v1alpha1.ConditionIssued)
-		return nil, out, err
+		return nil, stepResult{}, f
 	}
 	if err := r.crash("after-post"); err != nil {
 		out, err := stop(ctrl.Result{}, err)
@@ -170,13 +168,13 @@ func (r *ApiKeyReconciler) refuseUnusable(ctx context.Context, ak *v1alpha1.ApiK
 		return stepResult{}, nil
 	}
 	if err := c.RevokeKey(ctx, key.ID, revokeIdempotencyKey(key.ID)); err != nil {
-		return r.fail(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+		return failed(classifyReevit(err))
 	}
 	st.PendingCreate = nil
 	appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: key.ID, KeyPrefix: keyPrefix(key.Key), CreatedAt: *mtime(key.CreatedAt), RevokedAt: mtime(now), Reason: v1alpha1.ReasonEnvironmentMismatch})
-	return r.fail(ak, now, &failure{Reason: v1alpha1.ReasonEnvironmentMismatch, Message: fmt.Sprintf(
+	return failed(&failure{Reason: v1alpha1.ReasonEnvironmentMismatch, Message: fmt.Sprintf(
 		"Reevit issued a %s key but spec.environment is %q: the key was revoked; use an admin key of the %s environment or change spec.environment",
-		key.Key[:9], ak.Spec.Environment, ak.Spec.Environment)}, v1alpha1.ConditionIssued)
+		key.Key[:9], ak.Spec.Environment, ak.Spec.Environment)})
 }
 
 // publishKey writes the new key into the Secret (keeping the previous one
@@ -197,7 +195,7 @@ func (r *ApiKeyReconciler) publishKey(ctx context.Context, ak *v1alpha1.ApiKey, 
 		keepPrevious(data, existing, st.KeyID, key.ID)
 	}
 	if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
-		return r.fail(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+		return failed(classifySecretWrite(err))
 	}
 	setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+outputSecretName(ak.Name, ak.Spec.Secret)+" holds key "+key.ID)
 	if err := r.crash("after-secret"); err != nil {
@@ -261,7 +259,7 @@ func (r *ApiKeyReconciler) discardMalformed(ctx context.Context, ak *v1alpha1.Ap
 	st := &ak.Status
 	if mk.ID != "" {
 		if err := c.RevokeKey(ctx, mk.ID, revokeIdempotencyKey(mk.ID)); err != nil {
-			return r.fail(ak, now, classifyReevit(err), v1alpha1.ConditionIssued) // the replay brings the same id back
+			return failed(classifyReevit(err)) // the replay brings the same id back
 		}
 		appendHistory(ak, v1alpha1.KeyHistoryEntry{KeyID: mk.ID, CreatedAt: *mtime(now), RevokedAt: mtime(now), Reason: v1alpha1.ReasonMalformedKey})
 	}
@@ -269,8 +267,8 @@ func (r *ApiKeyReconciler) discardMalformed(ctx context.Context, ak *v1alpha1.Ap
 	st.PendingCreate.IdempotencyKey = createIdempotencyKey(ak, st.KeyGeneration, keySpecHash(ak, st.PendingCreate.Issuer))
 	st.PendingCreate.Name = keyName(ak, st.KeyGeneration)
 	st.PendingCreate.StartedAt = *mtime(now)
-	return r.fail(ak, now, &failure{Reason: v1alpha1.ReasonMalformedKey, Transient: true, Message: fmt.Sprintf(
-		"Reevit created key %q but answered with an unusable value (%s): it was revoked and a new key is requested with backoff; report this to Reevit if it persists", mk.ID, mk.Reason)}, v1alpha1.ConditionIssued)
+	return failed(&failure{Reason: v1alpha1.ReasonMalformedKey, Transient: true, Message: fmt.Sprintf(
+		"Reevit created key %q but answered with an unusable value (%s): it was revoked and a new key is requested with backoff; report this to Reevit if it persists", mk.ID, mk.Reason)})
 }
 
 // switchTo makes key the active key in status and queues the previous one
@@ -351,7 +349,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 	st := &ak.Status
 	keys, err := c.ListKeys(ctx)
 	if err != nil {
-		return r.fail(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+		return failed(classifyReevit(err))
 	}
 	for _, k := range keys {
 		if k.Name != st.PendingCreate.Name {
@@ -364,7 +362,7 @@ func (r *ApiKeyReconciler) recoverExpired(ctx context.Context, ak *v1alpha1.ApiK
 			return stepResult{RequeueAfter: staleRequeue, Stop: true}, nil
 		}
 		if err := c.RevokeKey(ctx, k.ID, revokeIdempotencyKey(k.ID)); err != nil {
-			return r.fail(ak, now, classifyReevit(err), v1alpha1.ConditionIssued)
+			return failed(classifyReevit(err))
 		}
 		r.Recorder.Eventf(ak, nil, corev1.EventTypeWarning, v1alpha1.ReasonLeakedKeyRevoked, "Recover",
 			"revoked key %s: created by an interrupted request older than Reevit's replay window", k.ID)

@@ -45,7 +45,7 @@ func (r *ApiKeyReconciler) checkDrift(ctx context.Context, ak *v1alpha1.ApiKey, 
 		r.driftMu.Lock()
 		r.nextDrift[ak.UID] = now
 		r.driftMu.Unlock()
-		return r.fail(ak, now, f, v1alpha1.ConditionIssued)
+		return failed(f)
 	}
 	c, f := conns.get(ak.Status.Issuer)
 	if f != nil {

@@ -37,10 +37,10 @@ type finalizePass struct {
 // release the finalizer.
 func (r *ApiKeyReconciler) finalizeSteps() []step[*finalizePass] {
 	return []step[*finalizePass]{
-		{name: "backoff", run: r.stepDeletionBackoff},
-		{name: "revoke", run: r.stepRevokeAll},
-		{name: "retain", run: r.stepRetain},
-		{name: "release", run: r.stepRelease},
+		{name: "backoff", owns: v1alpha1.ConditionRevoked, run: r.stepDeletionBackoff},
+		{name: "revoke", owns: v1alpha1.ConditionRevoked, run: r.stepRevokeAll},
+		{name: "retain", owns: v1alpha1.ConditionSecretSynced, run: r.stepRetain},
+		{name: "release", owns: v1alpha1.ConditionRevoked, run: r.stepRelease},
 	}
 }
 
@@ -57,7 +57,9 @@ func (r *ApiKeyReconciler) finalize(ctx context.Context, ak *v1alpha1.ApiKey) (c
 			p.current, p.adminVersion = iss.record(), iss.version(ctx, r.Cache)
 		}
 	}
-	res, err := runSteps(ctx, p, r.finalizeSteps())
+	res, err := runSteps(ctx, p, r.finalizeSteps(), func(_ context.Context, p *finalizePass, cond string, f *failure) stepResult {
+		return r.fail(p.ak, p.now, cond, f)
+	})
 	if p.released {
 		records.flush(r.Audit)
 		return res, err
@@ -167,11 +169,11 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, c
 	if st.PendingCreate != nil {
 		c, f := conns.get(st.PendingCreate.Issuer)
 		if f != nil {
-			return r.blockDeletion(ak, now, f)
+			return blockDeletion(f)
 		}
 		keys, err := c.ListKeys(ctx)
 		if err != nil {
-			return r.blockDeletion(ak, now, classifyReevit(err))
+			return blockDeletion(classifyReevit(err))
 		}
 		for _, k := range keys {
 			if uid, _, ok := reevit.ParseMarker(k.Name); ok && uid == string(ak.UID) && !slices.Contains(ids, k.ID) {
@@ -182,10 +184,10 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, c
 	for _, t := range targets {
 		c, f := conns.get(t.rec)
 		if f != nil {
-			return r.blockDeletion(ak, now, f)
+			return blockDeletion(f)
 		}
 		if err := c.RevokeKey(ctx, t.id, revokeIdempotencyKey(t.id)); err != nil {
-			return r.blockDeletion(ak, now, classifyReevit(err))
+			return blockDeletion(classifyReevit(err))
 		}
 		auditNote(ctx, apiKeyRecord(ak, audit.KeyRevoked, now, t.rec, t.id, keyPrefixOf(ak, t.id), "Deletion"))
 		markRevoked(ak, t.id, "Deletion", now)
@@ -194,7 +196,8 @@ func (r *ApiKeyReconciler) revokeAll(ctx context.Context, ak *v1alpha1.ApiKey, c
 	return stepResult{}, nil
 }
 
-func (r *ApiKeyReconciler) blockDeletion(ak *v1alpha1.ApiKey, now time.Time, f *failure) (stepResult, error) {
+// blockDeletion is the failure of a revocation a deletion waits for.
+func blockDeletion(f *failure) (stepResult, error) {
 	msg := "deletion waits until the keys can be revoked: " + f.Message + " (or set spec.deletionPolicy: Retain to keep them)"
-	return r.fail(ak, now, &failure{Reason: v1alpha1.ReasonDeletionBlocked, Message: msg, Transient: f.Transient, RetryAfter: f.RetryAfter}, v1alpha1.ConditionRevoked)
+	return failed(&failure{Reason: v1alpha1.ReasonDeletionBlocked, Message: msg, Transient: f.Transient, RetryAfter: f.RetryAfter})
 }

@@ -65,10 +65,10 @@ func (r *ApiKeyReconciler) revokeDue(ctx context.Context, ak *v1alpha1.ApiKey, c
 	}
 	if len(due) > 0 {
 		revokedNow, out, err := r.revokeEach(ctx, ak, conns, existing, due, now)
-		if out.Stop {
+		if halted(out, err) {
 			return out, err
 		}
-		if out, err := r.scrubSecret(ctx, ak, existing, revokedNow, now); out.Stop {
+		if out, err := r.scrubSecret(ctx, ak, existing, revokedNow, now); halted(out, err) {
 			return out, err
 		}
 	}
@@ -119,14 +119,12 @@ func (r *ApiKeyReconciler) revokeEach(ctx context.Context, ak *v1alpha1.ApiKey, 
 		c, f := conns.get(rec)
 		if f != nil {
 			auditNote(ctx, revokeFailedRecord(ak, now, rec, p, f))
-			out, err := r.fail(ak, now, f, v1alpha1.ConditionRevoked)
-			return nil, out, err
+			return nil, stepResult{}, f
 		}
 		if err := c.RevokeKey(ctx, p.KeyID, revokeIdempotencyKey(p.KeyID)); err != nil {
 			f := classifyReevit(err)
 			auditNote(ctx, revokeFailedRecord(ak, now, rec, p, f))
-			out, err := r.fail(ak, now, f, v1alpha1.ConditionRevoked)
-			return nil, out, err
+			return nil, stepResult{}, f
 		}
 		st.PendingRevocations = removePending(st.PendingRevocations, p.KeyID)
 		markRevoked(ak, p.KeyID, p.Reason, now)
@@ -165,7 +163,7 @@ func (r *ApiKeyReconciler) scrubSecret(ctx context.Context, ak *v1alpha1.ApiKey,
 		slices.Contains(revokedNow, string(existing.Data["keyId"])) {
 		written, err := r.applySecret(ctx, ak, existing, keyData(st.Issuer, "", ""))
 		if err != nil {
-			return r.fail(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+			return failed(classifySecretWrite(err))
 		}
 		existing = written
 		setCondition(&st.Conditions, ak.Generation, v1alpha1.ConditionSecretSynced, false, v1alpha1.ReasonRevoked,
@@ -174,7 +172,7 @@ func (r *ApiKeyReconciler) scrubSecret(ctx context.Context, ak *v1alpha1.ApiKey,
 	if existing != nil && len(existing.Data["previousKeyId"]) > 0 && !hasPending(st.PendingRevocations, string(existing.Data["previousKeyId"])) {
 		data := keyData(st.Issuer, string(existing.Data["keyId"]), string(existing.Data["apiKey"]))
 		if _, err := r.applySecret(ctx, ak, existing, data); err != nil {
-			return r.fail(ak, now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+			return failed(classifySecretWrite(err))
 		}
 	}
 	return stepResult{}, nil

@@ -302,21 +302,24 @@ func (r *IssuerReconciler) exportAdminKeyAge(p *adminPass) {
 	metrics.IssuerAdminKeyMaxAge.WithLabelValues(labels...).Set(limit)
 }
 
-// adminFail records a failed rotation step: the condition, a Warning event
-// when the reason is new, and the backoff.
-func (r *IssuerReconciler) adminFail(p *adminPass, f *failure) ctrl.Result {
-	a := p.st.AdminKey
-	if !hasReason(p.st.Conditions, v1alpha1.ConditionAdminKeyRotation, f.Reason) {
+// adminFail is the issuer passes' failure hook (runSteps): it records a
+// failed admin-key rotation step into cond (AdminKeyRotation, the step's),
+// a Warning event when the reason is new, and the rotation's backoff.
+func (r *IssuerReconciler) adminFail(_ context.Context, p *adminPass, cond string, f *failure) stepResult {
+	if !hasReason(p.st.Conditions, cond, f.Reason) {
 		r.Recorder.Eventf(p.obj, nil, corev1.EventTypeWarning, f.Reason, "RotateAdminKey", "%s", f.Message)
 	}
-	setCondition(&p.st.Conditions, p.obj.GetGeneration(), v1alpha1.ConditionAdminKeyRotation, false, f.Reason, f.Message)
-	a.FailedAttempts++
-	a.LastFailureTime = mtime(p.now)
-	d := backoff(a.FailedAttempts)
+	setCondition(&p.st.Conditions, p.obj.GetGeneration(), cond, false, f.Reason, f.Message)
+	d := backoff(1)
+	if a := p.st.AdminKey; a != nil {
+		a.FailedAttempts++
+		a.LastFailureTime = mtime(p.now)
+		d = backoff(a.FailedAttempts)
+	}
 	if f.RetryAfter > d {
 		d = f.RetryAfter
 	}
-	return ctrl.Result{RequeueAfter: d}
+	return stepResult{RequeueAfter: d}
 }
 
 // adminClient is a Reevit client for the issuer with the given key.
@@ -389,7 +392,7 @@ func (r *IssuerReconciler) startAdminRotation(ctx context.Context, p *adminPass)
 	}
 	s, value, f := r.adminSecret(ctx, p)
 	if f != nil {
-		return r.adminFail(p, f), nil
+		return ctrl.Result{}, f
 	}
 	if why := managedElsewhere(s); why != "" {
 		f := &failure{Reason: v1alpha1.ReasonAdminKeyManagedElsewhere, Message: fmt.Sprintf(
@@ -440,12 +443,12 @@ func (r *IssuerReconciler) continueAdminRotation(ctx context.Context, p *adminPa
 	pend := a.Pending
 	s, value, f := r.adminSecret(ctx, p)
 	if f != nil {
-		return r.adminFail(p, f), nil
+		return ctrl.Result{}, f
 	}
 	if credentialFingerprint(value) == pend.OldFingerprint {
 		c, f := r.adminClient(p, value)
 		if f != nil {
-			return r.adminFail(p, f), nil
+			return ctrl.Result{}, f
 		}
 		if why := managedElsewhere(s); why != "" || p.now.Sub(pend.StartedAt.Time) > replayWindow {
 			// The Secret may no longer be written, or Reevit no longer
@@ -457,14 +460,14 @@ func (r *IssuerReconciler) continueAdminRotation(ctx context.Context, p *adminPa
 				reason = v1alpha1.ReasonAdminKeyManagedElsewhere
 			}
 			if sf := r.sweepAdmin(ctx, p, c, pend.Name, ""); sf != nil {
-				return r.adminFail(p, sf), nil
+				return ctrl.Result{}, sf
 			}
 			a.Pending = nil
-			return r.adminFail(p, &failure{Reason: reason, Message: msg + ": the rotation was abandoned and any key it made revoked; the current admin key stays"}), nil
+			return ctrl.Result{}, &failure{Reason: reason, Message: msg + ": the rotation was abandoned and any key it made revoked; the current admin key stays"}
 		}
-		key, res, done := r.sendAdminCreate(ctx, p, c)
-		if !done {
-			return res, nil
+		key, err := r.sendAdminCreate(ctx, p, c)
+		if err != nil {
+			return ctrl.Result{}, err
 		}
 		if err := r.crash("admin-after-post"); err != nil {
 			return ctrl.Result{}, err
@@ -477,7 +480,9 @@ func (r *IssuerReconciler) continueAdminRotation(ctx context.Context, p *adminPa
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{RequeueAfter: staleRequeue}, nil // read again: a person's edit wins
 			}
-			return r.adminFail(p, classifySecretWrite(err)), nil
+			f := classifySecretWrite(err)
+			f.Condition = "" // the issuer's own input Secret: the rotation's failure
+			return ctrl.Result{}, f
 		}
 		if err := r.crash("admin-after-secret"); err != nil {
 			return ctrl.Result{}, err
@@ -490,7 +495,7 @@ func (r *IssuerReconciler) continueAdminRotation(ctx context.Context, p *adminPa
 // sendAdminCreate sends the recorded creation with the current key and
 // checks the answer; done is false when the pass cannot go on (a failure
 // recorded, or the answer refused and revoked).
-func (r *IssuerReconciler) sendAdminCreate(ctx context.Context, p *adminPass, c keyAPI) (*reevit.Key, ctrl.Result, bool) {
+func (r *IssuerReconciler) sendAdminCreate(ctx context.Context, p *adminPass, c keyAPI) (*reevit.Key, error) {
 	a := p.st.AdminKey
 	pend := a.Pending
 	key, err := c.CreateKey(ctx, pend.Name, pend.Scopes, pend.IdempotencyKey)
@@ -504,37 +509,37 @@ func (r *IssuerReconciler) sendAdminCreate(ctx context.Context, p *adminPass, c 
 			// An earlier attempt of this record may have made a key (a
 			// crash after the POST, then a refused replay).
 			if sf := r.sweepAdmin(ctx, p, c, pend.Name, ""); sf != nil {
-				return nil, r.adminFail(p, sf), false
+				return nil, sf
 			}
 			a.Pending = nil
 		}
 		f.Reason, f.Message = v1alpha1.ReasonAdminKeyRotationFailed, "creating the new admin key failed ("+f.Reason+"): "+f.Message
-		return nil, r.adminFail(p, f), false
+		return nil, f
 	}
 	if key.ID == pend.OldID {
 		// A hostile or broken answer naming the current key: revoking
 		// "the new key" would revoke the one in use. Nothing is revoked.
 		a.Pending = nil
-		return nil, r.adminFail(p, &failure{Reason: v1alpha1.ReasonAdminKeyRefused, Message: fmt.Sprintf(
-			"Reevit answered the admin-key creation with the id of the current admin key %s: nothing was written or revoked; retried with backoff", key.ID)}), false
+		return nil, &failure{Reason: v1alpha1.ReasonAdminKeyRefused, Message: fmt.Sprintf(
+			"Reevit answered the admin-key creation with the id of the current admin key %s: nothing was written or revoked; retried with backoff", key.ID)}
 	}
 	why := "the answer has no usable key"
 	if key.Key != "" {
 		why = refuseAdminKey(key, pend)
 	}
 	if why == "" {
-		return key, ctrl.Result{}, true
+		return key, nil
 	}
 	// Never written anywhere: revoked with the current key, which stays.
 	if err := c.RevokeKey(ctx, key.ID, revokeIdempotencyKey(key.ID)); err != nil {
 		f := classifyReevit(err)
 		f.Reason, f.Message = v1alpha1.ReasonAdminKeyRevokeFailed, "revoking refused new admin key "+key.ID+" failed ("+f.Reason+"): "+f.Message+"; retried with the same request"
-		return nil, r.adminFail(p, f), false // the pending record stays: a replay returns the same key to revoke
+		return nil, f // the pending record stays: a replay returns the same key to revoke
 	}
 	p.audits = append(p.audits, r.adminRecord(p, audit.AdminKeyRevoked, key.ID, "", v1alpha1.ReasonAdminKeyRefused))
 	a.Pending = nil
-	return nil, r.adminFail(p, &failure{Reason: v1alpha1.ReasonAdminKeyRefused, Message: fmt.Sprintf(
-		"Reevit answered the admin-key creation with key %s that cannot replace admin key %s: %s; the new key was revoked and the old one kept (retried with backoff; check the organisation's key settings at Reevit)", key.ID, a.ID, why)}), false
+	return nil, &failure{Reason: v1alpha1.ReasonAdminKeyRefused, Message: fmt.Sprintf(
+		"Reevit answered the admin-key creation with key %s that cannot replace admin key %s: %s; the new key was revoked and the old one kept (retried with backoff; check the organisation's key settings at Reevit)", key.ID, a.ID, why)}
 }
 
 // sweepAdmin revokes every listed key named name except keep (the keys one
@@ -569,13 +574,13 @@ func (r *IssuerReconciler) proveAdminKey(ctx context.Context, p *adminPass, valu
 	pend := a.Pending
 	c, f := r.adminClient(p, value)
 	if f != nil {
-		return r.adminFail(p, f), nil
+		return ctrl.Result{}, f
 	}
 	keys, err := c.ListKeys(ctx)
 	if err != nil {
 		f := classifyReevit(err)
 		f.Reason, f.Message = v1alpha1.ReasonAdminKeyRotationFailed, "proving the new admin key (a listing made with it) failed ("+f.Reason+"): "+f.Message
-		return r.adminFail(p, f), nil
+		return ctrl.Result{}, f
 	}
 	var mine *reevit.Key
 	for i := range keys {
@@ -585,11 +590,11 @@ func (r *IssuerReconciler) proveAdminKey(ctx context.Context, p *adminPass, valu
 	}
 	if mine == nil {
 		if sf := r.sweepAdmin(ctx, p, c, pend.Name, ""); sf != nil {
-			return r.adminFail(p, sf), nil
+			return ctrl.Result{}, sf
 		}
 		a.Pending = nil
-		return r.adminFail(p, &failure{Reason: v1alpha1.ReasonAdminKeySecretEdited, Message: fmt.Sprintf(
-			"the admin-key Secret changed during the rotation of admin key %s: the value a person put there is kept, the key the rotation made was revoked, and the rotation starts over", pend.OldID)}), nil
+		return ctrl.Result{}, &failure{Reason: v1alpha1.ReasonAdminKeySecretEdited, Message: fmt.Sprintf(
+			"the admin-key Secret changed during the rotation of admin key %s: the value a person put there is kept, the key the rotation made was revoked, and the rotation starts over", pend.OldID)}
 	}
 	grace := adminGrace(p.spec.AdminKeyRotation)
 	reason := pend.Reason

@@ -212,7 +212,7 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		orig = obj.DeepCopyObject().(client.Object)
 	}
 	p := &adminPass{obj: obj, orig: orig, st: st, origStatus: origStatus, spec: reevitSpecOf(obj), secretNS: secretNS, now: r.Clock.Now()}
-	res, err := runSteps(ctx, p, r.issuerSteps())
+	res, err := runSteps(ctx, p, r.issuerSteps(), r.adminFail)
 	if err != nil {
 		return ctrl.Result{}, err // a crash or an API error: nothing more is written
 	}
@@ -230,9 +230,9 @@ func (r *IssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // and for a Reevit issuer rotate its admin key.
 func (r *IssuerReconciler) issuerSteps() []step[*adminPass] {
 	return []step[*adminPass]{
-		{name: "check", run: r.stepCheck},
-		{name: "age", run: r.stepCredentialAge},
-		{name: "adminKey", run: r.stepAdminKey},
+		{name: "check", owns: v1alpha1.ConditionReady, run: r.stepCheck},
+		{name: "age", owns: v1alpha1.ConditionKeyAge, run: r.stepCredentialAge},
+		{name: "adminKey", owns: v1alpha1.ConditionAdminKeyRotation, run: r.stepAdminKey},
 	}
 }
 

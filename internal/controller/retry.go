@@ -2,9 +2,11 @@ package controller
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -88,17 +90,19 @@ func liftResolved(conds *[]metav1.Condition, generation int64, r *v1alpha1.Retry
 	}
 }
 
-// fail records a failure of the step that owns condType: that condition,
-// the retry record, whether it needs a person, the failure counter and one
-// Warning event. It ends the pass's main path, asking for the retry when
-// the failure is transient. The last good credential stays in its Secret.
-func (r *credentialReconciler) fail(obj client.Object, now time.Time, f *failure, condType string) (stepResult, error) {
+// fail records a failure into condition condType (the failing step's, see
+// runSteps): that condition, the retry record, whether it needs a person,
+// the failure counter and one Warning event. It ends the pass's main path,
+// asking for the retry when the failure is transient. The last good
+// credential stays in its Secret. Every ApiKey and RevioToken pass, the
+// finalizer's too, fails through it.
+func (r *credentialReconciler) fail(obj client.Object, now time.Time, condType string, f *failure) stepResult {
 	t := retryOf(obj)
 	setCondition(t.conds, obj.GetGeneration(), condType, false, f.Reason, f.Message)
 	d := recordRetry(t.retry, f, needsPerson(f), now, t.expiresAt)
 	metrics.Renewals.WithLabelValues(t.kind, "failure").Inc()
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, f.Reason, t.action, "%s", f.Message)
-	return stepResult{RequeueAfter: d, Stop: true}, nil
+	return stepResult{RequeueAfter: d, Stop: true}
 }
 
 // retryTarget is what fail needs of an object: its conditions and retry
@@ -224,4 +228,70 @@ func retryDelay(attempts int32, retryAfter time.Duration, failedAt, expiresAt ti
 		}
 	}
 	return d
+}
+
+const (
+	// backoffBase is the first retry delay after a transient failure.
+	backoffBase = 5 * time.Second
+	// backoffCap bounds the retry delay for transient failures. It is far
+	// below the workqueue's default 1000 s: a fixed cause (an API back, an
+	// RBAC rule restored) produces no event, so the next retry is what
+	// notices it.
+	backoffCap = time.Minute
+)
+
+// backoff is the delay before retry number attempts (1-based) after a
+// transient failure: exponential from backoffBase, capped at backoffCap.
+func backoff(attempts int32) time.Duration {
+	if attempts < 1 {
+		attempts = 1
+	}
+	d := float64(backoffBase) * math.Pow(2, float64(attempts-1))
+	return time.Duration(min(d, float64(backoffCap)))
+}
+
+// maxRetryAfter bounds any delay a server dictates: a 429 never parks an
+// object for more than an hour, whatever retry_after says.
+const maxRetryAfter = time.Hour
+
+// capRetryAfter clamps a server's retry delay to (0, maxRetryAfter]; a
+// negative or overflowed value becomes the backoff base.
+func capRetryAfter(d time.Duration) time.Duration {
+	switch {
+	case d <= 0:
+		return backoffBase
+	case d > maxRetryAfter:
+		return maxRetryAfter
+	}
+	return d
+}
+
+// gateToldAlready handles an object its issuer cannot serve (missing, or a
+// policy violation): it sets keywarden_policy_violation for a violation and
+// reports whether Issued already tells this failure. A failure that needs no
+// retry is told once: the issuer and spec watches bring the object back.
+func gateToldAlready(kind string, obj client.Object, conds []metav1.Condition, f *failure) bool {
+	if f.Reason == v1alpha1.ReasonPolicyViolation {
+		metrics.PolicyViolations.WithLabelValues(kind, obj.GetNamespace(), obj.GetName()).Set(1)
+	}
+	c := meta.FindStatusCondition(conds, v1alpha1.ConditionIssued)
+	return c != nil && c.Reason == f.Reason && c.Message == f.Message && !f.Transient
+}
+
+// gateLifted reports whether the last failure recorded was the issuer
+// gate's: no issuer, a policy violation (a namespace not selected, scopes
+// or environment refused) or an issuer being deleted. Asked once the gate
+// has passed, it means the cause was fixed (the issuer created, the
+// namespace labelled, the policy widened): a change to act on at once, not
+// a backoff to sit out.
+func gateLifted(conds []metav1.Condition) bool {
+	c := meta.FindStatusCondition(conds, v1alpha1.ConditionIssued)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return false
+	}
+	switch c.Reason {
+	case v1alpha1.ReasonIssuerNotFound, v1alpha1.ReasonPolicyViolation, v1alpha1.ReasonIssuerInUse:
+		return true
+	}
+	return false
 }

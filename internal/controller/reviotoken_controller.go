@@ -126,13 +126,13 @@ type revioTokenPass struct {
 // Secret and the issuer, decide, exchange, verify, publish, restart consumers.
 func (r *RevioTokenReconciler) revioTokenSteps() []step[*revioTokenPass] {
 	return []step[*revioTokenPass]{
-		{name: "ownership", run: r.stepOwnership},
-		{name: "issuer", run: r.stepIssuer},
-		{name: "due", run: r.stepDue},
-		{name: "connect", run: r.stepConnect},
-		{name: "exchange", run: r.stepExchange},
-		{name: "publish", run: r.stepPublish},
-		{name: "restart", run: r.stepRestart},
+		{name: "ownership", owns: v1alpha1.ConditionSecretSynced, run: r.stepOwnership},
+		{name: "issuer", owns: v1alpha1.ConditionIssued, run: r.stepIssuer},
+		{name: "due", owns: v1alpha1.ConditionIssued, run: r.stepDue},
+		{name: "connect", owns: v1alpha1.ConditionIssued, run: r.stepConnect},
+		{name: "exchange", owns: v1alpha1.ConditionIssued, run: r.stepExchange},
+		{name: "publish", owns: v1alpha1.ConditionSecretSynced, run: r.stepPublish},
+		{name: "restart", owns: v1alpha1.ConditionRolloutsComplete, run: r.stepRestart},
 	}
 }
 
@@ -144,7 +144,9 @@ func (r *RevioTokenReconciler) reconcile(ctx context.Context, rt *v1alpha1.Revio
 		return ctrl.Result{}, fmt.Errorf("read output secret: %w", err)
 	}
 	p.existing = existing
-	return runSteps(ctx, p, r.revioTokenSteps())
+	return runSteps(ctx, p, r.revioTokenSteps(), func(_ context.Context, p *revioTokenPass, cond string, f *failure) stepResult {
+		return r.fail(p.rt, p.now, cond, f)
+	})
 }
 
 // stepOwnership stops at an output name taken by a foreign Secret: reconciled
@@ -153,7 +155,7 @@ func (r *RevioTokenReconciler) stepOwnership(_ context.Context, p *revioTokenPas
 	if p.existing == nil || secretsync.Controlled(p.existing, p.rt) {
 		return next(0)
 	}
-	return r.fail(p.rt, p.now, classifySecretWrite(&secretsync.ConflictError{Namespace: p.rt.Namespace, Name: p.secretName}), v1alpha1.ConditionSecretSynced)
+	return failed(classifySecretWrite(&secretsync.ConflictError{Namespace: p.rt.Namespace, Name: p.secretName}))
 }
 
 // stepIssuer resolves the issuer and checks its namespace selector.
@@ -175,7 +177,7 @@ func (r *RevioTokenReconciler) stepIssuer(ctx context.Context, p *revioTokenPass
 			auditNote(ctx, audit.Record{Time: p.now, Event: audit.PolicyRefused, Issuer: rec, Reason: f.Reason, Message: f.Message,
 				Object: audit.Object{Kind: kindRevioToken, Namespace: rt.Namespace, Name: rt.Name, UID: string(rt.UID)}})
 		}
-		return r.fail(rt, p.now, f, v1alpha1.ConditionIssued)
+		return failed(f)
 	}
 	metrics.PolicyViolations.DeleteLabelValues(kindRevioToken, rt.Namespace, rt.Name)
 	p.iss, p.inputVersion = iss, iss.version(ctx, r.Cache)
@@ -211,7 +213,7 @@ func (r *RevioTokenReconciler) stepConnect(ctx context.Context, p *revioTokenPas
 	}
 	if f != nil {
 		// A missing Secret waits for the Secret watch; a failed read backs off.
-		return r.fail(p.rt, p.now, f, v1alpha1.ConditionIssued)
+		return failed(f)
 	}
 	p.client, p.apiKey = c, apiKey
 	return next(0)
@@ -222,11 +224,11 @@ func (r *RevioTokenReconciler) stepExchange(ctx context.Context, p *revioTokenPa
 	rt := p.rt
 	tok, err := p.client.Exchange(ctx, p.apiKey)
 	if err != nil {
-		return r.fail(rt, p.now, classifyRevio(err), v1alpha1.ConditionIssued)
+		return failed(classifyRevio(err))
 	}
 	if rt.Spec.Verify != nil {
 		if f := r.verify(ctx, p.client, tok, rt.Spec.Verify.Path); f != nil {
-			return r.fail(rt, p.now, f, v1alpha1.ConditionIssued)
+			return failed(f)
 		}
 	}
 	setCondition(&rt.Status.Conditions, rt.Generation, v1alpha1.ConditionIssued, true, v1alpha1.ReasonSucceeded, "token obtained from Rev.io")
@@ -243,7 +245,7 @@ func (r *RevioTokenReconciler) stepPublish(ctx context.Context, p *revioTokenPas
 		OwnerAPI: v1alpha1.GroupVersion.String(), OwnerKind: kindRevioToken,
 		Labels: rt.Spec.Secret.Labels, Annotations: rt.Spec.Secret.Annotations, Data: p.data,
 	}); err != nil {
-		return r.fail(rt, p.now, classifySecretWrite(err), v1alpha1.ConditionSecretSynced)
+		return failed(classifySecretWrite(err))
 	}
 	setCondition(&st.Conditions, rt.Generation, v1alpha1.ConditionSecretSynced, true, v1alpha1.ReasonSucceeded, "Secret "+p.secretName+" holds the current token")
 	at := refreshAt(p.now, tok.IssuedAt, tok.ExpiresAt, rt.Spec.Refresh, r.jitter())
@@ -336,7 +338,6 @@ func (r *RevioTokenReconciler) record(rt *v1alpha1.RevioToken) {
 }
 
 // restart patches the rollout targets; a missing one gives a Warning event.
-func (r *RevioTokenReconciler) restart(ctx context.Context, obj client.Object, hash string) {
-	rt := obj.(*v1alpha1.RevioToken)
-	r.restarts.request(ctx, obj, outputSecretName(rt.Name, rt.Spec.Secret), targetsOf(obj), hash)
+func (r *RevioTokenReconciler) restart(ctx context.Context, rt *v1alpha1.RevioToken, hash string) {
+	r.restarts.request(ctx, rt, outputSecretName(rt.Name, rt.Spec.Secret), rt.Spec.RolloutRestart, hash)
 }

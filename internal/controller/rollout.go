@@ -125,17 +125,6 @@ func (r *restarter) Start(ctx context.Context) error {
 	}
 }
 
-// targetsOf returns the rollout targets of either kind.
-func targetsOf(obj client.Object) []v1alpha1.RolloutTarget {
-	switch o := obj.(type) {
-	case *v1alpha1.RevioToken:
-		return o.Spec.RolloutRestart
-	case *v1alpha1.ApiKey:
-		return o.Spec.RolloutRestart
-	}
-	return nil
-}
-
 // request asks for the workloads targets pick to be restarted for version
 // hash (secretsync.RestartHash) of Secret secretName, which credential obj
 // writes. Missing and refused workloads get a Warning event on obj now; the

@@ -8,12 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keywarden/keywarden/internal/reevit"
-
-	"github.com/robfig/cron/v3"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/reevit"
 	"github.com/keywarden/keywarden/internal/secretsync"
 )
 
@@ -72,48 +70,6 @@ func createIdempotencyKey(ak *v1alpha1.ApiKey, gen int64, specHash string) strin
 
 // revokeIdempotencyKey is deterministic per key.
 func revokeIdempotencyKey(keyID string) string { return "keywarden-revoke-" + keyID }
-
-// gracePeriod is the grace period in effect.
-func gracePeriod(r *v1alpha1.Rotation) time.Duration {
-	if r != nil && r.GracePeriod != nil {
-		return r.GracePeriod.Duration
-	}
-	if r != nil && r.Every != nil && r.Every.Duration < defaultGracePeriod {
-		return r.Every.Duration
-	}
-	return defaultGracePeriod
-}
-
-// nextRotation is when a key active since activeSince is rotated; zero when
-// no rotation is configured. A slot missed while the manager was down yields
-// a time in the past: one rotation, after which the next is counted from then.
-func nextRotation(r *v1alpha1.Rotation, activeSince time.Time) (time.Time, error) {
-	switch {
-	case r == nil:
-		return time.Time{}, nil
-	case r.Every != nil:
-		return activeSince.Add(r.Every.Duration), nil
-	case r.Schedule != "":
-		loc := time.UTC
-		if r.TimeZone != "" {
-			l, err := time.LoadLocation(r.TimeZone)
-			if err != nil {
-				return time.Time{}, fmt.Errorf("rotation.timeZone %q is not a known IANA time zone", r.TimeZone)
-			}
-			loc = l
-		}
-		sched, err := cron.ParseStandard(r.Schedule)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("rotation.schedule %q is not a valid cron expression: %w", r.Schedule, err)
-		}
-		next := sched.Next(activeSince.In(loc))
-		if next.IsZero() {
-			return time.Time{}, fmt.Errorf("rotation.schedule %q never fires", r.Schedule)
-		}
-		return next.UTC(), nil
-	}
-	return time.Time{}, nil
-}
 
 // newKeyReason says why a new key is needed now, or "" when the current key
 // stays. secret is the output Secret (nil when absent).
@@ -183,15 +139,4 @@ func wellFormedKey(key string) bool {
 		}
 	}
 	return true
-}
-
-// earliest returns the smallest positive delay.
-func earliest(ds ...time.Duration) time.Duration {
-	var out time.Duration
-	for _, d := range ds {
-		if d > 0 && (out == 0 || d < out) {
-			out = d
-		}
-	}
-	return out
 }
