@@ -12,6 +12,7 @@ import (
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
 	"github.com/keywarden/keywarden/internal/apisim"
+	"github.com/keywarden/keywarden/internal/httpcore"
 	"github.com/keywarden/keywarden/internal/simfault"
 	"github.com/keywarden/keywarden/internal/testenv"
 )
@@ -44,9 +45,12 @@ func (r *reachability) set(down bool) {
 }
 
 // policy says a token found expired at now is lost when the API is up and
-// either was up for the whole refresh window before the expiry (window:
+// either was usable for the whole refresh window before the expiry (window:
 // how long before expiry a refresh is due) or came back more than recovery
-// ago.
+// ago. Usable starts one host-guard cooldown after the API came back: a
+// down period that failed connections may have opened the manager's
+// circuit for the host (httpcore.HostGuard), which then refuses requests
+// until a probe after the cooldown is answered.
 func (r *reachability) policy(window, recovery time.Duration) tokenPolicy {
 	return func(exp, now time.Time) bool {
 		r.mu.Lock()
@@ -54,7 +58,7 @@ func (r *reachability) policy(window, recovery time.Duration) tokenPolicy {
 		if now.Before(exp.Add(2*time.Second)) || !r.downSince.IsZero() {
 			return false
 		}
-		if r.upSince.IsZero() || !r.upSince.After(exp.Add(-window)) {
+		if r.upSince.IsZero() || !r.upSince.Add(httpcore.DefaultCooldown).After(exp.Add(-window)) {
 			return true
 		}
 		return now.After(r.upSince.Add(recovery))
@@ -141,7 +145,9 @@ func testExternalAPI(t *testing.T, s *suite) {
 			kind:   "connections dropped after commit",
 			reevit: simfault.Settings{DropAfterCommit: 2 * n},
 			revio:  simfault.Settings{DropAfterCommit: 2 * n},
-			hold:   hold, reapply: 2, injected: statuses(0),
+			// Unusable: every request is committed and its answer lost, and
+			// five failed connections in a row pause the host.
+			hold: hold, down: true, reapply: 2, injected: statuses(0),
 		},
 		{
 			kind:   "outage while tokens near expiry",
