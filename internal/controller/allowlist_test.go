@@ -3,11 +3,8 @@ package controller
 import (
 	"context"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,25 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/testenv"
 )
-
-// countingListener is a loopback listener that counts the connections made
-// to it and answers every request with a teapot.
-func countingListener(t *testing.T) (*httptest.Server, *atomic.Int32) {
-	t.Helper()
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusTeapot)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv, &conns
-}
 
 // revioIssuerCondition waits until the RevioIssuer's Ready condition has
 // reason and returns it.
@@ -64,7 +44,8 @@ func revioIssuerCondition(t *testing.T, ns, name, reason string) metav1.Conditio
 // passed and the manager sent the issuer's credential there.
 func TestAllowHTTPDoesNotWidenAllowedEndpoints(t *testing.T) {
 	e := newAkt(t)
-	other, conns := countingListener(t)
+	other, conns := testenv.CountingListener()
+	t.Cleanup(other.Close)
 	port := other.Listener.Addr().(*net.TCPAddr).Port
 	urls := map[string]string{
 		"plain":   other.URL,

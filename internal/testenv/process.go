@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,11 +183,16 @@ func fileExists(p string) bool {
 // environ is the current environment without the variables that would
 // point a child at another cluster or a user's kubectl cache.
 func environ(extra ...string) []string {
+	return EnvironWithout([]string{"KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECACHEDIR"}, extra...)
+}
+
+// EnvironWithout is the current environment without the variables named
+// in drop, then extra.
+func EnvironWithout(drop []string, extra ...string) []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECACHEDIR":
+		if slices.Contains(drop, k) {
 			continue
 		}
 		out = append(out, kv)

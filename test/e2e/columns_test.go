@@ -14,12 +14,8 @@ import (
 // RFC 3339 times, not <invalid>, and no column is empty when its value is
 // known.
 func TestPrinterColumns(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
+	g, ns := credentialTest(t, "columns")
 	ctx := context.Background()
-	g := NewWithT(t)
-	ns := newNamespace(t, "columns")
 	createSecret(t, ns, "reevit-admin", sim.Credentials.AdminKey)
 	createSecret(t, ns, "revio-api-key", sim.Credentials.RevioAPIKey)
 	apply(t, ns, apiKeyManifest("cols", 24*time.Hour, time.Hour))

@@ -156,16 +156,19 @@ func TestSamples(t *testing.T) {
 		set := func(v string, path ...string) {
 			g.Expect(unstructured.SetNestedField(o.Object, v, path...)).To(Succeed())
 		}
-		// credential records the Secret an issuer names, in the namespace
-		// the manager reads it from, with apisim's key.
-		credential := func(value string, ref ...string) {
-			name, _, _ := unstructured.NestedString(o.Object, append(ref, "name")...)
+		// issuer records o as an issuer the samples define, and the
+		// Secret it names at spec.<ref> as a credential, in the namespace
+		// the manager reads it from, with apisim's key (value).
+		issuer := func(value, ref string) {
+			name, _, _ := unstructured.NestedString(o.Object, "spec", ref, "name")
 			g.Expect(name).NotTo(BeEmpty(), "%s %s names no credential Secret", o.GetKind(), o.GetName())
 			where := ns
 			if strings.HasPrefix(o.GetKind(), "Cluster") {
 				where = testenv.ClusterResourceNamespace
 			}
 			credentials[where+"/"+name] = value
+			issuers = append(issuers, o)
+			issuerKeys[o.GetKind()+"/"+o.GetName()] = true
 		}
 		switch o.GetKind() {
 		case "Secret":
@@ -173,15 +176,11 @@ func TestSamples(t *testing.T) {
 		case v1alpha1.KindReevitIssuer, v1alpha1.KindClusterReevitIssuer:
 			set(c.ReevitURL, "spec", "url")
 			set(c.OrgID, "spec", "orgId")
-			credential(c.AdminKey, "spec", "adminKeySecretRef")
-			issuers = append(issuers, o)
-			issuerKeys[o.GetKind()+"/"+o.GetName()] = true
+			issuer(c.AdminKey, "adminKeySecretRef")
 		case v1alpha1.KindRevioIssuer, v1alpha1.KindClusterRevioIssuer:
 			set(c.RevioURL, "spec", "url")
 			set(c.RevioHost, "spec", "host")
-			credential(c.RevioAPIKey, "spec", "apiKeySecretRef")
-			issuers = append(issuers, o)
-			issuerKeys[o.GetKind()+"/"+o.GetName()] = true
+			issuer(c.RevioAPIKey, "apiKeySecretRef")
 		case "ApiKey":
 			apiKeys = append(apiKeys, o)
 		case "RevioToken":
@@ -479,10 +478,7 @@ func TestRBACNegative(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		rt := getRevioToken(g, ns, "rbac-probe")
 		expectReady(g, rt.Status.Conditions, rt.Generation)
-		data, err := secretData(ctx, ns, "rbac-probe")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(data).NotTo(BeNil())
-		g.Expect(data).To(HaveKey("token"))
+		secretWith(g, ns, "rbac-probe", "token")
 	}).WithTimeout(90 * time.Second).WithPolling(time.Second).Should(Succeed())
 	t.Logf("recovered %s after the rule was restored", time.Since(restoredAt).Round(100*time.Millisecond))
 }
@@ -492,13 +488,9 @@ func TestRBACNegative(t *testing.T) {
 // the previous key stays valid during the grace period and is revoked
 // after it; deleting the ApiKey revokes every key it made.
 func TestRotationAndRevocation(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
+	g, ns := credentialTest(t, "rotation")
 	ctx := context.Background()
-	g := NewWithT(t)
 	const every, grace = time.Minute, 20 * time.Second
-	ns := newNamespace(t, "rotation")
 	createSecret(t, ns, "reevit-admin", sim.Credentials.AdminKey)
 	start := time.Now()
 	apply(t, ns, apiKeyManifest("rotating", every, grace))
@@ -642,10 +634,7 @@ func TestRevioTokenRefresh(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		rt := getRevioToken(g, ns, "refreshing")
 		expectReady(g, rt.Status.Conditions, rt.Generation)
-		data, err := secretData(ctx, ns, "refreshing")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(data).NotTo(BeNil())
-		token1 = string(data["token"])
+		token1 = string(secretWith(g, ns, "refreshing", "token")["token"])
 		first = rt.Status
 	}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 	g.Expect(first.ExpiresAt).NotTo(BeNil())

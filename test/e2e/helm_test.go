@@ -551,10 +551,7 @@ prometheus: {serviceMonitor: {enabled: false}}
 		var installedRole rbacv1.ClusterRole
 		g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: helmRelease + "-keywarden-manager-role"}, &installedRole)).To(Succeed())
 		g.Expect(installedRole.Rules).To(Equal(rulesOf(t, docs[0])), "the installed ClusterRole is not the one generated from the markers")
-		for _, c := range []struct {
-			verb, resource, ns string
-			want               bool
-		}{
+		for _, c := range []permission{
 			{"create", "secrets", helmWatched, true},
 			{"get", "secrets", helmNamespace, true},
 			{"watch", "apikeys.credentials.keywarden.dev", "", true},
@@ -588,10 +585,7 @@ prometheus: {serviceMonitor: {enabled: false}}
 		}
 		// Any authenticated user sees the cluster issuers (the chart's
 		// binding to system:authenticated), and nothing more of them.
-		for _, c := range []struct {
-			verb, resource, ns string
-			want               bool
-		}{
+		for _, c := range []permission{
 			{"list", "clusterreevitissuers.credentials.keywarden.dev", "", true},
 			{"get", "clusterrevioissuers.credentials.keywarden.dev", "", true},
 			{"create", "clusterreevitissuers.credentials.keywarden.dev", "", false},

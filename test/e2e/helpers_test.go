@@ -130,6 +130,15 @@ func getApiKey(g Gomega, ns, name string) *v1alpha1.ApiKey {
 	return ak
 }
 
+// secretWith reads the Secret ns/name, checks that it holds key and
+// returns its data.
+func secretWith(g Gomega, ns, name, key string) map[string][]byte {
+	data, err := secretData(context.Background(), ns, name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(data).To(HaveKey(key))
+	return data
+}
+
 func getRevioToken(g Gomega, ns, name string) *v1alpha1.RevioToken {
 	rt := &v1alpha1.RevioToken{}
 	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, rt)).To(Succeed())
@@ -139,26 +148,12 @@ func getRevioToken(g Gomega, ns, name string) *v1alpha1.RevioToken {
 // issuerConditions reads an issuer of any of the four kinds (ns empty for
 // the cluster kinds) and returns its conditions and generation.
 func issuerConditions(g Gomega, kind, ns, name string) ([]metav1.Condition, int64) {
-	var obj client.Object
-	var st *v1alpha1.IssuerStatus
-	switch kind {
-	case v1alpha1.KindReevitIssuer:
-		o := &v1alpha1.ReevitIssuer{}
-		obj, st = o, &o.Status
-	case v1alpha1.KindClusterReevitIssuer:
-		o := &v1alpha1.ClusterReevitIssuer{}
-		obj, st = o, &o.Status
-	case v1alpha1.KindRevioIssuer:
-		o := &v1alpha1.RevioIssuer{}
-		obj, st = o, &o.Status
-	case v1alpha1.KindClusterRevioIssuer:
-		o := &v1alpha1.ClusterRevioIssuer{}
-		obj, st = o, &o.Status
-	default:
-		g.Expect(kind).To(BeElementOf(v1alpha1.KindReevitIssuer, v1alpha1.KindClusterReevitIssuer, v1alpha1.KindRevioIssuer, v1alpha1.KindClusterRevioIssuer), "not an issuer kind")
+	obj := v1alpha1.NewIssuer(kind)
+	if obj == nil {
+		g.Expect(kind).To(BeElementOf(v1alpha1.IssuerKinds), "not an issuer kind")
 	}
 	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)).To(Succeed())
-	return st.Conditions, obj.GetGeneration()
+	return obj.IssuerStatus().Conditions, obj.GetGeneration()
 }
 
 // adminEnvironment is the Reevit environment of apisim's admin key: Reevit
@@ -207,25 +202,51 @@ spec:
 // revioTokenManifest is a RevioToken against apisim, and the RevioIssuer it
 // names (revioIssuerName, naming the Secret revio-api-key of the namespace).
 func revioTokenManifest(name string) []byte {
+	return revioManifest(revioIssuerName, "revio-api-key", "", name)
+}
+
+// revioManifest is a RevioToken name against apisim and the issuer it
+// names, whose Rev.io API key is in the Secret secretName: with selectNS
+// empty, a RevioIssuer, both in the namespace the manifest is applied to;
+// else a ClusterRevioIssuer (its Secret in the manager's cluster-resource
+// namespace) selecting namespace selectNS only, and a RevioToken of
+// selectNS.
+func revioManifest(issuer, secretName, selectNS, name string) []byte {
 	c := sim.Credentials
+	kind, selector, namespace, kindRef := v1alpha1.KindRevioIssuer, "", "", ""
+	if selectNS != "" {
+		kind = v1alpha1.KindClusterRevioIssuer
+		selector = "  namespaceSelector:\n    matchLabels: {kubernetes.io/metadata.name: " + selectNS + "}\n"
+		namespace = "  namespace: " + selectNS + "\n"
+		kindRef = "    kind: " + kind + "\n"
+	}
 	return fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
-kind: RevioIssuer
+kind: %s
 metadata:
   name: %s
 spec:
   url: %s
   host: %s
   apiKeySecretRef:
-    name: revio-api-key
----
+    name: %s
+%s---
 apiVersion: credentials.keywarden.dev/v1alpha1
 kind: RevioToken
 metadata:
   name: %s
-spec:
+%sspec:
   issuerRef:
-    name: %s
-`, revioIssuerName, c.RevioURL, c.RevioHost, name, revioIssuerName)
+%s    name: %s
+`, kind, issuer, c.RevioURL, c.RevioHost, secretName, selector, name, namespace, kindRef, issuer)
+}
+
+// permission is one row of a table of what an identity may do: whether
+// (want) it may do verb on resource (a subresource after a slash, where the
+// table's loop reads one) in namespace ns ("" for all namespaces or a
+// cluster-scoped resource).
+type permission struct {
+	verb, resource, ns string
+	want               bool
 }
 
 // canI asks the API server whether the manager's identity may do verb on
@@ -257,12 +278,26 @@ func managerLog(t *testing.T) string {
 	return string(b)
 }
 
-// credentialTest starts a parallel test whose keys the log check waits for
-// (credentialTests) in a new namespace of its own.
-func credentialTest(t *testing.T, prefix string) (Gomega, string) {
+// parallelCredentialTest starts a parallel test whose keys the log check
+// waits for (credentialTests) and returns its Gomega.
+func parallelCredentialTest(t *testing.T) Gomega {
 	t.Helper()
 	credentialTests.Add(1)
 	t.Cleanup(credentialTests.Done)
 	t.Parallel()
-	return NewWithT(t), newNamespace(t, prefix)
+	return NewWithT(t)
+}
+
+// credentialTest is parallelCredentialTest in a new namespace of its own.
+func credentialTest(t *testing.T, prefix string) (Gomega, string) {
+	t.Helper()
+	g := parallelCredentialTest(t)
+	return g, newNamespace(t, prefix)
+}
+
+// minuteWaits makes g's Eventually wait up to a minute, polling every
+// 250 ms, unless a call says otherwise.
+func minuteWaits(g Gomega) {
+	g.SetDefaultEventuallyTimeout(60 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
 }

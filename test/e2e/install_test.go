@@ -30,20 +30,29 @@ import (
 func TestInstallDryRun(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
-	rendered, err := env.Kustomize(ctx, "config/default")
-	g.Expect(err).NotTo(HaveOccurred())
-	res, err := env.AdminKubectl(ctx, rendered, "apply", "--server-side", "--dry-run=server", "-f", "-")
-	g.Expect(err).NotTo(HaveOccurred())
-	out := string(res.Stdout)
+	rendered, out, stderr := serverDryRun(ctx, g, "config/default")
 	g.Expect(out).To(ContainSubstring("deployment.apps/keywarden-controller-manager serverside-applied (server dry run)"))
-	g.Expect(string(res.Stderr)).NotTo(ContainSubstring("PodSecurity"), "the Deployment's pod template breaks the restricted Pod Security level")
-	g.Expect(string(res.Stderr)).NotTo(ContainSubstring("Warning"))
+	g.Expect(stderr).NotTo(ContainSubstring("PodSecurity"), "the Deployment's pod template breaks the restricted Pod Security level")
+	g.Expect(stderr).NotTo(ContainSubstring("Warning"))
 	objs, err := testenv.SplitDocuments(rendered)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(strings.Count(out, "(server dry run)")).To(Equal(len(objs)), "kubectl did not report every object:\n%s", out)
 	// A dry run creates nothing.
 	err = k8s.Get(ctx, client.ObjectKey{Namespace: testenv.ManagerNamespace, Name: "keywarden-controller-manager"}, &appsv1.Deployment{})
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the dry run created the Deployment (err %v)", err)
+}
+
+// serverDryRun renders the kustomize overlay dir and applies it as the
+// cluster admin with a server-side dry run, so that the API server
+// validates and admits every object and nothing changes; it fails unless
+// kubectl succeeds, and returns the rendered manifests and what kubectl
+// wrote to stdout and stderr.
+func serverDryRun(ctx context.Context, g Gomega, dir string) (rendered []byte, stdout, stderr string) {
+	rendered, err := env.Kustomize(ctx, dir)
+	g.Expect(err).NotTo(HaveOccurred())
+	res, err := env.AdminKubectl(ctx, rendered, "apply", "--server-side", "--dry-run=server", "-f", "-")
+	g.Expect(err).NotTo(HaveOccurred())
+	return rendered, string(res.Stdout), string(res.Stderr)
 }
 
 // TestInstallComplete checks config/default renders a complete install:
@@ -307,10 +316,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	g.Expect(bound).To(Equal(2), "the manager should be bound to its ClusterRole and its leader-election Role only")
 
 	// The API server's view of the manager's identity.
-	for _, c := range []struct {
-		verb, resource, ns string
-		want               bool
-	}{
+	for _, c := range []permission{
 		{"create", "secrets", "", true},
 		{"patch", "secrets", "", true},
 		{"watch", "apikeys.credentials.keywarden.dev", "", true},

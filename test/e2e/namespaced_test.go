@@ -69,13 +69,9 @@ func ruleTriples(rules []rbacv1.PolicyRule) []string {
 // with their Secrets; an ApiKey in a namespace not watched is ignored, and
 // the manager may not read Secrets there.
 func TestNamespacedInstall(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
+	g := parallelCredentialTest(t)
 	ctx := context.Background()
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(60 * time.Second)
-	g.SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
+	minuteWaits(g)
 
 	rendered, err := env.Kustomize(ctx, "config/namespaced")
 	g.Expect(err).NotTo(HaveOccurred())
@@ -273,17 +269,13 @@ func TestNamespacedInstall(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		ak := getApiKey(g, nsA, "payments")
 		expectReady(g, ak.Status.Conditions, ak.Generation)
-		data, err := secretData(ctx, nsA, "payments")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(data).To(HaveKey("apiKey"))
+		data := secretWith(g, nsA, "payments", "apiKey")
 		g.Expect(string(data["keyId"])).To(Equal(ak.Status.KeyID))
 	}).Should(Succeed(), "namespaced manager log:\n%s", m.LogTail(30))
 	g.Eventually(func(g Gomega) {
 		rt := getRevioToken(g, nsA, "billing")
 		expectReady(g, rt.Status.Conditions, rt.Generation)
-		data, err := secretData(ctx, nsA, "billing")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(data).To(HaveKey("token"))
+		secretWith(g, nsA, "billing", "token")
 	}).Should(Succeed(), "namespaced manager log:\n%s", m.LogTail(30))
 	for _, x := range []struct{ kind, name string }{{"ReevitIssuer", reevitIssuerName}, {"RevioIssuer", revioIssuerName}} {
 		g.Eventually(func(g Gomega) {

@@ -3,40 +3,16 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
+	"github.com/keywarden/keywarden/internal/testenv"
 )
-
-// namespaceAdmin makes a ServiceAccount in ns bound to the built-in "admin"
-// ClusterRole there (Keywarden's issuer roles aggregate into it) and returns
-// a kubeconfig acting as it: a namespace admin, nothing more.
-func namespaceAdmin(t *testing.T, ns string) string {
-	t.Helper()
-	ctx := context.Background()
-	g := NewWithT(t)
-	g.Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ns-admin"}})).To(Succeed())
-	g.Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ns-admin"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: "ns-admin"}},
-	})).To(Succeed())
-	kc, err := env.ServiceAccountKubeconfig(ctx, ns, "ns-admin")
-	g.Expect(err).NotTo(HaveOccurred())
-	return kc
-}
 
 // A namespace admin (the aggregated admin role) under the chart's RBAC
 // cannot use --allow-http-endpoints to reach a loopback listener the
@@ -48,29 +24,18 @@ func namespaceAdmin(t *testing.T, ns string) string {
 // fix the listener got the credential and each Secret got
 // keywarden.dev/in-use.
 func TestNamespaceAdminCannotWidenEndpointsOrMarkRefusedSecrets(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
+	g := parallelCredentialTest(t)
 	ctx := context.Background()
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(60 * time.Second)
-	g.SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
+	minuteWaits(g)
 
 	// A loopback listener the manager's --allowed-endpoints does not list.
-	var conns atomic.Int32
-	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusTeapot)
-	}))
-	other.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	other.Start()
+	other, conns := testenv.CountingListener()
 	defer other.Close()
 
 	ns := newNamespace(t, "nsadmin")
-	admin := namespaceAdmin(t, ns)
+	// A namespace admin: the built-in "admin" ClusterRole there (Keywarden's
+	// issuer roles aggregate into it), nothing more.
+	admin := boundServiceAccount(t, ns, "ns-admin", "ns-admin", "admin")
 	g.Eventually(func() string {
 		out, _ := asTeam(admin, nil, "auth", "can-i", "create", "reevitissuers.credentials.keywarden.dev", "-n", ns)
 		return strings.TrimSpace(out)

@@ -7,7 +7,6 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,17 +71,10 @@ func (p *pluginRuns) must(t *testing.T, stdin string, args ...string) string {
 	return r.stdout
 }
 
+// pluginEnviron is the environment the plugin runs in: the test's, without
+// what would point it at another cluster, and a HOME of its own.
 func pluginEnviron(t *testing.T) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "KUBECONFIG", "HOME", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "HOME="+t.TempDir())
+	return testenv.EnvironWithout([]string{"KUBECONFIG", "HOME", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}, "HOME="+t.TempDir())
 }
 
 // sha16 is the plugin's fingerprint, computed independently.
@@ -96,35 +88,6 @@ func withLabels(manifest []byte, name string, labels string) []byte {
 	return bytes.Replace(manifest, []byte("  name: "+name+"\n"), []byte("  name: "+name+"\n  labels: "+labels+"\n"), 1)
 }
 
-// clusterRevioTokenManifest is a ClusterRevioIssuer against apisim, its
-// Secret named secretName in the manager's cluster-resource namespace and
-// selecting namespace ns only, and a RevioToken of ns using it.
-func clusterRevioTokenManifest(issuer, secretName, ns, name string) []byte {
-	c := sim.Credentials
-	return fmt.Appendf(nil, `apiVersion: credentials.keywarden.dev/v1alpha1
-kind: ClusterRevioIssuer
-metadata:
-  name: %s
-spec:
-  url: %s
-  host: %s
-  apiKeySecretRef:
-    name: %s
-  namespaceSelector:
-    matchLabels: {kubernetes.io/metadata.name: %s}
----
-apiVersion: credentials.keywarden.dev/v1alpha1
-kind: RevioToken
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  issuerRef:
-    kind: ClusterRevioIssuer
-    name: %s
-`, issuer, c.RevioURL, c.RevioHost, secretName, ns, name, ns, issuer)
-}
-
 // TestPlugin runs the built kubectl-keywarden against the real control plane
 // and the running manager: status shows the key and the issuer that made it,
 // status of the issuers shows whether their credential works, rotate (by
@@ -135,13 +98,9 @@ spec:
 // which issuers name it; refresh brings a new token, and no output ever
 // holds a key or a token.
 func TestPlugin(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
+	g, ns := credentialTest(t, "plugin")
 	ctx := context.Background()
-	g := NewWithT(t)
 	p := &pluginRuns{}
-	ns := newNamespace(t, "plugin")
 	createSecret(t, ns, "reevit-admin", sim.Credentials.AdminKey)
 	createSecret(t, ns, "revio-api-key", sim.Credentials.RevioAPIKey)
 	seen.add("apisim's admin key", sim.Credentials.AdminKey)
@@ -164,7 +123,7 @@ func TestPlugin(t *testing.T) {
 		_ = k8s.Delete(ctx, &v1alpha1.ClusterRevioIssuer{ObjectMeta: metav1.ObjectMeta{Name: clusterIssuer}})
 		_ = k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testenv.ClusterResourceNamespace, Name: clusterSecret}})
 	})
-	apply(t, "", clusterRevioTokenManifest(clusterIssuer, clusterSecret, ns, "plugin-crt"))
+	apply(t, "", revioManifest(clusterIssuer, clusterSecret, ns, "plugin-crt"))
 
 	// The issuers are checked by their own reconciler, beside the ApiKeys'
 	// and RevioToken's: status shows their Ready too, so wait for it.

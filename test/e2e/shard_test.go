@@ -603,11 +603,8 @@ func expectNoCredentialsInLogs(t *testing.T, ms ...*testenv.Manager) {
 func TestShardOverlay(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
-	rendered, err := env.Kustomize(ctx, "config/shards")
-	g.Expect(err).NotTo(HaveOccurred())
-	res, err := env.AdminKubectl(ctx, rendered, "apply", "--server-side", "--dry-run=server", "-f", "-")
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(string(res.Stderr)).NotTo(ContainSubstring("Warning"))
+	rendered, _, stderr := serverDryRun(ctx, g, "config/shards")
+	g.Expect(stderr).NotTo(ContainSubstring("Warning"))
 	objs, err := testenv.SplitDocuments(rendered)
 	g.Expect(err).NotTo(HaveOccurred())
 	selectors := map[string]map[string]string{}

@@ -20,23 +20,31 @@ import (
 	"github.com/keywarden/keywarden/internal/testenv"
 )
 
-// teamMember makes a ServiceAccount in ns bound to the built-in "edit"
-// ClusterRole there (Keywarden's roles aggregate into it through
-// kube-controller-manager's aggregation controller) and returns a
-// kubeconfig acting as it: the rights an app team has, nothing more.
-func teamMember(t *testing.T, ns string) string {
+// boundServiceAccount makes a ServiceAccount sa in ns, binds it there
+// (RoleBinding binding) to the built-in ClusterRole clusterRole, into which
+// Keywarden's roles aggregate through kube-controller-manager's aggregation
+// controller, and returns a kubeconfig acting as it: the rights of that
+// role in ns, nothing more.
+func boundServiceAccount(t *testing.T, ns, sa, binding, clusterRole string) string {
 	t.Helper()
 	ctx := context.Background()
 	g := NewWithT(t)
-	g.Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dev"}})).To(Succeed())
+	g.Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}})).To(Succeed())
 	g.Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dev-edit"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edit"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: "dev"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: binding},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}},
 	})).To(Succeed())
-	kc, err := env.ServiceAccountKubeconfig(ctx, ns, "dev")
+	kc, err := env.ServiceAccountKubeconfig(ctx, ns, sa)
 	g.Expect(err).NotTo(HaveOccurred())
 	return kc
+}
+
+// teamMember is a ServiceAccount of ns holding the built-in "edit"
+// ClusterRole there: the rights an app team has.
+func teamMember(t *testing.T, ns string) string {
+	t.Helper()
+	return boundServiceAccount(t, ns, "dev", "dev-edit", "edit")
 }
 
 // asTeam runs kubectl as the team member; it returns the combined output
@@ -53,13 +61,9 @@ func asTeam(kubeconfig string, stdin []byte, args ...string) (string, bool) {
 // is refused; neither team can create issuers, read the admin Secret, or
 // make the manager send a credential to a URL of its choosing.
 func TestTenantsUnderIssuers(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
+	g := parallelCredentialTest(t)
 	ctx := context.Background()
-	g := NewWithT(t)
-	g.SetDefaultEventuallyTimeout(60 * time.Second)
-	g.SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
+	minuteWaits(g)
 
 	// A listener standing for a host an attacker controls.
 	var stolen atomic.Int32
@@ -135,23 +139,23 @@ spec:
 	out, ok = asTeam(devA, nil, "get", "secret", "payments", "-n", nsA, "-o", "jsonpath={.data.keyId}")
 	g.Expect(ok).To(BeTrue(), "team A reads its own output Secret: %s", out)
 
+	// violates applies, as the team member dev, an ApiKey that the
+	// issuer's policy refuses and waits for its PolicyViolation, whose
+	// message names why.
+	violates := func(dev, ns, name, scope, why string) {
+		t.Helper()
+		out, ok := asTeam(dev, apiKey(name, scope), "apply", "-n", ns, "-f", "-")
+		g.Expect(ok).To(BeTrue(), out)
+		g.Eventually(func(g Gomega) {
+			c := condition(getApiKey(g, ns, name).Status.Conditions, v1alpha1.ConditionReady)
+			g.Expect(c.Reason).To(Equal(v1alpha1.ReasonPolicyViolation), c.Message)
+			g.Expect(c.Message).To(ContainSubstring(why))
+		}).Should(Succeed())
+	}
 	// Team A, a scope outside the policy: PolicyViolation, nothing created.
-	out, ok = asTeam(devA, apiKey("greedy", "payments:write"), "apply", "-n", nsA, "-f", "-")
-	g.Expect(ok).To(BeTrue(), out)
-	g.Eventually(func(g Gomega) {
-		c := condition(getApiKey(g, nsA, "greedy").Status.Conditions, v1alpha1.ConditionReady)
-		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonPolicyViolation), c.Message)
-		g.Expect(c.Message).To(ContainSubstring("payments:write"))
-	}).Should(Succeed())
-
+	violates(devA, nsA, "greedy", "payments:write", "payments:write")
 	// Team B, a namespace the issuer does not select: PolicyViolation.
-	out, ok = asTeam(devB, apiKey("payments", "payments:read"), "apply", "-n", nsB, "-f", "-")
-	g.Expect(ok).To(BeTrue(), out)
-	g.Eventually(func(g Gomega) {
-		c := condition(getApiKey(g, nsB, "payments").Status.Conditions, v1alpha1.ConditionReady)
-		g.Expect(c.Reason).To(Equal(v1alpha1.ReasonPolicyViolation), c.Message)
-		g.Expect(c.Message).To(ContainSubstring("not selected"))
-	}).Should(Succeed())
+	violates(devB, nsB, "payments", "payments:read", "not selected")
 	g.Consistently(func(g Gomega) string {
 		return getApiKey(g, nsB, "payments").Status.KeyID
 	}, 3*time.Second, 250*time.Millisecond).Should(BeEmpty(), "no key for a namespace not selected")

@@ -20,12 +20,8 @@ import (
 // keywarden.dev/rotate and a compromised key (the plugin's compromised)
 // ignore the window and replace the key at once.
 func TestRotationWindows(t *testing.T) {
-	credentialTests.Add(1)
-	t.Cleanup(credentialTests.Done)
-	t.Parallel()
+	g, ns := credentialTest(t, "windows")
 	ctx := context.Background()
-	g := NewWithT(t)
-	ns := newNamespace(t, "windows")
 	createSecret(t, ns, "reevit-admin", sim.Credentials.AdminKey)
 
 	day := time.Now().UTC().AddDate(0, 0, 3)

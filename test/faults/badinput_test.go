@@ -121,26 +121,28 @@ func validClusterReevitIssuer() *v1alpha1.ClusterReevitIssuer {
 	}
 }
 
+func validRevioIssuerSpec() v1alpha1.RevioIssuerSpec {
+	return v1alpha1.RevioIssuerSpec{
+		URL: "https://api.psarev.io", Host: "acme.psarev.io",
+		APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "revio-api-key", Key: "apiKey"},
+	}
+}
+
 func validRevioIssuer() *v1alpha1.RevioIssuer {
 	return &v1alpha1.RevioIssuer{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.KindRevioIssuer},
 		ObjectMeta: metav1.ObjectMeta{Name: "sweep"},
-		Spec: v1alpha1.RevioIssuerSpec{
-			URL: "https://api.psarev.io", Host: "acme.psarev.io",
-			APIKeySecretRef: v1alpha1.SecretKeyReference{Name: "revio-api-key", Key: "apiKey"},
-		},
+		Spec:       validRevioIssuerSpec(),
 	}
 }
 
 func validClusterRevioIssuer() *v1alpha1.ClusterRevioIssuer {
+	spec := validRevioIssuerSpec()
+	spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "billing"}}
 	return &v1alpha1.ClusterRevioIssuer{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.KindClusterRevioIssuer},
 		ObjectMeta: metav1.ObjectMeta{Name: "sweep"},
-		Spec: v1alpha1.RevioIssuerSpec{
-			URL: "https://api.psarev.io", Host: "acme.psarev.io",
-			APIKeySecretRef:   v1alpha1.SecretKeyReference{Name: "revio-api-key", Key: "apiKey"},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "billing"}},
-		},
+		Spec:       spec,
 	}
 }
 
@@ -593,19 +595,13 @@ func wrongObjects(t *testing.T, s *suite) {
 
 // kindOf names the kind of one of Keywarden's objects.
 func kindOf(obj client.Object) string {
-	switch obj.(type) {
+	switch o := obj.(type) {
 	case *v1alpha1.ApiKey:
 		return "ApiKey"
 	case *v1alpha1.RevioToken:
 		return "RevioToken"
-	case *v1alpha1.ReevitIssuer:
-		return v1alpha1.KindReevitIssuer
-	case *v1alpha1.ClusterReevitIssuer:
-		return v1alpha1.KindClusterReevitIssuer
-	case *v1alpha1.RevioIssuer:
-		return v1alpha1.KindRevioIssuer
-	case *v1alpha1.ClusterRevioIssuer:
-		return v1alpha1.KindClusterRevioIssuer
+	case v1alpha1.GenericIssuer: // the four issuer kinds
+		return o.IssuerKind()
 	}
 	return fmt.Sprintf("%T", obj)
 }
@@ -624,18 +620,10 @@ func currentConditions(ctx context.Context, s *suite, obj client.Object) ([]meta
 	case *v1alpha1.RevioToken:
 		s.statuses.add(o, o.Status)
 		return o.Status.Conditions, o.Generation, nil
-	case *v1alpha1.ReevitIssuer:
-		s.statuses.add(o, o.Status)
-		return o.Status.Conditions, o.Generation, nil
-	case *v1alpha1.ClusterReevitIssuer:
-		s.statuses.add(o, o.Status)
-		return o.Status.Conditions, o.Generation, nil
-	case *v1alpha1.RevioIssuer:
-		s.statuses.add(o, o.Status)
-		return o.Status.Conditions, o.Generation, nil
-	case *v1alpha1.ClusterRevioIssuer:
-		s.statuses.add(o, o.Status)
-		return o.Status.Conditions, o.Generation, nil
+	case v1alpha1.GenericIssuer: // the four issuer kinds
+		st := o.IssuerStatus()
+		s.statuses.add(o, *st)
+		return st.Conditions, o.GetGeneration(), nil
 	}
 	return nil, 0, fmt.Errorf("%T is not one of Keywarden's kinds", obj)
 }

@@ -93,14 +93,7 @@ func testExternalAPI(t *testing.T, s *suite) {
 	defer func() { _ = mgr.Stop(10 * time.Second) }()
 
 	n := m.extObjects
-	for i := 0; i < n; i++ {
-		if err := s.create(ctx, newApiKey(ns, fmt.Sprintf("ak-%02d", i), sim, time.Minute, 10*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.create(ctx, newRevioToken(ns, fmt.Sprintf("rt-%02d", i), sim)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.createKeysAndTokens(ctx, t, ns, sim, n, "%02d")
 	reach := &reachability{}
 	// A token is refreshed a third of its lifetime before it expires; once the
 	// API is back, 30 s (a few retries) is long enough to refresh it.

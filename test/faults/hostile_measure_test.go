@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"time"
@@ -113,10 +114,7 @@ func (lt *lagTracker) pollTokens(ctx context.Context, s *suite, ns string) {
 			lt.mu.Lock()
 			for _, rt := range list.Items {
 				st := rt.Status
-				name := rt.Spec.Secret.Name
-				if name == "" {
-					name = rt.Name
-				}
+				name := cmp.Or(rt.Spec.Secret.Name, rt.Name)
 				prev, ok := lt.seen[rt.Name]
 				if ok && st.Refreshes == prev.refreshes+1 && !prev.next.IsZero() {
 					at := lt.changed[name]

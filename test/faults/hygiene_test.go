@@ -230,18 +230,12 @@ func testSecretHygiene(t *testing.T, s *suite) {
 	if err := c.List(ctx, &evs); err != nil {
 		t.Fatalf("list events.k8s.io/v1 Events: %v", err)
 	}
-	for i := range evs.Items {
-		b, _ := json.Marshal(&evs.Items[i])
-		report(fmt.Sprintf("event %s/%s (%s)", evs.Items[i].Namespace, evs.Items[i].Name, evs.Items[i].Reason), b)
-	}
+	reportEvents(evs.Items, func(e *eventsv1.Event) (string, string, string) { return e.Namespace, e.Name, e.Reason }, report)
 	var coreEvs corev1.EventList
 	if err := c.List(ctx, &coreEvs); err != nil {
 		t.Fatalf("list v1 Events: %v", err)
 	}
-	for i := range coreEvs.Items {
-		b, _ := json.Marshal(&coreEvs.Items[i])
-		report(fmt.Sprintf("event %s/%s (%s)", coreEvs.Items[i].Namespace, coreEvs.Items[i].Name, coreEvs.Items[i].Reason), b)
-	}
+	reportEvents(coreEvs.Items, func(e *corev1.Event) (string, string, string) { return e.Namespace, e.Name, e.Reason }, report)
 
 	// Every status read during the suite.
 	statuses := s.statuses.all()
@@ -258,5 +252,15 @@ func testSecretHygiene(t *testing.T, s *suite) {
 	}
 	for _, f := range found {
 		t.Error(f)
+	}
+}
+
+// reportEvents reports each Event of items (of either Events API) as JSON,
+// named "event namespace/name (reason)" from what at reads of it.
+func reportEvents[E any](items []E, at func(*E) (ns, name, reason string), report func(source string, b []byte)) {
+	for i := range items {
+		b, _ := json.Marshal(&items[i])
+		ns, name, reason := at(&items[i])
+		report(fmt.Sprintf("event %s/%s (%s)", ns, name, reason), b)
 	}
 }

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -210,46 +211,21 @@ func (c *checker) check(ctx context.Context) error {
 	// ApiKey Secrets: the key must authenticate.
 	for i := range aks.Items {
 		ak := &aks.Items[i]
-		name := ak.Spec.Secret.Name
-		if name == "" {
-			name = ak.Name
-		}
-		sec := secretByName[name]
-		if sec == nil || len(sec.Data["apiKey"]) == 0 {
-			continue // not written yet
-		}
-		if err := c.keyValid(ctx, sec); err != nil {
-			if fresh, gerr := c.reread(ctx, sec); gerr == nil && fresh != nil && fresh.ResourceVersion != sec.ResourceVersion {
-				err = c.keyValid(ctx, fresh) // it changed under us: judge the new content
+		name := cmp.Or(ak.Spec.Secret.Name, ak.Name)
+		c.judgeSecret(ctx, secretByName[name], "apiKey", func(sec *corev1.Secret) string {
+			if err := c.keyValid(ctx, sec); err != nil {
+				return fmt.Sprintf("ApiKey %s/%s: Secret %s %v", ak.Namespace, ak.Name, name, err)
 			}
-			if err != nil {
-				p := fmt.Sprintf("ApiKey %s/%s: Secret %s %v", ak.Namespace, ak.Name, name, err)
-				c.problem("lost credential: " + p)
-				c.s.sum.loss(p)
-			}
-		}
+			return ""
+		})
 	}
 
 	// RevioToken Secrets: the token must validate.
 	for i := range rts.Items {
 		rt := &rts.Items[i]
-		name := rt.Spec.Secret.Name
-		if name == "" {
-			name = rt.Name
-		}
-		sec := secretByName[name]
-		if sec == nil || len(sec.Data["token"]) == 0 {
-			continue
-		}
-		if p := c.tokenProblem(ctx, rt, sec); p != "" {
-			if fresh, gerr := c.reread(ctx, sec); gerr == nil && fresh != nil && fresh.ResourceVersion != sec.ResourceVersion {
-				p = c.tokenProblem(ctx, rt, fresh)
-			}
-			if p != "" {
-				c.problem("lost credential: " + p)
-				c.s.sum.loss(p)
-			}
-		}
+		c.judgeSecret(ctx, secretByName[cmp.Or(rt.Spec.Secret.Name, rt.Name)], "token", func(sec *corev1.Secret) string {
+			return c.tokenProblem(ctx, rt, sec)
+		})
 	}
 	return nil
 }
@@ -363,6 +339,27 @@ func (c *checker) ownedElsewhere(ctx context.Context, uid string) bool {
 	return false
 }
 
+// judgeSecret judges an output Secret once it is written (sec listed, with
+// a value at key): problem says what is wrong with a Secret, "" nothing. A
+// Secret that changed under us since it was listed is judged on its new
+// content; what is still wrong is a lost credential.
+func (c *checker) judgeSecret(ctx context.Context, sec *corev1.Secret, key string, problem func(*corev1.Secret) string) {
+	if sec == nil || len(sec.Data[key]) == 0 {
+		return // not written yet
+	}
+	p := problem(sec)
+	if p == "" {
+		return
+	}
+	if fresh, gerr := c.reread(ctx, sec); gerr == nil && fresh != nil && fresh.ResourceVersion != sec.ResourceVersion {
+		p = problem(fresh) // it changed under us: judge the new content
+	}
+	if p != "" {
+		c.problem("lost credential: " + p)
+		c.s.sum.loss(p)
+	}
+}
+
 func (c *checker) reread(ctx context.Context, sec *corev1.Secret) (*corev1.Secret, error) {
 	fresh := &corev1.Secret{}
 	if err := c.s.env.Client.Get(ctx, client.ObjectKeyFromObject(sec), fresh); err != nil {
@@ -457,10 +454,7 @@ func (c *checker) converged(ctx context.Context) (bool, string) {
 	for i := range aks.Items {
 		ak := &aks.Items[i]
 		c.s.statuses.add(ak, ak.Status)
-		name := ak.Spec.Secret.Name
-		if name == "" {
-			name = ak.Name
-		}
+		name := cmp.Or(ak.Spec.Secret.Name, ak.Name)
 		switch {
 		case !readyFor(ak.Status.Conditions, ak.Generation):
 			waiting = append(waiting, fmt.Sprintf("ApiKey %s: %s [keyId %s, failedAttempts %d, lastFailureTime %s, activeSince %s]",
@@ -485,10 +479,7 @@ func (c *checker) converged(ctx context.Context) (bool, string) {
 	for i := range rts.Items {
 		rt := &rts.Items[i]
 		c.s.statuses.add(rt, rt.Status)
-		name := rt.Spec.Secret.Name
-		if name == "" {
-			name = rt.Name
-		}
+		name := cmp.Or(rt.Spec.Secret.Name, rt.Name)
 		if !readyFor(rt.Status.Conditions, rt.Generation) {
 			waiting = append(waiting, fmt.Sprintf("RevioToken %s: %s [expiresAt %s, failedAttempts %d, lastFailureTime %s, nextRefreshTime %s]",
 				rt.Name, describeReady(rt.Status.Conditions), stamp(rt.Status.ExpiresAt), rt.Status.FailedAttempts,

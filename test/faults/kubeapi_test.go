@@ -103,14 +103,7 @@ func testKubeAPI(t *testing.T, s *suite) {
 	// Leader election on, as config/default deploys it.
 	sv := s.supervise(t, testenv.ManagerOptions{AllowedEndpoints: sim.Endpoints(), Args: managerArgs(ns, testenv.FastFailoverArgs()...)})
 	defer sv.shutdown()
-	for i := 0; i < m.kubeObjects; i++ {
-		if err := s.create(ctx, newApiKey(ns, fmt.Sprintf("ak-%02d", i), sim, time.Minute, 10*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.create(ctx, newRevioToken(ns, fmt.Sprintf("rt-%02d", i), sim)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.createKeysAndTokens(ctx, t, ns, sim, m.kubeObjects, "%02d")
 	chk := newChecker(s, sim, ns, nil)
 	if _, err := chk.waitConverged(ctx, 2*time.Minute); err != nil {
 		t.Fatal(err)

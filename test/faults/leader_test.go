@@ -36,14 +36,7 @@ func testLeaderElection(t *testing.T, s *suite) {
 		}
 	}()
 
-	for i := 0; i < 3; i++ {
-		if err := s.create(ctx, newApiKey(ns, fmt.Sprintf("ak-%d", i), sim, time.Minute, 10*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.create(ctx, newRevioToken(ns, fmt.Sprintf("rt-%d", i), sim)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.createKeysAndTokens(ctx, t, ns, sim, 3, "%d")
 	chk := newChecker(s, sim, ns, nil)
 	if _, err := chk.waitConverged(ctx, 2*time.Minute); err != nil {
 		t.Fatal(err)

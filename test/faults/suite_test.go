@@ -211,6 +211,22 @@ func newRevioToken(ns, name string, sim *testenv.Apisim) *v1alpha1.RevioToken {
 	}
 }
 
+// createKeysAndTokens creates, in turn, n ApiKeys ak-<i> (rotating every
+// minute with a 10 s grace period) and n RevioTokens rt-<i> in ns against
+// sim, i formatted with idFormat; it fails the test on the first error.
+func (s *suite) createKeysAndTokens(ctx context.Context, t *testing.T, ns string, sim *testenv.Apisim, n int, idFormat string) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf(idFormat, i)
+		if err := s.create(ctx, newApiKey(ns, "ak-"+id, sim, time.Minute, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.create(ctx, newRevioToken(ns, "rt-"+id, sim)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // create creates obj, retrying while the API server is unavailable.
 func (s *suite) create(ctx context.Context, obj client.Object) error {
 	return retryKube(ctx, func() error { return s.env.Client.Create(ctx, obj) })
