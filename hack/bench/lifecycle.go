@@ -22,19 +22,11 @@ func (b *bench) steady(ctx context.Context) error {
 		return err
 	}
 	t1 := time.Now()
-	if err := cl.syncAudit(ctx); err != nil {
-		return err
-	}
-	ext1, err := cl.externalCounts(ctx)
-	if err != nil {
+	if r.steadyExt, err = cl.externalSince(ctx, ext0); err != nil {
 		return err
 	}
 	r.steadyDur = t1.Sub(t0)
-	r.steadyExt = ext1.minus(ext0)
-	r.steadyReqs = tally{}
-	for _, q := range cl.audit.between(t0, t1) {
-		r.steadyReqs.add(q)
-	}
+	r.steadyReqs = tallyAll(cl.audit.between(t0, t1))
 	return nil
 }
 
@@ -71,19 +63,11 @@ func (b *bench) restart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.syncAudit(ctx); err != nil {
-		return err
-	}
-	ext1, err := cl.externalCounts(ctx)
-	if err != nil {
+	if r.restartExt, err = cl.externalSince(ctx, ext0); err != nil {
 		return err
 	}
 	r.restartIdle = last.Sub(t0)
-	r.restartExt = ext1.minus(ext0)
-	r.restartReqs = tally{}
-	for _, q := range cl.audit.between(t0, last.Add(time.Microsecond)) {
-		r.restartReqs.add(q)
-	}
+	r.restartReqs = tallyAll(cl.audit.between(t0, last.Add(time.Microsecond)))
 	for _, s := range b.tr.snapshot("") {
 		if s.Ready {
 			r.restartReadyN++
