@@ -22,24 +22,25 @@ import (
 // the issuer reconciler's status writes.
 func updateReevitIssuer(t *testing.T, ns, name string, mut func(*v1alpha1.ReevitIssuerSpec)) {
 	t.Helper()
-	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		iss := &v1alpha1.ReevitIssuer{}
-		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, iss); err != nil {
-			return err
-		}
-		mut(&iss.Spec)
-		return k8s.Update(context.Background(), iss)
-	})).To(Succeed())
+	updateRetrying(t, &v1alpha1.ReevitIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		func(iss *v1alpha1.ReevitIssuer) { mut(&iss.Spec) })
 }
 
 // issuerCondition waits until the ReevitIssuer's Ready has reason.
 func issuerCondition(t *testing.T, ns, name, reason string) metav1.Condition {
 	t.Helper()
+	return issuerReadyReason(t, v1alpha1.KindReevitIssuer, ns, name, reason)
+}
+
+// issuerReadyReason waits until the Ready condition of the issuer of kind
+// (v1alpha1.IssuerKinds) ns/name has reason and returns it.
+func issuerReadyReason(t *testing.T, kind, ns, name, reason string) metav1.Condition {
+	t.Helper()
 	var out metav1.Condition
 	NewWithT(t).Eventually(func(g Gomega) {
-		iss := &v1alpha1.ReevitIssuer{}
+		iss := v1alpha1.NewIssuer(kind)
 		g.Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, iss)).To(Succeed())
-		c := meta.FindStatusCondition(iss.Status.Conditions, v1alpha1.ConditionReady)
+		c := meta.FindStatusCondition(iss.IssuerStatus().Conditions, v1alpha1.ConditionReady)
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Reason).To(Equal(reason), c.Message)
 		out = *c
