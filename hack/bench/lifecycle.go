@@ -6,13 +6,21 @@ import (
 	"time"
 )
 
+// idleCounts waits until the manager has been idle for -idle, then reads
+// both simulators' counts: the baseline a measure of the idle manager
+// starts from.
+func (b *bench) idleCounts(ctx context.Context) (extCounts, error) {
+	cl := b.cl
+	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
+		return nil, err
+	}
+	return cl.externalCounts(ctx)
+}
+
 // steady counts what the manager does while nothing is due.
 func (b *bench) steady(ctx context.Context) error {
 	cl, r := b.cl, b.res
-	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
-		return err
-	}
-	ext0, err := cl.externalCounts(ctx)
+	ext0, err := b.idleCounts(ctx)
 	if err != nil {
 		return err
 	}
@@ -34,10 +42,7 @@ func (b *bench) steady(ctx context.Context) error {
 // object Ready, and counts what it does until it is idle.
 func (b *bench) restart(ctx context.Context) error {
 	cl, r := b.cl, b.res
-	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
-		return err
-	}
-	ext0, err := cl.externalCounts(ctx)
+	ext0, err := b.idleCounts(ctx)
 	if err != nil {
 		return err
 	}
