@@ -233,6 +233,16 @@ func rtStepPastNextRefresh(t *testing.T, ns, name string) {
 	rtPoke(t, ns, name)
 }
 
+// rtScheduledRefresh lets the scheduled refresh of "tok" happen
+// (rtStepPastNextRefresh), waits until it is Ready with refreshes published
+// tokens, and checks that exactly one exchange happened since base.
+func rtScheduledRefresh(t *testing.T, ns string, base int, refreshes int64) {
+	t.Helper()
+	rtStepPastNextRefresh(t, ns, "tok")
+	rtWaitReady(t, ns, "tok", refreshes)
+	rtExpectExchanges(t, base, 1)
+}
+
 // rtSecret reads a Secret; nil when it does not exist.
 func rtSecret(t *testing.T, ns, name string) *corev1.Secret {
 	t.Helper()
@@ -425,9 +435,7 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		g.Expect(rtGet(t, ns, "tok").Status.Refreshes).To(Equal(int64(1)))
 
 		// Past it, one exchange and a new token.
-		rtStepPastNextRefresh(t, ns, "tok")
-		rtWaitReady(t, ns, "tok", 2)
-		rtExpectExchanges(t, base, 1)
+		rtScheduledRefresh(t, ns, base, 2)
 		rt = rtGet(t, ns, "tok")
 		g.Expect(rt.Status.Refreshes).To(Equal(int64(2)))
 		tok := rtToken(t, ns, "tok")
@@ -455,9 +463,7 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		rtStepAndPoke(t, ns, "tok", rt.Status.NextRefreshTime.Sub(clk.Now())-time.Minute)
 		rtExpectExchanges(t, base, 0)
 
-		rtStepPastNextRefresh(t, ns, "tok")
-		rtWaitReady(t, ns, "tok", 2)
-		rtExpectExchanges(t, base, 1)
+		rtScheduledRefresh(t, ns, base, 2)
 		tok := rtToken(t, ns, "tok")
 		g.Expect(tok).NotTo(Equal(old))
 		rt = rtGet(t, ns, "tok")
@@ -481,9 +487,7 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		rtStepAndPoke(t, ns, "tok", 29*time.Minute)
 		rtExpectExchanges(t, base, 0)
 
-		rtStepPastNextRefresh(t, ns, "tok")
-		rtWaitReady(t, ns, "tok", 2)
-		rtExpectExchanges(t, base, 1)
+		rtScheduledRefresh(t, ns, base, 2)
 		tok := rtToken(t, ns, "tok")
 		g.Expect(tok).NotTo(Equal(old))
 		rt = rtGet(t, ns, "tok")
@@ -508,9 +512,7 @@ func TestRevioTokenOneExchangePerRefreshAndQuietRestart(t *testing.T) {
 
 	for i := int64(2); i <= 3; i++ {
 		base = rtExchanges()
-		rtStepPastNextRefresh(t, ns, "tok")
-		rtWaitReady(t, ns, "tok", i)
-		rtExpectExchanges(t, base, 1)
+		rtScheduledRefresh(t, ns, base, i)
 		g.Expect(rtGet(t, ns, "tok").Status.Refreshes).To(Equal(i))
 		tokens = append(tokens, rtToken(t, ns, "tok"))
 	}
@@ -526,9 +528,7 @@ func TestRevioTokenOneExchangePerRefreshAndQuietRestart(t *testing.T) {
 	}).WithTimeout(5 * time.Second).WithPolling(rtPoll).Should(Succeed())
 
 	// The restarted manager still refreshes when due, once.
-	rtStepPastNextRefresh(t, ns, "tok")
-	rtWaitReady(t, ns, "tok", 4)
-	rtExpectExchanges(t, base, 1)
+	rtScheduledRefresh(t, ns, base, 4)
 	tokens = append(tokens, rtToken(t, ns, "tok"))
 	assertNoSecretsLeaked(t, ns, append(tokens, key)...)
 }
