@@ -344,6 +344,15 @@ func (t tally) add(r request) {
 	}
 }
 
+// tallyAll tallies every request of reqs.
+func tallyAll(reqs []request) tally {
+	t := tally{}
+	for _, r := range reqs {
+		t.add(r)
+	}
+	return t
+}
+
 // isFailKey reports whether k counts failures ("verb resource #code").
 func isFailKey(k string) bool { return strings.Contains(k, " #") }
 

@@ -66,14 +66,9 @@ func (b *bench) converge(ctx context.Context) error {
 	if err := b.convergedState(ctx, pid, q0); err != nil {
 		return err
 	}
-	if err := cl.syncAudit(ctx); err != nil {
+	if r.createExt, err = cl.externalSince(ctx, ext0); err != nil {
 		return err
 	}
-	ext1, err := cl.externalCounts(ctx)
-	if err != nil {
-		return err
-	}
-	r.createExt = ext1.minus(ext0)
 	r.createPath = map[string]tally{kindApiKey: {}, kindRevioToken: {}, "shared": {}}
 	for _, q := range cl.audit.between(t0, last.Add(time.Microsecond)) {
 		r.createPath[kindOf(owner(q))].add(q)

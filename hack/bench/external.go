@@ -34,6 +34,20 @@ func flatten(c apisim.Counts) extCounts {
 	return out
 }
 
+// externalSince makes sure the audit log holds every request completed so
+// far (syncAudit), then reads both simulators' counts and returns the calls
+// made since the reading before.
+func (cl *cluster) externalSince(ctx context.Context, before extCounts) (extCounts, error) {
+	if err := cl.syncAudit(ctx); err != nil {
+		return nil, err
+	}
+	now, err := cl.externalCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return now.minus(before), nil
+}
+
 // minus is the difference since an earlier reading.
 func (e extCounts) minus(before extCounts) extCounts {
 	out := extCounts{}

@@ -6,13 +6,21 @@ import (
 	"time"
 )
 
+// idleCounts waits until the manager has been idle for -idle, then reads
+// both simulators' counts: the baseline a measure of the idle manager
+// starts from.
+func (b *bench) idleCounts(ctx context.Context) (extCounts, error) {
+	cl := b.cl
+	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
+		return nil, err
+	}
+	return cl.externalCounts(ctx)
+}
+
 // steady counts what the manager does while nothing is due.
 func (b *bench) steady(ctx context.Context) error {
 	cl, r := b.cl, b.res
-	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
-		return err
-	}
-	ext0, err := cl.externalCounts(ctx)
+	ext0, err := b.idleCounts(ctx)
 	if err != nil {
 		return err
 	}
@@ -22,19 +30,11 @@ func (b *bench) steady(ctx context.Context) error {
 		return err
 	}
 	t1 := time.Now()
-	if err := cl.syncAudit(ctx); err != nil {
-		return err
-	}
-	ext1, err := cl.externalCounts(ctx)
-	if err != nil {
+	if r.steadyExt, err = cl.externalSince(ctx, ext0); err != nil {
 		return err
 	}
 	r.steadyDur = t1.Sub(t0)
-	r.steadyExt = ext1.minus(ext0)
-	r.steadyReqs = tally{}
-	for _, q := range cl.audit.between(t0, t1) {
-		r.steadyReqs.add(q)
-	}
+	r.steadyReqs = tallyAll(cl.audit.between(t0, t1))
 	return nil
 }
 
@@ -42,10 +42,7 @@ func (b *bench) steady(ctx context.Context) error {
 // object Ready, and counts what it does until it is idle.
 func (b *bench) restart(ctx context.Context) error {
 	cl, r := b.cl, b.res
-	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
-		return err
-	}
-	ext0, err := cl.externalCounts(ctx)
+	ext0, err := b.idleCounts(ctx)
 	if err != nil {
 		return err
 	}
@@ -71,19 +68,11 @@ func (b *bench) restart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.syncAudit(ctx); err != nil {
-		return err
-	}
-	ext1, err := cl.externalCounts(ctx)
-	if err != nil {
+	if r.restartExt, err = cl.externalSince(ctx, ext0); err != nil {
 		return err
 	}
 	r.restartIdle = last.Sub(t0)
-	r.restartExt = ext1.minus(ext0)
-	r.restartReqs = tally{}
-	for _, q := range cl.audit.between(t0, last.Add(time.Microsecond)) {
-		r.restartReqs.add(q)
-	}
+	r.restartReqs = tallyAll(cl.audit.between(t0, last.Add(time.Microsecond)))
 	for _, s := range b.tr.snapshot("") {
 		if s.Ready {
 			r.restartReadyN++

@@ -280,6 +280,30 @@ func (b *bench) settle(ctx context.Context) error {
 	return err
 }
 
+// stage is one measure that -skip can leave out.
+type stage struct {
+	name   string // as -skip names it
+	prefix string // put before its error; "" for one whose errors say where they come from
+	run    func(context.Context) error
+}
+
+// runStages runs, in order, those of stages that -skip does not name, and
+// stops at the first error.
+func (b *bench) runStages(ctx context.Context, stages ...stage) error {
+	for _, s := range stages {
+		if b.skip[s.name] {
+			continue
+		}
+		if err := s.run(ctx); err != nil {
+			if s.prefix == "" {
+				return err
+			}
+			return fmt.Errorf("%s: %w", s.prefix, err)
+		}
+	}
+	return nil
+}
+
 // measure runs every measure in order; each leaves every object Ready.
 func (b *bench) measure(ctx context.Context) error {
 	skip := b.skip
@@ -301,20 +325,12 @@ func (b *bench) measure(ctx context.Context) error {
 	if err := b.converge(ctx); err != nil {
 		return fmt.Errorf("converge: %w", err)
 	}
-	if !skip["floor"] {
-		if err := b.floor(ctx); err != nil {
-			return err
-		}
-	}
-	if !skip["steady"] {
-		if err := b.steady(ctx); err != nil {
-			return fmt.Errorf("steady: %w", err)
-		}
-	}
-	if !skip["restart"] {
-		if err := b.restart(ctx); err != nil {
-			return fmt.Errorf("restart: %w", err)
-		}
+	if err := b.runStages(ctx,
+		stage{"floor", "", b.floor},
+		stage{"steady", "steady", b.steady},
+		stage{"restart", "restart", b.restart},
+	); err != nil {
+		return err
 	}
 	rotate := !skip["rotation"] && b.res.nAK > 0
 	if rotate || !skip["storm"] {
@@ -322,16 +338,12 @@ func (b *bench) measure(ctx context.Context) error {
 			return err
 		}
 	}
-	if !skip["memory"] {
-		if err := b.memory(ctx); err != nil {
-			return fmt.Errorf("memory: %w", err)
-		}
-	}
-	if !skip["budget"] {
+	if err := b.runStages(ctx,
+		stage{"memory", "memory", b.memory},
 		// It restarts the manager with a restart budget.
-		if err := b.budget(ctx); err != nil {
-			return fmt.Errorf("restart budget: %w", err)
-		}
+		stage{"budget", "restart budget", b.budget},
+	); err != nil {
+		return err
 	}
 	if err := cl.alive(); err != nil {
 		return err

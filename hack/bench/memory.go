@@ -18,16 +18,9 @@ func (b *bench) memory(ctx context.Context) error {
 	if _, err := cl.audit.waitIdle(ctx, time.Time{}, b.o.idle, cl.alive); err != nil {
 		return err
 	}
-	b.logf("memory: baseline RSS")
 	var err error
-	if r.baseRSS, err = b.sampleRSS(ctx, b.o.rssSamples); err != nil {
+	if r.baseRSS, r.baseHeap, err = b.sampleMemory(ctx, "baseline RSS", "manager-heap-baseline.pprof"); err != nil {
 		return err
-	}
-	if m, err := cl.scrapeMetrics(ctx); err == nil {
-		r.baseHeap = m.sum("go_gc_heap_live_bytes")
-	}
-	if err := cl.profileManager(ctx, "heap", "manager-heap-baseline.pprof"); err != nil {
-		b.logf("profile: %v", err)
 	}
 	if err := cl.createNamespace(ctx, unrelatedNS); err != nil {
 		return err
@@ -51,24 +44,31 @@ func (b *bench) memory(ctx context.Context) error {
 	if err := sleepAlive(ctx, 10*time.Second, cl.alive); err != nil {
 		return err
 	}
-	b.logf("memory: RSS with the Secrets")
-	if r.withRSS, err = b.sampleRSS(ctx, b.o.rssSamples); err != nil {
+	if r.withRSS, r.withHeap, err = b.sampleMemory(ctx, "RSS with the Secrets", "manager-heap-secrets.pprof"); err != nil {
 		return err
-	}
-	if m, err := cl.scrapeMetrics(ctx); err == nil {
-		r.withHeap = m.sum("go_gc_heap_live_bytes")
-	}
-	if err := cl.profileManager(ctx, "heap", "manager-heap-secrets.pprof"); err != nil {
-		b.logf("profile: %v", err)
 	}
 	if err := cl.syncAudit(ctx); err != nil {
 		return err
 	}
-	r.memReqs = tally{}
-	for _, q := range cl.audit.between(t0, time.Now()) {
-		r.memReqs.add(q)
-	}
+	r.memReqs = tallyAll(cl.audit.between(t0, time.Now()))
 	return nil
+}
+
+// sampleMemory logs "memory: <what>", reads the manager's RSS -rss-samples
+// times, its live heap (0 when the metrics do not answer) and writes a heap
+// profile to the file profile (a failure there is only logged).
+func (b *bench) sampleMemory(ctx context.Context, what, profile string) (rss []int64, heap float64, err error) {
+	b.logf("memory: %s", what)
+	if rss, err = b.sampleRSS(ctx, b.o.rssSamples); err != nil {
+		return nil, 0, err
+	}
+	if m, err := b.cl.scrapeMetrics(ctx); err == nil {
+		heap = m.sum("go_gc_heap_live_bytes")
+	}
+	if err := b.cl.profileManager(ctx, "heap", profile); err != nil {
+		b.logf("profile: %v", err)
+	}
+	return rss, heap, nil
 }
 
 // sampleRSS reads the manager's RSS n times, a second apart.

@@ -59,15 +59,20 @@ func (b *bench) report(w io.Writer, took time.Duration) {
 	b.reportBudget(t)
 
 	b.header(w, took)
+	t.write(w)
+	if b.o.quick {
+		_, _ = fmt.Fprintln(w, "\n-quick: a smoke test; the goals are for N=1000 and nothing about timing is asserted.")
+	}
+}
+
+// write prints the table in Markdown, then its summary.
+func (t *table) write(w io.Writer) {
 	_, _ = fmt.Fprintln(w, "| measure | result | goal | met |")
 	_, _ = fmt.Fprintln(w, "|---|---|---|---|")
 	for _, x := range t.rows {
 		_, _ = fmt.Fprintf(w, "| %s | %s | %s | %s |\n", x.measure, x.result, x.goal, x.met)
 	}
 	t.summary(w)
-	if b.o.quick {
-		_, _ = fmt.Fprintln(w, "\n-quick: a smoke test; the goals are for N=1000 and nothing about timing is asserted.")
-	}
 }
 
 // summary prints how many goals were met and which were missed.

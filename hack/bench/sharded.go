@@ -95,12 +95,7 @@ func (b *bench) measureSharded(ctx context.Context) error {
 	if err := b.convergeSharded(ctx); err != nil {
 		return fmt.Errorf("converge: %w", err)
 	}
-	if !b.skip["steady"] {
-		if err := b.steady(ctx); err != nil {
-			return fmt.Errorf("steady: %w", err)
-		}
-	}
-	return nil
+	return b.runStages(ctx, stage{"steady", "steady", b.steady})
 }
 
 // convergeSharded creates the objects, split by label, waits until all are
@@ -255,12 +250,7 @@ func (b *bench) reportSharded(w io.Writer, took time.Duration) {
 	}
 	b.reportLifecycle(t)
 	b.header(w, took)
-	_, _ = fmt.Fprintln(w, "| measure | result | goal | met |")
-	_, _ = fmt.Fprintln(w, "|---|---|---|---|")
-	for _, x := range t.rows {
-		_, _ = fmt.Fprintf(w, "| %s | %s | %s | %s |\n", x.measure, x.result, x.goal, x.met)
-	}
-	t.summary(w)
+	t.write(w)
 	if b.o.quick {
 		_, _ = fmt.Fprintln(w, "\n-quick: a smoke test; nothing about timing is asserted.")
 	}

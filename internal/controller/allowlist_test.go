@@ -1,16 +1,13 @@
 package controller
 
 import (
-	"context"
 	"net"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -24,16 +21,7 @@ import (
 // reason and returns it.
 func revioIssuerCondition(t *testing.T, ns, name, reason string) metav1.Condition {
 	t.Helper()
-	var out metav1.Condition
-	NewWithT(t).Eventually(func(g Gomega) {
-		iss := &v1alpha1.RevioIssuer{}
-		g.Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, iss)).To(Succeed())
-		c := meta.FindStatusCondition(iss.Status.Conditions, v1alpha1.ConditionReady)
-		g.Expect(c).NotTo(BeNil())
-		g.Expect(c.Reason).To(Equal(reason), c.Message)
-		out = *c
-	}, aktWait, 20*time.Millisecond).Should(Succeed())
-	return out
+	return issuerReadyReason(t, v1alpha1.KindRevioIssuer, ns, name, reason)
 }
 
 // With --allow-http-endpoints on (the suite manager's AllowHTTP) and

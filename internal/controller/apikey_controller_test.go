@@ -305,14 +305,7 @@ func (e *akt) secret(name string) *corev1.Secret {
 // update changes the ApiKey's spec or metadata, retrying on conflicts.
 func (e *akt) update(name string, mut func(*v1alpha1.ApiKey)) {
 	e.t.Helper()
-	e.g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		ak := &v1alpha1.ApiKey{}
-		if err := k8s.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name}, ak); err != nil {
-			return err
-		}
-		mut(ak)
-		return k8s.Update(e.ctx, ak)
-	})).To(Succeed())
+	updateRetrying(e.t, &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}}, mut)
 }
 
 // annotate sets one annotation (a merge patch: no conflict possible).

@@ -37,33 +37,48 @@ type hostileReevit struct {
 
 func newHostileReevit(t *testing.T) *hostileReevit {
 	t.Helper()
-	target, err := url.Parse(reevitSim.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &hostileReevit{}
 	h.keyAs.Store("")
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.ModifyResponse = func(resp *http.Response) error {
+	h.URL = mountReevitProxy(t, "h", func(resp *http.Response) error {
 		repl := h.keyAs.Load().(string)
 		if repl == "" {
 			return nil
 		}
 		return rewriteCreateAnswer(resp, func(m map[string]any) { m["key"] = repl })
+	}, func(w http.ResponseWriter, r *http.Request) bool {
+		code := int(h.failCreates.Load())
+		if code == 0 || r.Method != http.MethodPost {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(`{"error":"forbidden","message":"not allowed"}`))
+		return true
+	})
+	return h
+}
+
+// mountReevitProxy serves a reverse proxy to the Reevit simulator under a
+// new path prefix ("/"+tag+<sequence>) of hostileFront until the test ends,
+// and returns its URL. modify sees every answer on its way back; answer
+// sees every request first and, by returning true, answers it itself.
+func mountReevitProxy(t *testing.T, tag string, modify func(*http.Response) error, answer func(http.ResponseWriter, *http.Request) bool) string {
+	t.Helper()
+	target, err := url.Parse(reevitSim.URL)
+	if err != nil {
+		t.Fatal(err)
 	}
-	prefix := "/h" + strconv.FormatInt(hostileSeq.Add(1), 10)
-	h.URL = hostileFront.URL + prefix
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = modify
+	prefix := "/" + tag + strconv.FormatInt(hostileSeq.Add(1), 10)
 	hostileRoutes.Store(prefix, http.StripPrefix(prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if code := int(h.failCreates.Load()); code != 0 && r.Method == http.MethodPost {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(code)
-			_, _ = w.Write([]byte(`{"error":"forbidden","message":"not allowed"}`))
+		if answer(w, r) {
 			return
 		}
 		proxy.ServeHTTP(w, r)
 	})))
 	t.Cleanup(func() { hostileRoutes.Delete(prefix) })
-	return h
+	return hostileFront.URL + prefix
 }
 
 var (

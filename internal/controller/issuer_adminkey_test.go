@@ -434,13 +434,8 @@ type adminProxy struct {
 
 func newAdminProxy(t *testing.T) *adminProxy {
 	t.Helper()
-	target, err := url.Parse(reevitSim.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &adminProxy{}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.ModifyResponse = func(resp *http.Response) error {
+	h.URL = mountReevitProxy(t, "a", func(resp *http.Response) error {
 		h.mu.Lock()
 		mutate := h.mutate
 		h.mu.Unlock()
@@ -448,20 +443,16 @@ func newAdminProxy(t *testing.T) *adminProxy {
 			return nil
 		}
 		return rewriteCreateAnswer(resp, mutate)
-	}
-	prefix := "/a" + strconv.FormatInt(hostileSeq.Add(1), 10)
-	h.URL = hostileFront.URL + prefix
-	hostileRoutes.Store(prefix, http.StripPrefix(prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete && h.failDeletes.Add(-1) >= 0 {
-			h.deletesFailed.Add(1)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"error":"unavailable","message":"try later"}`))
-			return
+	}, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodDelete || h.failDeletes.Add(-1) < 0 {
+			return false
 		}
-		proxy.ServeHTTP(w, r)
-	})))
-	t.Cleanup(func() { hostileRoutes.Delete(prefix) })
+		h.deletesFailed.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":"unavailable","message":"try later"}`))
+		return true
+	})
 	return h
 }
 
@@ -539,15 +530,24 @@ func TestAdminKeyQueuedApiKeyRevocations(t *testing.T) {
 	w.hygiene()
 }
 
-// A person's edit of the Secret during a rotation wins: the key the
-// rotation made is revoked, the person's key is kept.
-func TestAdminKeySecretEditedDuringRotation(t *testing.T) {
-	w := newAdminWorld(t, 720*time.Hour, time.Minute)
+// stopAfterRotationPost asks for an admin-key rotation ("r1"), stops the
+// manager once the rotation's creation request has been sent (every pass
+// crashing at "admin-after-post") and clears the crash hook: the rotation
+// is left in flight with no manager running.
+func (w *adminWorld) stopAfterRotationPost() {
+	w.t.Helper()
 	hits := crashAt("admin-after-post", -1)
 	w.annotateIssuer(v1alpha1.AnnotationRotate, "r1")
 	w.g.Eventually(hits.Load).Should(BeNumerically(">=", 1))
 	aktStopManager()
 	setCrash(nil)
+}
+
+// A person's edit of the Secret during a rotation wins: the key the
+// rotation made is revoked, the person's key is kept.
+func TestAdminKeySecretEditedDuringRotation(t *testing.T) {
+	w := newAdminWorld(t, 720*time.Hour, time.Minute)
+	w.stopAfterRotationPost()
 	// The person puts another valid admin key in while no manager runs.
 	personID, personKey := reevitSim.SeedKey(w.org, "live", "made by a person", aktAdminScopes)
 	w.putAdmin(personKey)
@@ -761,11 +761,7 @@ func TestAdminKeyRotationAdmission(t *testing.T) {
 // untracked.
 func TestAdminKeyReplayWindowPassed(t *testing.T) {
 	w := newAdminWorld(t, 720*time.Hour, time.Minute)
-	hits := crashAt("admin-after-post", -1)
-	w.annotateIssuer(v1alpha1.AnnotationRotate, "r1")
-	w.g.Eventually(hits.Load).Should(BeNumerically(">=", 1))
-	aktStopManager()
-	setCrash(nil)
+	w.stopAfterRotationPost()
 	var minted []string
 	for _, k := range reevitSim.ActiveKeys(w.org) {
 		if _, _, ok := reevit.ParseMarker(k.Name); ok {

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keywarden/keywarden/api/v1alpha1"
@@ -34,6 +33,20 @@ func newInUseApiKey(g Gomega, ns, name, org string, policy v1alpha1.DeletionPoli
 		DeletionPolicy: policy,
 	}}
 	g.Expect(k8s.Create(context.Background(), ak)).To(Succeed())
+}
+
+// inUseOrg adds the organisation "org_<ns>" to the Reevit simulator with
+// an admin key that may read and write keys, and stores that key under
+// "apiKey" in each of the named Secrets of ns. It returns the organisation
+// and the admin key's id.
+func inUseOrg(g Gomega, ns string, secrets ...string) (org, adminID string) {
+	org = "org_" + ns
+	reevitSim.AddOrg(org)
+	adminID, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
+	for _, name := range secrets {
+		g.Expect(k8s.Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+	}
+	return org, adminID
 }
 
 func waitApiKeyReady(g Gomega, ns, name string) {
@@ -57,10 +70,7 @@ func TestApiKeyNamespaceDeletionRevokesEveryKey(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	org := "org_" + ns
-	reevitSim.AddOrg(org)
-	adminID, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
-	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+	org, adminID := inUseOrg(g, ns, "admin")
 	for i := range 3 {
 		newInUseApiKey(g, ns, fmt.Sprintf("key-%d", i), org, v1alpha1.DeletionPolicyRevoke)
 	}
@@ -87,10 +97,7 @@ func TestIssuerDeletionWaitsForKeys(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	org := "org_" + ns
-	reevitSim.AddOrg(org)
-	_, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
-	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+	org, _ := inUseOrg(g, ns, "admin")
 
 	newInUseApiKey(g, ns, "a", org, v1alpha1.DeletionPolicyRevoke)
 	newInUseApiKey(g, ns, "b", org, v1alpha1.DeletionPolicyRevoke)
@@ -126,10 +133,7 @@ func TestApiKeySecretMetadataFollowsSpec(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	org := "org_" + ns
-	reevitSim.AddOrg(org)
-	_, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
-	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "admin", Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
+	org, _ := inUseOrg(g, ns, "admin")
 	newInUseApiKey(g, ns, "key", org, v1alpha1.DeletionPolicyRevoke)
 	waitApiKeyReady(g, ns, "key")
 	ak := &v1alpha1.ApiKey{}
@@ -139,14 +143,10 @@ func TestApiKeySecretMetadataFollowsSpec(t *testing.T) {
 	// Status may still be written after Ready (the issuer protecting its
 	// admin Secret changes the admin-key version the ApiKey records): a
 	// stale read is retried, not a failure.
-	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, ak); err != nil {
-			return err
-		}
+	updateRetrying(t, &v1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "key"}}, func(ak *v1alpha1.ApiKey) {
 		ak.Spec.Secret.Labels = map[string]string{"team": "payments"}
 		ak.Spec.Secret.Annotations = map[string]string{"example.com/owner": "payments"}
-		return k8s.Update(ctx, ak)
-	})).To(Succeed())
+	})
 	g.Eventually(func(g Gomega) {
 		s := &corev1.Secret{}
 		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "key"}, s)).To(Succeed())
@@ -165,12 +165,7 @@ func TestIssuerAdminSecretFinalizerFollowsReference(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
-	org := "org_" + ns
-	reevitSim.AddOrg(org)
-	_, admin := reevitSim.SeedKey(org, "test", "admin", []string{"api_keys:read", "api_keys:write", "payments:read"})
-	for _, name := range []string{"admin", "admin2"} {
-		g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: map[string]string{"apiKey": admin}})).To(Succeed())
-	}
+	org, _ := inUseOrg(g, ns, "admin", "admin2")
 	newInUseApiKey(g, ns, "key", org, v1alpha1.DeletionPolicyRevoke)
 	waitApiKeyReady(g, ns, "key")
 	g.Eventually(func(g Gomega) []string { return adminFinalizers(g, ns) }, 10*time.Second).Should(ContainElement(inUseFinalizer))

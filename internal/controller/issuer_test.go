@@ -22,24 +22,25 @@ import (
 // the issuer reconciler's status writes.
 func updateReevitIssuer(t *testing.T, ns, name string, mut func(*v1alpha1.ReevitIssuerSpec)) {
 	t.Helper()
-	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		iss := &v1alpha1.ReevitIssuer{}
-		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, iss); err != nil {
-			return err
-		}
-		mut(&iss.Spec)
-		return k8s.Update(context.Background(), iss)
-	})).To(Succeed())
+	updateRetrying(t, &v1alpha1.ReevitIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		func(iss *v1alpha1.ReevitIssuer) { mut(&iss.Spec) })
 }
 
 // issuerCondition waits until the ReevitIssuer's Ready has reason.
 func issuerCondition(t *testing.T, ns, name, reason string) metav1.Condition {
 	t.Helper()
+	return issuerReadyReason(t, v1alpha1.KindReevitIssuer, ns, name, reason)
+}
+
+// issuerReadyReason waits until the Ready condition of the issuer of kind
+// (v1alpha1.IssuerKinds) ns/name has reason and returns it.
+func issuerReadyReason(t *testing.T, kind, ns, name, reason string) metav1.Condition {
+	t.Helper()
 	var out metav1.Condition
 	NewWithT(t).Eventually(func(g Gomega) {
-		iss := &v1alpha1.ReevitIssuer{}
+		iss := v1alpha1.NewIssuer(kind)
 		g.Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, iss)).To(Succeed())
-		c := meta.FindStatusCondition(iss.Status.Conditions, v1alpha1.ConditionReady)
+		c := meta.FindStatusCondition(iss.IssuerStatus().Conditions, v1alpha1.ConditionReady)
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Reason).To(Equal(reason), c.Message)
 		out = *c
@@ -257,23 +258,38 @@ func (e *akt) putAdminFor(name string) {
 	waitIssuerChecked(e.t, e.ns, name, aktAdminSecret)
 }
 
+// newClusterReevitIssuer adds the organisation orgPrefix+<a new namespace>
+// to the Reevit simulator with a live admin key, kept in a Secret of the
+// cluster-resource namespace, and creates for it the ClusterReevitIssuer
+// namePrefix+<the org's last five characters>, serving the namespaces
+// selector picks; the issuer is deleted when the test ends. It returns the
+// organisation, the issuer's name and the admin key.
+func newClusterReevitIssuer(t *testing.T, orgPrefix, namePrefix string, selector *metav1.LabelSelector) (org, name, admin string) {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := context.Background()
+	org = orgPrefix + newNamespace(t)
+	reevitSim.AddOrg(org)
+	_, admin = reevitSim.SeedKey(org, "live", "platform admin", aktAdminScopes)
+	secretName := "reevit-admin-" + org[len(org)-5:]
+	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: clusterNS},
+		Data: map[string][]byte{"apiKey": []byte(admin)}})).To(Succeed())
+	name = namePrefix + org[len(org)-5:]
+	ci := &v1alpha1.ClusterReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.ReevitIssuerSpec{
+		URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: secretName},
+		Policy: v1alpha1.ReevitIssuerPolicy{NamespaceSelector: selector}}}
+	g.Expect(k8s.Create(ctx, ci)).To(Succeed())
+	t.Cleanup(func() { _ = k8s.Delete(ctx, ci) })
+	return org, name, admin
+}
+
 // A ClusterReevitIssuer serves the namespaces its selector picks; its admin
 // key lives in the cluster-resource namespace, out of the teams' reach.
 func TestClusterIssuerNamespaceSelector(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	org := "org_cluster_" + newNamespace(t)
-	reevitSim.AddOrg(org)
-	_, admin := reevitSim.SeedKey(org, "live", "platform admin", aktAdminScopes)
-	secretName := "reevit-admin-" + org[len(org)-5:]
-	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName, Namespace: clusterNS},
-		Data: map[string][]byte{"apiKey": []byte(admin)}})).To(Succeed())
-	name := "platform-" + org[len(org)-5:]
-	ci := &v1alpha1.ClusterReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.ReevitIssuerSpec{
-		URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: secretName},
-		Policy: v1alpha1.ReevitIssuerPolicy{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"keywarden.dev/team": "payments"}}}}}
-	g.Expect(k8s.Create(ctx, ci)).To(Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(ctx, ci) })
+	org, name, admin := newClusterReevitIssuer(t, "org_cluster_", "platform-",
+		&metav1.LabelSelector{MatchLabels: map[string]string{"keywarden.dev/team": "payments"}})
 
 	selected := newAktBare(t)
 	selected.org = org
@@ -349,18 +365,7 @@ func TestNamespaceLabelLiftsPolicyViolation(t *testing.T) {
 	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"keywarden.dev/team": "late"}}
 
 	// A ClusterReevitIssuer for the ApiKey.
-	org := "org_late_" + newNamespace(t)
-	reevitSim.AddOrg(org)
-	_, admin := reevitSim.SeedKey(org, "live", "platform admin", aktAdminScopes)
-	adminSecret := "reevit-admin-" + org[len(org)-5:]
-	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: adminSecret, Namespace: clusterNS},
-		Data: map[string][]byte{"apiKey": []byte(admin)}})).To(Succeed())
-	reevitName := "late-" + org[len(org)-5:]
-	ci := &v1alpha1.ClusterReevitIssuer{ObjectMeta: metav1.ObjectMeta{Name: reevitName}, Spec: v1alpha1.ReevitIssuerSpec{
-		URL: reevitSim.URL, OrgID: org, AdminKeySecretRef: v1alpha1.SecretKeyReference{Name: adminSecret},
-		Policy: v1alpha1.ReevitIssuerPolicy{NamespaceSelector: selector}}}
-	g.Expect(k8s.Create(ctx, ci)).To(Succeed())
-	t.Cleanup(func() { _ = k8s.Delete(ctx, ci) })
+	org, reevitName, admin := newClusterReevitIssuer(t, "org_late_", "late-", selector)
 
 	// A ClusterRevioIssuer for the RevioToken.
 	revioSecret := "revio-key-" + org[len(org)-5:]

@@ -110,14 +110,8 @@ func rtAPIKeySecret(t *testing.T, ns, name, key string) *corev1.Secret {
 // rtSetAPIKey replaces the API key in an existing Secret.
 func rtSetAPIKey(t *testing.T, ns, name, key string) {
 	t.Helper()
-	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		s := &corev1.Secret{}
-		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
-			return err
-		}
-		s.Data = map[string][]byte{"apiKey": []byte(key)}
-		return k8s.Update(context.Background(), s)
-	})).To(Succeed())
+	updateRetrying(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		func(s *corev1.Secret) { s.Data = map[string][]byte{"apiKey": []byte(key)} })
 }
 
 // rtNew is a RevioToken against the simulator reading its key from keySecret.
@@ -143,6 +137,28 @@ func rtCreate(t *testing.T, rt *v1alpha1.RevioToken) {
 	NewWithT(t).Expect(k8s.Create(context.Background(), rt)).To(Succeed())
 }
 
+// rtReadyToken puts a new API key for rtHost in the Secret "rev-key",
+// creates the RevioToken "tok" against it (mutated as given) and waits until
+// it is Ready with its first token. It returns the API key and the
+// RevioToken as rtWaitReady read it.
+func rtReadyToken(t *testing.T, ns string, mutate ...func(*v1alpha1.RevioToken)) (string, *v1alpha1.RevioToken) {
+	t.Helper()
+	key := revioSim.GenerateAPIKey(rtHost)
+	rtAPIKeySecret(t, ns, "rev-key", key)
+	rtCreate(t, rtNew(ns, "tok", "rev-key", mutate...))
+	return key, rtWaitReady(t, ns, "tok", 1)
+}
+
+// rtRefreshFailing has the simulator answer the next n exchanges with the
+// HTTP status code, asks for a refresh of the RevioToken "tok"
+// (keywarden.dev/refresh) and waits for Ready=False with reason.
+func rtRefreshFailing(t *testing.T, ns string, n, code int, reason string) *v1alpha1.RevioToken {
+	t.Helper()
+	revioSim.Faults().FailNext(n, code)
+	rtAnnotate(t, ns, "tok", v1alpha1.AnnotationRefresh, "1")
+	return rtWaitReason(t, ns, "tok", reason)
+}
+
 // rtCreateIssuer creates, unless it exists, the RevioIssuer ns/name for the
 // simulator and rtHost, reading the API key from the Secret of its name.
 func rtCreateIssuer(t *testing.T, ns, name string, mutate ...func(*v1alpha1.RevioIssuerSpec)) {
@@ -161,14 +177,8 @@ func rtCreateIssuer(t *testing.T, ns, name string, mutate ...func(*v1alpha1.Revi
 // rtIssuerUpdate changes the RevioIssuer ns/name.
 func rtIssuerUpdate(t *testing.T, ns, name string, mutate func(*v1alpha1.RevioIssuerSpec)) {
 	t.Helper()
-	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		iss := &v1alpha1.RevioIssuer{}
-		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, iss); err != nil {
-			return err
-		}
-		mutate(&iss.Spec)
-		return k8s.Update(context.Background(), iss)
-	})).To(Succeed())
+	updateRetrying(t, &v1alpha1.RevioIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		func(iss *v1alpha1.RevioIssuer) { mutate(&iss.Spec) })
 }
 
 func rtGet(t *testing.T, ns, name string) *v1alpha1.RevioToken {
@@ -181,14 +191,7 @@ func rtGet(t *testing.T, ns, name string) *v1alpha1.RevioToken {
 // rtUpdate changes a RevioToken, retrying on conflicts with status writes.
 func rtUpdate(t *testing.T, ns, name string, mutate func(*v1alpha1.RevioToken)) {
 	t.Helper()
-	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		rt := &v1alpha1.RevioToken{}
-		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, rt); err != nil {
-			return err
-		}
-		mutate(rt)
-		return k8s.Update(context.Background(), rt)
-	})).To(Succeed())
+	updateRetrying(t, &v1alpha1.RevioToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, mutate)
 }
 
 // rtAnnotate sets one annotation on a RevioToken with a merge patch of its
@@ -228,6 +231,16 @@ func rtStepPastNextRefresh(t *testing.T, ns, name string) {
 		clk.Step(d)
 	}
 	rtPoke(t, ns, name)
+}
+
+// rtScheduledRefresh lets the scheduled refresh of "tok" happen
+// (rtStepPastNextRefresh), waits until it is Ready with refreshes published
+// tokens, and checks that exactly one exchange happened since base.
+func rtScheduledRefresh(t *testing.T, ns string, base int, refreshes int64) {
+	t.Helper()
+	rtStepPastNextRefresh(t, ns, "tok")
+	rtWaitReady(t, ns, "tok", refreshes)
+	rtExpectExchanges(t, base, 1)
 }
 
 // rtSecret reads a Secret; nil when it does not exist.
@@ -410,10 +423,7 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		g := NewWithT(t)
 		ns := rtNamespace(t)
 		revioSim.SetTokenLifetime(time.Hour)
-		key := revioSim.GenerateAPIKey(rtHost)
-		rtAPIKeySecret(t, ns, "rev-key", key)
-		rtCreate(t, rtNew(ns, "tok", "rev-key"))
-		rt := rtWaitReady(t, ns, "tok", 1)
+		key, rt := rtReadyToken(t, ns)
 		old := rtToken(t, ns, "tok")
 		g.Expect(rt.Status.NextRefreshTime.Time).To(BeTemporally("==", rt.Status.ExpiresAt.Add(-20*time.Minute)))
 
@@ -425,9 +435,7 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		g.Expect(rtGet(t, ns, "tok").Status.Refreshes).To(Equal(int64(1)))
 
 		// Past it, one exchange and a new token.
-		rtStepPastNextRefresh(t, ns, "tok")
-		rtWaitReady(t, ns, "tok", 2)
-		rtExpectExchanges(t, base, 1)
+		rtScheduledRefresh(t, ns, base, 2)
 		rt = rtGet(t, ns, "tok")
 		g.Expect(rt.Status.Refreshes).To(Equal(int64(2)))
 		tok := rtToken(t, ns, "tok")
@@ -445,12 +453,9 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		g := NewWithT(t)
 		ns := rtNamespace(t)
 		revioSim.SetTokenLifetime(time.Hour)
-		key := revioSim.GenerateAPIKey(rtHost)
-		rtAPIKeySecret(t, ns, "rev-key", key)
-		rtCreate(t, rtNew(ns, "tok", "rev-key", func(rt *v1alpha1.RevioToken) {
+		key, rt := rtReadyToken(t, ns, func(rt *v1alpha1.RevioToken) {
 			rt.Spec.Refresh.Before = &metav1.Duration{Duration: 10 * time.Minute}
-		}))
-		rt := rtWaitReady(t, ns, "tok", 1)
+		})
 		old := rtToken(t, ns, "tok")
 		g.Expect(rt.Status.NextRefreshTime.Time).To(BeTemporally("==", rt.Status.ExpiresAt.Add(-10*time.Minute)))
 
@@ -458,9 +463,7 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		rtStepAndPoke(t, ns, "tok", rt.Status.NextRefreshTime.Sub(clk.Now())-time.Minute)
 		rtExpectExchanges(t, base, 0)
 
-		rtStepPastNextRefresh(t, ns, "tok")
-		rtWaitReady(t, ns, "tok", 2)
-		rtExpectExchanges(t, base, 1)
+		rtScheduledRefresh(t, ns, base, 2)
 		tok := rtToken(t, ns, "tok")
 		g.Expect(tok).NotTo(Equal(old))
 		rt = rtGet(t, ns, "tok")
@@ -472,12 +475,9 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		g := NewWithT(t)
 		ns := rtNamespace(t)
 		revioSim.SetOmitExp(true)
-		key := revioSim.GenerateAPIKey(rtHost)
-		rtAPIKeySecret(t, ns, "rev-key", key)
-		rtCreate(t, rtNew(ns, "tok", "rev-key", func(rt *v1alpha1.RevioToken) {
+		key, rt := rtReadyToken(t, ns, func(rt *v1alpha1.RevioToken) {
 			rt.Spec.Refresh.Interval = &metav1.Duration{Duration: 30 * time.Minute}
-		}))
-		rt := rtWaitReady(t, ns, "tok", 1)
+		})
 		old := rtToken(t, ns, "tok")
 		g.Expect(rt.Status.ExpiresAt).To(BeNil())
 		g.Expect(string(rtSecret(t, ns, "tok").Data["expiresAt"])).To(BeEmpty())
@@ -487,9 +487,7 @@ func TestRevioTokenScheduledRefresh(t *testing.T) {
 		rtStepAndPoke(t, ns, "tok", 29*time.Minute)
 		rtExpectExchanges(t, base, 0)
 
-		rtStepPastNextRefresh(t, ns, "tok")
-		rtWaitReady(t, ns, "tok", 2)
-		rtExpectExchanges(t, base, 1)
+		rtScheduledRefresh(t, ns, base, 2)
 		tok := rtToken(t, ns, "tok")
 		g.Expect(tok).NotTo(Equal(old))
 		rt = rtGet(t, ns, "tok")
@@ -514,9 +512,7 @@ func TestRevioTokenOneExchangePerRefreshAndQuietRestart(t *testing.T) {
 
 	for i := int64(2); i <= 3; i++ {
 		base = rtExchanges()
-		rtStepPastNextRefresh(t, ns, "tok")
-		rtWaitReady(t, ns, "tok", i)
-		rtExpectExchanges(t, base, 1)
+		rtScheduledRefresh(t, ns, base, i)
 		g.Expect(rtGet(t, ns, "tok").Status.Refreshes).To(Equal(i))
 		tokens = append(tokens, rtToken(t, ns, "tok"))
 	}
@@ -532,9 +528,7 @@ func TestRevioTokenOneExchangePerRefreshAndQuietRestart(t *testing.T) {
 	}).WithTimeout(5 * time.Second).WithPolling(rtPoll).Should(Succeed())
 
 	// The restarted manager still refreshes when due, once.
-	rtStepPastNextRefresh(t, ns, "tok")
-	rtWaitReady(t, ns, "tok", 4)
-	rtExpectExchanges(t, base, 1)
+	rtScheduledRefresh(t, ns, base, 4)
 	tokens = append(tokens, rtToken(t, ns, "tok"))
 	assertNoSecretsLeaked(t, ns, append(tokens, key)...)
 }
@@ -610,17 +604,12 @@ func TestRevioTokenFailures(t *testing.T) {
 	t.Run("RateLimited", func(t *testing.T) {
 		g := NewWithT(t)
 		ns := rtNamespace(t)
-		key := revioSim.GenerateAPIKey(rtHost)
-		rtAPIKeySecret(t, ns, "rev-key", key)
-		rtCreate(t, rtNew(ns, "tok", "rev-key"))
-		rtWaitReady(t, ns, "tok", 1)
+		key, _ := rtReadyToken(t, ns)
 		good := rtToken(t, ns, "tok")
 
 		// The simulator answers 429 with retry_after 60 s.
 		base := rtExchanges()
-		revioSim.Faults().FailNext(1, http.StatusTooManyRequests)
-		rtAnnotate(t, ns, "tok", v1alpha1.AnnotationRefresh, "1")
-		rt := rtWaitReason(t, ns, "tok", v1alpha1.ReasonRateLimited)
+		rt := rtRefreshFailing(t, ns, 1, http.StatusTooManyRequests, v1alpha1.ReasonRateLimited)
 		g.Expect(meta.FindStatusCondition(rt.Status.Conditions, v1alpha1.ConditionIssued).Reason).To(Equal(v1alpha1.ReasonRateLimited))
 		rtExpectExchanges(t, base, 1)
 		g.Expect(revioSim.Counts().CountStatus(reviotest.EndpointExchange, http.StatusTooManyRequests)).To(BeNumerically(">=", 1))
@@ -647,16 +636,11 @@ func TestRevioTokenFailures(t *testing.T) {
 	t.Run("ServerErrorsBackOff", func(t *testing.T) {
 		g := NewWithT(t)
 		ns := rtNamespace(t)
-		key := revioSim.GenerateAPIKey(rtHost)
-		rtAPIKeySecret(t, ns, "rev-key", key)
-		rtCreate(t, rtNew(ns, "tok", "rev-key"))
-		rtWaitReady(t, ns, "tok", 1)
+		key, _ := rtReadyToken(t, ns)
 		good := rtToken(t, ns, "tok")
 
 		base := rtExchanges()
-		revioSim.Faults().FailNext(3, http.StatusInternalServerError)
-		rtAnnotate(t, ns, "tok", v1alpha1.AnnotationRefresh, "1")
-		rtWaitReason(t, ns, "tok", v1alpha1.ReasonAPIUnavailable)
+		rtRefreshFailing(t, ns, 3, http.StatusInternalServerError, v1alpha1.ReasonAPIUnavailable)
 		// Without time passing there is no second attempt: no hot loop.
 		rtExpectExchanges(t, base, 1)
 		g.Expect(rtGet(t, ns, "tok").Status.FailedAttempts).To(Equal(int32(1)))
@@ -688,10 +672,7 @@ func TestRevioTokenFailures(t *testing.T) {
 		g := NewWithT(t)
 		ns := rtNamespace(t)
 		revioSim.SetTokenLifetime(time.Hour)
-		key := revioSim.GenerateAPIKey(rtHost)
-		rtAPIKeySecret(t, ns, "rev-key", key)
-		rtCreate(t, rtNew(ns, "tok", "rev-key"))
-		rt := rtWaitReady(t, ns, "tok", 1)
+		key, rt := rtReadyToken(t, ns)
 		good := rtToken(t, ns, "tok")
 		exp := rt.Status.ExpiresAt.Time
 
@@ -773,10 +754,7 @@ func TestRevioTokenForeignSecret(t *testing.T) {
 	t.Run("AfterRename", func(t *testing.T) {
 		g := NewWithT(t)
 		ns := rtNamespace(t)
-		key := revioSim.GenerateAPIKey(rtHost)
-		rtAPIKeySecret(t, ns, "rev-key", key)
-		rtCreate(t, rtNew(ns, "tok", "rev-key"))
-		rtWaitReady(t, ns, "tok", 1)
+		key, _ := rtReadyToken(t, ns)
 		first := rtToken(t, ns, "tok")
 
 		theirs := foreign(t, ns, "taken")
@@ -801,10 +779,7 @@ func TestRevioTokenForeignSecret(t *testing.T) {
 func TestRevioTokenExchangesOnChange(t *testing.T) {
 	g := NewWithT(t)
 	ns := rtNamespace(t)
-	key1 := revioSim.GenerateAPIKey(rtHost)
-	rtAPIKeySecret(t, ns, "rev-key", key1)
-	rtCreate(t, rtNew(ns, "tok", "rev-key"))
-	rtWaitReady(t, ns, "tok", 1)
+	key1, _ := rtReadyToken(t, ns)
 	tokens := []string{rtToken(t, ns, "tok")}
 
 	// New API key in the referenced Secret.
@@ -846,10 +821,7 @@ func TestRevioTokenExchangesOnChange(t *testing.T) {
 func TestRevioTokenRepairsSecret(t *testing.T) {
 	g := NewWithT(t)
 	ns := rtNamespace(t)
-	key := revioSim.GenerateAPIKey(rtHost)
-	rtAPIKeySecret(t, ns, "rev-key", key)
-	rtCreate(t, rtNew(ns, "tok", "rev-key"))
-	rtWaitReady(t, ns, "tok", 1)
+	key, _ := rtReadyToken(t, ns)
 	orig := rtSecret(t, ns, "tok")
 	tokens := []string{string(orig.Data["token"])}
 
@@ -965,16 +937,13 @@ func TestRevioTokenRolloutRestart(t *testing.T) {
 		NewWithT(t).Expect(k8s.Get(context.Background(), client.ObjectKeyFromObject(dep), d)).To(Succeed())
 		return d
 	}
-	key := revioSim.GenerateAPIKey(rtHost)
-	rtAPIKeySecret(t, ns, "rev-key", key)
-	rtCreate(t, rtNew(ns, "tok", "rev-key", func(rt *v1alpha1.RevioToken) {
+	key, _ := rtReadyToken(t, ns, func(rt *v1alpha1.RevioToken) {
 		rt.Spec.RolloutRestart = []v1alpha1.RolloutTarget{
 			{Kind: "Deployment", Name: "web"},
 			{Kind: "Deployment", Name: "ghost"},
 			{Kind: "Deployment", Name: "bystander"},
 		}
-	}))
-	rtWaitReady(t, ns, "tok", 1)
+	})
 	hash1 := rtSecret(t, ns, "tok").Annotations[secretsync.AnnotationDataHash]
 	g.Expect(hash1).NotTo(BeEmpty())
 	closeRestartWindow(t, ns, 1)

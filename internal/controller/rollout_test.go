@@ -172,23 +172,7 @@ func TestRolloutTargetSchema(t *testing.T) {
 			"selector": map[string]any{"matchExpressions": []any{map[string]any{"key": "tier", "operator": "In", "values": []any{"api"}}}}}})),
 		rtCase("empty selector accepted", nil, specSet("rolloutRestart", []any{map[string]any{"kind": "Deployment", "selector": map[string]any{}}})),
 	}
-	for i, c := range cases {
-		t.Run(c.kind+"/"+c.name, func(t *testing.T) {
-			g := NewWithT(t)
-			obj := newSchemaObject(c.kind, c.muts)
-			obj.SetNamespace(ns)
-			obj.SetName(fmt.Sprintf("case-%d", i))
-			err := k8s.Create(context.Background(), obj, client.DryRunAll)
-			if len(c.want) == 0 {
-				g.Expect(err).NotTo(HaveOccurred())
-				return
-			}
-			g.Expect(err).To(HaveOccurred(), "the API server accepted the object")
-			for _, w := range c.want {
-				g.Expect(err.Error()).To(ContainSubstring(w))
-			}
-		})
-	}
+	runSchemaCases(t, ns, cases, nil)
 }
 
 // TestRolloutCoalescesCredentials: two credentials whose Secrets change

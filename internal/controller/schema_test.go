@@ -118,52 +118,45 @@ func TestSamplesAccepted(t *testing.T) {
 	}
 }
 
-// baseApiKey is a valid ApiKey with only the required fields.
-func baseApiKey() map[string]any {
+// baseObject is a v1alpha1 object of kind with the given spec.
+func baseObject(kind string, spec map[string]any) map[string]any {
 	return map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       "ApiKey",
-		"spec": map[string]any{
-			"issuerRef":   map[string]any{"name": "reevit"},
-			"scopes":      []any{"payments:read"},
-			"environment": "test",
-		},
+		"kind":       kind,
+		"spec":       spec,
 	}
+}
+
+// baseApiKey is a valid ApiKey with only the required fields.
+func baseApiKey() map[string]any {
+	return baseObject("ApiKey", map[string]any{
+		"issuerRef":   map[string]any{"name": "reevit"},
+		"scopes":      []any{"payments:read"},
+		"environment": "test",
+	})
 }
 
 // baseRevioToken is a valid RevioToken with only the required fields.
 func baseRevioToken() map[string]any {
-	return map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       "RevioToken",
-		"spec": map[string]any{
-			"issuerRef": map[string]any{"name": "revio"},
-		},
-	}
+	return baseObject("RevioToken", map[string]any{
+		"issuerRef": map[string]any{"name": "revio"},
+	})
 }
 
 // baseReevitIssuer is a valid ReevitIssuer with only the required fields.
 func baseReevitIssuer() map[string]any {
-	return map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       "ReevitIssuer",
-		"spec": map[string]any{
-			"orgId":             "org_acme",
-			"adminKeySecretRef": map[string]any{"name": "reevit-admin"},
-		},
-	}
+	return baseObject("ReevitIssuer", map[string]any{
+		"orgId":             "org_acme",
+		"adminKeySecretRef": map[string]any{"name": "reevit-admin"},
+	})
 }
 
 // baseRevioIssuer is a valid RevioIssuer with only the required fields.
 func baseRevioIssuer() map[string]any {
-	return map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       "RevioIssuer",
-		"spec": map[string]any{
-			"host":            "acme.psarev.io",
-			"apiKeySecretRef": map[string]any{"name": "revio-api-key"},
-		},
-	}
+	return baseObject("RevioIssuer", map[string]any{
+		"host":            "acme.psarev.io",
+		"apiKeySecretRef": map[string]any{"name": "revio-api-key"},
+	})
 }
 
 // specMutation changes one field of an object given by a dotted path below spec.
@@ -245,9 +238,35 @@ func rtCase(name string, want []string, muts ...specMutation) schemaCase {
 
 func wantMsg(s ...string) []string { return s }
 
+// runSchemaCases creates each case's object in ns as a dry run, in a
+// subtest "<kind>/<name>". A case without want must be accepted; one with
+// want must be rejected with every string of want in the message, and the
+// error must then pass rejected's checks (nil: none further).
+func runSchemaCases(t *testing.T, ns string, cases []schemaCase, rejected func(t *testing.T, g Gomega, err error)) {
+	for i, c := range cases {
+		t.Run(c.kind+"/"+c.name, func(t *testing.T) {
+			g := NewWithT(t)
+			obj := newSchemaObject(c.kind, c.muts)
+			obj.SetNamespace(ns)
+			obj.SetName(fmt.Sprintf("case-%d", i))
+			err := k8s.Create(context.Background(), obj, client.DryRunAll)
+			if len(c.want) == 0 {
+				g.Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			g.Expect(err).To(HaveOccurred(), "the API server accepted the object")
+			for _, w := range c.want {
+				g.Expect(err.Error()).To(ContainSubstring(w))
+			}
+			if rejected != nil {
+				rejected(t, g, err)
+			}
+		})
+	}
+}
+
 func TestSchemaRejects(t *testing.T) {
 	ns := newNamespace(t)
-	ctx := context.Background()
 
 	cases := []schemaCase{
 		// Scopes.
@@ -428,33 +447,18 @@ func TestSchemaRejects(t *testing.T) {
 		rviCase("host with many labels accepted", nil, specSet("host", "acme-2.eu.psarev.io")),
 	}
 
-	for i, c := range cases {
-		t.Run(c.kind+"/"+c.name, func(t *testing.T) {
-			g := NewWithT(t)
-			obj := newSchemaObject(c.kind, c.muts)
-			obj.SetNamespace(ns)
-			obj.SetName(fmt.Sprintf("case-%d", i))
-			err := k8s.Create(ctx, obj, client.DryRunAll)
-			if len(c.want) == 0 {
-				g.Expect(err).NotTo(HaveOccurred())
-				return
-			}
-			g.Expect(err).To(HaveOccurred(), "the API server accepted the object")
-			t.Log(err)
-			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
-			for _, w := range c.want {
-				g.Expect(err.Error()).To(ContainSubstring(w))
-			}
-			// A rule that cannot evaluate on a malformed value must not add
-			// noise to the message that names the real problem.
-			g.Expect(err.Error()).NotTo(ContainSubstring("type conversion error"))
-			g.Expect(err.Error()).NotTo(ContainSubstring("no such overload"))
-			// Nor fail to evaluate: the API server then shows the field's
-			// type (Invalid value: "string") in place of the value.
-			g.Expect(err.Error()).NotTo(ContainSubstring(`Invalid value: "string"`))
-			g.Expect(err.Error()).NotTo(ContainSubstring("evaluating rule"))
-		})
-	}
+	runSchemaCases(t, ns, cases, func(t *testing.T, g Gomega, err error) {
+		t.Log(err)
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
+		// A rule that cannot evaluate on a malformed value must not add
+		// noise to the message that names the real problem.
+		g.Expect(err.Error()).NotTo(ContainSubstring("type conversion error"))
+		g.Expect(err.Error()).NotTo(ContainSubstring("no such overload"))
+		// Nor fail to evaluate: the API server then shows the field's
+		// type (Invalid value: "string") in place of the value.
+		g.Expect(err.Error()).NotTo(ContainSubstring(`Invalid value: "string"`))
+		g.Expect(err.Error()).NotTo(ContainSubstring("evaluating rule"))
+	})
 }
 
 func TestSchemaDefaults(t *testing.T) {

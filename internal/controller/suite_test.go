@@ -23,6 +23,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -240,6 +241,22 @@ func newNamespace(t *testing.T) string {
 }
 
 // eventsIn returns every event recorded in a namespace.
+// updateRetrying reads the object of obj's kind, namespace and name into a
+// fresh copy of obj, applies mutate and updates it; on a conflict (with a
+// reconciler's status write, say) it reads again and retries. Any other
+// error fails the test.
+func updateRetrying[T client.Object](t *testing.T, obj T, mutate func(T)) {
+	t.Helper()
+	NewWithT(t).Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := obj.DeepCopyObject().(T)
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), cur); err != nil {
+			return err
+		}
+		mutate(cur)
+		return k8s.Update(context.Background(), cur)
+	})).To(Succeed())
+}
+
 func eventsIn(t *testing.T, ns string) []eventsv1.Event {
 	t.Helper()
 	list := &eventsv1.EventList{}
