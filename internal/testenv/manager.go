@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -102,7 +103,9 @@ func (e *Env) StartManager(ctx context.Context, o ManagerOptions) (*Manager, err
 	return m, nil
 }
 
-// waitReady polls /readyz until it answers 200.
+// waitReady polls /readyz until it answers 200 and the metrics server
+// accepts connections: the two servers start separately, and a scrape right
+// after the start must not find the metrics port closed.
 func (m *Manager) waitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	hc := &http.Client{Timeout: 2 * time.Second}
@@ -110,7 +113,7 @@ func (m *Manager) waitReady(ctx context.Context, timeout time.Duration) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.ProbeAddr+"/readyz", nil)
 		if resp, err := hc.Do(req); err == nil {
 			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && m.metricsListening() {
 				return nil
 			}
 		}
@@ -126,6 +129,16 @@ func (m *Manager) waitReady(ctx context.Context, timeout time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// metricsListening says whether the metrics server accepts connections.
+func (m *Manager) metricsListening() bool {
+	c, err := net.DialTimeout("tcp", m.MetricsAddr, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }
 
 // FastFailover is the leader-election profile the fault suite measures and
