@@ -141,7 +141,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, &ConfigError{Field: h.field, Reason: he.Reason + " and cannot be sent as " + h.header}
 		}
 	}
-	return &Client{cfg: cfg, adminKey: adminKey, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: "reevit",
+	return &Client{cfg: cfg, adminKey: adminKey, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: service,
 		HTTP: httpcore.Client(cfg.HTTPClient), Timeout: cfg.Timeout, UserAgent: userAgent, Observe: cfg.Observe,
 	}}, nil
 }
