@@ -91,7 +91,7 @@ func (c Config) printable() printableConfig {
 	p := printableConfig{BaseURL: c.BaseURL, OrgID: c.OrgID, ActorID: c.ActorID, AllowHTTP: c.AllowHTTP,
 		Timeout: c.Timeout, HTTPClient: c.HTTPClient, Observe: c.Observe != nil}
 	if c.AdminKey != "" {
-		p.AdminKey = redacted
+		p.AdminKey = httpcore.Redacted
 	}
 	return p
 }
