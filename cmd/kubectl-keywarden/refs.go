@@ -87,35 +87,25 @@ func (k kind) issuer() bool {
 	return k != kindApiKey && k != kindRevioToken
 }
 
-// newObject and newList return empty objects of the kind.
+// newObject and newList return empty objects of the kind; the issuer kinds'
+// come from v1alpha1.NewIssuer and NewIssuerList, the one place that lists
+// them.
 func (k kind) newObject() client.Object {
-	switch k {
-	case kindRevioToken:
+	if i := v1alpha1.NewIssuer(k.Kind()); i != nil {
+		return i
+	}
+	if k == kindRevioToken {
 		return &v1alpha1.RevioToken{}
-	case kindReevitIssuer:
-		return &v1alpha1.ReevitIssuer{}
-	case kindClusterReevitIssuer:
-		return &v1alpha1.ClusterReevitIssuer{}
-	case kindRevioIssuer:
-		return &v1alpha1.RevioIssuer{}
-	case kindClusterRevioIssuer:
-		return &v1alpha1.ClusterRevioIssuer{}
 	}
 	return &v1alpha1.ApiKey{}
 }
 
 func (k kind) newList() client.ObjectList {
-	switch k {
-	case kindRevioToken:
+	if l := v1alpha1.NewIssuerList(k.Kind()); l != nil {
+		return l
+	}
+	if k == kindRevioToken {
 		return &v1alpha1.RevioTokenList{}
-	case kindReevitIssuer:
-		return &v1alpha1.ReevitIssuerList{}
-	case kindClusterReevitIssuer:
-		return &v1alpha1.ClusterReevitIssuerList{}
-	case kindRevioIssuer:
-		return &v1alpha1.RevioIssuerList{}
-	case kindClusterRevioIssuer:
-		return &v1alpha1.ClusterRevioIssuerList{}
 	}
 	return &v1alpha1.ApiKeyList{}
 }

@@ -155,9 +155,20 @@ func (f *requestFlags) bind(cmd *cobra.Command, selectable bool) {
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "with --wait: how long to wait")
 }
 
-func newRotateCommand(o *options) *cobra.Command {
+// requestCommand completes cmd, whose texts are set, as the command of one
+// request: it runs o.request with the action choose picks for the arguments,
+// and binds the request flags (-l, --all and -A too when selectable).
+func requestCommand(o *options, cmd *cobra.Command, choose func(args []string) action, selectable bool) (*cobra.Command, *requestFlags) {
 	f := &requestFlags{}
-	cmd := &cobra.Command{
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return o.request(cmd.Context(), choose(args), args, f)
+	}
+	f.bind(cmd, selectable)
+	return cmd, f
+}
+
+func newRotateCommand(o *options) *cobra.Command {
+	cmd, _ := requestCommand(o, &cobra.Command{
 		Use:   "rotate [apikey/]NAME... | reevitissuer/NAME... | clusterreevitissuer/NAME... | -l SELECTOR | --all",
 		Short: "Ask the manager to rotate ApiKeys now, with the usual grace period",
 		Long: `Set a new keywarden.dev/rotate value on each selected ApiKey: the manager
@@ -169,34 +180,24 @@ spec.adminKeyRotation replaces its own admin key the same way
 (spec.adminKeyRotation.gracePeriod).`,
 		Example: `  kubectl keywarden rotate payments-reevit --wait
   kubectl keywarden rotate -l team=payments -A`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.request(cmd.Context(), forIssuers(rotateAction, args), args, f)
-		},
-	}
-	f.bind(cmd, true)
+	}, func(args []string) action { return forIssuers(rotateAction, args) }, true)
 	return cmd
 }
 
 func newRefreshCommand(o *options) *cobra.Command {
-	f := &requestFlags{}
-	cmd := &cobra.Command{
+	cmd, _ := requestCommand(o, &cobra.Command{
 		Use:   "refresh [reviotoken/]NAME... | -l SELECTOR | --all",
 		Short: "Ask the manager to exchange RevioTokens for a new token now",
 		Long: `Set a new keywarden.dev/refresh value on each selected RevioToken: the
 manager exchanges the API key for a new token and writes it to the Secret.`,
 		Example: `  kubectl keywarden refresh billing-revio --wait
   kubectl keywarden refresh --all -n billing`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.request(cmd.Context(), refreshAction, args, f)
-		},
-	}
-	f.bind(cmd, true)
+	}, func([]string) action { return refreshAction }, true)
 	return cmd
 }
 
 func newCompromisedCommand(o *options) *cobra.Command {
-	f := &requestFlags{}
-	cmd := &cobra.Command{
+	cmd, f := requestCommand(o, &cobra.Command{
 		Use:   "compromised [apikey/]NAME... | reevitissuer/NAME... | clusterreevitissuer/NAME...",
 		Short: "Replace an ApiKey's key at once and revoke the current key without grace period",
 		Long: `Set a new keywarden.dev/compromised value on each named ApiKey: the manager
@@ -209,11 +210,7 @@ spec.adminKeyRotation replaces its admin key and revokes the old one at once.`,
 		Example: `  kubectl keywarden compromised payments-reevit -n payments
   kubectl keywarden compromised apikey/payments-reevit --yes --wait`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.request(cmd.Context(), forIssuers(compromisedAction, args), args, f)
-		},
-	}
-	f.bind(cmd, false)
+	}, func(args []string) action { return forIssuers(compromisedAction, args) }, false)
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
 }

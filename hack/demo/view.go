@@ -262,27 +262,28 @@ func writeSecrets(w io.Writer, aks []v1alpha1.ApiKey, rts []v1alpha1.RevioToken,
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "SECRET\tHOLDS (values never shown: prefix, id, fingerprint)")
-	for _, ak := range aks {
-		name := secretName(ak.Name, ak.Spec.Secret.Name)
+	// row writes the line of the Secret name, holds describing its data.
+	row := func(name string, holds func(data map[string][]byte) string) {
 		s := byName[name]
 		if s == nil {
 			_, _ = fmt.Fprintf(tw, "%s\t(not written yet)\n", name)
-			continue
+			return
 		}
-		line := fmt.Sprintf("apiKey=%s keyId=%s", keyShape(s.Data["apiKey"], ak.Status.KeyPrefix), s.Data["keyId"])
-		if prev := s.Data["previousKeyId"]; len(prev) > 0 {
-			line += fmt.Sprintf("   previousApiKey=%s previousKeyId=%s", keyShape(s.Data["previousApiKey"], ""), prev)
-		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\n", name, line)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\n", name, holds(s.Data))
+	}
+	for _, ak := range aks {
+		row(secretName(ak.Name, ak.Spec.Secret.Name), func(data map[string][]byte) string {
+			line := fmt.Sprintf("apiKey=%s keyId=%s", keyShape(data["apiKey"], ak.Status.KeyPrefix), data["keyId"])
+			if prev := data["previousKeyId"]; len(prev) > 0 {
+				line += fmt.Sprintf("   previousApiKey=%s previousKeyId=%s", keyShape(data["previousApiKey"], ""), prev)
+			}
+			return line
+		})
 	}
 	for _, rt := range rts {
-		name := secretName(rt.Name, rt.Spec.Secret.Name)
-		s := byName[name]
-		if s == nil {
-			_, _ = fmt.Fprintf(tw, "%s\t(not written yet)\n", name)
-			continue
-		}
-		_, _ = fmt.Fprintf(tw, "%s\ttoken=%s expiresAt=%s\n", name, keyShape(s.Data["token"], ""), dash(string(s.Data["expiresAt"])))
+		row(secretName(rt.Name, rt.Spec.Secret.Name), func(data map[string][]byte) string {
+			return fmt.Sprintf("token=%s expiresAt=%s", keyShape(data["token"], ""), dash(string(data["expiresAt"])))
+		})
 	}
 	_ = tw.Flush()
 }

@@ -53,40 +53,33 @@ func (c *Client) WaitHealthy(ctx context.Context) error {
 // ReevitKeys lists the org's Reevit keys, revoked ones included (never the
 // secrets). An empty orgID means the configured org.
 func (c *Client) ReevitKeys(ctx context.Context, orgID string) ([]KeyInfo, error) {
-	var out []KeyInfo
-	err := c.do(ctx, http.MethodGet, "/reevit/keys?org="+url.QueryEscape(orgID), nil, &out)
-	return out, err
+	return call[[]KeyInfo](ctx, c, http.MethodGet, "/reevit/keys?org="+url.QueryEscape(orgID), nil)
 }
 
 // SeedReevitKey creates a Reevit key directly (for example one lacking a
 // scope) and returns its id and full secret.
 func (c *Client) SeedReevitKey(ctx context.Context, req SeedKeyRequest) (id, key string, err error) {
-	var out SeedKeyResponse
-	err = c.do(ctx, http.MethodPost, "/reevit/keys", req, &out)
+	out, err := call[SeedKeyResponse](ctx, c, http.MethodPost, "/reevit/keys", req)
 	return out.ID, out.Key, err
 }
 
 // Authenticate reports whether key is an active Reevit key of the org, and
 // its id; use it to check a Secret's key without printing it.
 func (c *Client) Authenticate(ctx context.Context, orgID, key string) (id string, ok bool, err error) {
-	var out AuthenticateResponse
-	err = c.do(ctx, http.MethodPost, "/reevit/authenticate", AuthenticateRequest{OrgID: orgID, Key: key}, &out)
+	out, err := call[AuthenticateResponse](ctx, c, http.MethodPost, "/reevit/authenticate", AuthenticateRequest{OrgID: orgID, Key: key})
 	return out.ID, out.OK, err
 }
 
 // Revoke revokes a Reevit key out of band; it reports whether an active key
 // was revoked.
 func (c *Client) Revoke(ctx context.Context, orgID, id string) (bool, error) {
-	var out OKResponse
-	err := c.do(ctx, http.MethodPost, "/reevit/revoke", RevokeRequest{OrgID: orgID, ID: id}, &out)
+	out, err := call[OKResponse](ctx, c, http.MethodPost, "/reevit/revoke", RevokeRequest{OrgID: orgID, ID: id})
 	return out.OK, err
 }
 
 // ReevitFaults returns the Reevit simulator's fault settings.
 func (c *Client) ReevitFaults(ctx context.Context) (simfault.Settings, error) {
-	var out simfault.Settings
-	err := c.do(ctx, http.MethodGet, "/reevit/faults", nil, &out)
-	return out, err
+	return call[simfault.Settings](ctx, c, http.MethodGet, "/reevit/faults", nil)
 }
 
 // SetReevitFaults replaces the Reevit simulator's fault settings.
@@ -96,9 +89,7 @@ func (c *Client) SetReevitFaults(ctx context.Context, s simfault.Settings) error
 
 // RevioFaults returns the Rev.io simulator's fault settings.
 func (c *Client) RevioFaults(ctx context.Context) (simfault.Settings, error) {
-	var out simfault.Settings
-	err := c.do(ctx, http.MethodGet, "/revio/faults", nil, &out)
-	return out, err
+	return call[simfault.Settings](ctx, c, http.MethodGet, "/revio/faults", nil)
 }
 
 // SetRevioFaults replaces the Rev.io simulator's fault settings.
@@ -108,9 +99,7 @@ func (c *Client) SetRevioFaults(ctx context.Context, s simfault.Settings) error 
 
 // Counts returns both simulators' call counts.
 func (c *Client) Counts(ctx context.Context) (Counts, error) {
-	var out Counts
-	err := c.do(ctx, http.MethodGet, "/counts", nil, &out)
-	return out, err
+	return call[Counts](ctx, c, http.MethodGet, "/counts", nil)
 }
 
 // ResetCounts forgets both simulators' call counts.
@@ -126,8 +115,7 @@ func (c *Client) ValidateToken(ctx context.Context, token string) (bool, error) 
 
 // ValidateTokenForHost reports whether token is valid for host.
 func (c *Client) ValidateTokenForHost(ctx context.Context, token, host string) (bool, error) {
-	var out OKResponse
-	err := c.do(ctx, http.MethodPost, "/revio/validate", ValidateRequest{Token: token, Host: host}, &out)
+	out, err := call[OKResponse](ctx, c, http.MethodPost, "/revio/validate", ValidateRequest{Token: token, Host: host})
 	return out.OK, err
 }
 
@@ -144,14 +132,21 @@ func (c *Client) SetOmitExp(ctx context.Context, omit bool) error {
 // GenerateRevioAPIKey creates a Rev.io API key bound to host ("" means the
 // configured host).
 func (c *Client) GenerateRevioAPIKey(ctx context.Context, host string) (string, error) {
-	var out RevioKeyRequest
-	err := c.do(ctx, http.MethodPost, "/revio/api-keys", RevioKeyRequest{Host: host}, &out)
+	out, err := call[RevioKeyRequest](ctx, c, http.MethodPost, "/revio/api-keys", RevioKeyRequest{Host: host})
 	return out.APIKey, err
 }
 
 // RevokeRevioAPIKey makes further exchanges with apiKey fail.
 func (c *Client) RevokeRevioAPIKey(ctx context.Context, apiKey string) error {
 	return c.do(ctx, http.MethodPost, "/revio/api-keys/revoke", RevioKeyRequest{APIKey: apiKey}, nil)
+}
+
+// call sends in (nil: no body) with method to path and returns the answer
+// decoded as an Out, with do's error.
+func call[Out any](ctx context.Context, c *Client, method, path string, in any) (Out, error) {
+	var out Out
+	err := c.do(ctx, method, path, in, &out)
+	return out, err
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

@@ -1,6 +1,7 @@
 package apisim
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -103,10 +104,7 @@ func (s *Server) controlHandler() http.Handler {
 	})
 
 	mux.HandleFunc("GET /reevit/keys", func(w http.ResponseWriter, r *http.Request) {
-		org := r.URL.Query().Get("org")
-		if org == "" {
-			org = s.creds.OrgID
-		}
+		org := cmp.Or(r.URL.Query().Get("org"), s.creds.OrgID)
 		out := []KeyInfo{}
 		for _, k := range s.reevit.Keys(org) {
 			ki := KeyInfo{ID: k.ID, Name: k.Name, Env: k.Env, Prefix: k.Prefix, Scopes: slices.Clone(k.Scopes),
@@ -119,51 +117,27 @@ func (s *Server) controlHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("POST /reevit/keys", func(w http.ResponseWriter, r *http.Request) {
-		var req SeedKeyRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		if req.OrgID == "" {
-			req.OrgID = s.creds.OrgID
-		}
-		if req.Env == "" {
-			req.Env = "test"
-		}
+	handleJSON(mux, "POST /reevit/keys", func(w http.ResponseWriter, req SeedKeyRequest) {
+		req.OrgID = cmp.Or(req.OrgID, s.creds.OrgID)
+		req.Env = cmp.Or(req.Env, "test")
 		if req.Env != "test" && req.Env != "live" {
 			badRequest(w, `env must be "test" or "live"`)
 			return
 		}
-		if req.Name == "" {
-			req.Name = "apisim seeded key"
-		}
+		req.Name = cmp.Or(req.Name, "apisim seeded key")
 		id, key := s.reevit.SeedKey(req.OrgID, req.Env, req.Name, req.Scopes)
 		writeJSON(w, http.StatusCreated, SeedKeyResponse{ID: id, Key: key})
 	})
-	mux.HandleFunc("POST /reevit/authenticate", func(w http.ResponseWriter, r *http.Request) {
-		var req AuthenticateRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		if req.OrgID == "" {
-			req.OrgID = s.creds.OrgID
-		}
+	handleJSON(mux, "POST /reevit/authenticate", func(w http.ResponseWriter, req AuthenticateRequest) {
 		key := req.Key
 		if s.adminAlias != "" && key == s.adminAlias {
 			key = s.adminSeeded
 		}
-		id, ok := s.reevit.Authenticate(req.OrgID, key)
+		id, ok := s.reevit.Authenticate(cmp.Or(req.OrgID, s.creds.OrgID), key)
 		writeJSON(w, http.StatusOK, AuthenticateResponse{OK: ok, ID: id})
 	})
-	mux.HandleFunc("POST /reevit/revoke", func(w http.ResponseWriter, r *http.Request) {
-		var req RevokeRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		if req.OrgID == "" {
-			req.OrgID = s.creds.OrgID
-		}
-		writeJSON(w, http.StatusOK, OKResponse{OK: s.reevit.Revoke(req.OrgID, req.ID)})
+	handleJSON(mux, "POST /reevit/revoke", func(w http.ResponseWriter, req RevokeRequest) {
+		writeJSON(w, http.StatusOK, OKResponse{OK: s.reevit.Revoke(cmp.Or(req.OrgID, s.creds.OrgID), req.ID)})
 	})
 	s.faultRoutes(mux, "/reevit/faults", s.reevit.Faults())
 	s.faultRoutes(mux, "/revio/faults", s.revio.Faults())
@@ -177,24 +151,13 @@ func (s *Server) controlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, OKResponse{OK: true})
 	})
 
-	mux.HandleFunc("POST /revio/validate", func(w http.ResponseWriter, r *http.Request) {
-		var req ValidateRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		if req.Host == "" {
-			req.Host = s.creds.RevioHost
-		}
-		writeJSON(w, http.StatusOK, OKResponse{OK: s.revio.ValidToken(req.Token, req.Host)})
+	handleJSON(mux, "POST /revio/validate", func(w http.ResponseWriter, req ValidateRequest) {
+		writeJSON(w, http.StatusOK, OKResponse{OK: s.revio.ValidToken(req.Token, cmp.Or(req.Host, s.creds.RevioHost))})
 	})
 	mux.HandleFunc("GET /revio/token-lifetime", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, TokenLifetime{Lifetime: simfault.Duration(s.revio.TokenLifetime())})
 	})
-	mux.HandleFunc("PUT /revio/token-lifetime", func(w http.ResponseWriter, r *http.Request) {
-		var req TokenLifetime
-		if !readJSON(w, r, &req) {
-			return
-		}
+	handleJSON(mux, "PUT /revio/token-lifetime", func(w http.ResponseWriter, req TokenLifetime) {
 		if req.Lifetime <= 0 {
 			badRequest(w, "lifetime must be a positive duration such as \"30s\"")
 			return
@@ -202,29 +165,15 @@ func (s *Server) controlHandler() http.Handler {
 		s.revio.SetTokenLifetime(time.Duration(req.Lifetime))
 		writeJSON(w, http.StatusOK, TokenLifetime{Lifetime: simfault.Duration(s.revio.TokenLifetime())})
 	})
-	mux.HandleFunc("PUT /revio/omit-exp", func(w http.ResponseWriter, r *http.Request) {
-		var req OmitExp
-		if !readJSON(w, r, &req) {
-			return
-		}
+	handleJSON(mux, "PUT /revio/omit-exp", func(w http.ResponseWriter, req OmitExp) {
 		s.revio.SetOmitExp(req.Omit)
 		writeJSON(w, http.StatusOK, req)
 	})
-	mux.HandleFunc("POST /revio/api-keys", func(w http.ResponseWriter, r *http.Request) {
-		var req RevioKeyRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		if req.Host == "" {
-			req.Host = s.creds.RevioHost
-		}
-		writeJSON(w, http.StatusCreated, RevioKeyRequest{Host: req.Host, APIKey: s.revio.GenerateAPIKey(req.Host)})
+	handleJSON(mux, "POST /revio/api-keys", func(w http.ResponseWriter, req RevioKeyRequest) {
+		host := cmp.Or(req.Host, s.creds.RevioHost)
+		writeJSON(w, http.StatusCreated, RevioKeyRequest{Host: host, APIKey: s.revio.GenerateAPIKey(host)})
 	})
-	mux.HandleFunc("POST /revio/api-keys/revoke", func(w http.ResponseWriter, r *http.Request) {
-		var req RevioKeyRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
+	handleJSON(mux, "POST /revio/api-keys/revoke", func(w http.ResponseWriter, req RevioKeyRequest) {
 		s.revio.RevokeAPIKey(req.APIKey)
 		writeJSON(w, http.StatusOK, OKResponse{OK: true})
 	})
@@ -238,17 +187,25 @@ func (s *Server) faultRoutes(mux *http.ServeMux, path string, inj *simfault.Inje
 	mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, inj.Settings())
 	})
-	mux.HandleFunc("PUT "+path, func(w http.ResponseWriter, r *http.Request) {
-		var set simfault.Settings
-		if !readJSON(w, r, &set) {
-			return
-		}
+	handleJSON(mux, "PUT "+path, func(w http.ResponseWriter, set simfault.Settings) {
 		if set.FailureRate < 0 || set.FailureRate > 1 {
 			badRequest(w, "failureRate must be within [0, 1]")
 			return
 		}
 		inj.Apply(set)
 		writeJSON(w, http.StatusOK, inj.Settings())
+	})
+}
+
+// handleJSON serves pattern with serve, called with the request's JSON body
+// decoded as a Req; a body that is not one is answered 400 (readJSON).
+func handleJSON[Req any](mux *http.ServeMux, pattern string, serve func(w http.ResponseWriter, req Req)) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if !readJSON(w, r, &req) {
+			return
+		}
+		serve(w, req)
 	})
 }
 

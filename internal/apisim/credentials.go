@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
 // Credentials is what a running apisim hands to the demo, the e2e suite and
@@ -33,17 +35,17 @@ type Credentials struct {
 	CAFile string `json:"caFile,omitempty"`
 }
 
-const redacted = "[REDACTED]"
-
+// printableCredentials is Credentials without any methods, so fmt can print
+// it without recursing into Credentials.Format.
 type printableCredentials Credentials
 
 func (c Credentials) printable() printableCredentials {
 	p := printableCredentials(c)
 	if p.AdminKey != "" {
-		p.AdminKey = redacted
+		p.AdminKey = httpcore.Redacted
 	}
 	if p.RevioAPIKey != "" {
-		p.RevioAPIKey = redacted
+		p.RevioAPIKey = httpcore.Redacted
 	}
 	return p
 }
@@ -56,14 +58,7 @@ func (c Credentials) GoString() string { return "apisim.Credentials" + c.String(
 
 // Format prints the credentials with the keys redacted for every verb.
 func (c Credentials) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = fmt.Fprint(f, c.GoString())
-	case f.Flag('+'):
-		_, _ = fmt.Fprintf(f, "%+v", c.printable())
-	default:
-		_, _ = fmt.Fprintf(f, "%v", c.printable())
-	}
+	httpcore.FormatRedacted(f, verb, c.GoString(), c.printable())
 }
 
 // WriteCredentials writes c as JSON to path with mode 0600, atomically (a

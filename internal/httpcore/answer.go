@@ -89,7 +89,9 @@ func seconds(f float64) (time.Duration, bool) {
 
 func clamp(d time.Duration) time.Duration { return min(max(d, MinRetryAfter), MaxRetryAfter) }
 
-const redacted = "[REDACTED]"
+// Redacted stands in for a secret wherever one would be printed: in
+// sanitised server text, and in the clients' values printed with fmt.
+const Redacted = "[REDACTED]"
 
 var (
 	// reevitKey matches anything shaped like a Reevit API key.
@@ -114,12 +116,12 @@ const MaxMessageLen = 256
 func Sanitize(msg string, secrets ...string) string {
 	for _, s := range secrets {
 		if s = strings.TrimSpace(s); s != "" {
-			msg = strings.ReplaceAll(msg, s, redacted)
+			msg = strings.ReplaceAll(msg, s, Redacted)
 		}
 	}
-	msg = reevitKey.ReplaceAllString(msg, redacted)
-	msg = jwtShaped.ReplaceAllString(msg, redacted)
-	msg = secretShaped.ReplaceAllString(msg, redacted)
+	msg = reevitKey.ReplaceAllString(msg, Redacted)
+	msg = jwtShaped.ReplaceAllString(msg, Redacted)
+	msg = secretShaped.ReplaceAllString(msg, Redacted)
 	msg = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '

@@ -7,7 +7,9 @@
 // that stops answering, so one dead host cannot hold every caller.
 //
 // It knows nothing of either API: each client keeps its own typed API errors
-// and maps the errors of this package onto them. Nothing here logs, and no
+// (most of them types of this package's error structures, which hold the
+// fields and the wording both share) and maps the errors of this package
+// onto them. Nothing here logs, and no
 // error of this package carries a header value or a body.
 package httpcore
 

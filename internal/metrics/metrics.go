@@ -13,30 +13,43 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
+// Label names of the series of one object (kind, namespace, name) and of
+// one ApiKey (namespace, name).
+var (
+	objectLabels = []string{"kind", "namespace", "name"}
+	apiKeyLabels = []string{"namespace", "name"}
+)
+
+// gaugeVec and counterVec make the families of plain options: a name, a
+// help text and label names.
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
 var (
 	// CredentialExpiry is the expiry of the credential in the Secret (RevioToken).
-	CredentialExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_credential_expiry_timestamp_seconds",
-		Help: "Expiry of the credential held in the output Secret, as a Unix timestamp.",
-	}, []string{"kind", "namespace", "name"})
+	CredentialExpiry = gaugeVec("keywarden_credential_expiry_timestamp_seconds",
+		"Expiry of the credential held in the output Secret, as a Unix timestamp.",
+		objectLabels...)
 
 	// NextRenewal is when the next rotation or refresh is due.
-	NextRenewal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_credential_next_renewal_timestamp_seconds",
-		Help: "When the next rotation (ApiKey) or refresh (RevioToken) is due, as a Unix timestamp.",
-	}, []string{"kind", "namespace", "name"})
+	NextRenewal = gaugeVec("keywarden_credential_next_renewal_timestamp_seconds",
+		"When the next rotation (ApiKey) or refresh (RevioToken) is due, as a Unix timestamp.",
+		objectLabels...)
 
 	// Renewals counts rotations and refreshes by result (success, failure).
-	Renewals = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "keywarden_renewals_total",
-		Help: "Credential issuances, rotations and refreshes by result.",
-	}, []string{"kind", "result"})
+	Renewals = counterVec("keywarden_renewals_total",
+		"Credential issuances, rotations and refreshes by result.",
+		"kind", "result")
 
 	// ExternalRequests counts calls to Reevit and Rev.io by HTTP status code (0: no response).
-	ExternalRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "keywarden_external_requests_total",
-		Help: "Requests to the external APIs by operation and HTTP status code (0 when no response arrived).",
-	}, []string{"api", "operation", "code"})
+	ExternalRequests = counterVec("keywarden_external_requests_total",
+		"Requests to the external APIs by operation and HTTP status code (0 when no response arrived).",
+		"api", "operation", "code")
 
 	// ExternalDuration is the latency of calls to Reevit and Rev.io.
 	ExternalDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -46,58 +59,50 @@ var (
 	}, []string{"api", "operation"})
 
 	// PendingRevocations is the number of previous keys awaiting revocation.
-	PendingRevocations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_pending_revocations",
-		Help: "Previous ApiKey keys still valid and waiting for revocation.",
-	}, []string{"namespace", "name"})
+	PendingRevocations = gaugeVec("keywarden_pending_revocations",
+		"Previous ApiKey keys still valid and waiting for revocation.",
+		apiKeyLabels...)
 
 	// LiveKeys is the number of keys active at Reevit for an ApiKey.
-	LiveKeys = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_live_keys",
-		Help: "Keys active at Reevit that belong to an ApiKey (current plus pending revocation).",
-	}, []string{"namespace", "name"})
+	LiveKeys = gaugeVec("keywarden_live_keys",
+		"Keys active at Reevit that belong to an ApiKey (current plus pending revocation).",
+		apiKeyLabels...)
 
 	// IssuerReady is 1 while an issuer's credential is proven, 0 otherwise.
-	IssuerReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_issuer_ready",
-		Help: "1 when the issuer's credential was proven to work, 0 when its last check failed.",
-	}, []string{"kind", "namespace", "name"})
+	IssuerReady = gaugeVec("keywarden_issuer_ready",
+		"1 when the issuer's credential was proven to work, 0 when its last check failed.",
+		objectLabels...)
 
 	// IssuerCredentialFirstSeen is when an issuer's credential value (the
 	// Reevit admin key, the Rev.io API key) was first seen in its Secret:
 	// its age is time() minus this.
-	IssuerCredentialFirstSeen = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_issuer_credential_first_seen_timestamp_seconds",
-		Help: "When the issuer's current credential (admin key or API key) was first seen in its Secret, as a Unix timestamp; its age is time() minus this.",
-	}, []string{"kind", "namespace", "name"})
+	IssuerCredentialFirstSeen = gaugeVec("keywarden_issuer_credential_first_seen_timestamp_seconds",
+		"When the issuer's current credential (admin key or API key) was first seen in its Secret, as a Unix timestamp; its age is time() minus this.",
+		objectLabels...)
 
 	// IssuerKeyTooOld is 1 while a Rev.io issuer's API key is older than
 	// its spec.maxKeyAge, 0 otherwise (also without maxKeyAge).
-	IssuerKeyTooOld = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_issuer_key_too_old",
-		Help: "1 while the Rev.io issuer's API key has been in its Secret for longer than spec.maxKeyAge (KeyAge=False), 0 otherwise.",
-	}, []string{"kind", "namespace", "name"})
+	IssuerKeyTooOld = gaugeVec("keywarden_issuer_key_too_old",
+		"1 while the Rev.io issuer's API key has been in its Secret for longer than spec.maxKeyAge (KeyAge=False), 0 otherwise.",
+		objectLabels...)
 
 	// RolloutPatches counts pod-template patches that restart workloads
 	// (one per workload per coalescing window, however many Secrets changed).
-	RolloutPatches = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "keywarden_rollout_patches_total",
-		Help: "Pod-template patches restarting workloads, by workload kind.",
-	}, []string{"kind"})
+	RolloutPatches = counterVec("keywarden_rollout_patches_total",
+		"Pod-template patches restarting workloads, by workload kind.",
+		"kind")
 
 	// RolloutsPending is the number of workloads whose restart waits for
 	// its coalescing window to close.
-	RolloutsPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_rollouts_pending",
-		Help: "Workloads whose restart waits for the coalescing window (--restart-coalesce-window) to close.",
-	}, []string{"namespace"})
+	RolloutsPending = gaugeVec("keywarden_rollouts_pending",
+		"Workloads whose restart waits for the coalescing window (--restart-coalesce-window) to close.",
+		"namespace")
 
 	// RolloutsFailed is the number of an ApiKey's rollout targets whose
 	// rollout failed (RolloutsComplete=False, RolloutFailed).
-	RolloutsFailed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_rollouts_failed",
-		Help: "Rollout targets of an ApiKey whose rollout of the current Secret failed (RolloutFailed); the previous key is kept meanwhile.",
-	}, []string{"namespace", "name"})
+	RolloutsFailed = gaugeVec("keywarden_rollouts_failed",
+		"Rollout targets of an ApiKey whose rollout of the current Secret failed (RolloutFailed); the previous key is kept meanwhile.",
+		apiKeyLabels...)
 
 	// RestartsRequested counts workload restarts asked for under a restart
 	// budget, after coalescing (one per workload per window).
@@ -116,10 +121,9 @@ var (
 	// the budget, by result: done (rolled out, or the workload is gone) or
 	// failed (its controller reports failure, or it rolled out for longer
 	// than --rollout-wait-limit).
-	RestartsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "keywarden_restarts_finished_total",
-		Help: "Rollouts of Keywarden's restarts that finished, by result: done or failed.",
-	}, []string{"result"})
+	RestartsFinished = counterVec("keywarden_restarts_finished_total",
+		"Rollouts of Keywarden's restarts that finished, by result: done or failed.",
+		"result")
 
 	// RestartRolloutDuration is the time from a restart's patch to its
 	// workload having rolled out.
@@ -142,10 +146,9 @@ var (
 	})
 
 	// PolicyViolations is 1 for an object its issuer's policy refuses.
-	PolicyViolations = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "keywarden_policy_violation",
-		Help: "1 when the object asks for more than its issuer's policy allows (nothing is created for it).",
-	}, []string{"kind", "namespace", "name"})
+	PolicyViolations = gaugeVec("keywarden_policy_violation",
+		"1 when the object asks for more than its issuer's policy allows (nothing is created for it).",
+		objectLabels...)
 )
 
 // IssuerAdminKeyAge is the age of a Reevit issuer's admin key, computed at
@@ -153,15 +156,14 @@ var (
 // spec.adminKeyRotation), else since the Secret first held it.
 var IssuerAdminKeyAge = NewAgeVec("keywarden_issuer_admin_key_age_seconds",
 	"Seconds since the Reevit issuer's current admin key became active (status.adminKey.activeSince with spec.adminKeyRotation, else status.credential.firstSeen).",
-	[]string{"kind", "namespace", "name"})
+	objectLabels)
 
 // IssuerAdminKeyMaxAge is spec.adminKeyRotation.every plus its grace period,
 // 0 without spec.adminKeyRotation (no limit): an admin key older than this
 // was not rotated as asked (the alert KeywardenIssuerAdminKeyTooOld).
-var IssuerAdminKeyMaxAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-	Name: "keywarden_issuer_admin_key_max_age_seconds",
-	Help: "spec.adminKeyRotation.every plus its grace period, in seconds: the oldest the Reevit issuer's admin key should get; 0 without spec.adminKeyRotation (no limit).",
-}, []string{"kind", "namespace", "name"})
+var IssuerAdminKeyMaxAge = gaugeVec("keywarden_issuer_admin_key_max_age_seconds",
+	"spec.adminKeyRotation.every plus its grace period, in seconds: the oldest the Reevit issuer's admin key should get; 0 without spec.adminKeyRotation (no limit).",
+	objectLabels...)
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(CredentialExpiry, NextRenewal, Renewals, ExternalRequests, ExternalDuration, PendingRevocations, LiveKeys,

@@ -91,7 +91,7 @@ func (c Config) printable() printableConfig {
 	p := printableConfig{BaseURL: c.BaseURL, OrgID: c.OrgID, ActorID: c.ActorID, AllowHTTP: c.AllowHTTP,
 		Timeout: c.Timeout, HTTPClient: c.HTTPClient, Observe: c.Observe != nil}
 	if c.AdminKey != "" {
-		p.AdminKey = redacted
+		p.AdminKey = httpcore.Redacted
 	}
 	return p
 }
@@ -141,7 +141,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, &ConfigError{Field: h.field, Reason: he.Reason + " and cannot be sent as " + h.header}
 		}
 	}
-	return &Client{cfg: cfg, adminKey: adminKey, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: "reevit",
+	return &Client{cfg: cfg, adminKey: adminKey, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: service,
 		HTTP: httpcore.Client(cfg.HTTPClient), Timeout: cfg.Timeout, UserAgent: userAgent, Observe: cfg.Observe,
 	}}, nil
 }

@@ -705,21 +705,35 @@ func rawClient(t *testing.T, url string) *reevit.Client {
 }
 
 func TestRetryAfterSources(t *testing.T) {
-	tests := []struct {
-		name   string
-		header map[string]string
-		body   string
-		want   time.Duration
-	}{
+	testRetryAfter(t, []retryAfterCase{
 		{"body wins", map[string]string{"Retry-After": "5"}, `{"error":"rate_limited","retry_after":12}`, 12 * time.Second},
 		{"header seconds", map[string]string{"Retry-After": "7"}, `{"error":"rate_limited"}`, 7 * time.Second},
 		{"default 60s", nil, `not json`, 60 * time.Second},
-	}
+	})
+}
+
+// retryAfterCase is a 429 answer (header and body) and the delay
+// RetryAfter must read from it.
+type retryAfterCase struct {
+	name   string
+	header map[string]string
+	body   string
+	want   time.Duration
+}
+
+// testRetryAfter lists keys against each case's answer and checks the
+// delay RetryAfter returns, and that the error names no negative delay.
+func testRetryAfter(t *testing.T, tests []retryAfterCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := rawClient(t, rawServer(t, 429, tt.header, tt.body)).ListKeys(context.Background())
-			if d, ok := reevit.RetryAfter(err); !ok || d != tt.want {
+			d, ok := reevit.RetryAfter(err)
+			if !ok || d != tt.want {
 				t.Fatalf("RetryAfter = %v, %v; want %v", d, ok, tt.want)
+			}
+			if strings.Contains(err.Error(), "-") {
+				t.Fatalf("negative delay in %q", err)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package reevit
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/keywarden/keywarden/internal/httpcore"
@@ -15,28 +14,27 @@ var ErrInsecureURL = errors.New("reevit: refusing a non-https base URL (set Allo
 // mutation is called with an empty Idempotency-Key.
 var ErrMissingIdempotencyKey = errors.New("reevit: an Idempotency-Key is required for mutations")
 
-// InsecureURLError is returned by New for a non-https BaseURL when AllowHTTP
-// is false.
-type InsecureURLError struct {
-	// URL is the refused base URL.
-	URL string
-}
+// service names the API in error texts and to httpcore.
+const service = "reevit"
 
-func (e *InsecureURLError) Error() string {
-	return fmt.Sprintf("reevit: refusing non-https base URL %q (set AllowHTTP to permit it)", e.URL)
-}
+// InsecureURLError is returned by New for a non-https BaseURL when AllowHTTP
+// is false. Its field is httpcore.InsecureURLError's: URL, the refused base
+// URL.
+type InsecureURLError httpcore.InsecureURLError
+
+func (e *InsecureURLError) Error() string { return (*httpcore.InsecureURLError)(e).Describe(service) }
 
 // Is makes errors.Is(err, ErrInsecureURL) true.
 func (e *InsecureURLError) Is(target error) bool { return target == ErrInsecureURL }
 
+// The errors of an error answer have httpcore.StatusError's fields:
+// Operation ("create", "list" or "revoke"), StatusCode, Code (the body's
+// "error" field, e.g. "unauthorized") and Message (the body's "message"
+// field); ForbiddenError and RateLimitedError add theirs.
+
 // UnauthorizedError is a 401: the admin key is invalid, revoked, or not a key
 // of the organization.
-type UnauthorizedError struct {
-	Operation  string // "create", "list" or "revoke"
-	StatusCode int
-	Code       string // the body's "error" field, e.g. "unauthorized"
-	Message    string // the body's "message" field
-}
+type UnauthorizedError httpcore.StatusError
 
 func (e *UnauthorizedError) Error() string {
 	return describe(e.Operation, "unauthorized", e.StatusCode, e.Message)
@@ -57,53 +55,32 @@ func (e *ForbiddenError) Error() string {
 	return describe(e.Operation, "forbidden", e.StatusCode, e.Message)
 }
 
-// RateLimitedError is a 429.
-type RateLimitedError struct {
-	Operation  string
-	StatusCode int
-	Code       string
-	Message    string
-	// RetryAfter comes from the body's retry_after, else the Retry-After
-	// header, else 60s; it is always between 1s and 1h (httpcore.RetryAfter).
-	RetryAfter time.Duration
-}
+// RateLimitedError is a 429. Its fields are httpcore.RateLimitedError's:
+// those of the other error answers and RetryAfter, from the body's
+// retry_after, else the Retry-After header, else 60s, always between 1s and
+// 1h (httpcore.RetryAfter).
+type RateLimitedError httpcore.RateLimitedError
 
-func (e *RateLimitedError) Error() string {
-	return describe(e.Operation, fmt.Sprintf("rate limited, retry after %s", e.RetryAfter), e.StatusCode, e.Message)
-}
+func (e *RateLimitedError) Error() string { return (*httpcore.RateLimitedError)(e).Describe(service) }
 
 // NotFoundError is a 404 from create or list (a 404 from revoke is success).
-type NotFoundError struct {
-	Operation  string
-	StatusCode int
-	Code       string
-	Message    string
-}
+type NotFoundError httpcore.StatusError
 
 func (e *NotFoundError) Error() string {
 	return describe(e.Operation, "not found", e.StatusCode, e.Message)
 }
 
 // ServerError is any 5xx.
-type ServerError struct {
-	Operation  string
-	StatusCode int
-	Code       string
-	Message    string
-}
+type ServerError httpcore.StatusError
 
 func (e *ServerError) Error() string {
 	return describe(e.Operation, "server error", e.StatusCode, e.Message)
 }
 
 // BadRequestError is any other 4xx (400, 409, 422, ...): the request itself
-// is wrong and resending it unchanged will not help.
-type BadRequestError struct {
-	Operation  string
-	StatusCode int
-	Code       string // e.g. "bad_request", "idempotency_key_reused"
-	Message    string
-}
+// is wrong and resending it unchanged will not help. Its Code is e.g.
+// "bad_request" or "idempotency_key_reused".
+type BadRequestError httpcore.StatusError
 
 func (e *BadRequestError) Error() string {
 	return describe(e.Operation, "request rejected", e.StatusCode, e.Message)
@@ -117,15 +94,12 @@ func (e *BadRequestError) IdempotencyKeyReused() bool {
 
 // UnexpectedResponseError is an answer the client cannot use: a 1xx/3xx
 // status (redirects are never followed, so the admin key is never sent
-// elsewhere), or a 2xx body that is not the documented JSON.
-type UnexpectedResponseError struct {
-	Operation  string
-	StatusCode int
-	Reason     string
-}
+// elsewhere), or a 2xx body that is not the documented JSON. Its fields are
+// httpcore.UnexpectedResponseError's: Operation, StatusCode and Reason.
+type UnexpectedResponseError httpcore.UnexpectedResponseError
 
 func (e *UnexpectedResponseError) Error() string {
-	return describe(e.Operation, "unexpected response", e.StatusCode, e.Reason)
+	return (*httpcore.UnexpectedResponseError)(e).Describe(service)
 }
 
 // MalformedKeyError is a create answer (2xx) that names the key Reevit
@@ -171,7 +145,7 @@ type ConfigError struct {
 	Reason string
 }
 
-func (e *ConfigError) Error() string { return "reevit: " + e.Field + " " + e.Reason }
+func (e *ConfigError) Error() string { return service + ": " + e.Field + " " + e.Reason }
 
 // NetworkError is a transport failure: no HTTP answer was read. The request
 // may or may not have reached the server, so mutations must be retried with
@@ -204,5 +178,5 @@ func RetryAfter(err error) (time.Duration, bool) {
 }
 
 func describe(op, what string, status int, msg string) string {
-	return httpcore.Describe("reevit", op, what, status, msg)
+	return httpcore.Describe(service, op, what, status, msg)
 }

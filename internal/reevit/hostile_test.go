@@ -95,31 +95,14 @@ func TestHostileListAnswers(t *testing.T) {
 
 // A 429 never parks a caller for more than an hour, and no value overflows.
 func TestRetryAfterIsCapped(t *testing.T) {
-	tests := []struct {
-		name   string
-		header map[string]string
-		body   string
-		want   time.Duration
-	}{
+	testRetryAfter(t, []retryAfterCase{
 		{"retry_after 999999999 (31.7 years)", nil, `{"error":"rate_limited","retry_after":999999999}`, time.Hour},
 		{"retry_after 9999999999 would overflow", nil, `{"error":"rate_limited","retry_after":9999999999}`, time.Hour},
 		{"retry_after as a huge string", nil, `{"error":"rate_limited","retry_after":"9999999999"}`, time.Hour},
 		{"Retry-After header far ahead", map[string]string{"Retry-After": "99999999999"}, `{}`, time.Hour},
 		{"Retry-After date in year 9999", map[string]string{"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}, `{}`, time.Hour},
 		{"retry_after a microsecond", nil, `{"retry_after":0.000001}`, time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := rawClient(t, rawServer(t, 429, tt.header, tt.body)).ListKeys(context.Background())
-			d, ok := reevit.RetryAfter(err)
-			if !ok || d != tt.want {
-				t.Fatalf("RetryAfter = %v, %v; want %v", d, ok, tt.want)
-			}
-			if strings.Contains(err.Error(), "-") {
-				t.Fatalf("negative delay in %q", err)
-			}
-		})
-	}
+	})
 }
 
 // TestConfigHeaderValues: a secret's surrounding white space is dropped; any

@@ -7,9 +7,6 @@ import (
 	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
-// redacted replaces secret values wherever a Key or Config is printed.
-const redacted = "[REDACTED]"
-
 // Key is a Reevit API key as the API describes it.
 //
 // Printing a Key with any fmt verb (%v, %+v, %#v, %s, ...) shows "[REDACTED]"
@@ -32,21 +29,14 @@ type Key struct {
 	CreatedAt time.Time
 }
 
-// printableKey mirrors Key without any methods, so fmt can print it without
+// printableKey is Key without any methods, so fmt can print it without
 // recursing into Key.Format.
-type printableKey struct {
-	ID        string
-	Name      string
-	Key       string
-	Prefix    string
-	Scopes    []string
-	CreatedAt time.Time
-}
+type printableKey Key
 
 func (k Key) printable() printableKey {
-	p := printableKey{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes, CreatedAt: k.CreatedAt}
-	if k.Key != "" {
-		p.Key = redacted
+	p := printableKey(k)
+	if p.Key != "" {
+		p.Key = httpcore.Redacted
 	}
 	return p
 }

@@ -97,7 +97,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, &ConfigError{Field: "Host", Reason: fmt.Sprintf("must be a bare host name such as acme.psarev.io (got %q)", httpcore.Sanitize(cfg.Host))}
 		}
 	}
-	return &Client{cfg: cfg, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: "revio",
+	return &Client{cfg: cfg, base: strings.TrimRight(u.String(), "/"), core: httpcore.Caller{Service: service,
 		HTTP: httpcore.Client(cfg.HTTPClient), Timeout: cfg.Timeout, UserAgent: userAgent, Observe: cfg.Observe,
 	}}, nil
 }

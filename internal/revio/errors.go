@@ -2,7 +2,6 @@ package revio
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/keywarden/keywarden/internal/httpcore"
@@ -11,16 +10,15 @@ import (
 // ErrInsecureURL is matched (errors.Is) by every *InsecureURLError.
 var ErrInsecureURL = errors.New("revio: refusing a non-https base URL (set AllowHTTP to permit it)")
 
-// InsecureURLError is returned by New for a non-https BaseURL when AllowHTTP
-// is false: the API key and the tokens must only travel over TLS.
-type InsecureURLError struct {
-	// URL is the refused base URL.
-	URL string
-}
+// service names the API in error texts and to httpcore.
+const service = "revio"
 
-func (e *InsecureURLError) Error() string {
-	return fmt.Sprintf("revio: refusing non-https base URL %q (set AllowHTTP to permit it)", e.URL)
-}
+// InsecureURLError is returned by New for a non-https BaseURL when AllowHTTP
+// is false: the API key and the tokens must only travel over TLS. Its field
+// is httpcore.InsecureURLError's: URL, the refused base URL.
+type InsecureURLError httpcore.InsecureURLError
+
+func (e *InsecureURLError) Error() string { return (*httpcore.InsecureURLError)(e).Describe(service) }
 
 // Is makes errors.Is(err, ErrInsecureURL) true.
 func (e *InsecureURLError) Is(target error) bool { return target == ErrInsecureURL }
@@ -63,28 +61,18 @@ func (e *UnauthorizedError) Error() string {
 	return describe(OpCall, "unauthorized (exchange the API key again)", e.StatusCode, e.Message)
 }
 
-// RateLimitedError is a 429.
-type RateLimitedError struct {
-	Operation  string // "exchange" or "call"
-	StatusCode int
-	Code       string
-	Message    string
-	// RetryAfter comes from the body's retry_after, else the Retry-After
-	// header, else 60s; it is always between 1s and 1h (httpcore.RetryAfter).
-	RetryAfter time.Duration
-}
+// RateLimitedError is a 429. Its fields are httpcore.RateLimitedError's:
+// Operation ("exchange" or "call"), StatusCode, Code, Message (the body's
+// "error" and "message" fields) and RetryAfter, from the body's
+// retry_after, else the Retry-After header, else 60s, always between 1s and
+// 1h (httpcore.RetryAfter).
+type RateLimitedError httpcore.RateLimitedError
 
-func (e *RateLimitedError) Error() string {
-	return describe(e.Operation, fmt.Sprintf("rate limited, retry after %s", e.RetryAfter), e.StatusCode, e.Message)
-}
+func (e *RateLimitedError) Error() string { return (*httpcore.RateLimitedError)(e).Describe(service) }
 
-// ServerError is any 5xx.
-type ServerError struct {
-	Operation  string
-	StatusCode int
-	Code       string
-	Message    string
-}
+// ServerError is any 5xx. Its fields are httpcore.StatusError's: Operation,
+// StatusCode, Code and Message.
+type ServerError httpcore.StatusError
 
 func (e *ServerError) Error() string {
 	return describe(e.Operation, "server error", e.StatusCode, e.Message)
@@ -93,15 +81,12 @@ func (e *ServerError) Error() string {
 // ProtocolError is an answer the client cannot use: a 2xx exchange response
 // without data.token, a non-JSON body, a 1xx/3xx status on the exchange
 // (redirects are never followed, so the key is never sent elsewhere), or a
-// body over 1 MiB.
-type ProtocolError struct {
-	Operation  string
-	StatusCode int
-	Reason     string
-}
+// body over 1 MiB. Its fields are httpcore.UnexpectedResponseError's:
+// Operation, StatusCode and Reason.
+type ProtocolError httpcore.UnexpectedResponseError
 
 func (e *ProtocolError) Error() string {
-	return describe(e.Operation, "unexpected response", e.StatusCode, e.Reason)
+	return (*httpcore.UnexpectedResponseError)(e).Describe(service)
 }
 
 // ConfigError is a value the client cannot send: a Config field (BaseURL,
@@ -115,7 +100,7 @@ type ConfigError struct {
 	Reason string
 }
 
-func (e *ConfigError) Error() string { return "revio: " + e.Field + " " + e.Reason }
+func (e *ConfigError) Error() string { return service + ": " + e.Field + " " + e.Reason }
 
 // NetworkError is a transport failure: no complete HTTP answer was read.
 //
@@ -148,5 +133,5 @@ func RetryAfter(err error) (time.Duration, bool) {
 }
 
 func describe(op, what string, status int, msg string) string {
-	return httpcore.Describe("revio", op, what, status, msg)
+	return httpcore.Describe(service, op, what, status, msg)
 }

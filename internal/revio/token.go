@@ -11,9 +11,6 @@ import (
 	"github.com/keywarden/keywarden/internal/httpcore"
 )
 
-// redacted replaces secret values wherever a Token or Config is printed.
-const redacted = "[REDACTED]"
-
 // Token is a Rev.io JWT obtained by Exchange.
 //
 // Printing a Token with any fmt verb (%v, %+v, %#v, %s, ...) or encoding it
@@ -33,18 +30,14 @@ type Token struct {
 // HasExpiry reports whether the token's expiry is known.
 func (t Token) HasExpiry() bool { return !t.ExpiresAt.IsZero() }
 
-// printableToken mirrors Token without any methods, so fmt can print it
+// printableToken is Token without any methods, so fmt can print it
 // without recursing into Token.Format.
-type printableToken struct {
-	JWT       string
-	IssuedAt  time.Time
-	ExpiresAt time.Time
-}
+type printableToken Token
 
 func (t Token) printable() printableToken {
-	p := printableToken{IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt}
-	if t.JWT != "" {
-		p.JWT = redacted
+	p := printableToken(t)
+	if p.JWT != "" {
+		p.JWT = httpcore.Redacted
 	}
 	return p
 }
