@@ -93,6 +93,6 @@ for s in $suites; do
 done
 echo "== summary (burner: $([[ $burn == 1 ]] && echo on || echo off); suites $([[ $parallel == 1 ]] && echo side by side || echo one at a time))"
 for s in $suites; do echo "$s: ${passed[$s]}/$n passed"; done
-awk '{l[NR]=$1} END {if (NR) {asort(l); printf "load average (1 min, sampled every 30 s): median %s, max %s\n", l[int((NR+1)/2)], l[NR]}}' "$logs/load" 2>/dev/null
+awk '{l[NR]=$1} END {if (NR) {n = NR; for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (l[j] + 0 < l[i] + 0) {t = l[i]; l[i] = l[j]; l[j] = t}; printf "load average (1 min, sampled every 30 s): median %s, max %s\n", l[int((NR+1)/2)], l[NR]}}' "$logs/load" 2>/dev/null
 echo "logs: $logs (passed runs gzipped)"
 exit $status
